@@ -1,0 +1,43 @@
+# Two commands for a newcomer: `make app` and `make test`. Everything else is a helper target.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+TWIN_DIR ?= data/generated/default
+
+.PHONY: app test twin validate bench lint install browser-deps clean
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+twin: install  ## build the default twin if it is not built yet
+	$(BIN)/twin build --out $(TWIN_DIR) --if-missing
+
+validate: twin
+	$(BIN)/twin validate --twin $(TWIN_DIR)
+
+browser-deps:  ## node packages for the browser tests and the drawing component (if the project has them)
+	@if [ -f package.json ]; then npm ci --no-audit --no-fund --loglevel=error || npm install --no-audit --no-fund --loglevel=error; fi
+
+app: twin browser-deps  ## build the twin if needed and start the map app on http://localhost:8501
+	$(BIN)/streamlit run apps/streamlit_app.py --server.headless true --browser.gatherUsageStats false
+
+test: twin browser-deps  ## the whole test suite
+	$(BIN)/python -m pytest -q
+
+bench: twin
+	$(BIN)/python benchmarks/lasso.py
+
+lint: install
+	$(BIN)/ruff check twin layers apps tests benchmarks
+	$(BIN)/mypy
+
+clean:
+	rm -rf $(VENV) data/generated tests/artifacts node_modules

@@ -1,0 +1,1 @@
+"""pydeck layer builders: data in, pydeck.Layer out."""

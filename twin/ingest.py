@@ -1,0 +1,1 @@
+"""Real data in: building footprints and grid polygons (GeoJSON / GeoPackage / GeoParquet)."""

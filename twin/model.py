@@ -1,0 +1,122 @@
+"""The twin as typed frames, and loading it from disk.
+
+Layout of a twin directory (all geometry WGS84 / EPSG:4326, areas in km² measured in EPSG:4547)::
+
+    manifest.json       seed, generator version, counts, sha256 of every file
+    population.tif      population surface used (synthetic unless a real raster was ingested)
+    cells.parquet       cell (uint64 H3 res 11, sorted), lng, lat, pop_raster, grid_code  ← the partition
+    towns.parquet       GeoParquet: town_code, town_name, area_km2, n_cells, synthetic
+    communities.parquet GeoParquet: community_code, community_name, short_name, kind, town_code, area_km2 …
+    grids.parquet       GeoParquet: grid_code, grid_name, community_code, town_code, area_km2, n_cells …
+    buildings.parquet   GeoParquet footprints: building_id, use, floors, height_m, footprint_m2, dwellings,
+                        residents, businesses, cell, lng, lat (centroid = the building's point), source
+    dwellings.parquet   dwelling_id, building_id, occupied, household_id (-1 = vacant)
+    persons.parquet     person_id, household_id, dwelling_id, building_id, sex, birth_date, disabled,
+                        low_income, pregnant  (SYNTHETIC people, never real records)
+    businesses.parquet  business_id, building_id, kind, industry, credit
+    workers.parquet     worker_id, name, grid_code, status, lng, lat
+    cameras.parquet     camera_id, kind, lng, lat
+
+A record's location is its building's point (``lng``, ``lat``); its cell is the building's ``cell``; its grid is
+the cell's grid in the partition in force.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+from shapely.geometry.base import BaseGeometry
+
+from twin.errors import NotFoundError, TwinNotBuiltError
+from twin.geography import district_boundary
+from twin.io import default_twin_dir, read_json, read_table
+
+__all__ = ["Twin", "load", "TABLES", "GEO_TABLES"]
+
+TABLES = ("cells", "towns", "communities", "grids", "buildings", "dwellings", "persons", "businesses", "workers",
+          "cameras")
+GEO_TABLES = ("towns", "communities", "grids", "buildings")
+
+
+@dataclass
+class Twin:
+    """A loaded twin. Frames are plain pandas/GeoPandas objects; treat them as read-only."""
+
+    root: Path
+    manifest: dict[str, Any]
+    district: BaseGeometry
+    cells: pd.DataFrame
+    towns: gpd.GeoDataFrame
+    communities: gpd.GeoDataFrame
+    grids: gpd.GeoDataFrame
+    buildings: gpd.GeoDataFrame
+    dwellings: pd.DataFrame
+    persons: pd.DataFrame
+    businesses: pd.DataFrame
+    workers: pd.DataFrame
+    cameras: pd.DataFrame
+    cache: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @property
+    def as_of(self) -> dt.date:
+        """Reference date for ages (elderly 70+/80+ are derived from birth dates on this day)."""
+        return dt.date.fromisoformat(self.manifest["as_of"])
+
+    @property
+    def seed(self) -> int:
+        return int(self.manifest["seed"])
+
+    def grid(self, code: str) -> pd.Series:
+        """One grid's row; :class:`NotFoundError` names the unknown code."""
+        return _row(self.grids, "grid_code", code, "grid")
+
+    def community(self, code: str) -> pd.Series:
+        return _row(self.communities, "community_code", code, "community")
+
+    def town(self, code: str) -> pd.Series:
+        return _row(self.towns, "town_code", code, "town")
+
+    def grid_of_cells(self, cells: np.ndarray) -> np.ndarray:
+        """Grid code for each ``uint64`` cell (``""`` for cells outside the partition)."""
+        table = self.cells["cell"].to_numpy()
+        pos = np.searchsorted(table, cells)
+        pos[pos >= len(table)] = 0
+        hit = table[pos] == cells
+        codes = self.cells["grid_code"].to_numpy().astype(object)
+        return np.where(hit, codes[pos], "")
+
+
+def _row(frame: pd.DataFrame, col: str, code: str, what: str) -> pd.Series:
+    hit = frame.loc[frame[col] == str(code)]
+    if hit.empty:
+        examples = ", ".join(frame[col].astype(str).head(3))
+        raise NotFoundError(f"unknown {what} code {code!r}; codes look like {examples} ({len(frame)} {what}s).")
+    return hit.iloc[0]
+
+
+def load(path: str | Path | None = None) -> Twin:
+    """Load a built twin (default: :func:`twin.io.default_twin_dir`).
+
+    Raises :class:`TwinNotBuiltError` when the directory has no manifest (run ``twin build`` first).
+    """
+    root = Path(path) if path is not None else default_twin_dir()
+    manifest_path = root / "manifest.json"
+    if not manifest_path.exists():
+        raise TwinNotBuiltError(f"no twin at {root} (no manifest.json). Build one with `twin build --out {root}`.")
+    manifest = read_json(manifest_path)
+    frames: dict[str, Any] = {t: read_table(root / f"{t}.parquet", geo=t in GEO_TABLES) for t in TABLES}
+    twin = Twin(root=root, manifest=manifest, district=district_boundary(), **frames)
+    _attach_grid_codes(twin)
+    return twin
+
+
+def _attach_grid_codes(twin: Twin) -> None:
+    """Derived column: each building's grid from its cell (the partition in force)."""
+    codes = twin.grid_of_cells(twin.buildings["cell"].to_numpy())
+    twin.buildings["grid_code"] = pd.Categorical(codes)
