@@ -1,0 +1,142 @@
+"""Mutable state (partition versions, edits, incidents, audit log, users) in one transactional store.
+
+* Embedded default: SQLite in WAL mode at ``<twin dir>/state.sqlite`` (no server to install).
+* Server deployment: PostgreSQL (+ PostGIS) selected by a ``postgresql://`` URL (needs ``psycopg``).
+
+Modules write portable SQL with ``?`` placeholders and the DDL types ``TEXT``, ``INTEGER``, ``BIGINT``,
+``REAL``, ``BLOB`` and ``INTEGER PRIMARY KEY AUTOINCREMENT``; :meth:`Store.ddl` and the PostgreSQL cursor
+translate them. Every write happens inside :meth:`Store.transaction`, which serialises writers
+(SQLite ``BEGIN IMMEDIATE``; PostgreSQL ``SERIALIZABLE``-free row locks are the caller's ``SELECT … FOR UPDATE``
+via :meth:`Store.lock_clause`), so a crash mid-write leaves the last committed state intact.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+__all__ = ["Store", "open_store"]
+
+
+class Store:
+    """A connection factory plus a transaction helper for one database URL."""
+
+    def __init__(self, url: str | Path) -> None:
+        s = str(url)
+        if s.startswith(("postgresql://", "postgres://")):
+            self.dialect = "postgresql"
+            self.url = s
+        else:
+            self.dialect = "sqlite"
+            path = s[len("sqlite:///"):] if s.startswith("sqlite:///") else s
+            self.path = Path(path)
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.url = f"sqlite:///{self.path}"
+        self._local = threading.local()
+        self._schemas: set[str] = set()
+
+    # -- connections -------------------------------------------------------------------------------------
+    def _connect(self) -> Any:
+        if self.dialect == "sqlite":
+            con = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=False)
+            con.execute("PRAGMA journal_mode=WAL")
+            con.execute("PRAGMA synchronous=FULL")
+            con.execute("PRAGMA foreign_keys=ON")
+            return con
+        import psycopg
+
+        return psycopg.connect(self.url, autocommit=True)
+
+    @property
+    def connection(self) -> Any:
+        con = getattr(self._local, "con", None)
+        if con is None:
+            con = self._local.con = self._connect()
+        return con
+
+    def close(self) -> None:
+        con = getattr(self._local, "con", None)
+        if con is not None:
+            con.close()
+            self._local.con = None
+
+    # -- SQL ---------------------------------------------------------------------------------------------
+    def ddl(self, sql: str) -> str:
+        """Translate portable DDL to this dialect."""
+        if self.dialect == "postgresql":
+            sql = re.sub(r"INTEGER PRIMARY KEY AUTOINCREMENT", "BIGSERIAL PRIMARY KEY", sql, flags=re.I)
+            sql = re.sub(r"\bBLOB\b", "BYTEA", sql, flags=re.I)
+        return sql
+
+    def _sql(self, sql: str) -> str:
+        return sql.replace("?", "%s") if self.dialect == "postgresql" else sql
+
+    def lock_clause(self) -> str:
+        """``FOR UPDATE`` on PostgreSQL (row lock inside a transaction); empty on SQLite (whole-db write lock)."""
+        return " FOR UPDATE" if self.dialect == "postgresql" else ""
+
+    def ensure_schema(self, name: str, statements: Sequence[str]) -> None:
+        """Run ``CREATE … IF NOT EXISTS`` statements once per process for schema ``name``."""
+        if name in self._schemas:
+            return
+        with self.transaction() as tx:
+            for st in statements:
+                tx.execute(self.ddl(st))
+        self._schemas.add(name)
+
+    @contextmanager
+    def transaction(self) -> Iterator[_Tx]:
+        """A write transaction: commits on success, rolls back on any exception."""
+        con = self.connection
+        if self.dialect == "sqlite":
+            con.execute("BEGIN IMMEDIATE")
+        else:
+            con.execute("BEGIN")
+        try:
+            yield _Tx(self, con)
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        con.execute("COMMIT")
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
+        """Read-only query outside an explicit transaction."""
+        cur = self.connection.execute(self._sql(sql), tuple(params))
+        return list(cur.fetchall())
+
+
+class _Tx:
+    def __init__(self, store: Store, con: Any) -> None:
+        self._store = store
+        self._con = con
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        return self._con.execute(self._store._sql(sql), tuple(params))
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
+        return list(self.execute(sql, params).fetchall())
+
+    def insert(self, sql: str, params: Sequence[Any] = ()) -> int:
+        """INSERT and return the new row id (``RETURNING id`` is appended on PostgreSQL)."""
+        if self._store.dialect == "postgresql":
+            return int(self.execute(sql + " RETURNING id", params).fetchone()[0])
+        return int(self.execute(sql, params).lastrowid)
+
+
+def open_store(url: str | Path | None = None, *, twin_root: str | Path | None = None) -> Store:
+    """The store at ``url``; else ``$TWIN_DATABASE_URL``; else ``<twin_root>/state.sqlite``."""
+    import os
+
+    if url is None:
+        url = os.environ.get("TWIN_DATABASE_URL")
+    if url is None:
+        from twin.io import default_twin_dir
+
+        root = Path(twin_root) if twin_root is not None else default_twin_dir()
+        url = root / "state.sqlite"
+    return Store(url)
