@@ -161,7 +161,7 @@ def build_twin(
         idx = np.flatnonzero(town_code == t)
         members = comm_meta[comm_meta["town_code"] == t]
         k = len(members)
-        lab = bisect_labels(xy[idx], res_cell[idx] + 0.5 * mean_res, k)
+        lab = bisect_labels(xy[idx], res_cell[idx] + 0.5 * mean_res, k, seed=int(seeds[7]) + int(t))
         sub_adj = adjacency[idx][:, idx]
         lab = repair_contiguity(lab, sub_adj)
         comm_code[idx] = _name_regions(lab, res_cell[idx], members, k)
@@ -172,7 +172,8 @@ def build_twin(
         sources["grids"] = f"user file {Path(grids_path).name}"
     else:
         log(f"grids: {n_grids} grids of comparable workload inside the communities")
-        grid_code, grids_meta = _make_grids(cells, xy, adjacency, comm_code, cell_work, comm_meta, n_grids)
+        grid_code, grids_meta = _make_grids(cells, xy, adjacency, comm_code, cell_work, comm_meta, n_grids,
+                                             seed=int(seeds[8]))
         sources["grids"] = "synthetic"
 
     log("polygons: towns, communities, grids (clipped to the district)")
@@ -338,7 +339,7 @@ def _name_regions(lab: np.ndarray, res: np.ndarray, members: pd.DataFrame, k: in
     return codes[lab]
 
 
-def _make_grids(cells, xy, adjacency, comm_code, cell_work, comm_meta, n_grids):
+def _make_grids(cells, xy, adjacency, comm_code, cell_work, comm_meta, n_grids, *, seed: int):
     comm_list = comm_meta["community_code"].to_numpy()
     comm_work = np.array([cell_work[comm_code == c].sum() for c in comm_list])
     per_comm = allocate_counts(comm_work, n_grids, minimum=1)
@@ -347,7 +348,7 @@ def _make_grids(cells, xy, adjacency, comm_code, cell_work, comm_meta, n_grids):
     mean_w = cell_work.mean()
     for c, k, name in zip(comm_list, per_comm, comm_meta["community_name"]):
         idx = np.flatnonzero(comm_code == c)
-        lab = bisect_labels(xy[idx], cell_work[idx] + 0.05 * mean_w, int(k))
+        lab = bisect_labels(xy[idx], cell_work[idx] + 0.05 * mean_w, int(k), seed=seed + int(c))
         lab = repair_contiguity(lab, adjacency[idx][:, idx])
         # renumber labels 1..k west→east / north→south by their centroid for readable codes
         uniq = np.unique(lab)

@@ -57,12 +57,14 @@ def allocate_counts(weights: np.ndarray, total: int, *, minimum: int = 1) -> np.
     return out
 
 
-def bisect_labels(xy: np.ndarray, weight: np.ndarray, k: int) -> np.ndarray:
+def bisect_labels(xy: np.ndarray, weight: np.ndarray, k: int, *, seed: int = 0, jitter_deg: float = 25.0) -> np.ndarray:
     """Split points into ``k`` parts of near-equal total ``weight`` by recursive bisection.
 
-    Each cut is perpendicular to the longer side of the part's bounding box, at the weighted quantile that
-    gives the two halves their share (⌊k/2⌋ and ⌈k/2⌉ parts). Returns labels 0…k-1.
+    Each cut is perpendicular to the part's principal axis (turned by up to ``jitter_deg`` at random, so that
+    boundaries are not all parallel), at the weighted quantile that gives the two halves their share
+    (⌊k/2⌋ and ⌈k/2⌉ parts). Returns labels 0…k-1.
     """
+    rng = np.random.default_rng(seed)
     labels = np.zeros(len(xy), dtype=np.int64)
     w = np.asarray(weight, dtype=float) + 1e-9  # every point counts a little, so empty land is still cut
 
@@ -70,10 +72,14 @@ def bisect_labels(xy: np.ndarray, weight: np.ndarray, k: int) -> np.ndarray:
         if k_here <= 1 or len(idx) <= 1:
             labels[idx] = first
             return
-        pts = xy[idx]
-        span = pts.max(axis=0) - pts.min(axis=0)
-        axis = int(np.argmax(span))
-        order = idx[np.argsort(pts[:, axis], kind="stable")]
+        pts = xy[idx] - xy[idx].mean(axis=0)
+        cov = np.cov(pts.T) if len(idx) > 2 else np.eye(2)
+        vals, vecs = np.linalg.eigh(cov)
+        axis = vecs[:, int(np.argmax(vals))]
+        a = np.deg2rad(rng.uniform(-jitter_deg, jitter_deg))
+        rot = np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
+        proj = pts @ (rot @ axis)
+        order = idx[np.argsort(proj, kind="stable")]
         k1 = k_here // 2
         cw = np.cumsum(w[order])
         cut = int(np.searchsorted(cw, cw[-1] * k1 / k_here))
