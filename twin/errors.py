@@ -17,6 +17,7 @@ __all__ = [
     "PartitionError",
     "PermissionDenied",
     "TwinNotBuiltError",
+    "InvalidTransition",
 ]
 
 
@@ -61,3 +62,14 @@ class PermissionDenied(TwinError):
 
 class TwinNotBuiltError(TwinError, FileNotFoundError):
     """No twin has been built in the data directory yet."""
+
+
+class GCJ02Warning(UserWarning):
+    """Input coordinates look like GCJ-02 (Amap/Tencent), ≈ 600 m off WGS84 here; convert with ``from_gcj02``."""
+
+
+__all__ += ["GCJ02Warning"]
+
+
+class InvalidTransition(ValidationError):
+    """An incident action that its current state does not allow (e.g. resolving a case nobody started)."""

@@ -100,7 +100,7 @@ def label_components(labels: np.ndarray, adjacency: sp.csr_matrix) -> tuple[int,
 
 
 def repair_contiguity(
-    labels: np.ndarray, adjacency: sp.csr_matrix, *, parent: np.ndarray | None = None, max_rounds: int = 50
+    labels: np.ndarray, adjacency: sp.csr_matrix, *, parent: np.ndarray | None = None, max_rounds: int = 10_000
 ) -> np.ndarray:
     """Make every label one connected piece: keep each label's largest component, hand the other pieces to the
     neighbouring label they share most edges with (only labels with the same ``parent[cell]`` when given).
@@ -124,7 +124,8 @@ def repair_contiguity(
             return labels
         changed = False
         # edges leaving orphan components
-        cross = (comp[coo.row] != comp[coo.col]) & ~main[comp[coo.row]]
+        # only into a label's main piece, so pieces never chase each other round and round
+        cross = (comp[coo.row] != comp[coo.col]) & ~main[comp[coo.row]] & main[comp[coo.col]]
         if parent is not None:
             cross &= parent[coo.row] == parent[coo.col]
         src_comp = comp[coo.row[cross]]
