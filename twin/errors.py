@@ -73,3 +73,10 @@ __all__ += ["GCJ02Warning"]
 
 class InvalidTransition(ValidationError):
     """An incident action that its current state does not allow (e.g. resolving a case nobody started)."""
+
+
+class AuthenticationError(PermissionDenied):
+    """No API key, or a malformed, unknown or revoked one (HTTP 401; :class:`PermissionDenied` is 403)."""
+
+
+__all__ += ["AuthenticationError"]
