@@ -28,6 +28,7 @@ from twin.buildings import FLOOR_HEIGHT_M, layout_buildings
 from twin.businesses import generate_businesses
 from twin.cells import PARTITION_RES, cells_adjacency, cells_to_latlng, geometry_to_cells
 from twin.crs import lnglat_to_xy
+from twin.errors import IngestError
 from twin.geography import DISTRICT_CODE, district_boundary, nbs_communities, nbs_towns, town_seats
 from twin.hierarchy import short_name, units_to_polygons
 from twin.io import default_twin_dir, sha256_file, write_json, write_table
@@ -80,6 +81,10 @@ def build_twin(
     from twin import ingest  # local: ingest imports build helpers too
 
     log: Callable[[str], None] = progress if callable(progress) else _Progress(bool(progress))
+    for label, given in (("population raster", population_raster), ("buildings", buildings_path),
+                         ("grids", grids_path)):
+        if given is not None and not Path(given).is_file():
+            raise IngestError(f"{given}: {label} file not found.")
     out = Path(out) if out is not None else default_twin_dir()
     work = out.parent / f".{out.name}.building"
     if work.exists():
@@ -121,6 +126,9 @@ def build_twin(
     else:
         log(f"buildings: reading {buildings_path}")
         buildings = ingest.read_buildings(buildings_path, district, cells, from_gcj02=from_gcj02)
+        buildings["source"] = f"user:{Path(buildings_path).name}"
+        for note in buildings.attrs.get("notes", []):
+            log(f"buildings: {note}")
         sources["buildings"] = f"user file {Path(buildings_path).name}"
 
     log("residents: persons per building, households, dwellings")
