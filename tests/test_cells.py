@@ -2,8 +2,15 @@ import numpy as np
 import pytest
 import shapely
 
-from twin.cells import (PARTITION_RES, cell_edge_m, cells_adjacency, cells_to_geometry, cells_to_latlng,
-                        geometry_to_cells, latlng_to_cells)
+from twin.cells import (
+    PARTITION_RES,
+    cell_edge_m,
+    cells_adjacency,
+    cells_to_geometry,
+    cells_to_latlng,
+    geometry_to_cells,
+    latlng_to_cells,
+)
 from twin.crs import area_km2
 from twin.errors import ValidationError
 

@@ -1,10 +1,20 @@
+import geopandas as gpd
 import numpy as np
 import pytest
 import shapely
-import geopandas as gpd
 
-from twin.crs import (METRIC_CRS, STORAGE_CRS, area_km2, gcj02_to_wgs84, geometry_to_metric, geometry_to_storage,
-                      lnglat_to_xy, to_metric, wgs84_to_gcj02, xy_to_lnglat)
+from twin.crs import (
+    METRIC_CRS,
+    STORAGE_CRS,
+    area_km2,
+    gcj02_to_wgs84,
+    geometry_to_metric,
+    geometry_to_storage,
+    lnglat_to_xy,
+    to_metric,
+    wgs84_to_gcj02,
+    xy_to_lnglat,
+)
 from twin.errors import CRSError
 
 

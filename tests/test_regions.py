@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 import shapely
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from twin.cells import cells_adjacency, cells_to_latlng, geometry_to_cells
 from twin.crs import lnglat_to_xy

@@ -1,7 +1,5 @@
 """The default twin: calibration to published totals, nesting, plausibility of the synthetic people."""
 
-import numpy as np
-import pandas as pd
 import pytest
 import shapely
 

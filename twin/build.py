@@ -11,7 +11,6 @@ The pipeline (each step seeded from ``seed``; same seed → same files, byte for
 
 from __future__ import annotations
 
-import datetime as dt
 import shutil
 import sys
 import time

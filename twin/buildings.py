@@ -90,7 +90,7 @@ def layout_buildings(
     n_h = np.minimum(7, np.ceil(persons[hi] / 10.0)).astype(int)
     children = cells_to_children(cells[hi], 12)
     pick_cell, pick_child = [], []
-    for i, (ci, ch, k) in enumerate(zip(hi.tolist(), children, n_h.tolist())):
+    for ci, ch, k in zip(hi.tolist(), children, n_h.tolist()):
         sel = rng.choice(len(ch), size=min(k, len(ch)), replace=False)
         pick_cell.extend([ci] * len(sel))
         pick_child.append(ch[sel])
