@@ -1,0 +1,1 @@
+"""Custom Streamlit components of the map app."""

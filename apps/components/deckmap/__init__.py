@@ -1,0 +1,91 @@
+"""``deck_map``: a deck.gl map component that renders pydeck layers and lets the user draw an area.
+
+Why a custom component: ``st.pydeck_chart`` cannot draw polygons. This one renders the same pydeck layer JSON
+with deck.gl (through ``@deck.gl/json``), adds a freehand lasso and a click-the-corners polygon tool, keeps the
+view across reruns (the iframe keeps its own view state; Python only moves it with ``fly_to``) and returns events:
+
+``{"event": "draw", "seq": …, "geojson": Feature, "view": {...}}`` — a finished drawing (WGS84 lng/lat),
+``{"event": "click", "layer": id, "properties": {...}}`` — a click on a layer listed in ``click_layers``,
+``{"event": "view", "bbox": [w, s, e, n]}`` — the view moved outside ``loaded_bbox`` while zoomed in,
+``{"event": "clear"}`` — the user cleared the drawing.
+
+The deck.gl bundles come from npm (``package.json``: ``deck.gl``); :func:`ensure_vendor` copies them from
+``node_modules`` into ``frontend/vendor`` (git-ignored) at start-up, so a fresh clone needs only ``npm ci``
+(which ``make app``/``make test`` run).
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import streamlit.components.v1 as components
+
+__all__ = ["deck_map", "ensure_vendor", "VendorMissingError", "FRONTEND", "VENDOR_FILES"]
+
+FRONTEND = Path(__file__).parent / "frontend"
+_ROOT = Path(__file__).resolve().parents[3]
+#: vendor file name → path under node_modules
+VENDOR_FILES = {
+    "deck.gl.min.js": Path("deck.gl/dist.min.js"),
+    "deck.gl-json.min.js": Path("@deck.gl/json/dist.min.js"),
+}
+
+
+class VendorMissingError(RuntimeError):
+    """The deck.gl bundles are not installed (``npm ci`` was not run)."""
+
+
+def ensure_vendor(node_modules: Path | None = None) -> list[Path]:
+    """Copy the deck.gl bundles from ``node_modules`` into ``frontend/vendor`` when missing or outdated.
+
+    Returns the vendor paths. Raises :class:`VendorMissingError` naming the missing file and the fix.
+    """
+    nm = node_modules or _ROOT / "node_modules"
+    vendor = FRONTEND / "vendor"
+    vendor.mkdir(exist_ok=True)
+    out = []
+    for name, rel in VENDOR_FILES.items():
+        src, dst = nm / rel, vendor / name
+        if not src.exists():
+            if dst.exists():
+                out.append(dst)
+                continue
+            raise VendorMissingError(f"{src} not found: install the front-end packages with `npm ci` in {_ROOT}.")
+        if not dst.exists() or dst.stat().st_size != src.stat().st_size or dst.stat().st_mtime < src.stat().st_mtime:
+            tmp = dst.with_suffix(".tmp")
+            shutil.copyfile(src, tmp)
+            tmp.replace(dst)
+        out.append(dst)
+    return out
+
+
+_component = components.declare_component("deckmap", path=str(FRONTEND))
+
+
+def deck_map(layers: Sequence[tuple[str, str]], *, view: Mapping[str, float], key: str, height: int = 760,
+             zoom_ranges: Mapping[str, tuple[float, float]] | None = None, legends: Sequence[Mapping] = (),
+             click_layers: Sequence[str] = (), fly_to: Mapping[str, Any] | None = None,
+             loaded_bbox: Sequence[float] | None = None, view_events_min_zoom: float | None = None,
+             basemap_url: str | None = None, clear_drawn_seq: int | None = None) -> dict[str, Any] | None:
+    """Show the map; return the last event (see module doc) or ``None`` before any.
+
+    Parameters
+    ----------
+    layers : list of (id, json)
+        Layers bottom → top, each as compact ``@deck.gl/json`` (:func:`layers.serialize.layer_to_json`).
+        The browser re-parses a layer only when its JSON string changed.
+    view : dict
+        Initial view (longitude, latitude, zoom, pitch, bearing), used once when the map first appears.
+    zoom_ranges : dict id → (min_zoom, max_zoom)
+        Layers shown only inside that zoom range (e.g. finer hexagons when zoomed in), switched in the browser.
+    fly_to : dict with ``seq``
+        Move the view when ``seq`` changes (e.g. to a picked grid).
+    """
+    return _component(layers=[list(x) for x in layers], view=dict(view), zoom_ranges=dict(zoom_ranges or {}),
+                      legends=list(legends), click_layers=list(click_layers), fly_to=dict(fly_to) if fly_to else None,
+                      loaded_bbox=list(loaded_bbox) if loaded_bbox else None,
+                      view_events_min_zoom=view_events_min_zoom, basemap_url=basemap_url,
+                      clear_drawn_seq=clear_drawn_seq, height=height, key=key, default=None)

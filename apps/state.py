@@ -1,0 +1,259 @@
+"""Cached data and layer JSON for the map app (everything here is computed once per twin, not per rerun).
+
+The twin is loaded once per process (``st.cache_resource``). Static layers (boundaries, labels, points,
+overlays) are serialised once to compact JSON and cached; only small per-interaction layers (the queried area,
+touched cells, buildings in view) are built on a rerun.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+import twin
+from layers import boundaries, buildings, colors, hexagons, points
+from layers.serialize import layer_to_json
+from twin.cells import cells_to_parent
+from twin.dossier import grid_counts
+from twin.residents import ages_on
+from twin.workload import workload
+
+__all__ = [
+    "get_twin", "OVERLAY_CATEGORIES", "GRID_METRICS", "overlay_frame", "static_layer", "hex_layers",
+    "grid_metric_values", "grid_metric_layer", "buildings_layer_json", "search_options", "unit_geometry",
+    "grid_neighbours", "summary_of", "LayerJSON",
+]
+
+LayerJSON = tuple[str, str]
+
+#: overlay category → (label, palette)
+OVERLAY_CATEGORIES: dict[str, tuple[str, str]] = {
+    "residents": ("Residents 常住人口", "YlOrRd"),
+    "dwellings": ("Dwellings 房屋", "Blues"),
+    "businesses": ("Businesses 法人", "BuGn"),
+    "disabled": ("Disabled 残疾人", "PuRd"),
+    "low_income": ("Low income 低保", "PuRd"),
+    "pregnant": ("Pregnant 孕产妇", "PuRd"),
+    "elderly_70": ("Elderly 70+", "PuRd"),
+    "elderly_80": ("Elderly 80+", "PuRd"),
+}
+#: grid metric → label (values from twin.dossier.grid_counts, plus key persons and workload)
+GRID_METRICS: dict[str, str] = {
+    "residents": "Residents",
+    "key_persons": "Key persons (disabled+低保+pregnant+80+)",
+    "businesses": "Businesses",
+    "dwellings": "Dwellings",
+    "workload": "Workload (weighted)",
+    "residents_per_km2": "Residents per km²",
+    "elderly_80": "Elderly 80+",
+    "credit_red": "Red-credit businesses",
+}
+
+
+@st.cache_resource(show_spinner="Loading the Chancheng twin …")
+def get_twin() -> twin.Twin:
+    """The default twin, loaded once per server process."""
+    return twin.load()
+
+
+def _key(t: twin.Twin) -> str:
+    return str(t.root) + ":" + str(t.manifest.get("checksums", t.manifest.get("seed")))[:64]
+
+
+# --- overlays -------------------------------------------------------------------------------------------------
+
+@st.cache_resource(show_spinner=False)
+def _per_building_counts(_t: twin.Twin, key: str) -> pd.DataFrame:
+    """Per building: cell (res 11) and counts of every overlay category (stand-in until twin.overlay lands)."""
+    t = _t
+    b = t.buildings[["building_id", "cell", "residents", "dwellings", "businesses"]].set_index("building_id")
+    p = t.persons
+    age = ages_on(p["birth_date"].to_numpy(), t.as_of)
+    flags = pd.DataFrame({"building_id": p["building_id"].to_numpy(), "disabled": p["disabled"].to_numpy(),
+                          "low_income": p["low_income"].to_numpy(), "pregnant": p["pregnant"].to_numpy(),
+                          "elderly_70": age >= 70, "elderly_80": age >= 80})
+    per = flags.groupby("building_id").sum()
+    out = b.join(per, how="left").fillna(0)
+    return out
+
+
+@st.cache_resource(show_spinner=False)
+def overlay_frame(_t: twin.Twin, key: str, category: str, res: int) -> pd.DataFrame:
+    """``cell, count, density_km2, suppressed`` per H3 cell at ``res`` for an overlay category.
+
+    Uses ``twin.overlay`` when the twin package provides it; otherwise aggregates per-building counts to the
+    parent cells (same counting rule: a record sits in its building's cell).
+    """
+    if category not in OVERLAY_CATEGORIES:
+        raise twin.ValidationError(f"unknown overlay {category!r}; use one of {sorted(OVERLAY_CATEGORIES)}")
+    fn = getattr(twin, "overlay", None)
+    if fn is not None:
+        return fn(_t, category, res=res)
+    per = _per_building_counts(_t, key)
+    cells = cells_to_parent(per["cell"].to_numpy(dtype=np.uint64), res)
+    df = pd.DataFrame({"cell": cells, "count": per[category].to_numpy()}).groupby("cell", as_index=False).sum()
+    df = df[df["count"] > 0]
+    area_km2 = {7: 5.161, 8: 0.7373, 9: 0.1053, 10: 0.01504, 11: 0.002149}[res]  # mean H3 cell areas
+    df["density_km2"] = df["count"] / area_km2
+    df["suppressed"] = False
+    return df.reset_index(drop=True)
+
+
+@st.cache_resource(show_spinner=False)
+def hex_layers(_t: twin.Twin, key: str, category: str, res_choice: str) -> tuple[list[LayerJSON], dict, dict]:
+    """Hexagon layers for one overlay: every resolution with its zoom range ("auto"), or one fixed res.
+
+    Returns (layers, zoom_ranges, legend). The colour classes are computed on the res-9 counts and scaled by
+    cell area for other resolutions, so a colour means the same density at every zoom.
+    """
+    label, palette = OVERLAY_CATEGORIES[category]
+    base = overlay_frame(_t, key, category, 9)
+    scale = colors.classed_scale(base["density_km2"], palette=palette, n_classes=6, alpha=185, title=label,
+                                 unit="/km²")
+    out: list[LayerJSON] = []
+    ranges: dict[str, tuple[float, float]] = {}
+    res_list = list(hexagons.ZOOM_FOR_RES) if res_choice == "auto" else [int(res_choice)]
+    for res in res_list:
+        frame = overlay_frame(_t, key, category, res)
+        lid = f"hex-{category}-{res}"
+        layer = hexagons.hexagon_layer(frame, scale, value="density_km2", layer_id=lid, label=f"{label} /km²",
+                                       extra=("count",), opacity=0.8)
+        out.append((lid, layer_to_json(layer)))
+        if res_choice == "auto":
+            ranges[lid] = hexagons.ZOOM_FOR_RES[res]
+    legend = {"title": f"{label} per km² (H3)", "rows": scale.legend()}
+    return out, ranges, legend
+
+
+# --- static layers --------------------------------------------------------------------------------------------
+
+@st.cache_resource(show_spinner=False)
+def static_layer(_t: twin.Twin, key: str, name: str) -> LayerJSON:
+    """One cached static layer by name: district, boundary-*, labels-*, workers, cameras, businesses."""
+    t = _t
+    if name == "district-fill":
+        frame = gpd.GeoDataFrame({"name": ["禅城区"]}, geometry=[t.district], crs="EPSG:4326")
+        data = boundaries.to_feature_collection(frame, columns=["name"], simplify_deg=1e-5)
+        import pydeck as pdk
+        layer = pdk.Layer("GeoJsonLayer", data=data, id=name, stroked=True, filled=True,
+                          get_fill_color=[22, 36, 64, 255], get_line_color=[255, 255, 255, 255],
+                          line_width_units="pixels", get_line_width=3, pickable=False)
+    elif name.startswith("boundary-"):
+        level = name.split("-", 1)[1]
+        frame = {"town": t.towns, "community": t.communities, "grid": t.grids}[level]
+        layer = boundaries.boundary_layer(frame, level)
+    elif name.startswith("labels-"):
+        level = name.split("-", 1)[1]
+        frame = {"town": t.towns, "community": t.communities, "grid": t.grids}[level]
+        layer = boundaries.label_layer(frame, level)
+    elif name == "workers":
+        layer = points.workers_layer(t.workers)
+    elif name == "cameras":
+        layer = points.cameras_layer(t.cameras)
+    elif name == "businesses":
+        layer = points.businesses_layer(points.businesses_by_building(t.businesses, t.buildings))
+    else:
+        raise twin.ValidationError(f"unknown static layer {name!r}")
+    return name, layer_to_json(layer)
+
+
+# --- grid metric ----------------------------------------------------------------------------------------------
+
+@st.cache_resource(show_spinner=False)
+def grid_table(_t: twin.Twin, key: str) -> pd.DataFrame:
+    """Per-grid counts (twin.dossier.grid_counts) plus key_persons, workload, residents_per_km2."""
+    c = grid_counts(_t).copy()
+    c["key_persons"] = c["disabled"] + c["low_income"] + c["pregnant"] + c["elderly_80"]
+    c["workload"] = workload({k: c[k].to_numpy() for k in ("residents", "dwellings", "businesses", "key_persons")})
+    area = _t.grids.set_index("grid_code")["area_km2"].reindex(c.index).to_numpy()
+    c["residents_per_km2"] = c["residents"] / np.where(area > 0, area, np.nan)
+    return c
+
+
+def grid_metric_values(t: twin.Twin, metric: str) -> np.ndarray:
+    """One value per row of ``t.grids`` for ``metric`` (see :data:`GRID_METRICS`)."""
+    if metric not in GRID_METRICS:
+        raise twin.ValidationError(f"unknown grid metric {metric!r}; use one of {sorted(GRID_METRICS)}")
+    table = grid_table(t, _key(t))
+    return table[metric].reindex(t.grids["grid_code"].astype(str)).to_numpy(dtype=float)
+
+
+@st.cache_resource(show_spinner=False)
+def grid_metric_layer(_t: twin.Twin, key: str, metric: str) -> tuple[LayerJSON, dict]:
+    """Grids filled by a classed scale of ``metric``; returns (layer, legend)."""
+    vals = grid_metric_values(_t, metric)
+    scale = colors.classed_scale(vals, palette="YlOrRd", n_classes=5, alpha=170, title=GRID_METRICS[metric])
+    layer = boundaries.choropleth_layer(_t.grids, vals, scale, value_name=metric, layer_id="grid-metric",
+                                        label=GRID_METRICS[metric])
+    return ("grid-metric", layer_to_json(layer)), {"title": f"Grids: {GRID_METRICS[metric]}", "rows": scale.legend()}
+
+
+# --- buildings in view ----------------------------------------------------------------------------------------
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def _buildings_json(key: str, bbox: tuple[float, float, float, float]) -> str:
+    t = get_twin()
+    sub = buildings.buildings_in_bbox(t.buildings, bbox)
+    return layer_to_json(buildings.building_layer(sub))
+
+
+def buildings_layer_json(t: twin.Twin, bbox: tuple[float, float, float, float]) -> LayerJSON:
+    """3D buildings with their point in ``bbox`` (west, south, east, north; WGS84)."""
+    return "buildings-3d", _buildings_json(_key(t), tuple(round(v, 5) for v in bbox))
+
+
+# --- search and units -----------------------------------------------------------------------------------------
+
+@st.cache_resource(show_spinner=False)
+def search_options(_t: twin.Twin, key: str) -> dict[str, tuple[str, str]]:
+    """Label shown in the search box → (level, code), for every town, community and grid."""
+    t = _t
+    out: dict[str, tuple[str, str]] = {}
+    for r in t.towns.itertuples():
+        out[f"镇街 {r.town_name} · {r.town_code}"] = ("town", str(r.town_code))
+    for r in t.communities.itertuples():
+        out[f"村居 {r.community_name} · {r.community_code}"] = ("community", str(r.community_code))
+    for r in t.grids.itertuples():
+        out[f"网格 {r.grid_name} · {r.grid_code}"] = ("grid", str(r.grid_code))
+    return out
+
+
+def unit_geometry(t: twin.Twin, level: str, code: str) -> Any:
+    """The WGS84 polygon of a town, community or grid (:class:`twin.NotFoundError` for unknown codes)."""
+    getter = {"town": t.town, "community": t.community, "grid": t.grid}.get(level)
+    if getter is None:
+        raise twin.ValidationError(f"unknown level {level!r}; use town, community or grid")
+    return getter(code).geometry
+
+
+@st.cache_resource(show_spinner=False)
+def grid_neighbours(_t: twin.Twin, key: str) -> dict[str, list[str]]:
+    """grid_code → codes of grids sharing a boundary with it (grids are unions of H3 cells, so they touch)."""
+    g = _t.grids[["grid_code", "geometry"]].reset_index(drop=True)
+    tree = g.sindex
+    left, right = tree.query(g.geometry.values, predicate="intersects")
+    codes = g["grid_code"].astype(str).to_numpy()
+    out: dict[str, list[str]] = {c: [] for c in codes}
+    for a, b in zip(left.tolist(), right.tolist()):
+        if a != b:
+            out[codes[a]].append(codes[b])
+    return {k: sorted(set(v)) for k, v in out.items()}
+
+
+def summary_of(t: twin.Twin, geojson: dict[str, Any], role: Any) -> Any:
+    """``twin.summarize_area`` for a GeoJSON area (by grid), the one call the summary panel shows."""
+    fn = getattr(twin, "summarize_area", None)
+    if fn is None:
+        from twin.query import summarize_area as fn
+    return fn(t, geojson, role=role, by="grid")
+
+
+def area_id(geojson: dict[str, Any]) -> str:
+    """Short stable id of an area (for cache keys and download names)."""
+    return hashlib.sha1(json.dumps(geojson, sort_keys=True).encode()).hexdigest()[:10]

@@ -1,0 +1,240 @@
+"""一张图 · The "one map" of Chancheng District: layers, lasso drawing, area summaries and grid dossiers.
+
+Run: ``make app`` (or ``.venv/bin/streamlit run apps/streamlit_app.py``). Thin wiring only:
+widgets → :mod:`twin` → :mod:`layers` → the ``deck_map`` component (apps/components/deckmap).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import shapely
+import streamlit as st
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+import twin  # noqa: E402
+from apps import panels, state  # noqa: E402
+from apps.components.deckmap import VendorMissingError, deck_map, ensure_vendor  # noqa: E402
+from layers import buildings as building_layers  # noqa: E402
+from layers import boundaries, colors, hexagons  # noqa: E402
+from layers.serialize import layer_to_json  # noqa: E402
+from twin.areas import parse_area  # noqa: E402
+from twin.dossier import grid_dossier  # noqa: E402
+from twin.roles import ANALYST, DISTRICT  # noqa: E402
+
+BASEMAP_URL = os.environ.get("TWIN_BASEMAP_URL", "https://tile.openstreetmap.org/{z}/{x}/{y}.png")
+MAP_HEIGHT = 860
+FLY_ZOOM = {"town": 12.6, "community": 14.2, "grid": 15.3}
+MAX_TOUCHED_CELLS = 20_000
+
+st.set_page_config(page_title="Chancheng one map 禅城一张图", page_icon="🗺️", layout="wide",
+                   initial_sidebar_state="expanded")
+st.markdown("<style>.block-container{padding-top:1.2rem;padding-bottom:0;max-width:100%}"
+            "[data-testid='stMetricValue']{font-size:1.55rem}</style>", unsafe_allow_html=True)
+
+try:
+    ensure_vendor()
+    t = state.get_twin()
+except (twin.TwinError, VendorMissingError) as e:
+    st.error(str(e))
+    st.stop()
+KEY = state._key(t)
+ss = st.session_state
+for k, v in {"area": None, "seen_seq": None, "fly": None, "dossier": None, "bbox": None, "draw_count": 0,
+             "upload_id": None, "clear_seq": 0}.items():
+    ss.setdefault(k, v)
+
+
+# --- events from the map (handled before the map is drawn, so it shows their result) -------------------------
+
+def _set_area(geojson: dict[str, Any], title: str, source: str) -> None:
+    ss.area = {"geojson": geojson, "title": title, "source": source}
+
+
+def _handle(ev: dict[str, Any]) -> None:
+    kind = ev.get("event")
+    if kind == "draw" and ev.get("geojson"):
+        ss.draw_count += 1
+        _set_area(ev["geojson"], f"Drawn area #{ss.draw_count}", "draw")
+    elif kind == "click":
+        code = str((ev.get("properties") or {}).get("grid_code", ""))
+        if code:
+            ss.dossier = code
+    elif kind == "view" and ev.get("bbox"):
+        w, s, e, n = ev["bbox"]
+        dx, dy = (e - w) * 0.5, (n - s) * 0.5
+        ss.bbox = (w - dx, s - dy, e + dx, n + dy)
+    elif kind == "clear":
+        ss.area = None
+
+
+ev = ss.get("map")
+if isinstance(ev, dict) and ev.get("seq") != ss.seen_seq:
+    ss.seen_seq = ev.get("seq")
+    _handle(ev)
+
+
+def _pick(level: str, code: str, label: str) -> None:
+    geom = state.unit_geometry(t, level, code)
+    _set_area(json.loads(shapely.to_geojson(geom)), label, level)
+    c = geom.centroid
+    ss.fly = {"seq": time.time(), "longitude": c.x, "latitude": c.y, "zoom": FLY_ZOOM[level], "pitch": 0}
+    if level == "grid":
+        ss.dossier = code
+
+
+def _on_search() -> None:
+    choice = ss.get("search")
+    if choice:
+        level, code = state.search_options(t, KEY)[choice]
+        _pick(level, code, choice)
+
+
+# --- sidebar: widgets ------------------------------------------------------------------------------------------
+
+with st.sidebar:
+    st.markdown("## 禅城区 · 一张图")
+    st.caption(f"Synthetic twin · {t.manifest['counts']['residents']:,} residents · {len(t.grids)} grids · "
+               f"as of {t.as_of}")
+    mode = st.radio("Mode", ["Explore 浏览", "Edit grids 网格调整"], horizontal=True, key="mode")
+    st.selectbox("Find a grid / community / town (name or code)", list(state.search_options(t, KEY)), index=None,
+                 placeholder="e.g. 澜石 or 440604010001001", key="search", on_change=_on_search)
+    upload = st.file_uploader("Upload an area (GeoJSON, WGS84)", type=["geojson", "json"], key="upload")
+    role_name = st.radio("Role", ["district 区级", "analyst 分析员 (suppressed)"], horizontal=True, key="role")
+    role = DISTRICT if role_name.startswith("district") else ANALYST
+    st.markdown("### Layers")
+    show_bounds = st.checkbox("Boundaries: towns / communities / grids", True, key="lyr_bounds")
+    show_labels = st.checkbox("Names 名称", True, key="lyr_labels")
+    show_hex = st.checkbox("Hexagon overlay (H3)", True, key="lyr_hex")
+    overlay = st.selectbox("Overlay", list(state.OVERLAY_CATEGORIES), key="overlay",
+                           format_func=lambda k: state.OVERLAY_CATEGORIES[k][0])
+    res_choice = st.select_slider("Hexagon resolution", ["auto", "7", "8", "9", "10"], value="auto", key="res")
+    show_metric = st.checkbox("Colour grids by a metric", False, key="lyr_metric")
+    metric = st.selectbox("Grid metric", list(state.GRID_METRICS), key="metric",
+                          format_func=lambda k: state.GRID_METRICS[k])
+    show_buildings = st.checkbox(f"3D buildings (zoom ≥ {building_layers.MIN_ZOOM})", True, key="lyr_buildings")
+    show_business = st.checkbox("Businesses by credit colour", False, key="lyr_business")
+    show_workers = st.checkbox("Grid workers online/offline", True, key="lyr_workers")
+    show_cameras = st.checkbox("Cameras 视频", False, key="lyr_cameras")
+    show_basemap = st.checkbox("Web basemap (needs internet)", False, key="lyr_basemap")
+    if st.button("Clear area and dossier", key="clear"):
+        ss.area, ss.dossier = None, None
+        ss.clear_seq += 1
+
+if upload is not None and upload.file_id != ss.upload_id:
+    ss.upload_id = upload.file_id
+    try:
+        parsed = parse_area(upload.getvalue(), district=t.district)
+        _set_area(json.loads(shapely.to_geojson(parsed.geometry)), f"Uploaded: {upload.name}", "upload")
+        b = parsed.geometry.bounds
+        ss.fly = {"seq": time.time(), "longitude": (b[0] + b[2]) / 2, "latitude": (b[1] + b[3]) / 2, "zoom": 13.5}
+    except twin.TwinError as e:
+        st.sidebar.error(f"{upload.name}: {e}")
+
+# --- the area query -------------------------------------------------------------------------------------------
+
+summary, query_ms, query_error = None, 0.0, None
+if ss.area is not None:
+    t0 = time.perf_counter()
+    try:
+        summary = state.summary_of(t, ss.area["geojson"], role)
+    except twin.TwinError as e:
+        query_error = str(e)
+    query_ms = (time.perf_counter() - t0) * 1000
+
+# --- layers (bottom → top) ------------------------------------------------------------------------------------
+
+layer_list: list[tuple[str, str]] = [state.static_layer(t, KEY, "district-fill")]
+zoom_ranges: dict[str, tuple[float, float]] = {}
+legends: list[dict[str, Any]] = []
+if show_metric:
+    lyr, legend = state.grid_metric_layer(t, KEY, metric)
+    layer_list.append(lyr)
+    legends.append(legend)
+if show_hex:
+    hex_json, ranges, legend = state.hex_layers(t, KEY, overlay, res_choice)
+    layer_list += hex_json
+    zoom_ranges.update(ranges)
+    legends.append(legend)
+if summary is not None and 0 < len(summary.cells) <= MAX_TOUCHED_CELLS:
+    layer_list.append(("touched-cells", layer_to_json(hexagons.touched_cells_layer(summary.cells))))
+if show_bounds:
+    for name in ("boundary-grid", "boundary-community", "boundary-town"):
+        layer_list.append(state.static_layer(t, KEY, name))
+    zoom_ranges["boundary-grid"] = (12.0, 24.0)
+    legends.append({"title": "Boundaries (synthetic)", "rows": [
+        {"kind": "line", "color": colors.rgba_to_css(colors.LEVEL_COLORS[lv][0]), "label": lbl}
+        for lv, lbl in (("district", "District 区"), ("town", "Town 镇街"), ("community", "Community 村居"),
+                        ("grid", "Grid 网格 (zoom ≥ 12)"))]})
+if show_buildings and ss.bbox is not None:
+    layer_list.append(state.buildings_layer_json(t, ss.bbox))
+    zoom_ranges["buildings-3d"] = (building_layers.MIN_ZOOM, 24.0)
+    legends.append({"title": "Buildings by use (zoomed in)", "rows": [
+        {"color": colors.rgba_to_css(c), "label": u} for u, c in colors.USE_COLORS.items()]})
+if show_business:
+    layer_list.append(state.static_layer(t, KEY, "businesses"))
+    zoom_ranges["businesses"] = (12.5, 24.0)
+    legends.append({"title": "Businesses (worst credit, zoom ≥ 12.5)", "rows": [
+        {"color": colors.rgba_to_css(c), "label": k} for k, c in colors.CREDIT_COLORS.items()]})
+if show_cameras:
+    layer_list.append(state.static_layer(t, KEY, "cameras"))
+    zoom_ranges["cameras"] = (12.5, 24.0)
+    legends.append({"title": "Cameras (zoom ≥ 12.5)", "rows": [{"color": "rgba(186,104,255,0.9)", "label": "camera"}]})
+if show_workers:
+    layer_list.append(state.static_layer(t, KEY, "workers"))
+    legends.append({"title": "Grid workers 网格员", "rows": [
+        {"color": colors.rgba_to_css(c), "label": k} for k, c in colors.STATUS_COLORS.items()]})
+if ss.area is not None:
+    layer_list.append(("query-area", layer_to_json(boundaries.area_layer(ss.area["geojson"]))))
+if show_labels:
+    layer_list.append(state.static_layer(t, KEY, "labels-town"))
+    layer_list.append(state.static_layer(t, KEY, "labels-community"))
+    layer_list.append(state.static_layer(t, KEY, "labels-grid"))
+    zoom_ranges["labels-town"] = (0.0, 13.0)
+    zoom_ranges["labels-community"] = (12.8, 15.0)
+    zoom_ranges["labels-grid"] = (15.0, 24.0)
+
+# --- page -----------------------------------------------------------------------------------------------------
+
+col_map, col_panel = st.columns([0.64, 0.36], gap="small")
+with col_map:
+    b = t.district.bounds
+    deck_map(layer_list, key="map", height=MAP_HEIGHT, zoom_ranges=zoom_ranges, legends=legends,
+             view={"longitude": (b[0] + b[2]) / 2, "latitude": (b[1] + b[3]) / 2, "zoom": 11.4, "pitch": 0,
+                   "bearing": 0},
+             click_layers=["boundary-grid", "grid-metric"], fly_to=ss.fly,
+             loaded_bbox=ss.bbox if show_buildings else None,
+             view_events_min_zoom=building_layers.MIN_ZOOM if show_buildings else None,
+             basemap_url=BASEMAP_URL if show_basemap else None, clear_drawn_seq=ss.clear_seq)
+
+with col_panel:
+    if mode.startswith("Edit"):
+        panels.edit_panel()
+    if query_error:
+        st.error(query_error)
+    if summary is not None:
+        panels.summary_panel(summary, title=ss.area["title"], geojson=ss.area["geojson"], ms=query_ms,
+                             file_stem=f"area_{state.area_id(ss.area['geojson'])}")
+    if ss.dossier:
+        try:
+            d = grid_dossier(t, ss.dossier)
+            nb = state.grid_neighbours(t, KEY).get(ss.dossier, [])
+            names = t.grids.set_index("grid_code")["grid_name"]
+            panels.dossier_panel(d, [(c, str(names.get(c, c))) for c in nb])
+        except twin.TwinError as e:
+            st.error(str(e))
+    if summary is None and not ss.dossier and not query_error:
+        st.subheader("Draw an area 圈选")
+        st.markdown("Use **◯ Lasso** (press, drag around, release) or **⬠ Polygon** (click corners, double-click) "
+                    "on the map, pick a unit in the search box, or upload a GeoJSON. Click a grid for its dossier.")
+        c = t.manifest["counts"]
+        st.caption(f"District: {c['residents']:,} residents · {c['dwellings']:,} dwellings · "
+                   f"{c['businesses']:,} businesses · {c['workers']} grid workers · {c['cameras']:,} cameras")
