@@ -45,7 +45,7 @@ def default_twin_dir() -> Path:
     return Path(env) if env else PACKAGE_DATA_DIR / "generated" / "default"
 
 
-def atomic_write(path: str | Path, writer: Callable[[Path], None]) -> Path:
+def atomic_write(path: str | Path, writer: Callable[[Path], object]) -> Path:
     """Call ``writer(tmp_path)`` then atomically move ``tmp_path`` to ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -94,8 +94,6 @@ def read_json(path: str | Path) -> Any:
 
 def write_table(df: pd.DataFrame, path: str | Path) -> Path:
     """Atomically write a DataFrame as Parquet, or a GeoDataFrame as GeoParquet (geometry in its own CRS)."""
-    if isinstance(df, gpd.GeoDataFrame):
-        return atomic_write(path, lambda p: df.to_parquet(p, index=False, compression="zstd"))
     return atomic_write(path, lambda p: df.to_parquet(p, index=False, compression="zstd"))
 
 

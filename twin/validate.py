@@ -94,7 +94,7 @@ def validate(twin: Twin, *, cell_grid: np.ndarray | None = None) -> ValidationRe
     ncomp, comp = label_components(lab, adj)
     if ncomp != len(code_to_i):
         pieces = np.bincount(lab[np.unique(comp, return_index=True)[1]], minlength=len(code_to_i))
-        split = [inv[i] for i in np.flatnonzero(pieces > 1)]
+        split = [inv[int(i)] for i in np.flatnonzero(pieces > 1)]
         rep.problems.append(f"non-contiguous grids: {split[:10]}")
     # coverage: union of grids vs district
     union = shapely.union_all(grids.geometry.values)
