@@ -47,7 +47,7 @@ from twin.model import Twin
 from twin.roles import DISTRICT, Role
 from twin.store import Store, open_store
 
-__all__ = ["create_app", "problem", "status_for", "MAX_BODY_BYTES", "MAX_PAGE_SIZE"]
+__all__ = ["create_app", "app_from_env", "problem", "status_for", "MAX_BODY_BYTES", "MAX_PAGE_SIZE"]
 
 MAX_BODY_BYTES = 2 * 1024 * 1024
 MAX_PAGE_SIZE = 1000
@@ -384,6 +384,16 @@ def create_app(twin_root: str | Path | None = None, database_url: str | None = N
     app.add_middleware(_BodyLimit, limit=int(max_body_bytes))
     _routes(app)
     return app
+
+
+def app_from_env() -> FastAPI:
+    """App factory for ``uvicorn --factory`` / several workers: twin from ``$TWIN_HOME``, store from
+    ``$TWIN_DATABASE_URL``, policy from ``$TWIN_OUTSIDE_POLICY`` (aggregate|deny) and ``$TWIN_K``."""
+    import os
+
+    policy = AccessPolicy(outside=os.environ.get("TWIN_OUTSIDE_POLICY", "aggregate"),  # type: ignore[arg-type]
+                          k=int(os.environ.get("TWIN_K", "5")))
+    return create_app(None, None, policy=policy)
 
 
 def _routes(app: FastAPI) -> None:  # noqa: C901  (one function so the routes read top to bottom)

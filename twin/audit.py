@@ -39,6 +39,7 @@ __all__ = [
     "verify",
     "area_hash",
     "entries_touching",
+    "head_seq",
 ]
 
 GENESIS = "0" * 64
@@ -233,6 +234,12 @@ def _row_to_entry(row: tuple) -> Entry:
 
 _SELECT = ("SELECT seq, ts, user_name, role, endpoint, method, area_hash, area_km2, counts, version, outcome, "
            "status, detail, prev_hash, hash FROM audit_log")
+
+
+def head_seq(store: Store) -> int:
+    """Number of the last entry (0 for an empty log)."""
+    _ensure(store)
+    return int(store.query("SELECT seq FROM audit_head WHERE id = 1")[0][0])
 
 
 def entries(store: Store, *, since_seq: int = 0, user: str | None = None, limit: int | None = None,
