@@ -324,6 +324,8 @@ class IncidentStore:
                 df[c] = defaults.get(c, "")
         for c in ("answered_at_once", "synthetic"):
             df[c] = df[c].astype(bool).astype(int)
+        df["attachments"] = df["attachments"].map(
+            lambda a: a if isinstance(a, str) else json.dumps(list(a or ()), ensure_ascii=False))
         df["version"] = 1
         rows = df[_FIELDS].astype(object).where(df[_FIELDS].notna(), None).to_numpy().tolist()
         cols = ", ".join(_FIELDS)
