@@ -1,0 +1,314 @@
+"""A drawn area (lasso) → a valid WGS84 (Multi)Polygon inside the district, or a typed error saying why not.
+
+Accepted input: a shapely ``Polygon``/``MultiPolygon``; a GeoJSON geometry, ``Feature`` or ``FeatureCollection``
+as a dict, a JSON string or bytes. Coordinates are WGS84 (lng, lat) degrees, GeoJSON order; pass
+``from_gcj02=True`` for coordinates taken from Amap/Tencent maps (GCJ-02, ≈ 600 m off WGS84 here).
+
+Rules (checked in this order, each failure is a :class:`twin.errors.ValidationError` subclass):
+
+* malformed JSON / GeoJSON (missing ``type``/``coordinates``, non-numeric positions, rings with < 4 positions)
+  and **unclosed rings** (GeoJSON requires first == last position) are rejected;
+* a ``Point``/``LineString``/``Multi…``/empty collection is rejected: it is not an area;
+* NaN or infinite coordinates are rejected;
+* more than :data:`MAX_VERTICES` positions are rejected (simplify the lasso first);
+* coordinates that look projected (|x| > 180 or |y| > 90, e.g. EPSG:4547 metres) or (lat, lng)-swapped
+  are rejected with :class:`twin.errors.CRSError`;
+* empty or zero-area polygons are rejected;
+* self-intersecting ("bow-tie") polygons are **repaired** with :func:`shapely.make_valid` and a warning says so
+  (a hand-drawn lasso often crosses itself; the repaired area is the union of its loops);
+* an area entirely outside the district raises :class:`twin.errors.OutsideDistrictError` with the distance and a
+  GCJ-02 hint when it is close; an area partly outside is clipped to the district and a warning says how much.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import shapely
+from shapely.geometry import MultiPolygon, Polygon, shape
+from shapely.geometry.base import BaseGeometry
+
+from twin.crs import area_km2, gcj02_to_wgs84
+from twin.errors import CRSError, OutsideDistrictError, ValidationError
+from twin.geography import district_boundary
+
+__all__ = ["ParsedArea", "parse_area", "MAX_VERTICES", "MIN_AREA_M2"]
+
+MAX_VERTICES = 20_000
+"""Most positions accepted in one area (a detailed community outline has a few thousand)."""
+MIN_AREA_M2 = 1.0
+"""Smaller areas (after repair and clipping) count as zero-area."""
+
+_POLYGONAL = ("Polygon", "MultiPolygon")
+_NOT_AREA = ("Point", "MultiPoint", "LineString", "MultiLineString", "LinearRing")
+
+
+@dataclass
+class ParsedArea:
+    """A validated area: ``geometry`` is a valid WGS84 (Multi)Polygon inside the district.
+
+    ``area_km2`` is measured in EPSG:4547; ``clipped`` says whether part of the input lay outside the district;
+    ``warnings`` are human-readable notes (repairs, clipping, GCJ-02 conversion).
+    """
+
+    geometry: BaseGeometry
+    area_km2: float
+    clipped: bool = False
+    warnings: list[str] = field(default_factory=list)
+
+
+def parse_area(
+    area: Any,
+    *,
+    district: BaseGeometry | None = None,
+    from_gcj02: bool = False,
+    max_vertices: int = MAX_VERTICES,
+) -> ParsedArea:
+    """Validate a drawn area and clip it to the district.
+
+    Parameters
+    ----------
+    area
+        shapely Polygon/MultiPolygon, or GeoJSON (geometry, Feature, FeatureCollection) as dict, str or bytes.
+        WGS84 (lng, lat) degrees unless ``from_gcj02``.
+    district
+        WGS84 (Multi)Polygon to clip to (default: :func:`twin.geography.district_boundary`).
+    from_gcj02
+        The coordinates are GCJ-02 (Amap/Tencent); convert them to WGS84 first.
+    max_vertices
+        Reject areas with more positions than this.
+
+    Returns
+    -------
+    ParsedArea
+        Valid WGS84 (Multi)Polygon, area in km² (EPSG:4547), clipping flag and warnings.
+
+    Raises
+    ------
+    ValidationError, CRSError, OutsideDistrictError
+        See the module docstring for the rules.
+
+    Examples
+    --------
+    >>> a = parse_area({"type": "Polygon", "coordinates": [[[113.10, 23.02], [113.12, 23.02],
+    ...                  [113.12, 23.04], [113.10, 23.02]]]})
+    >>> round(a.area_km2, 2), a.clipped
+    (2.28, False)
+    """
+    if max_vertices < 4:
+        raise ValidationError(f"max_vertices must be at least 4, got {max_vertices}.")
+    warnings: list[str] = []
+    geom = _to_geometry(area, max_vertices=max_vertices)
+    coords = shapely.get_coordinates(geom)
+    if len(coords) == 0 or geom.is_empty:
+        raise ValidationError("the area is empty: draw a polygon with at least three distinct corners.")
+    if len(coords) > max_vertices:
+        raise ValidationError(
+            f"the area has {len(coords):,} vertices, more than the limit of {max_vertices:,}; simplify it first "
+            f"(e.g. shapely.simplify(geom, 1e-5), about 1 m)."
+        )
+    if not np.isfinite(coords).all():
+        bad = coords[~np.isfinite(coords).all(axis=1)][0]
+        raise ValidationError(f"the area has a NaN or infinite coordinate {tuple(bad.tolist())}; every "
+                              f"position must be a finite (lng, lat) pair.")
+    _check_degrees(coords)
+    if from_gcj02:
+        geom = shapely.transform(geom, lambda c: np.column_stack(gcj02_to_wgs84(c[:, 0], c[:, 1])))
+        warnings.append("converted from GCJ-02 (Amap) to WGS84.")
+    dist = district if district is not None else district_boundary()
+    _check_not_swapped(coords, dist)
+
+    if not geom.is_valid:
+        reason = shapely.is_valid_reason(geom)
+        fixed = _polygonal_part(shapely.make_valid(geom))
+        if fixed.is_empty or fixed.area == 0:
+            raise ValidationError(f"the area is invalid ({reason}) and has no area left after repair; draw a "
+                                  f"simple polygon.")
+        n = len(shapely.get_parts(fixed))
+        warnings.append(f"the area was self-intersecting or otherwise invalid ({reason}); repaired with "
+                        f"make_valid into {n} part{'s' if n != 1 else ''}.")
+        geom = fixed
+    if geom.area == 0 or area_km2(geom) * 1e6 < MIN_AREA_M2:
+        raise ValidationError(f"the area has zero area (less than {MIN_AREA_M2:g} m²); draw a polygon that "
+                              f"encloses some ground.")
+
+    shapely.prepare(dist)
+    if dist.contains(geom):
+        return ParsedArea(geom, area_km2(geom), False, warnings)
+    if not dist.intersects(geom):
+        raise OutsideDistrictError(_outside_reason(geom, dist, from_gcj02))
+    full_km2 = area_km2(geom)
+    clipped = _polygonal_part(shapely.intersection(geom, dist))
+    if clipped.is_empty or area_km2(clipped) * 1e6 < MIN_AREA_M2:
+        raise OutsideDistrictError(_outside_reason(geom, dist, from_gcj02, touches=True))
+    inside_km2 = area_km2(clipped)
+    warnings.append(f"{full_km2 - inside_km2:.3f} km² of the {full_km2:.3f} km² area "
+                    f"({100 * (1 - inside_km2 / full_km2):.1f}%) lies outside Chancheng District and was clipped.")
+    return ParsedArea(clipped, inside_km2, True, warnings)
+
+
+# --- input → shapely -------------------------------------------------------------------------------------------
+
+def _to_geometry(area: Any, *, max_vertices: int) -> BaseGeometry:
+    if isinstance(area, BaseGeometry):
+        return _polygonal_or_raise(area, "the area")
+    if isinstance(area, (bytes, bytearray)):
+        try:
+            area = area.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise ValidationError(f"malformed GeoJSON: the bytes are not UTF-8 ({e}).") from e
+    if isinstance(area, str):
+        try:
+            area = json.loads(area)
+        except json.JSONDecodeError as e:
+            snippet = area[:60] + ("…" if len(area) > 60 else "")
+            raise ValidationError(f"malformed GeoJSON: not valid JSON ({e.msg} at line {e.lineno} column "
+                                  f"{e.colno}) in {snippet!r}.") from e
+    if not isinstance(area, dict):
+        raise ValidationError(f"an area must be a shapely Polygon/MultiPolygon or GeoJSON, got "
+                              f"{type(area).__name__}.")
+    geoms = list(_geometries(area, "the GeoJSON"))
+    if not geoms:
+        raise ValidationError("the GeoJSON holds no geometry (empty FeatureCollection?); draw a polygon.")
+    n_pos = 0
+    parts: list[BaseGeometry] = []
+    for g, where in geoms:
+        n_pos += _check_geojson_geometry(g, where)
+        if n_pos > max_vertices:
+            raise ValidationError(f"the area has more than {max_vertices:,} vertices; simplify it first "
+                                  f"(e.g. shapely.simplify(geom, 1e-5), about 1 m).")
+        try:
+            parts.append(shape(g))
+        except Exception as e:  # shapely raises assorted errors for odd nesting
+            raise ValidationError(f"malformed GeoJSON {where}: {e}.") from e
+    if len(parts) == 1:
+        return parts[0]
+    polys = [p for g in parts for p in shapely.get_parts(g)]
+    return MultiPolygon(polys) if all(isinstance(p, Polygon) for p in polys) else shapely.union_all(polys)
+
+
+def _geometries(obj: dict[str, Any], where: str) -> Iterator[tuple[dict[str, Any], str]]:
+    kind = obj.get("type")
+    if kind == "FeatureCollection":
+        feats = obj.get("features")
+        if not isinstance(feats, list):
+            raise ValidationError(f"malformed GeoJSON: {where} is a FeatureCollection without a 'features' list.")
+        for i, f in enumerate(feats):
+            if not isinstance(f, dict) or f.get("type") != "Feature":
+                raise ValidationError(f"malformed GeoJSON: feature {i} is not a Feature object.")
+            yield from _geometries(f, f"feature {i}")
+    elif kind == "Feature":
+        g = obj.get("geometry")
+        if not isinstance(g, dict):
+            raise ValidationError(f"malformed GeoJSON: {where} has no geometry (null); it needs a Polygon.")
+        yield from _geometries(g, where)
+    elif kind == "GeometryCollection":
+        gs = obj.get("geometries")
+        if not isinstance(gs, list):
+            raise ValidationError(f"malformed GeoJSON: {where} GeometryCollection has no 'geometries' list.")
+        for i, g in enumerate(gs):
+            if not isinstance(g, dict):
+                raise ValidationError(f"malformed GeoJSON: geometry {i} of {where} is not an object.")
+            yield from _geometries(g, f"{where} geometry {i}")
+    elif kind in _POLYGONAL:
+        yield obj, where
+    elif kind in _NOT_AREA:
+        raise ValidationError(f"{where} is a {kind}, not an area: draw a Polygon or MultiPolygon.")
+    else:
+        raise ValidationError(f"malformed GeoJSON: {where} has unknown type {kind!r}; expected a Polygon, "
+                              f"MultiPolygon, Feature or FeatureCollection.")
+
+
+def _check_geojson_geometry(g: dict[str, Any], where: str) -> int:
+    """Validate nesting, numbers and ring closure of a (Multi)Polygon dict; return its number of positions."""
+    coords = g.get("coordinates")
+    if not isinstance(coords, list):
+        raise ValidationError(f"malformed GeoJSON: {where} {g['type']} has no 'coordinates' list.")
+    polys = coords if g["type"] == "MultiPolygon" else [coords]
+    n = 0
+    for pi, rings in enumerate(polys):
+        if not isinstance(rings, list) or not rings:
+            raise ValidationError(f"malformed GeoJSON: {where} polygon {pi} has no rings.")
+        for ri, ring in enumerate(rings):
+            label = f"{where} polygon {pi} ring {ri}"
+            if not isinstance(ring, list):
+                raise ValidationError(f"malformed GeoJSON: {label} is not a list of positions.")
+            for pos in ring:
+                if (not isinstance(pos, list) or len(pos) not in (2, 3)
+                        or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in pos)):
+                    raise ValidationError(f"malformed GeoJSON: {label} has position {pos!r}; positions are "
+                                          f"[lng, lat] number pairs.")
+                if not all(math.isfinite(v) for v in pos):
+                    raise ValidationError(f"the area has a NaN or infinite coordinate {pos!r} in {label}.")
+            if len(ring) < 4:
+                raise ValidationError(f"{label} has {len(ring)} positions; a closed ring needs at least 4 "
+                                      f"(three corners and the first repeated at the end).")
+            if ring[0][:2] != ring[-1][:2]:
+                raise ValidationError(f"{label} is not closed: it starts at {ring[0]} but ends at {ring[-1]}; "
+                                      f"repeat the first position at the end.")
+            n += len(ring)
+    return n
+
+
+def _polygonal_or_raise(geom: BaseGeometry, what: str) -> BaseGeometry:
+    if isinstance(geom, (Polygon, MultiPolygon)):
+        return geom
+    if geom.geom_type == "GeometryCollection":
+        parts = shapely.get_parts(geom)
+        if len(parts) and all(isinstance(p, (Polygon, MultiPolygon)) for p in parts):
+            return shapely.union_all(parts)
+    raise ValidationError(f"{what} is a {geom.geom_type}, not an area: draw a Polygon or MultiPolygon.")
+
+
+def _polygonal_part(geom: BaseGeometry) -> BaseGeometry:
+    """Keep only the polygons of a geometry (make_valid/intersection may add lines or points)."""
+    if isinstance(geom, (Polygon, MultiPolygon)):
+        return geom
+    polys = [p for p in shapely.get_parts(geom) if isinstance(p, (Polygon, MultiPolygon))]
+    if not polys:
+        return Polygon()
+    out = shapely.union_all(polys)
+    return out if isinstance(out, (Polygon, MultiPolygon)) else _polygonal_part(out)
+
+
+# --- coordinate sanity ----------------------------------------------------------------------------------------
+
+def _check_degrees(coords: np.ndarray) -> None:
+    x, y = coords[:, 0], coords[:, 1]
+    if (np.abs(x) > 180).any() or (np.abs(y) > 90).any():
+        if ((np.abs(y) > 90) & (np.abs(y) <= 180) & (np.abs(x) <= 90)).all():
+            raise CRSError(f"coordinates look like (lat, lng) instead of (lng, lat): e.g. {tuple(coords[0])}. "
+                           f"GeoJSON and shapely put longitude first; swap the two values.")
+        raise CRSError(f"coordinates look projected (metres), not WGS84 degrees: e.g. {tuple(coords[0])}. "
+                       f"Reproject to EPSG:4326 (e.g. GeoSeries.to_crs('EPSG:4326')) before querying.")
+
+
+def _check_not_swapped(coords: np.ndarray, district: BaseGeometry) -> None:
+    """Both values are valid degrees, but the area only makes sense with x and y swapped."""
+    minx, miny, maxx, maxy = district.bounds
+    x, y = coords[:, 0], coords[:, 1]
+    near = (x.max() >= minx - 1) & (x.min() <= maxx + 1) & (y.max() >= miny - 1) & (y.min() <= maxy + 1)
+    near_swapped = (y.max() >= minx - 1) & (y.min() <= maxx + 1) & (x.max() >= miny - 1) & (x.min() <= maxy + 1)
+    if not near and near_swapped:
+        raise CRSError(f"coordinates look like (lat, lng) instead of (lng, lat): e.g. {tuple(coords[0])}. "
+                       f"GeoJSON and shapely put longitude first; swap the two values.")
+
+
+def _outside_reason(geom: BaseGeometry, district: BaseGeometry, from_gcj02: bool, *, touches: bool = False) -> str:
+    from twin.crs import geometry_to_metric
+
+    b = tuple(round(v, 5) for v in geom.bounds)
+    if touches:
+        return (f"the area {b} only touches Chancheng District's boundary (no shared area); nothing to "
+                f"summarize.")
+    gap_km = geometry_to_metric(geom).distance(geometry_to_metric(district)) / 1000
+    msg = (f"the area (bounds {b}) lies entirely outside Chancheng District, {gap_km:.2f} km from its boundary; "
+           f"the result would be empty.")
+    if gap_km < 2 and not from_gcj02:
+        msg += " If the coordinates come from Amap/Tencent (GCJ-02), pass from_gcj02=True (CLI: --from-gcj02)."
+    return msg

@@ -1,0 +1,487 @@
+"""Draw an area, see what is inside: exact counts, per-grid/community/town breakdowns, paged record ids.
+
+"Inside" is exact point-in-polygon on WGS84 (lng, lat) treated as planar coordinates (what shapely and
+geopandas do): a building — and every resident, dwelling and business in it — counts by its point
+(``buildings.lng/lat``, the footprint centroid); cameras and grid workers count by their own point. A point
+**on the boundary counts as inside** (shapely ``covers`` / ``intersects_xy``), everywhere in this module.
+
+Suppression (分权分域, "usable but not visible"): for a role that may not see individuals (``role.suppresses``)
+every count, and for any role the counts of grids outside its scope, with ``0 < count < role.k`` are replaced by
+``None`` and named in :attr:`AreaSummary.suppressed`. A community/town row, and the area totals, count as in
+scope only when every grid they cover (for totals: every grid the area touches) is in the role's scope.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from twin.areas import ParsedArea, parse_area
+from twin.errors import PermissionDenied, ValidationError
+from twin.query_index import (
+    COUNT_KEYS,
+    CREDIT_COLOURS,
+    KINDS,
+    PartitionIndex,
+    PointIndex,
+    group_sum,
+    partition_cell_areas_km2,
+    partition_index,
+    point_index,
+    points_inside,
+)
+from twin.roles import DISTRICT, Role, grids_in_scope
+
+__all__ = [
+    "AreaSummary",
+    "RecordPage",
+    "summarize_area",
+    "records_in_area",
+    "COUNT_KEYS",
+    "RECORD_KINDS",
+    "DENSITY_KEYS",
+    "MAX_PAGE_SIZE",
+]
+
+RECORD_KINDS = ("persons", "buildings", "businesses")
+DENSITY_KEYS = ("residents", "disabled", "low_income", "pregnant", "elderly_70", "elderly_80")
+MAX_PAGE_SIZE = 10_000
+By = Literal["grid", "community", "town"] | None
+
+
+@dataclass
+class AreaSummary:
+    """What lies inside a drawn area. Counts are ints, or ``None`` where suppressed for the caller's role.
+
+    Attributes
+    ----------
+    area_km2
+        Area of the (clipped) query polygon in km², measured in EPSG:4547.
+    clipped, warnings
+        Whether the input was clipped to the district; notes about repairs, clipping, GCJ-02 conversion.
+    totals
+        :data:`COUNT_KEYS` → count inside the area.
+    buildings_by_use, businesses_by_credit
+        Buildings per use, businesses per credit colour (green/yellow/red).
+    by_grid, by_community, by_town
+        (properties, built on first access from :attr:`tables`) One row per unit the area touches (a unit is touched when one of its cells has its centre or a record
+        inside the area): codes, names, parent codes, the :data:`COUNT_KEYS` columns (nullable ``Int64``) and,
+        for grids, ``share_of_grid_residents`` = residents inside / all residents of that grid.
+    cells
+        ``uint64`` H3 res-11 partition cells touched (centre inside, or holding a record inside), sorted.
+    density
+        With ``density=True``: per touched cell, the :data:`DENSITY_KEYS` counts inside, the cell's
+        ``area_km2`` (EPSG:4547) and ``<key>_per_km2``; else ``None``.
+    suppressed
+        Names of suppressed values, e.g. ``"totals.pregnant"``, ``"by_grid[440604010001001].disabled"``.
+    version
+        Partition version the grid breakdown used (``None`` for the twin's built partition).
+    """
+
+    area_km2: float
+    clipped: bool
+    warnings: list[str]
+    totals: dict[str, int | None]
+    buildings_by_use: dict[str, int | None]
+    businesses_by_credit: dict[str, int | None]
+    cells: np.ndarray
+    suppressed: list[str] = field(default_factory=list)
+    version: str | None = None
+    density: pd.DataFrame | None = None
+    tables: dict[str, dict[str, np.ndarray]] = field(default_factory=dict, repr=False)
+    """Column arrays of the breakdowns (``by_grid``…); count columns are ``(values, suppressed_mask)`` pairs."""
+    _frames: dict[str, pd.DataFrame] = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def by_grid(self) -> pd.DataFrame:
+        """Per grid touched: codes, names, counts (nullable Int64) and ``share_of_grid_residents`` (Float64)."""
+        return self._frame("by_grid")
+
+    @property
+    def by_community(self) -> pd.DataFrame:
+        """Per community touched: code, name, town code and counts (nullable Int64)."""
+        return self._frame("by_community")
+
+    @property
+    def by_town(self) -> pd.DataFrame:
+        """Per town touched: code, name and counts (nullable Int64)."""
+        return self._frame("by_town")
+
+    def _frame(self, name: str) -> pd.DataFrame:
+        # built on first access: making a DataFrame costs more than the whole query
+        if name not in self._frames:
+            cols = self.tables.get(name)
+            if cols is None:
+                self._frames[name] = pd.DataFrame()
+            else:
+                data: dict[str, Any] = {}
+                for k, v in cols.items():
+                    if isinstance(v, tuple):
+                        arr = pd.arrays.IntegerArray(v[0], v[1]) if v[0].dtype.kind == "i" else pd.arrays.FloatingArray(v[0], v[1])
+                        data[k] = arr
+                    else:
+                        data[k] = v
+                self._frames[name] = pd.DataFrame(data)
+        return self._frames[name]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able dict (cells as H3 hex strings, suppressed values as ``None``)."""
+        out: dict[str, Any] = {
+            "area_km2": self.area_km2,
+            "clipped": self.clipped,
+            "warnings": list(self.warnings),
+            "totals": dict(self.totals),
+            "buildings_by_use": dict(self.buildings_by_use),
+            "businesses_by_credit": dict(self.businesses_by_credit),
+            "by_grid": _records(self.tables.get("by_grid")),
+            "by_community": _records(self.tables.get("by_community")),
+            "by_town": _records(self.tables.get("by_town")),
+            "cells": [format(int(c), "x") for c in self.cells],
+            "suppressed": list(self.suppressed),
+            "version": self.version,
+        }
+        if self.density is not None:
+            d = self.density.assign(cell=[format(int(c), "x") for c in self.density["cell"]])
+            out["density"] = _frame_records(d)
+        return out
+
+
+@dataclass
+class RecordPage:
+    """One page of record ids inside an area (ascending ids)."""
+
+    kind: str
+    ids: list[int]
+    page: int
+    page_size: int
+    total: int
+
+    @property
+    def pages(self) -> int:
+        return (self.total + self.page_size - 1) // self.page_size
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "ids": self.ids, "page": self.page, "page_size": self.page_size,
+                "total": self.total, "pages": self.pages}
+
+
+# --- summarize ------------------------------------------------------------------------------------------------
+
+def summarize_area(
+    t: Any,
+    area: Any,
+    *,
+    role: Role = DISTRICT,
+    by: By = "grid",
+    density: bool = False,
+    from_gcj02: bool = False,
+) -> AreaSummary:
+    """Exact counts of everything inside a drawn area.
+
+    Parameters
+    ----------
+    t
+        A loaded :class:`twin.Twin`.
+    area
+        WGS84 (lng, lat) shapely Polygon/MultiPolygon or GeoJSON (geometry, Feature, FeatureCollection; dict or
+        str) — see :func:`twin.areas.parse_area`; clipped to the district.
+    role
+        Who asks; decides suppression (see the module docstring).
+    by
+        Finest breakdown to build: ``"grid"`` (grids, communities and towns), ``"community"`` (communities and
+        towns), ``"town"``, or ``None`` (no breakdown; fastest).
+    density
+        Also return per-cell key-population counts and densities per km² (EPSG:4547 cell areas).
+    from_gcj02
+        The area's coordinates are GCJ-02 (Amap); convert to WGS84 first.
+
+    Returns
+    -------
+    AreaSummary
+
+    Raises
+    ------
+    ValidationError, CRSError, OutsideDistrictError
+        Bad area (see :func:`twin.areas.parse_area`) or bad ``by``.
+
+    Examples
+    --------
+    >>> s = summarize_area(t, {"type": "Polygon", "coordinates": [[[113.10, 23.02], [113.12, 23.02],
+    ...                         [113.12, 23.04], [113.10, 23.02]]]})          # doctest: +SKIP
+    >>> s.totals["residents"], s.by_grid[["grid_code", "residents"]].head(2)   # doctest: +SKIP
+    """
+    if by not in ("grid", "community", "town", None):
+        raise ValidationError(f"by must be 'grid', 'community', 'town' or None, got {by!r}.")
+    parsed = parse_area(area, district=t.district, from_gcj02=from_gcj02)
+    return summarize_parsed(t, parsed, role=role, by=by, density=density)
+
+
+def summarize_parsed(t: Any, parsed: ParsedArea, *, role: Role = DISTRICT, by: By = "grid",
+                     density: bool = False) -> AreaSummary:
+    """:func:`summarize_area` for an already validated :class:`twin.areas.ParsedArea`."""
+    pidx = point_index(t)
+    part = partition_index(t)
+    inside = points_inside(pidx, parsed.geometry)
+    rec_idx = inside.records()
+    n = len(pidx.feats)
+    nk = len(COUNT_KEYS)  # the PointIndex puts the COUNT_KEYS columns first
+    n_grids = len(part.grid_codes)
+    sums = (pidx.cum[inside.stops] - pidx.cum[inside.starts]).sum(axis=0) + pidx.feats[inside.edge].sum(
+        axis=0, dtype=np.int64)
+    grid_sums = None
+    if by is not None and 2 * len(rec_idx) <= n:
+        grid_sums = group_sum(part.point_grid, pidx.feats[:, :nk], n_grids, rec_idx)
+    elif by is not None:  # big area: subtract what lies outside from the precomputed grid totals
+        keep = np.ones(n, dtype=bool)
+        keep[rec_idx] = False
+        grid_sums = part.grid_totals[:, :nk] - group_sum(part.point_grid, pidx.feats[:, :nk], n_grids,
+                                                         np.flatnonzero(keep))
+
+    touched = np.zeros(pidx.n_cells, dtype=bool)
+    touched[pidx.cells.cell_pos[inside.cells]] = True
+    cp = pidx.records.cell_pos[rec_idx]
+    touched[cp[cp >= 0]] = True
+    cell_pos = np.flatnonzero(touched)
+    cells = pidx.cell_ids[cell_pos]
+    grid_touched = np.zeros(n_grids, dtype=bool)
+    g = part.cell_grid[cell_pos]
+    grid_touched[g[g >= 0]] = True
+
+    scope = _scope(t, role, part)
+    sup = _Suppressor(role)
+    totals_open = not role.suppresses and bool(scope[grid_touched].all())
+    col = {c: i for i, c in enumerate(pidx.columns)}
+    totals = {k: sup.value(int(sums[col[k]]), totals_open, f"totals.{k}") for k in COUNT_KEYS}
+    by_use = {u: sup.value(int(sums[col[f"use_{u}"]]), totals_open, f"buildings_by_use.{u}") for u in pidx.uses}
+    by_credit = {c: sup.value(int(sums[col[f"credit_{c}"]]), totals_open, f"businesses_by_credit.{c}")
+                 for c in CREDIT_COLOURS}
+
+    tables: dict[str, dict[str, Any]] = {}
+    if grid_sums is not None:
+        gi = np.flatnonzero(grid_touched)
+        if by == "grid":
+            cols: dict[str, Any] = {
+                "grid_code": part.grid_codes[gi],
+                "grid_name": part.grid_names[gi],
+                "community_code": _codes(part.community_codes, part.grid_community[gi]),
+                "town_code": _codes(part.town_codes, part.grid_town[gi]),
+            }
+            masks = sup.columns(cols, grid_sums[gi], scope[gi] & (not role.suppresses), "by_grid",
+                                part.grid_codes[gi])
+            res = grid_sums[gi, col["residents"]]
+            res_all = part.grid_totals[gi, col["residents"]]
+            share = np.divide(res, res_all, out=np.zeros(len(gi)), where=res_all > 0)
+            cols["share_of_grid_residents"] = (share, masks["residents"].copy())
+            tables["by_grid"] = cols
+        w = grid_touched.astype(float)
+        gs_f = grid_sums.astype(float)  # float @ float uses BLAS; exact below 2**53
+        outside_f = (~scope).astype(float)
+        if by in ("grid", "community"):
+            ci = np.flatnonzero(part.community_of_grid @ w)
+            com_sums = np.rint(part.community_of_grid[ci] @ gs_f).astype(np.int64)
+            com_open = (part.community_of_grid[ci] @ outside_f == 0) & (not role.suppresses)
+            cols = {"community_code": part.community_codes[ci], "community_name": part.community_names[ci],
+                    "town_code": _codes(part.town_codes, part.community_town[ci])}
+            sup.columns(cols, com_sums, com_open, "by_community", part.community_codes[ci])
+            tables["by_community"] = cols
+        ti = np.flatnonzero(part.town_of_grid @ w)
+        town_sums = np.rint(part.town_of_grid[ti] @ gs_f).astype(np.int64)
+        town_open = (part.town_of_grid[ti] @ outside_f == 0) & (not role.suppresses)
+        cols = {"town_code": part.town_codes[ti], "town_name": part.town_names[ti]}
+        sup.columns(cols, town_sums, town_open, "by_town", part.town_codes[ti])
+        tables["by_town"] = cols
+
+    dens = None
+    if density:
+        dens = _density(t, pidx, rec_idx, cell_pos, cells, sup,
+                        open_cells=(not role.suppresses) & _cells_in_scope(part, scope, cell_pos))
+    return AreaSummary(parsed.area_km2, parsed.clipped, list(parsed.warnings), totals, by_use, by_credit,
+                       cells, sup.names, _version(t), dens, tables)
+
+
+# --- records --------------------------------------------------------------------------------------------------
+
+def records_in_area(
+    t: Any,
+    area: Any,
+    kind: str,
+    *,
+    role: Role = DISTRICT,
+    page: int = 0,
+    page_size: int = 1000,
+    from_gcj02: bool = False,
+) -> RecordPage:
+    """Ids of the persons, buildings or businesses inside an area, one page at a time (ascending ids).
+
+    Only records in grids inside the role's scope are returned. Inside = the building's point is covered by
+    the area (module docstring).
+
+    Raises
+    ------
+    PermissionDenied
+        The role may not see individual records (``role.can_see_records`` is False).
+    ValidationError
+        Unknown ``kind``, bad ``page``/``page_size``, or a bad area.
+    """
+    if not role.can_see_records:
+        raise PermissionDenied(f"role {role.name!r} may not see individual records; use summarize_area for "
+                               f"aggregate counts.")
+    if kind not in RECORD_KINDS:
+        raise ValidationError(f"unknown record kind {kind!r}; use one of {', '.join(RECORD_KINDS)}.")
+    if isinstance(page, bool) or not isinstance(page, (int, np.integer)) or page < 0:
+        raise ValidationError(f"page must be an integer ≥ 0, got {page!r}.")
+    if (isinstance(page_size, bool) or not isinstance(page_size, (int, np.integer))
+            or not 1 <= page_size <= MAX_PAGE_SIZE):
+        raise ValidationError(f"page_size must be an integer from 1 to {MAX_PAGE_SIZE}, got {page_size!r}.")
+    parsed = parse_area(area, district=t.district, from_gcj02=from_gcj02)
+    pidx = point_index(t)
+    part = partition_index(t)
+    inside = points_inside(pidx, parsed.geometry).records()
+    inside = inside[pidx.records.kind[inside] == KINDS.index("buildings")]
+    scope = _scope(t, role, part)
+    pg = part.point_grid[inside]
+    inside = inside[(pg >= 0) & scope[np.maximum(pg, 0)]] if role.scope_level != "district" else inside
+    bpos = np.sort(pidx.records.rec[inside].astype(np.int64))
+    if kind == "buildings":
+        ids = t.buildings["building_id"].to_numpy()[bpos]
+    else:
+        order, offsets, id_col = _by_building(t, kind)
+        rows = order[_concat_ranges(offsets[bpos], offsets[bpos + 1])]
+        ids = getattr(t, kind)[id_col].to_numpy()[rows]
+    ids = np.sort(ids)
+    chunk = ids[page * page_size:(page + 1) * page_size]
+    return RecordPage(kind, [int(i) for i in chunk], int(page), int(page_size), len(ids))
+
+
+def _by_building(t: Any, kind: str) -> tuple[np.ndarray, np.ndarray, str]:
+    """Rows of ``t.persons``/``t.businesses`` grouped by building position: (order, offsets, id column)."""
+    frame = getattr(t, kind)
+    key = f"query.by_building.{kind}"
+    hit = t.cache.get(key)
+    if hit is not None and hit[0] is frame and hit[1] is t.buildings:
+        return hit[2]
+    ids = t.buildings["building_id"].to_numpy()
+    sorter = np.argsort(ids, kind="stable")
+    bpos = sorter[np.searchsorted(ids, frame["building_id"].to_numpy(), sorter=sorter)]
+    order = np.argsort(bpos, kind="stable")
+    offsets = np.concatenate([[0], np.cumsum(np.bincount(bpos, minlength=len(ids)))]).astype(np.int64)
+    value = (order, offsets, "person_id" if kind == "persons" else "business_id")
+    t.cache[key] = (frame, t.buildings, value)
+    return value
+
+
+def _concat_ranges(starts: np.ndarray, stops: np.ndarray) -> np.ndarray:
+    from twin.query_index import _ranges
+
+    return _ranges(starts, stops)
+
+
+# --- helpers --------------------------------------------------------------------------------------------------
+
+class _Suppressor:
+    """Replaces 0 < count < k by None where a value is not open to the role, and remembers what it hid."""
+
+    def __init__(self, role: Role) -> None:
+        self.k = role.k
+        self.names: list[str] = []
+
+    def value(self, v: int, open_: bool, name: str) -> int | None:
+        if not open_ and 0 < v < self.k:
+            self.names.append(name)
+            return None
+        return v
+
+    def columns(self, cols: dict[str, Any], values: np.ndarray, open_rows: np.ndarray, table: str,
+                codes: np.ndarray) -> dict[str, np.ndarray]:
+        """Add the COUNT_KEYS columns as (values, suppressed mask) to ``cols``; return the masks by key."""
+        hide = (~np.asarray(open_rows, dtype=bool))[:, None] & (values > 0) & (values < self.k)
+        masks: dict[str, np.ndarray] = {}
+        for j, k in enumerate(COUNT_KEYS):
+            masks[k] = hide[:, j].copy()
+            cols[k] = (values[:, j].copy(), masks[k])
+        if hide.any():
+            r, c = np.nonzero(hide)
+            self.names.extend(f"{table}[{codes[i]}].{COUNT_KEYS[j]}" for i, j in zip(r.tolist(), c.tolist()))
+        return masks
+
+
+def _scope(t: Any, role: Role, part: PartitionIndex) -> np.ndarray:
+    """Boolean per grid (PartitionIndex order): inside the role's scope. Cached per role and partition."""
+    if role.scope_level == "district":
+        return np.ones(len(part.grid_codes), dtype=bool)
+    key = ("query.scope", role.scope_level, role.scope_codes)
+    hit = t.cache.get(key)
+    if hit is not None and hit[0] is part:
+        return hit[1]
+    mask = grids_in_scope(role, t.grids)
+    t.cache[key] = (part, mask)
+    return mask
+
+
+def _cells_in_scope(part: PartitionIndex, scope: np.ndarray, cell_pos: np.ndarray) -> np.ndarray:
+    g = part.cell_grid[cell_pos]
+    return (g >= 0) & scope[np.maximum(g, 0)]
+
+
+def _codes(table: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    return np.where(idx >= 0, table[np.maximum(idx, 0)], "")
+
+
+def _records(cols: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """Rows of a breakdown's column arrays as JSON-able dicts (suppressed → None)."""
+    if not cols:
+        return []
+    n = len(next(iter(cols.values())))
+    out: list[dict[str, Any]] = [{} for _ in range(n)]
+    for k, v in cols.items():
+        if isinstance(v, tuple):
+            vals = [None if m else _plain(x) for x, m in zip(v[0].tolist(), v[1].tolist())]
+        else:
+            vals = [_plain(x) for x in (v.tolist() if isinstance(v, np.ndarray) else list(v))]
+        for row, x in zip(out, vals):
+            row[k] = x
+    return out
+
+
+def _frame_records(df: pd.DataFrame) -> list[dict[str, Any]]:
+    out = df.astype(object).where(df.notna(), None)
+    return [{k: _plain(v) for k, v in r.items()} for r in out.to_dict(orient="records")]
+
+
+def _plain(v: Any) -> Any:
+    if isinstance(v, np.integer):
+        return int(v)
+    if isinstance(v, np.floating):
+        return float(v)
+    return v
+
+
+def _version(t: Any) -> str | None:
+    v = getattr(t, "partition_version", None)
+    if v is None:
+        v = t.manifest.get("partition_version")
+    return None if v is None else str(v)
+
+
+def _density(t: Any, pidx: PointIndex, inside: np.ndarray, cell_pos: np.ndarray, cells: np.ndarray,  # noqa: PLR0913
+             sup: _Suppressor, open_cells: np.ndarray) -> pd.DataFrame:
+    cp = pidx.records.cell_pos[inside]
+    ok = cp >= 0
+    slot = np.searchsorted(cell_pos, cp[ok])
+    cols = [pidx.col(k) for k in DENSITY_KEYS]
+    counts = group_sum(slot, pidx.feats[inside[ok]][:, cols], len(cell_pos))
+    areas = partition_cell_areas_km2(t)[cell_pos]
+    out: dict[str, Any] = {"cell": cells, "area_km2": areas}
+    hide = (~open_cells)[:, None] & (counts > 0) & (counts < sup.k)
+    for j, k in enumerate(DENSITY_KEYS):
+        m = hide[:, j]
+        out[k] = pd.arrays.IntegerArray(counts[:, j], m.copy())
+        out[f"{k}_per_km2"] = pd.array(np.where(m, np.nan, counts[:, j] / np.where(areas > 0, areas, np.nan)),
+                                       dtype="Float64")
+    if hide.any():
+        r, c = np.nonzero(hide)
+        sup.names.extend(f"density[{int(cells[i]):x}].{DENSITY_KEYS[j]}" for i, j in zip(r.tolist(), c.tolist()))
+    return pd.DataFrame(out)
