@@ -194,11 +194,15 @@ def _transitions(inc: pd.DataFrame, is_dispatched: np.ndarray, is_started: np.nd
     add(is_started, "start", "dispatched", "in_progress", handler_actor, started, "")
     add(esc_done, "escalate", "in_progress", "dispatched", "dispatcher:auto", escalated_at,
         "needs a higher level (synthetic)")
-    add(esc_done & is_started, "start", "dispatched", "in_progress", handler_actor, escalated_at, "")
+    add(esc_done & is_started, "start", "dispatched", "in_progress", handler_actor,
+        escalated_at + (resolved - escalated_at) * 0.05, "")
+    gap = resolved - first_resolved
     add(reopen, "resolve", "in_progress", "resolved", handler_actor, first_resolved, "")
-    add(reopen, "reopen", "resolved", "reopened", "followup:auto", first_resolved, "complainant not satisfied")
-    add(reopen, "dispatch", "reopened", "dispatched", "dispatcher:auto", first_resolved, "re-dispatch after reopen")
-    add(reopen, "start", "dispatched", "in_progress", handler_actor, first_resolved, "")
+    add(reopen, "reopen", "resolved", "reopened", "followup:auto", first_resolved + gap * 0.1,
+        "complainant not satisfied")
+    add(reopen, "dispatch", "reopened", "dispatched", "dispatcher:auto", first_resolved + gap * 0.2,
+        "re-dispatch after reopen")
+    add(reopen, "start", "dispatched", "in_progress", handler_actor, first_resolved + gap * 0.3, "")
     add(is_resolved, "resolve", "in_progress", "resolved", handler_actor, resolved, "")
     add(is_followed, "follow_up", "resolved", "followed_up", "followup:" + inc["town_code"].astype(str), followed_at,
         "")
