@@ -6,6 +6,7 @@
 1330000
 """
 
+from twin.areas import parse_area
 from twin.build import build_twin
 from twin.errors import (
     ConflictError,
@@ -20,6 +21,8 @@ from twin.errors import (
     ValidationError,
 )
 from twin.model import Twin, load
+from twin.overlays import overlay
+from twin.query import records_in_area, summarize_area
 from twin.validate import validate
 
 __all__ = [
@@ -27,6 +30,10 @@ __all__ = [
     "load",
     "build_twin",
     "validate",
+    "summarize_area",
+    "records_in_area",
+    "overlay",
+    "parse_area",
     "TwinError",
     "ValidationError",
     "CRSError",
