@@ -20,6 +20,7 @@ from shapely.geometry import LineString, MultiLineString, MultiPolygon, Polygon
 from shapely.geometry.base import BaseGeometry
 from shapely.ops import split as split_geometry
 
+from twin.cells import cells_to_geometry
 from twin.crs import geometry_to_metric
 from twin.errors import PartitionError, ValidationError
 from twin.partition import Partition, grid_name_for, next_grid_codes, validate_partition
@@ -102,8 +103,8 @@ def _move(p: Partition, idx: np.ndarray, to_grid: str, *, action: str) -> Partit
 
 def split_grid(p: Partition, grid_code: str, *, k: int = 2, line: BaseGeometry | None = None,
                new_codes: Sequence[str] | None = None, seed: int = 0) -> Partition:
-    """Split a grid into parts: by a drawn ``line`` (WGS84 LineString; cells go to the side of the line their
-    centre lies on, so a line crossing the grid once gives two parts) or automatically into ``k`` parts of
+    """Split a grid into parts: by a drawn ``line`` (WGS84 LineString drawn across the grid from edge to edge;
+    the grid's outline is cut along the line and each cell goes to the piece holding its centre) or automatically into ``k`` parts of
     near-equal workload (recursive bisection of the cells, :func:`twin.regions.bisect_labels`).
 
     The part with the most workload keeps ``grid_code``; the others get ``new_codes`` or the next free codes of
@@ -154,12 +155,8 @@ def _line_labels(p: Partition, idx: np.ndarray, line: BaseGeometry, grid_code: s
     _check_lnglat(line, "the split line")
     mline = geometry_to_metric(line)
     pts = p.xy[idx]
-    pad = 100.0  # metres beyond the grid's cells
-    x0, y0 = pts.min(axis=0) - pad
-    x1, y1 = pts.max(axis=0) + pad
-    box = shapely.box(x0, y0, x1, y1)
-    pieces = shapely.get_parts(split_geometry(box, shapely.intersection(mline, box))) if mline.intersects(box) \
-        else np.array([box])
+    outline = geometry_to_metric(cells_to_geometry(p.cells[idx])).buffer(1.0)  # the grid, EPSG:4547
+    pieces = shapely.get_parts(split_geometry(outline, mline)) if mline.intersects(outline) else np.array([outline])
     lab = np.full(len(idx), -1, dtype=np.int64)
     for i, piece in enumerate(pieces):
         inside = shapely.contains_xy(piece, pts[:, 0], pts[:, 1]) & (lab < 0)
