@@ -20,6 +20,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -28,7 +29,10 @@ import shapely
 from shapely.geometry.base import BaseGeometry
 
 from twin.crs import area_km2 as _area_km2
+from twin.pg import schema_lock_statement
 from twin.store import Store
+
+_SCHEMA_LOCK = threading.Lock()
 
 __all__ = [
     "Entry",
@@ -143,12 +147,16 @@ class VerifyReport:
 
 
 def _ensure(store: Store) -> None:
+    if "audit_postgis" in store._schemas or ("audit" in store._schemas and store.dialect == "sqlite"):
+        return
     guards = _PG_GUARDS if store.dialect == "postgresql" else _SQLITE_GUARDS
-    store.ensure_schema("audit", _SCHEMA_COMMON + guards + (
-        f"INSERT INTO audit_head (id, seq, hash) VALUES (1, 0, '{GENESIS}') ON CONFLICT (id) DO NOTHING",
-    ))
-    if store.dialect == "postgresql":
-        store.ensure_schema("audit_postgis", _PG_GEOM if _postgis(store) else ())
+    with _SCHEMA_LOCK:  # threads of one process; processes are serialised by schema_lock_statement()
+        store.ensure_schema("audit", schema_lock_statement(store) + _SCHEMA_COMMON + guards + (
+            f"INSERT INTO audit_head (id, seq, hash) VALUES (1, 0, '{GENESIS}') ON CONFLICT (id) DO NOTHING",
+        ))
+        if store.dialect == "postgresql":
+            store.ensure_schema("audit_postgis",
+                                schema_lock_statement(store) + (_PG_GEOM if _postgis(store) else ()))
 
 
 def _canonical_km2(x: float | None) -> float | None:

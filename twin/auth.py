@@ -30,6 +30,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from twin.errors import AuthenticationError, ConflictError, NotFoundError, ValidationError
+from twin.pg import schema_lock_statement
 from twin.roles import Role, make_role
 from twin.store import Store
 
@@ -97,7 +98,10 @@ def _now() -> str:
 
 
 def _ensure(store: Store) -> None:
-    store.ensure_schema("auth", _SCHEMA)
+    if "auth" in store._schemas:
+        return
+    with _cache_lock:
+        store.ensure_schema("auth", schema_lock_statement(store) + _SCHEMA)
 
 
 def hash_secret(secret: str, salt: bytes) -> bytes:

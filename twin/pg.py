@@ -19,15 +19,21 @@ import shutil
 import socket
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 
 from twin.errors import TwinError, ValidationError
 from twin.store import Store
 
-__all__ = ["has_postgis", "ensure_postgis", "postgres_bindir", "LocalCluster"]
+__all__ = ["schema_lock_statement", "has_postgis", "ensure_postgis", "postgres_bindir", "LocalCluster"]
 
 _POSTGIS: dict[str, bool] = {}
+
+
+def schema_lock_statement(store: Store) -> tuple[str, ...]:
+    """A statement to run first in a schema transaction so that concurrent processes creating the same tables
+    on PostgreSQL wait for each other (a transaction-scoped advisory lock); nothing on SQLite, whose
+    ``BEGIN IMMEDIATE`` already serialises writers."""
+    return ("SELECT pg_advisory_xact_lock(7007001)",) if store.dialect == "postgresql" else ()
 
 
 def has_postgis(store: Store) -> bool:
