@@ -127,8 +127,8 @@ def parse_area(
         reason = shapely.is_valid_reason(geom)
         fixed = _polygonal_part(shapely.make_valid(geom))
         if fixed.is_empty or fixed.area == 0:
-            raise ValidationError(f"the area is invalid ({reason}) and has no area left after repair; draw a "
-                                  f"simple polygon.")
+            raise ValidationError(f"the area is invalid ({reason}) and has zero area after repair; draw a "
+                                  f"simple polygon that encloses some ground.")
         n = len(shapely.get_parts(fixed))
         warnings.append(f"the area was self-intersecting or otherwise invalid ({reason}); repaired with "
                         f"make_valid into {n} part{'s' if n != 1 else ''}.")
