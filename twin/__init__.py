@@ -45,3 +45,13 @@ __all__ = [
     "PermissionDenied",
     "TwinNotBuiltError",
 ]
+
+# incidents: the closed loop, four-level dispatch, statistics, credit-based inspections
+from twin.errors import InvalidTransition  # noqa: E402
+from twin.incident_catalogue import load_catalogue  # noqa: E402
+from twin.incident_stats import incident_stats, incidents_per_grid  # noqa: E402
+from twin.incident_store import IncidentStore, open_incident_store, report_incident  # noqa: E402
+from twin.inspections import inspection_plan  # noqa: E402
+
+__all__ += ["InvalidTransition", "load_catalogue", "incident_stats", "incidents_per_grid", "IncidentStore",
+            "open_incident_store", "report_incident", "inspection_plan"]

@@ -430,7 +430,7 @@ def report_incident(
             master = _from_row(cols, next(r for r in rows if r[0] == dup))
             return istore.link(tx, master, inc, actor=actor), True
         stored = istore.add(inc, actor=actor, tx=tx)
-    if auto_dispatch:
+    if auto_dispatch and stored.id is not None:
         stored = dispatch_incident(istore, t, catalogue, stored.id, actor=actor, now=now or stored.reported_at)
     return stored, False
 

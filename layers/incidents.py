@@ -1,0 +1,93 @@
+"""Incident, worker-board and inspection-plan layers: frames from :mod:`twin` in, ``pydeck.Layer`` out.
+
+Positions are WGS84 ``[lng, lat]``. Incidents are coloured by state; overdue ones get a thick red outline and a
+larger dot. Workers are green when online, grey when offline, sized by their open cases.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pydeck as pdk
+
+from layers.colors import CREDIT_COLORS, STATUS_COLORS
+
+__all__ = ["STATE_COLORS", "OVERDUE_COLOR", "incidents_layer", "incident_workers_layer", "inspections_layer"]
+
+STATE_COLORS: dict[str, list[int]] = {
+    "reported": [255, 152, 0, 230],
+    "dispatched": [33, 150, 243, 230],
+    "in_progress": [156, 39, 176, 230],
+    "resolved": [76, 175, 80, 200],
+    "followed_up": [129, 199, 132, 160],
+    "reopened": [244, 67, 54, 230],
+}
+OVERDUE_COLOR = [213, 0, 0, 255]
+
+
+def _pos(frame: pd.DataFrame) -> list[list[float]]:
+    return np.round(frame[["lng", "lat"]].to_numpy(dtype=float), 6).tolist()
+
+
+def incidents_layer(frame: pd.DataFrame, *, overdue: np.ndarray | None = None, layer_id: str = "incidents"
+                    ) -> pdk.Layer:
+    """Incidents (``id``, ``lng``, ``lat``, ``state``, ``category``, ``grid_code``, ``assignee``) as dots by state.
+
+    ``overdue`` (a boolean mask aligned with ``frame``, e.g. :func:`twin.incidents.overdue_mask`) draws a red ring.
+    """
+    late = np.zeros(len(frame), dtype=bool) if overdue is None else np.asarray(overdue, dtype=bool)
+    if len(late) != len(frame):
+        raise ValueError(f"overdue mask has {len(late)} values for {len(frame)} incidents.")
+    state = frame["state"].astype(str)
+    data = pd.DataFrame({
+        "position": _pos(frame),
+        "fill": [STATE_COLORS.get(s, [255, 255, 255, 200]) for s in state],
+        "line": [OVERDUE_COLOR if o else [0, 0, 0, 120] for o in late],
+        "width": np.where(late, 3.0, 0.5),
+        "radius": np.where(late, 30.0, 18.0),
+        "id": frame["id"].astype(int).to_numpy() if "id" in frame else np.arange(len(frame)),
+        "state": state.to_numpy(),
+        "category": frame["category"].astype(str).to_numpy(),
+        "grid_code": frame["grid_code"].astype(str).to_numpy(),
+        "assignee": frame.get("assignee", pd.Series("", index=frame.index)).astype(str).to_numpy(),
+        "overdue": np.where(late, "OVERDUE", ""),
+    })
+    return pdk.Layer("ScatterplotLayer", data=data, id=layer_id, get_position="position", get_fill_color="fill",
+                     get_line_color="line", get_line_width="width", line_width_units="pixels", stroked=True,
+                     get_radius="radius", radius_min_pixels=3, radius_max_pixels=12, pickable=True,
+                     tooltip_html="<b>#{id}</b> {category}<br/>{state} <b>{overdue}</b><br/>grid {grid_code} · "
+                                  "{assignee}")
+
+
+def incident_workers_layer(board: pd.DataFrame, *, layer_id: str = "incident-workers") -> pdk.Layer:
+    """The live worker board (:func:`twin.incident_store.board_for`): online green / offline grey, sized by load."""
+    load = board.get("open_cases", pd.Series(0, index=board.index)).astype(int).to_numpy()
+    data = pd.DataFrame({
+        "position": _pos(board),
+        "fill": [STATUS_COLORS.get(s, [255, 255, 255, 255]) for s in board["status"].astype(str)],
+        "radius": 30.0 + 10.0 * np.minimum(load, 10),
+        "worker_id": board["worker_id"].astype(str).to_numpy(),
+        "grid_code": board["grid_code"].astype(str).to_numpy(),
+        "status": board["status"].astype(str).to_numpy(),
+        "open_cases": load,
+    })
+    return pdk.Layer("ScatterplotLayer", data=data, id=layer_id, get_position="position", get_fill_color="fill",
+                     get_line_color=[0, 0, 0, 255], stroked=True, line_width_min_pixels=1.5, get_radius="radius",
+                     radius_min_pixels=5, radius_max_pixels=18, pickable=True,
+                     tooltip_html="<b>{worker_id}</b> grid {grid_code}<br/>{status} · {open_cases} open case(s)")
+
+
+def inspections_layer(plan: pd.DataFrame, *, layer_id: str = "inspections") -> pdk.Layer:
+    """Planned inspection visits (:func:`twin.inspections.inspection_plan` rows) coloured by credit."""
+    data = pd.DataFrame({
+        "position": _pos(plan),
+        "fill": [CREDIT_COLORS.get(c, [255, 255, 255, 255]) for c in plan["credit"].astype(str)],
+        "business_id": plan["business_id"].astype(int).to_numpy(),
+        "worker_id": plan["worker_id"].astype(str).to_numpy(),
+        "date": plan["date"].astype(str).to_numpy(),
+        "visit": plan["visit"].astype(int).to_numpy(),
+        "visits_in_month": plan["visits_in_month"].astype(int).to_numpy(),
+    })
+    return pdk.Layer("ScatterplotLayer", data=data, id=layer_id, get_position="position", get_fill_color="fill",
+                     get_radius=15, radius_min_pixels=3, radius_max_pixels=9, pickable=True,
+                     tooltip_html="business {business_id} · visit {visit}/{visits_in_month}<br/>{date} · {worker_id}")
