@@ -53,6 +53,7 @@ __all__ = [
     "TIME_COLUMNS",
 ]
 
+_BATCH = 100  # rows per multi-row INSERT (7 parameters each; well under SQLite's and PostgreSQL's limits)
 TIME_COLUMNS = ("reported_at", "deadline", "dispatched_at", "started_at", "resolved_at", "followed_up_at",
                 "updated_at")
 _FIELDS = [f.name for f in dataclasses.fields(Incident) if f.name != "id"]
@@ -86,7 +87,8 @@ _SCHEMA = [
 
 
 def _iso(v: dt.datetime | None) -> str | None:
-    return None if v is None else as_time(v).isoformat()
+    """Fixed-width ISO text in CST with microseconds, so text order is time order."""
+    return None if v is None else as_time(v).isoformat(timespec="microseconds")
 
 
 def _to_row(inc: Incident) -> list[Any]:
@@ -327,7 +329,11 @@ class IncidentStore:
         df["attachments"] = df["attachments"].map(
             lambda a: a if isinstance(a, str) else json.dumps(list(a or ()), ensure_ascii=False))
         df["version"] = 1
-        rows = df[_FIELDS].astype(object).where(df[_FIELDS].notna(), None).to_numpy().tolist()
+        colvals = []
+        for c in _FIELDS:
+            v = df[c].to_numpy(dtype=object)
+            colvals.append(np.where(pd.isna(v), None, v).tolist())
+        rows = [list(r) for r in zip(*colvals, strict=True)]
         cols = ", ".join(_FIELDS)
         marks = ", ".join("?" for _ in _FIELDS)
         ids = np.empty(len(rows), dtype=np.int64)
@@ -341,10 +347,16 @@ class IncidentStore:
             else:
                 tr = transitions.copy()
                 tr["at"] = _iso_col(tr["at"])
-            sql = ("INSERT INTO incident_transitions (incident_id, action, from_state, to_state, actor, at, reason, "
-                   "detail) VALUES (?, ?, ?, ?, ?, ?, ?, '{}')")
-            for r in tr[["row", "action", "from_state", "to_state", "actor", "at", "reason"]].itertuples(index=False):
-                tx.execute(sql, (int(ids[int(r[0])]), r[1], r[2], r[3], r[4], r[5], r[6]))
+            cols_t = [ids[tr["row"].to_numpy(dtype=np.int64)].tolist()] + [
+                tr[c].to_numpy(dtype=object).tolist() for c in ("action", "from_state", "to_state", "actor", "at",
+                                                               "reason")]
+            flat = list(zip(*cols_t, strict=True))
+            head = ("INSERT INTO incident_transitions (incident_id, action, from_state, to_state, actor, at, reason, "
+                    "detail) VALUES ")
+            for i in range(0, len(flat), _BATCH):
+                chunk = flat[i:i + _BATCH]
+                tx.execute(head + ", ".join(["(?, ?, ?, ?, ?, ?, ?, '{}')"] * len(chunk)),
+                           [v for row in chunk for v in row])
         return ids
 
     def delete_synthetic(self) -> int:
@@ -358,17 +370,15 @@ class IncidentStore:
         return n
 
 
-def _iso_col(s: pd.Series) -> pd.Series:
-    """Datetime-like column → ISO strings in CST (None stays None)."""
-    if s.dtype == object and s.map(lambda v: v is None or isinstance(v, str)).all():
-        return s.map(lambda v: None if v is None else _iso(as_time(v)))
+def _iso_col(s: pd.Series) -> np.ndarray:
+    """Datetime-like column → fixed-width ISO strings in CST, like :func:`_iso` (missing → None); vectorised."""
+    if s.dtype == object and s.map(lambda v: v is None or isinstance(v, dt.datetime)).all():
+        s = s.map(lambda v: None if v is None else as_time(v))
     ts = pd.to_datetime(s, format="ISO8601") if not pd.api.types.is_datetime64_any_dtype(s) else s
-    if getattr(ts.dt, "tz", None) is None:
-        ts = ts.dt.tz_localize(CST)
-    else:
-        ts = ts.dt.tz_convert(CST)
-    out = ts.map(lambda v: None if pd.isna(v) else v.isoformat())
-    return out.astype(object).where(ts.notna(), None)
+    ts = ts.dt.tz_localize(CST) if ts.dt.tz is None else ts.dt.tz_convert(CST)
+    local = ts.dt.tz_localize(None).to_numpy().astype("datetime64[us]")
+    text = np.char.add(np.datetime_as_string(local, unit="us").astype(object), "+08:00")
+    return np.where(ts.isna().to_numpy(), None, text).astype(object)
 
 
 def _typed(df: pd.DataFrame) -> pd.DataFrame:
