@@ -69,9 +69,11 @@ class AreaSummary:
     by_grid, by_community, by_town
         (properties, built on first access from :attr:`tables`) One row per unit the area touches (a unit is touched when one of its cells has its centre or a record
         inside the area): codes, names, parent codes, the :data:`COUNT_KEYS` columns (nullable ``Int64``) and,
-        for grids, ``share_of_grid_residents`` = residents inside / all residents of that grid.
+        for grids, ``share_of_grid_residents`` = residents inside / all residents of that grid (missing when
+        the grid has no residents or its residents count is suppressed).
     cells
-        ``uint64`` H3 res-11 partition cells touched (centre inside, or holding a record inside), sorted.
+        ``uint64`` H3 res-11 partition cells touched: centre inside the area, or holding a building, camera or
+        worker inside it; sorted.
     density
         With ``density=True``: per touched cell, the :data:`DENSITY_KEYS` counts inside, the cell's
         ``area_km2`` (EPSG:4547) and ``<key>_per_km2``; else ``None``.
@@ -274,7 +276,7 @@ def summarize_parsed(t: Any, parsed: ParsedArea, *, role: Role = DISTRICT, by: B
             res = grid_sums[gi, col["residents"]]
             res_all = part.grid_totals[gi, col["residents"]]
             share = np.divide(res, res_all, out=np.zeros(len(gi)), where=res_all > 0)
-            cols["share_of_grid_residents"] = (share, masks["residents"].copy())
+            cols["share_of_grid_residents"] = (share, masks["residents"] | (res_all == 0))  # None: no residents
             tables["by_grid"] = cols
         w = grid_touched.astype(float)
         gs_f = grid_sums.astype(float)  # float @ float uses BLAS; exact below 2**53
