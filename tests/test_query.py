@@ -22,8 +22,7 @@ from twin.cells import PARTITION_RES, latlng_to_cells
 from twin.errors import PermissionDenied, ValidationError
 from twin.query import COUNT_KEYS, records_in_area, summarize_area
 from twin.residents import ages_on
-from twin.roles import ANALYST, DISTRICT, make_role
-
+from twin.roles import ANALYST, make_role
 
 # --- brute force oracle ---------------------------------------------------------------------------------------
 

@@ -223,7 +223,7 @@ def _build_point_index(t: Any) -> PointIndex:
     nx = int(np.floor((allx.max() - x0) / dx)) + 2
     ny = int(np.floor((ally.max() - y0) / dy)) + 2
 
-    def point_set(ps: list[tuple[np.ndarray, ...]]) -> tuple[PointSet, np.ndarray]:
+    def point_set(ps: list[Any]) -> tuple[PointSet, np.ndarray]:
         x, y, kind, rec, cells, feats = (np.concatenate([p[i] for p in ps]) for i in range(6))
         binid = np.floor((y - y0) / dy).astype(np.int64) * nx + np.floor((x - x0) / dx).astype(np.int64)
         o = np.argsort(binid, kind="stable")
