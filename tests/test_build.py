@@ -98,3 +98,13 @@ def test_cli_bad_input_names_the_file(tmp_path):
 def test_missing_input_file_is_named(tmp_path):
     with pytest.raises(twin.IngestError, match="nope.tif: population raster file not found"):
         build_twin(tmp_path / "x", population_raster=tmp_path / "nope.tif", progress=False)
+
+
+def test_rebuild_keeps_mutable_state(tmp_path):
+    out = build_twin(tmp_path / "t", seed=3, scale=0.01, progress=False)
+    (out / "state.sqlite").write_bytes(b"versions, incidents, audit")
+    build_twin(out, seed=3, scale=0.01, progress=False)  # same cells: state moves into the new twin
+    assert (out / "state.sqlite").read_bytes() == b"versions, incidents, audit"
+    build_twin(out, seed=3, scale=0.01, n_grids=300, progress=False)  # cells identical, grids differ: still kept
+    assert (out / "state.sqlite").exists()
+    assert len(twin.load(out).grids) == 300

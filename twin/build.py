@@ -11,6 +11,7 @@ The pipeline (each step seeded from ``seed``; same seed → same files, byte for
 
 from __future__ import annotations
 
+import datetime as dt
 import shutil
 import sys
 import time
@@ -30,7 +31,7 @@ from twin.crs import lnglat_to_xy
 from twin.errors import IngestError
 from twin.geography import DISTRICT_CODE, district_boundary, nbs_communities, nbs_towns, town_seats
 from twin.hierarchy import short_name, units_to_polygons
-from twin.io import default_twin_dir, sha256_file, write_json, write_table
+from twin.io import default_twin_dir, read_json, read_table, sha256_file, write_json, write_table
 from twin.population import land_use_intensity, largest_remainder, raster_to_cells, synthesize_population_raster
 from twin.regions import allocate_counts, bisect_labels, power_assign, repair_contiguity
 from twin.residents import AS_OF, ages_on, generate_residents
@@ -259,22 +260,43 @@ def build_twin(
         "files": files,
     }
     write_json(manifest, work / "manifest.json")
-    _swap_into_place(work, out)
+    _swap_into_place(work, out, log)
     log(f"done: {out}")
     return out
 
 
-def _swap_into_place(work: Path, out: Path) -> None:
-    """Replace ``out`` by ``work`` with one rename (the old twin is kept as ``.name.old`` until then)."""
+def _swap_into_place(work: Path, out: Path, log: Callable[[str], None]) -> None:
+    """Replace the twin at ``out`` by ``work`` (renames only; the old twin is gone only after the new one is in).
+
+    Mutable state that lives next to the twin (``state.sqlite`` with partition versions, incidents, audit log,
+    users; anything else the build did not write) is never deleted: it moves into the new twin when the cells are
+    unchanged (the same H3 cells), else it is archived beside it and the log says where.
+    """
     old = out.parent / f".{out.name}.old"
     if old.exists():
         shutil.rmtree(old)
     if out.exists():
-        # keep versions/edits made on top of the old twin if any
         out.rename(old)
     work.rename(out)
-    if old.exists():
-        shutil.rmtree(old)
+    if not old.exists():
+        return
+    built = set(read_json(out / "manifest.json")["files"]) | {"manifest.json"}
+    extra = [p for p in old.iterdir() if p.name not in built]
+    if extra:
+        same_cells = (old / "cells.parquet").exists() and np.array_equal(
+            read_table(old / "cells.parquet", columns=["cell"])["cell"].to_numpy(),
+            read_table(out / "cells.parquet", columns=["cell"])["cell"].to_numpy())
+        if same_cells:
+            for p in extra:
+                p.rename(out / p.name)
+        else:
+            stamp = dt.datetime.now().strftime("%Y%m%dT%H%M%S")
+            archive = out.parent / f"{out.name}.state-{stamp}"
+            archive.mkdir()
+            for p in extra:
+                p.rename(archive / p.name)
+            log(f"the cells changed: the old twin's state ({', '.join(p.name for p in extra)}) is archived in {archive}")
+    shutil.rmtree(old)
 
 
 def _persons_per_building(buildings: gpd.GeoDataFrame, persons_cell: np.ndarray, xy: np.ndarray,
