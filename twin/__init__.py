@@ -55,3 +55,15 @@ from twin.inspections import inspection_plan  # noqa: E402
 
 __all__ += ["InvalidTransition", "load_catalogue", "incident_stats", "incidents_per_grid", "IncidentStore",
             "open_incident_store", "report_incident", "inspection_plan"]
+
+# grids: partition rules, boundary edits, versions (time travel), balance, re-partition, grid layers in/out
+from twin.balance import balance_report  # noqa: E402
+from twin.edits import merge_grids, move_area, move_cells, redraw_grid, split_grid  # noqa: E402
+from twin.grid_io import export_grids, import_grids  # noqa: E402
+from twin.partition import Partition, check_partition, partition_from_twin  # noqa: E402
+from twin.rebalance import rebalance  # noqa: E402
+from twin.versions import checkout, commit, diff_versions, list_versions, rollback, undo  # noqa: E402
+
+__all__ += ["balance_report", "move_cells", "move_area", "split_grid", "merge_grids", "redraw_grid", "export_grids",
+            "import_grids", "Partition", "check_partition", "partition_from_twin", "rebalance", "checkout", "commit",
+            "diff_versions", "list_versions", "rollback", "undo"]
