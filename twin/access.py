@@ -24,6 +24,7 @@ records every area so such probing is traceable.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -45,11 +46,13 @@ __all__ = [
     "suppress_counts",
     "split_by_scope",
     "scoped_dossier",
+    "scoped_summary",
     "check_edit",
     "check_outside",
 ]
 
 OutsidePolicy = Literal["aggregate", "deny"]
+_MATRICES: dict[int, tuple[weakref.ref, np.ndarray, np.ndarray]] = {}
 
 ADDITIVE_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("residents", ("residents_male", "residents_female")),
@@ -217,14 +220,18 @@ def split_by_scope(by_grid: pd.DataFrame, role: Role, t: Twin, policy: AccessPol
     with suppression, ``suppressed``, ``n_grids``) and ``totals`` (inside + outside where the outside value is
     published, else ``None``), plus ``k``.
     """
+    keys = [str(c) for c in by_grid.columns]
+    num = by_grid.to_numpy(dtype=np.int64) if len(by_grid) else np.zeros((0, len(keys)), dtype=np.int64)
+    return _split(np.asarray(by_grid.index.to_numpy(), dtype=str), keys, num, role, t, policy, what=what)
+
+
+def _split(codes: np.ndarray, keys: list[str], num: np.ndarray, role: Role, t: Twin, policy: AccessPolicy, *,
+           what: str) -> dict[str, Any]:
     k = policy.k_for(role)
     scope = record_scope(role, t)
-    codes = by_grid.index.astype(str)
     inside_mask = np.fromiter((c in scope for c in codes), dtype=bool, count=len(codes))
     outside_codes = list(codes[~inside_mask])
     check_outside(role, policy, outside_codes, what=what)
-    keys = [str(c) for c in by_grid.columns]
-    num = by_grid.to_numpy(dtype=np.int64) if len(by_grid) else np.zeros((0, len(keys)), dtype=np.int64)
     inside = dict(zip(keys, (int(v) for v in num[inside_mask].sum(axis=0))))
     outside_raw = dict(zip(keys, (int(v) for v in num[~inside_mask].sum(axis=0))))
     inside_rows = {str(c): dict(zip(keys, (int(v) for v in row))) for c, row in zip(codes[inside_mask],
@@ -238,6 +245,53 @@ def split_by_scope(by_grid: pd.DataFrame, role: Role, t: Twin, policy: AccessPol
     sup = suppress_counts(outside_raw, k)
     out["outside_scope"] = {"n_grids": len(outside_codes), "counts": sup.values, "suppressed": sup.suppressed}
     out["totals"] = {key: (None if sup.values[key] is None else inside[key] + outside_raw[key]) for key in keys}
+    return out
+
+
+def scoped_summary(t: Twin, raw: Any, role: Role, policy: AccessPolicy, *,
+                   include_cells: bool = False) -> dict[str, Any]:
+    """What ``role`` may see of an unsuppressed area summary ``raw`` (:func:`twin.query.summarize_parsed` with
+    the ``DISTRICT`` role): :func:`split_by_scope` of its per-grid counts plus ``buildings_by_use`` and
+    ``businesses_by_credit`` — exact when the area lies inside the record scope, else suppressed like an outside
+    aggregate (``<name>_suppressed`` lists the hidden parts) — and, with ``include_cells``, the touched H3 cells
+    (hex) of grids in the record scope only.
+    """
+    from twin.query import COUNT_KEYS
+
+    bg = raw.by_grid
+    keys = list(COUNT_KEYS)
+    hit = _MATRICES.get(id(bg))
+    if hit is not None and hit[0]() is bg:
+        codes, num = hit[1], hit[2]
+    elif len(bg):
+        num = np.column_stack([np.asarray(bg[c].array.to_numpy(dtype=np.int64, na_value=0)) for c in keys])
+        codes = np.asarray(bg["grid_code"].to_numpy(), dtype=str)
+        if len(_MATRICES) > 64:
+            _MATRICES.clear()
+        _MATRICES[id(bg)] = (weakref.ref(bg), codes, num)  # one summary is often scoped for several callers
+    else:
+        num, codes = np.zeros((0, len(keys)), dtype=np.int64), np.zeros(0, dtype=str)
+    out = _split(codes, keys, num, role, t, policy, what="the area")
+    k = out["k"]
+    exact = out["outside_scope"] is None and role.can_see_records
+    for name, total_key, prefix, parts in (("buildings_by_use", "buildings", "use_", raw.buildings_by_use),
+                                           ("businesses_by_credit", "businesses", "credit_",
+                                            raw.businesses_by_credit)):
+        vals = {str(p): int(v) for p, v in parts.items()}
+        if exact:
+            out[name] = vals
+            continue
+        # Mixed inside/outside (or an analyst): publish like an outside aggregate; total = sum of the parts.
+        sup = suppress_counts({total_key: int(raw.totals[total_key]),
+                               **{prefix + p: v for p, v in vals.items()}}, k)
+        out[name] = {p: sup.values[prefix + p] for p in vals}
+        out[name + "_suppressed"] = [s[len(prefix):] for s in sup.suppressed if s.startswith(prefix)]
+    if include_cells:
+        scope = record_scope(role, t)
+        cells = np.asarray(raw.cells, dtype=np.uint64)
+        codes = t.grid_of_cells(cells)
+        keep = np.fromiter((c in scope for c in codes), dtype=bool, count=len(codes))
+        out["cells"] = [format(int(c), "x") for c in cells[keep]]
     return out
 
 

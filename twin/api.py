@@ -32,7 +32,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from twin import audit
-from twin.access import AccessPolicy, check_edit, record_scope, scoped_dossier, split_by_scope, suppress_counts
+from twin.access import AccessPolicy, check_edit, record_scope, scoped_dossier, scoped_summary, split_by_scope
 from twin.auth import authenticate
 from twin.errors import (
     AuthenticationError,
@@ -243,9 +243,12 @@ class _Service:
         from twin.dossier import grid_counts
         from twin.query import summarize_area
 
+        from twin.partition import partition_from_twin
+
         t, _ = self.at(None)
         summarize_area(t, _EXAMPLE_AREA, role=DISTRICT, by="grid")
         grid_counts(t)
+        partition_from_twin(self.twin())  # cached: edits and diffs start from it
 
 
 def _svc(request: Request) -> _Service:
@@ -479,7 +482,7 @@ def _routes(app: FastAPI) -> None:  # noqa: C901  (one function so the routes re
         parsed = parse_area(area, district=t.district)
         a.area, a.area_km2 = parsed.geometry, parsed.area_km2
         raw = summarize_parsed(t, parsed, role=DISTRICT, by="grid")
-        out = _scoped_summary(t, raw, a.role, svc.policy, include_cells=include_cells)
+        out = scoped_summary(t, raw, a.role, svc.policy, include_cells=include_cells)
         out.update(area_km2=parsed.area_km2, clipped=parsed.clipped, warnings=list(parsed.warnings), version=vid)
         a.counts = {k: int(v) for k, v in out["totals"].items()
                     if k in ("buildings", "residents", "businesses") and v is not None}
@@ -645,39 +648,6 @@ def _export_routes(app: FastAPI) -> None:
 
 
 # --- helpers -------------------------------------------------------------------------------------------------
-
-def _scoped_summary(t: Twin, raw: Any, role: Role, policy: AccessPolicy, *, include_cells: bool) -> dict[str, Any]:
-    from twin.query import COUNT_KEYS
-
-    bg = raw.by_grid
-    if len(bg):
-        by_grid = pd.DataFrame({k: bg[k].astype("int64").to_numpy() for k in COUNT_KEYS},
-                               index=bg["grid_code"].astype(str).to_numpy())
-    else:
-        by_grid = pd.DataFrame({k: np.zeros(0, dtype=np.int64) for k in COUNT_KEYS})
-    out = split_by_scope(by_grid, role, t, policy)
-    k = out["k"]
-    exact = out["outside_scope"] is None and role.can_see_records
-    for name, total_key, prefix, parts in (("buildings_by_use", "buildings", "use_", raw.buildings_by_use),
-                                           ("businesses_by_credit", "businesses", "credit_",
-                                            raw.businesses_by_credit)):
-        vals = {str(p): int(v) for p, v in parts.items()}
-        if exact:
-            out[name] = vals
-            continue
-        # Mixed inside/outside (or an analyst): publish like an outside aggregate; total = sum of the parts.
-        sup = suppress_counts({total_key: int(raw.totals[total_key]),
-                               **{prefix + p: v for p, v in vals.items()}}, k)
-        out[name] = {p: sup.values[prefix + p] for p in vals}
-        out[name + "_suppressed"] = [s[len(prefix):] for s in sup.suppressed if s.startswith(prefix)]
-    if include_cells:
-        scope = record_scope(role, t)
-        cells = np.asarray(raw.cells, dtype=np.uint64)
-        codes = t.grid_of_cells(cells)
-        keep = np.fromiter((c in scope for c in codes), dtype=bool, count=len(codes))
-        out["cells"] = [format(int(c), "x") for c in cells[keep]]
-    return out
-
 
 def _hierarchy_geojson(t: Twin, level: str, role: Role, *, town: str | None = None,
                        community: str | None = None) -> tuple[bytes, int]:
