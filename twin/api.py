@@ -29,6 +29,7 @@ from fastapi import Body, Depends, FastAPI, Header, Query, Request
 from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from twin import audit
@@ -47,7 +48,7 @@ from twin.model import Twin
 from twin.roles import DISTRICT, Role
 from twin.store import Store, open_store
 
-__all__ = ["create_app", "app_from_env", "problem", "status_for", "MAX_BODY_BYTES", "MAX_PAGE_SIZE"]
+__all__ = ["create_app", "app_from_env", "EditRequest", "problem", "status_for", "MAX_BODY_BYTES", "MAX_PAGE_SIZE"]
 
 MAX_BODY_BYTES = 2 * 1024 * 1024
 MAX_PAGE_SIZE = 1000
@@ -241,9 +242,8 @@ class _Service:
     def warm(self) -> None:
         """Load the twin and build the query indexes of the head version before the first request."""
         from twin.dossier import grid_counts
-        from twin.query import summarize_area
-
         from twin.partition import partition_from_twin
+        from twin.query import summarize_area
 
         t, _ = self.at(None)
         summarize_area(t, _EXAMPLE_AREA, role=DISTRICT, by="grid")
@@ -524,25 +524,24 @@ def _optional_routes(app: FastAPI) -> None:
 
 # --- versions and edits --------------------------------------------------------------------------------------
 
+class EditRequest(BaseModel):
+    """One grid edit, committed as a new partition version on top of ``base_version``."""
+
+    op: Literal["move_cells", "move_area", "split_grid", "merge_grids", "redraw_grid"]
+    base_version: int = Field(ge=1, description="the version you edited (the head when you loaded it)")
+    reason: str = Field(min_length=1, max_length=500)
+    cells: list[str] | None = Field(None, max_length=20_000, description="move_cells: H3 cells (hex)")
+    to_grid: str | None = Field(None, max_length=20, description="move_cells / move_area: target grid")
+    area: dict[str, Any] | None = Field(None, description="move_area: GeoJSON area (WGS84)")
+    grid_code: str | None = Field(None, max_length=20, description="split_grid / redraw_grid")
+    k: int = Field(2, ge=2, le=10, description="split_grid: number of parts")
+    grid_codes: list[str] | None = Field(None, max_length=50, description="merge_grids")
+    into: str | None = Field(None, max_length=20, description="merge_grids: surviving code")
+    polygon: dict[str, Any] | None = Field(None, description="redraw_grid: new outline (GeoJSON, WGS84)")
+    clip: bool = False
+
+
 def _version_routes(app: FastAPI) -> None:
-    from pydantic import BaseModel, Field
-
-    class EditRequest(BaseModel):
-        """One grid edit, committed as a new partition version on top of ``base_version``."""
-
-        op: Literal["move_cells", "move_area", "split_grid", "merge_grids", "redraw_grid"]
-        base_version: int = Field(ge=1, description="the version you edited (the head when you loaded it)")
-        reason: str = Field(min_length=1, max_length=500)
-        cells: list[str] | None = Field(None, max_length=20_000, description="move_cells: H3 cells (hex)")
-        to_grid: str | None = Field(None, max_length=20, description="move_cells / move_area: target grid")
-        area: dict[str, Any] | None = Field(None, description="move_area: GeoJSON area (WGS84)")
-        grid_code: str | None = Field(None, max_length=20, description="split_grid / redraw_grid")
-        k: int = Field(2, ge=2, le=10, description="split_grid: number of parts")
-        grid_codes: list[str] | None = Field(None, max_length=50, description="merge_grids")
-        into: str | None = Field(None, max_length=20, description="merge_grids: surviving code")
-        polygon: dict[str, Any] | None = Field(None, description="redraw_grid: new outline (GeoJSON, WGS84)")
-        clip: bool = False
-
     @app.get("/versions", tags=["versions"], summary="Partition versions, oldest first")
     def versions_list(request: Request, a: Audited) -> Response:
         from twin.versions import head_version, list_versions
