@@ -97,7 +97,7 @@ def test_unassigned_row_and_rule_flags(t: twin.Twin) -> None:
     far = np.flatnonzero(codes == "440604010001002")[0]
     g = codes[far]
     # put a far-away cell of another community into grid g: breaks nesting and contiguity
-    other = np.flatnonzero((p.community != p.community[far]))[-1]
+    other = np.flatnonzero(p.community != p.community[far])[-1]
     codes[other] = g
     rep = balance_report(t, p.with_assignment(codes), polygons=False)
     row = rep.table[rep.table["grid_code"] == "UNASSIGNED"].iloc[0]

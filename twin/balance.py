@@ -239,7 +239,7 @@ def balance_report(twin: Twin, p: Partition, *, weights: Mapping[str, float] | N
     idx = np.flatnonzero(ok)
     _, comp = label_components(lab[idx], p.adjacency[idx][:, idx])
     pieces = np.zeros(len(codes), dtype=np.int64)
-    for g, c in set(zip(lab[idx].tolist(), comp.tolist())):
+    for g, _c in set(zip(lab[idx].tolist(), comp.tolist())):
         pieces[g] += 1
     table["contiguous"] = pieces == 1
     table["flagged"] = table["deviation"].abs() > threshold

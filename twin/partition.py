@@ -205,7 +205,7 @@ def partition_from_twin(twin: Twin, *, weights: dict[str, float] | None = None) 
     """
     from twin.balance import cell_workload
 
-    key = ("partition", tuple(sorted((weights or {}).items())))
+    key = f"partition:{sorted((weights or {}).items())}"
     hit = twin.cache.get(key)
     if hit is not None:
         return hit

@@ -247,12 +247,12 @@ def _community_start(p: Partition, idx: np.ndarray, grid_rows: pd.DataFrame, k: 
                 lab[sel[sub == u]] = len(codes) - 1
         while len(codes) < k:  # a bisection that repair had to fold back: split the heaviest grid again
             gw = np.bincount(lab, weights=w, minlength=len(codes))
-            g = int(np.argmax(gw))
-            sel = np.flatnonzero(lab == g)
+            heavy = int(np.argmax(gw))
+            sel = np.flatnonzero(lab == heavy)
             sub = repair_contiguity(bisect_labels(p.xy[idx[sel]], w[sel] + 1e-3, 2, seed=seed + 999),
                                     sub_adj[sel][:, sel])
             if len(np.unique(sub)) < 2:
-                raise PartitionError(f"community {comm}: cannot split grid {codes[g]} further.")
+                raise PartitionError(f"community {comm}: cannot split grid {codes[heavy]} further.")
             codes.append(next_grid_codes(pd.DataFrame({"grid_code": codes, "community_code": comm}), comm, 1)[0])
             lab[sel[sub == sub.max()]] = len(codes) - 1
     elif k < m:

@@ -373,7 +373,7 @@ def twin_with_partition(twin: Twin, p: Partition, *, version: int | None = None)
     manifest["counts"] = dict(manifest.get("counts", {}), grids=len(grids))
     if version is not None:
         manifest["partition_version"] = int(version)
-    cache = {k: twin.cache[k] for k in ("adjacency", "cell_xy", "cell_counts") if k in twin.cache}
+    cache: dict[str, Any] = {k: twin.cache[k] for k in ("adjacency", "cell_xy", "cell_counts") if k in twin.cache}
     return replace(twin, cells=cells, grids=grids, buildings=buildings, workers=reassign_workers(twin.workers, p),
                    manifest=manifest, cache=cache)
 
@@ -385,7 +385,7 @@ def checkout(twin: Twin, version: int | str = "head", *, store: Store | None = N
     st = _store_for(twin, store)
     ensure_base(st, twin)
     vid = resolve_version(st, version)
-    key = ("checkout", st.url, vid)
+    key = f"checkout:{st.url}:{vid}"
     hit = twin.cache.get(key)
     if hit is not None:
         return hit
