@@ -205,6 +205,8 @@ class _Service:
     lock: threading.Lock = field(default_factory=threading.Lock)
     keep_versions: int = 4
     ready: bool = False
+    built: dict[int, Twin] = field(default_factory=dict)
+    build_lock: threading.Lock = field(default_factory=threading.Lock)
     geojson_cache: dict[tuple, tuple[bytes, int]] = field(default_factory=dict)
 
     def twin(self) -> Twin:
@@ -222,22 +224,55 @@ class _Service:
         return self.base
 
     def at(self, version: str | None) -> tuple[Twin, int]:
-        """The twin as of ``version`` (default: head) and the resolved version id."""
-        from twin.versions import BASE_VERSION, checkout, resolve_version
+        """The twin as of ``version`` (default: head) and the resolved version id.
+
+        A version's twin is built once (checkout + query indexes, ≈ 2 s) and kept for the newest
+        :attr:`keep_versions` versions. While a new head is being built by one request, other requests for
+        "head" are answered from the newest version already built (the response names its version); the
+        editor whose commit made the new head gets it built before the edit returns.
+        """
+        from twin.versions import BASE_VERSION, resolve_version
 
         base = self.twin()
-        v = "head" if version in (None, "") else str(version).strip()
+        default = version in (None, "", "head")
+        v = "head" if default else str(version).strip()
         if v not in ("head", "base") and not v.isdigit():
             raise ValidationError(f"version must be a number, 'head' or 'base'; got {version!r}.")
         vid = resolve_version(self.store, v)
         if vid == BASE_VERSION:
             return base, vid
-        with self.lock:
-            t = checkout(base, vid, store=self.store)
-            keys = [k for k in base.cache if isinstance(k, tuple) and k[:1] == ("checkout",)]
-            for k in keys[: max(0, len(keys) - self.keep_versions)]:
+        hit = self.built.get(vid)
+        if hit is not None:
+            return hit, vid
+        if default and not self.build_lock.acquire(blocking=False):
+            older = [x for x in self.built if x < vid]
+            return (self.built[max(older)], max(older)) if older else (base, BASE_VERSION)
+        if not default:
+            self.build_lock.acquire()
+        try:
+            return self._build(vid), vid
+        finally:
+            self.build_lock.release()
+
+    def _build(self, vid: int) -> Twin:
+        from twin.dossier import grid_counts
+        from twin.query import summarize_area
+        from twin.versions import checkout
+
+        hit = self.built.get(vid)
+        if hit is not None:
+            return hit
+        base = self.twin()
+        t = checkout(base, vid, store=self.store)
+        summarize_area(t, _EXAMPLE_AREA, role=DISTRICT, by="grid")  # builds the query indexes
+        grid_counts(t)
+        self.built[vid] = t
+        for old in sorted(self.built)[: max(0, len(self.built) - self.keep_versions)]:
+            del self.built[old]
+        for k in [k for k in base.cache if isinstance(k, tuple) and k[:1] == ("checkout",)]:
+            if k[-1] not in self.built:
                 base.cache.pop(k, None)
-        return t, vid
+        return t
 
     def warm(self) -> None:
         """Load the twin and build the query indexes of the head version before the first request."""
@@ -624,6 +659,7 @@ def _apply_edit(svc: _Service, a: _Audit, req: Any) -> dict[str, Any]:
     check_edit(role, t, sorted(touched))
     new = commit(svc.store, p2, base_version=vid, author=role.user, reason=req.reason)
     a.version = new
+    svc.at(str(new))  # build the new head now, so that the editor's next reads see it at once
     a.counts = {"cells_moved": int(moved.sum()), "grids_touched": len(touched)}
     a.detail = f"{req.op} on version {vid} → {new}: {req.reason}"
     return {"version": new, "parent": vid, "op": req.op, "cells_moved": int(moved.sum()),
