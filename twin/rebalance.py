@@ -39,7 +39,7 @@ if TYPE_CHECKING:
 
 __all__ = ["RebalanceResult", "rebalance", "rebalance_partition", "allocate_grids", "community_deviation"]
 
-DEFAULT_BETA = 0.0004  # cost of one more cut edge (cell side shared by two grids), in squared-deviation units
+DEFAULT_BETA = 0.002  # cost of one more cut edge (cell side shared by two grids), in squared-deviation units
 DEFAULT_GAMMA = 0.2  # cost of moving one ideal grid's worth of residents away from their grid
 DEFAULT_TOLERANCE = 0.05  # deviations beyond ±5 % of the community ideal are penalised 100 × harder
 _HINGE = 100.0
