@@ -30,7 +30,7 @@ KEY_LABELS = {
     "elderly_80": "Elderly 80+",
     "age_0_14": "Age 0–14",
 }
-_CREDIT = {"green": "🟢 Green", "yellow": "🟡 Yellow", "red": "🔴 Red"}
+_CREDIT = {"green": ":green[●] Green 绿码", "yellow": ":orange[●] Yellow 黄码", "red": ":red[●] Red 红码"}
 
 
 def fmt_count(v: int | float | None) -> str:
@@ -109,7 +109,6 @@ def dossier_panel(dossier: dict[str, Any], neighbours: list[tuple[str, str]]) ->
     if workers.empty:
         st.write("no worker assigned")
     else:
-        workers["status"] = workers["status"].map(lambda s: ("🟢 " if s == "online" else "⚪ ") + s)
         st.dataframe(workers[["worker_id", "name", "status"]], hide_index=True)
     st.markdown("**Neighbouring grids 相邻网格**: " + ("、".join(f"{n} ({code})" for code, n in neighbours) or "none"))
 

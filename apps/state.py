@@ -14,23 +14,27 @@ from typing import Any
 import geopandas as gpd
 import numpy as np
 import pandas as pd
+import shapely
+import shapely.geometry
 import streamlit as st
 
 import twin
 from layers import boundaries, buildings, colors, hexagons, points
 from layers.serialize import layer_to_json
-from twin.cells import cells_to_parent
+from twin.cells import PARTITION_RES, latlng_to_cells
 from twin.dossier import grid_counts
-from twin.residents import ages_on
+from twin.roles import ANALYST, DISTRICT
 from twin.workload import workload
 
 __all__ = [
     "get_twin", "OVERLAY_CATEGORIES", "GRID_METRICS", "overlay_frame", "static_layer", "hex_layers",
     "grid_metric_values", "grid_metric_layer", "buildings_layer_json", "search_options", "unit_geometry",
-    "grid_neighbours", "summary_of", "LayerJSON",
+    "grid_neighbours", "grid_at", "summary_of", "LayerJSON", "ROLES",
 ]
 
 LayerJSON = tuple[str, str]
+#: roles the app offers, by name
+ROLES = {"district": DISTRICT, "analyst": ANALYST}
 
 #: overlay category → (label, palette)
 OVERLAY_CATEGORIES: dict[str, tuple[str, str]] = {
@@ -59,7 +63,10 @@ GRID_METRICS: dict[str, str] = {
 @st.cache_resource(show_spinner="Loading the Chancheng twin …")
 def get_twin() -> twin.Twin:
     """The default twin, loaded once per server process."""
-    return twin.load()
+    t = twin.load()
+    b = t.district.centroid
+    summary_of(t, shapely.geometry.box(b.x - 0.001, b.y - 0.001, b.x + 0.001, b.y + 0.001), DISTRICT)  # warm indexes
+    return t
 
 
 def _key(t: twin.Twin) -> str:
@@ -69,58 +76,33 @@ def _key(t: twin.Twin) -> str:
 # --- overlays -------------------------------------------------------------------------------------------------
 
 @st.cache_resource(show_spinner=False)
-def _per_building_counts(_t: twin.Twin, key: str) -> pd.DataFrame:
-    """Per building: cell (res 11) and counts of every overlay category (stand-in until twin.overlay lands)."""
-    t = _t
-    b = t.buildings[["building_id", "cell", "residents", "dwellings", "businesses"]].set_index("building_id")
-    p = t.persons
-    age = ages_on(p["birth_date"].to_numpy(), t.as_of)
-    flags = pd.DataFrame({"building_id": p["building_id"].to_numpy(), "disabled": p["disabled"].to_numpy(),
-                          "low_income": p["low_income"].to_numpy(), "pregnant": p["pregnant"].to_numpy(),
-                          "elderly_70": age >= 70, "elderly_80": age >= 80})
-    per = flags.groupby("building_id").sum()
-    out = b.join(per, how="left").fillna(0)
-    return out
-
-
-@st.cache_resource(show_spinner=False)
-def overlay_frame(_t: twin.Twin, key: str, category: str, res: int) -> pd.DataFrame:
-    """``cell, count, density_km2, suppressed`` per H3 cell at ``res`` for an overlay category.
-
-    Uses ``twin.overlay`` when the twin package provides it; otherwise aggregates per-building counts to the
-    parent cells (same counting rule: a record sits in its building's cell).
-    """
+def overlay_frame(_t: twin.Twin, key: str, category: str, res: int, role_name: str = "district") -> pd.DataFrame:
+    """``twin.overlay`` (cell, count, density_km2, suppressed) without empty cells, for the role by name."""
     if category not in OVERLAY_CATEGORIES:
         raise twin.ValidationError(f"unknown overlay {category!r}; use one of {sorted(OVERLAY_CATEGORIES)}")
-    fn = getattr(twin, "overlay", None)
-    if fn is not None:
-        return fn(_t, category, res=res)
-    per = _per_building_counts(_t, key)
-    cells = cells_to_parent(per["cell"].to_numpy(dtype=np.uint64), res)
-    df = pd.DataFrame({"cell": cells, "count": per[category].to_numpy()}).groupby("cell", as_index=False).sum()
-    df = df[df["count"] > 0]
-    area_km2 = {7: 5.161, 8: 0.7373, 9: 0.1053, 10: 0.01504, 11: 0.002149}[res]  # mean H3 cell areas
-    df["density_km2"] = df["count"] / area_km2
-    df["suppressed"] = False
-    return df.reset_index(drop=True)
+    frame = twin.overlay(_t, category, res=res, role=ROLES[role_name])
+    count = frame["count"].astype("Float64").to_numpy(dtype=float, na_value=np.nan)
+    return frame.loc[(count > 0) | frame["suppressed"].to_numpy(dtype=bool)].reset_index(drop=True)
 
 
 @st.cache_resource(show_spinner=False)
-def hex_layers(_t: twin.Twin, key: str, category: str, res_choice: str) -> tuple[list[LayerJSON], dict, dict]:
+def hex_layers(_t: twin.Twin, key: str, category: str, res_choice: str,
+               role_name: str = "district") -> tuple[list[LayerJSON], dict, dict]:
     """Hexagon layers for one overlay: every resolution with its zoom range ("auto"), or one fixed res.
 
     Returns (layers, zoom_ranges, legend). The colour classes are computed on the res-9 counts and scaled by
     cell area for other resolutions, so a colour means the same density at every zoom.
     """
     label, palette = OVERLAY_CATEGORIES[category]
-    base = overlay_frame(_t, key, category, 9)
-    scale = colors.classed_scale(base["density_km2"], palette=palette, n_classes=6, alpha=185, title=label,
+    base = overlay_frame(_t, key, category, 9, role_name)
+    dens = base["density_km2"].astype("Float64").to_numpy(dtype=float, na_value=np.nan)
+    scale = colors.classed_scale(dens, palette=palette, n_classes=6, alpha=185, title=label,
                                  unit="/km²")
     out: list[LayerJSON] = []
     ranges: dict[str, tuple[float, float]] = {}
     res_list = list(hexagons.ZOOM_FOR_RES) if res_choice == "auto" else [int(res_choice)]
     for res in res_list:
-        frame = overlay_frame(_t, key, category, res)
+        frame = overlay_frame(_t, key, category, res, role_name)
         lid = f"hex-{category}-{res}"
         layer = hexagons.hexagon_layer(frame, scale, value="density_km2", layer_id=lid, label=f"{label} /km²",
                                        extra=("count",), opacity=0.8)
@@ -244,6 +226,14 @@ def grid_neighbours(_t: twin.Twin, key: str) -> dict[str, list[str]]:
         if a != b:
             out[codes[a]].append(codes[b])
     return {k: sorted(set(v)) for k, v in out.items()}
+
+
+def grid_at(t: twin.Twin, coordinate: Any) -> str:
+    """Grid code at a WGS84 ``[lng, lat]`` (``""`` outside the partition or for a missing coordinate)."""
+    if not coordinate or len(coordinate) != 2:
+        return ""
+    cell = latlng_to_cells(np.array([float(coordinate[1])]), np.array([float(coordinate[0])]), PARTITION_RES)
+    return str(t.grid_of_cells(cell)[0])
 
 
 def summary_of(t: twin.Twin, geojson: dict[str, Any], role: Any) -> Any:

@@ -16,6 +16,8 @@ from typing import Any
 import shapely
 import streamlit as st
 
+_T_START = time.perf_counter()
+
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
@@ -28,7 +30,6 @@ from layers import boundaries, colors, hexagons  # noqa: E402
 from layers.serialize import layer_to_json  # noqa: E402
 from twin.areas import parse_area  # noqa: E402
 from twin.dossier import grid_dossier  # noqa: E402
-from twin.roles import ANALYST, DISTRICT  # noqa: E402
 
 BASEMAP_URL = os.environ.get("TWIN_BASEMAP_URL", "https://tile.openstreetmap.org/{z}/{x}/{y}.png")
 MAP_HEIGHT = 860
@@ -65,7 +66,7 @@ def _handle(ev: dict[str, Any]) -> None:
         ss.draw_count += 1
         _set_area(ev["geojson"], f"Drawn area #{ss.draw_count}", "draw")
     elif kind == "click":
-        code = str((ev.get("properties") or {}).get("grid_code", ""))
+        code = str((ev.get("properties") or {}).get("grid_code", "") or state.grid_at(t, ev.get("coordinate")))
         if code:
             ss.dossier = code
     elif kind == "view" and ev.get("bbox"):
@@ -109,14 +110,15 @@ with st.sidebar:
                  placeholder="e.g. 澜石 or 440604010001001", key="search", on_change=_on_search)
     upload = st.file_uploader("Upload an area (GeoJSON, WGS84)", type=["geojson", "json"], key="upload")
     role_name = st.radio("Role", ["district 区级", "analyst 分析员 (suppressed)"], horizontal=True, key="role")
-    role = DISTRICT if role_name.startswith("district") else ANALYST
+    role_key = "district" if role_name.startswith("district") else "analyst"
+    role = state.ROLES[role_key]
     st.markdown("### Layers")
     show_bounds = st.checkbox("Boundaries: towns / communities / grids", True, key="lyr_bounds")
     show_labels = st.checkbox("Names 名称", True, key="lyr_labels")
     show_hex = st.checkbox("Hexagon overlay (H3)", True, key="lyr_hex")
     overlay = st.selectbox("Overlay", list(state.OVERLAY_CATEGORIES), key="overlay",
                            format_func=lambda k: state.OVERLAY_CATEGORIES[k][0])
-    res_choice = st.select_slider("Hexagon resolution", ["auto", "7", "8", "9", "10"], value="auto", key="res")
+    res_choice = st.select_slider("Hexagon resolution", ["auto", "8", "9", "10"], value="auto", key="res")
     show_metric = st.checkbox("Colour grids by a metric", False, key="lyr_metric")
     metric = st.selectbox("Grid metric", list(state.GRID_METRICS), key="metric",
                           format_func=lambda k: state.GRID_METRICS[k])
@@ -160,7 +162,7 @@ if show_metric:
     layer_list.append(lyr)
     legends.append(legend)
 if show_hex:
-    hex_json, ranges, legend = state.hex_layers(t, KEY, overlay, res_choice)
+    hex_json, ranges, legend = state.hex_layers(t, KEY, overlay, res_choice, role_key)
     layer_list += hex_json
     zoom_ranges.update(ranges)
     legends.append(legend)
@@ -210,7 +212,7 @@ with col_map:
     deck_map(layer_list, key="map", height=MAP_HEIGHT, zoom_ranges=zoom_ranges, legends=legends,
              view={"longitude": (b[0] + b[2]) / 2, "latitude": (b[1] + b[3]) / 2, "zoom": 11.4, "pitch": 0,
                    "bearing": 0},
-             click_layers=["boundary-grid", "grid-metric"], fly_to=ss.fly,
+             fly_to=ss.fly,
              loaded_bbox=ss.bbox if show_buildings else None,
              view_events_min_zoom=building_layers.MIN_ZOOM if show_buildings else None,
              basemap_url=BASEMAP_URL if show_basemap else None, clear_drawn_seq=ss.clear_seq)
@@ -238,3 +240,8 @@ with col_panel:
         c = t.manifest["counts"]
         st.caption(f"District: {c['residents']:,} residents · {c['dwellings']:,} dwellings · "
                    f"{c['businesses']:,} businesses · {c['workers']} grid workers · {c['cameras']:,} cameras")
+
+if os.environ.get("TWIN_APP_TIMING"):
+    print(f"[app] script run {1000 * (time.perf_counter() - _T_START):.0f} ms "
+          f"(query {query_ms:.0f} ms, {len(layer_list)} layers, {sum(len(j) for _, j in layer_list):,} chars)",
+          file=sys.stderr, flush=True)

@@ -90,7 +90,7 @@ def label_layer(frame: gpd.GeoDataFrame, level: str, *, layer_id: str | None = N
         "TextLayer", data=data, id=layer_id or f"labels-{level}", get_position="position", get_text="name",
         get_size=size, size_units="pixels", get_color=list(color), character_set="'auto'", font_family=f"'{CJK_FONT}'",
         font_weight=700 if level == "town" else 500, outline_width=3, outline_color=[0, 0, 0, 230],
-        font_settings={"sdf": True, "fontSize": 64, "buffer": 6}, billboard=True, pickable=False,
+        font_settings={"sdf": True, "fontSize": 48, "buffer": 4}, billboard=True, pickable=False,
         get_text_anchor="'middle'", get_alignment_baseline="'center'",
     )
 

@@ -17,7 +17,7 @@ from layers.colors import ClassedScale
 __all__ = ["cells_to_hex", "hexagon_layer", "touched_cells_layer", "ZOOM_FOR_RES", "res_for_zoom"]
 
 #: Which overlay resolution to show at which map zoom: res → [min_zoom, max_zoom).
-ZOOM_FOR_RES: dict[int, tuple[float, float]] = {7: (0.0, 11.5), 8: (11.5, 13.0), 9: (13.0, 14.5), 10: (14.5, 24.0)}
+ZOOM_FOR_RES: dict[int, tuple[float, float]] = {8: (0.0, 12.5), 9: (12.5, 14.5), 10: (14.5, 24.0)}
 
 
 def res_for_zoom(zoom: float) -> int:
@@ -25,7 +25,7 @@ def res_for_zoom(zoom: float) -> int:
     for res, (lo, hi) in ZOOM_FOR_RES.items():
         if lo <= zoom < hi:
             return res
-    return 10 if zoom >= 14.5 else 7
+    return 10 if zoom >= 14.5 else 8
 
 
 def cells_to_hex(cells: np.ndarray | Sequence[int]) -> list[str]:
@@ -50,7 +50,7 @@ def hexagon_layer(frame: pd.DataFrame, scale: ClassedScale, *, value: str = "cou
     """
     if "cell" not in frame.columns or value not in frame.columns:
         raise ValueError(f"hexagon_layer needs columns 'cell' and {value!r}; got {list(frame.columns)}")
-    vals = frame[value].to_numpy(dtype=float).copy()
+    vals = frame[value].astype("Float64").to_numpy(dtype=float, na_value=np.nan)
     suppressed = frame["suppressed"].to_numpy(dtype=bool) if "suppressed" in frame.columns else np.zeros(len(frame), bool)
     vals[suppressed] = np.nan
     colors = scale.colors_for(vals, nan_color=[120, 120, 120, 120])
@@ -59,7 +59,8 @@ def hexagon_layer(frame: pd.DataFrame, scale: ClassedScale, *, value: str = "cou
     tip = f"{label or value}: <b>{{value}}</b>{(' ' + unit) if unit else ''}"
     for col in extra:
         if col in frame.columns:
-            data[col] = frame[col].round(1).to_numpy()
+            v = frame[col].astype("Float64").round(1).to_numpy(dtype=float, na_value=np.nan)
+            data[col] = ["suppressed" if np.isnan(x) else (f"{x:,.0f}" if abs(x) >= 10 else f"{x:.1f}") for x in v]
             tip += f"<br/>{col.replace('_km2', ' /km²')}: {{{col}}}"
     return pdk.Layer("H3HexagonLayer", data=data, id=layer_id, get_hexagon="hex", get_fill_color="fill",
                      filled=True, stroked=False, extruded=False, opacity=opacity, pickable=True,

@@ -69,4 +69,4 @@ def businesses_layer(per_building: pd.DataFrame, *, layer_id: str = "businesses"
     })
     return pdk.Layer("ScatterplotLayer", data=data, id=layer_id, get_position="position", get_fill_color="fill",
                      get_radius="r", radius_min_pixels=1.5, radius_max_pixels=12, pickable=True,
-                     tooltip_html="building {building_id} businesses<br/>🟢 {green} · 🟡 {yellow} · 🔴 {red}")
+                     tooltip_html="building {building_id} businesses<br/>green {green} · yellow {yellow} · red {red}")

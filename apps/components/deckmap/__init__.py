@@ -5,7 +5,7 @@ with deck.gl (through ``@deck.gl/json``), adds a freehand lasso and a click-the-
 view across reruns (the iframe keeps its own view state; Python only moves it with ``fly_to``) and returns events:
 
 ``{"event": "draw", "seq": …, "geojson": Feature, "view": {...}}`` — a finished drawing (WGS84 lng/lat),
-``{"event": "click", "layer": id, "properties": {...}}`` — a click on a layer listed in ``click_layers``,
+``{"event": "click", "layer": id | None, "properties": {...}, "coordinate": [lng, lat]}`` — a click in pan mode,
 ``{"event": "view", "bbox": [w, s, e, n]}`` — the view moved outside ``loaded_bbox`` while zoomed in,
 ``{"event": "clear"}`` — the user cleared the drawing.
 
@@ -29,6 +29,7 @@ FRONTEND = Path(__file__).parent / "frontend"
 _ROOT = Path(__file__).resolve().parents[3]
 #: vendor file name → path under node_modules
 VENDOR_FILES = {
+    "h3-js.umd.js": Path("h3-js/dist/h3-js.umd.js"),  # deck.gl's UMD bundle expects h3-js as the global ``h3``
     "deck.gl.min.js": Path("deck.gl/dist.min.js"),
     "deck.gl-json.min.js": Path("@deck.gl/json/dist.min.js"),
 }
@@ -67,7 +68,7 @@ _component = components.declare_component("deckmap", path=str(FRONTEND))
 
 def deck_map(layers: Sequence[tuple[str, str]], *, view: Mapping[str, float], key: str, height: int = 760,
              zoom_ranges: Mapping[str, tuple[float, float]] | None = None, legends: Sequence[Mapping] = (),
-             click_layers: Sequence[str] = (), fly_to: Mapping[str, Any] | None = None,
+             fly_to: Mapping[str, Any] | None = None,
              loaded_bbox: Sequence[float] | None = None, view_events_min_zoom: float | None = None,
              basemap_url: str | None = None, clear_drawn_seq: int | None = None) -> dict[str, Any] | None:
     """Show the map; return the last event (see module doc) or ``None`` before any.
@@ -85,7 +86,7 @@ def deck_map(layers: Sequence[tuple[str, str]], *, view: Mapping[str, float], ke
         Move the view when ``seq`` changes (e.g. to a picked grid).
     """
     return _component(layers=[list(x) for x in layers], view=dict(view), zoom_ranges=dict(zoom_ranges or {}),
-                      legends=list(legends), click_layers=list(click_layers), fly_to=dict(fly_to) if fly_to else None,
+                      legends=list(legends), fly_to=dict(fly_to) if fly_to else None,
                       loaded_bbox=list(loaded_bbox) if loaded_bbox else None,
                       view_events_min_zoom=view_events_min_zoom, basemap_url=basemap_url,
                       clear_drawn_seq=clear_drawn_seq, height=height, key=key, default=None)

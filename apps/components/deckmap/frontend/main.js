@@ -28,7 +28,7 @@
   // ---- state ----
   const state = {
     args: null, viewState: null, flySeq: null, mode: "pan", cache: new Map(), visibleKey: "",
-    drawing: [], drawn: null, hover: null, firstPaint: null, renders: 0, lastSent: null, loadedBBox: null,
+    sketchPx: [], cursorPx: null, drawn: null, hover: null, firstPaint: null, renders: 0, lastSent: null, loadedBBox: null,
     viewTimer: null, height: 0,
   };
   const api = { state, firstPaint: null, lastDrawn: null, drawEndAt: null, renders: 0 };
@@ -41,7 +41,6 @@
     layers: [],
     getTooltip: tooltip,
     onViewStateChange: ({ viewState }) => { state.viewState = viewState; onView(); return viewState; },
-    onClick: onClick,
     onAfterRender: () => {
       if (state.firstPaint === null && state.args && deckgl.isInitialized && deckgl.props.layers.length > 0 &&
           deckgl.props.layers.every((l) => !l.props.visible || l.isLoaded)) {
@@ -83,24 +82,36 @@
   }
 
   function drawLayers() {
-    const out = [];
-    const dash = state.drawing.length > 1 ? state.drawing : null;
-    if (dash) {
-      out.push(new D.PathLayer({ id: "_drawing", data: [{ path: dash.concat(state.mode === "polygon" && state.cursor ? [state.cursor] : []) }],
-        getPath: (d) => d.path, getColor: [255, 64, 129, 255], getWidth: 3, widthUnits: "pixels" }));
-      out.push(new D.ScatterplotLayer({ id: "_drawing_pts", data: state.drawing.slice(0, state.mode === "polygon" ? undefined : 1),
-        getPosition: (d) => d, getFillColor: [255, 64, 129, 255], getRadius: 4, radiusUnits: "pixels" }));
-    } else if (state.drawing.length === 1) {
-      out.push(new D.ScatterplotLayer({ id: "_drawing_pts", data: state.drawing, getPosition: (d) => d,
-        getFillColor: [255, 64, 129, 255], getRadius: 4, radiusUnits: "pixels" }));
-    }
-    if (state.drawn) {
-      out.push(new D.PolygonLayer({ id: "_drawn", data: [state.drawn], getPolygon: (d) => d,
-        getFillColor: [255, 64, 129, 30], getLineColor: [255, 64, 129, 255], getLineWidth: 2,
-        lineWidthUnits: "pixels", stroked: true, filled: true }));
-    }
-    return out;
+    if (!state.drawn) return [];
+    return [new D.PolygonLayer({ id: "_drawn", data: [state.drawn], getPolygon: (d) => d,
+      getFillColor: [255, 64, 129, 30], getLineColor: [255, 64, 129, 255], getLineWidth: 2,
+      lineWidthUnits: "pixels", stroked: true, filled: true })];
   }
+
+  // The shape being drawn lives on a 2D canvas above the map (no deck.gl redraw per pointer move).
+  const sketch = el("sketch");
+  function sizeSketch() {
+    const r = el("map").getBoundingClientRect(), dpr = window.devicePixelRatio || 1;
+    sketch.width = r.width * dpr; sketch.height = r.height * dpr;
+    sketch.style.width = r.width + "px"; sketch.style.height = r.height + "px";
+  }
+  function drawSketch() {
+    const ctx = sketch.getContext("2d"), dpr = window.devicePixelRatio || 1;
+    ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+    ctx.clearRect(0, 0, sketch.width, sketch.height);
+    const pts = state.sketchPx.concat(state.mode === "polygon" && state.cursorPx ? [state.cursorPx] : []);
+    if (!pts.length) return;
+    ctx.strokeStyle = "#ff4081"; ctx.lineWidth = 3; ctx.fillStyle = "rgba(255,64,129,0.12)";
+    ctx.beginPath(); ctx.moveTo(pts[0][0], pts[0][1]);
+    for (const p of pts.slice(1)) ctx.lineTo(p[0], p[1]);
+    if (state.mode === "lasso" || state.sketchClosed) { ctx.closePath(); ctx.fill(); }
+    ctx.stroke();
+    ctx.fillStyle = "#ff4081";
+    for (const p of state.mode === "polygon" ? state.sketchPx : pts.slice(0, 1)) {
+      ctx.beginPath(); ctx.arc(p[0], p[1], 4, 0, 2 * Math.PI); ctx.fill();
+    }
+  }
+  window.addEventListener("resize", () => { sizeSketch(); drawSketch(); });
 
   function basemapLayer() {
     const url = state.args.basemap_url;
@@ -166,21 +177,28 @@
       border: "1px solid #3c5a8a", borderRadius: "6px", padding: "6px 8px",
       fontFamily: "Noto Sans CJK SC, sans-serif" } };
   }
-  function onClick(info) {
-    if (state.mode !== "pan" || !info || !info.object || !info.layer) return;
-    const clickable = state.args.click_layers || [];
-    if (!clickable.includes(info.layer.id)) return;
-    const obj = info.object.properties || info.object;
+  // Clicks are detected here, not by deck.gl's tap gesture: that one gives up when pointer-down and -up are
+  // more than 250 ms apart in processing time, which happens on slow (software-rendered) screens.
+  function onClick(px) {
+    const vp = deckgl.getViewports()[0];
+    if (!vp) return;
+    const info = deckgl.pickObject({ x: px[0], y: px[1], radius: 2 }) || {};
+    const coord = vp.unproject(px);
     const props = {};
+    const obj = info.object ? (info.object.properties || info.object) : {};
     for (const [k, v] of Object.entries(obj)) if (typeof v !== "object") props[k] = v;
-    send("click", { layer: info.layer.id, properties: props, coordinate: info.coordinate });
+    send("click", { layer: info.layer ? info.layer.id : null, properties: props,
+      coordinate: [Math.round(coord[0] * 1e6) / 1e6, Math.round(coord[1] * 1e6) / 1e6] });
   }
 
   // ---- drawing ----
   const container = el("map");
   function setMode(mode) {
     state.mode = mode;
-    state.drawing = [];
+    state.sketchClosed = false;
+    state.sketchPx = [];
+    state.cursorPx = null;
+    drawSketch();
     for (const m of ["pan", "lasso", "polygon"]) el("btn-" + m).classList.toggle("active", m === mode);
     el("hint").textContent = { pan: "", lasso: "press and drag around an area, release to query",
       polygon: "click the corners; double-click or Enter to finish; Esc cancels" }[mode];
@@ -193,47 +211,53 @@
   el("btn-pan").onclick = () => setMode("pan");
   el("btn-lasso").onclick = () => setMode("lasso");
   el("btn-polygon").onclick = () => setMode("polygon");
-  el("btn-clear").onclick = () => { state.drawn = null; state.drawing = []; updateLayers(); send("clear", {}); };
+  el("btn-clear").onclick = () => { state.drawn = null; state.sketchPx = []; drawSketch(); updateLayers(); send("clear", {}); };
 
-  function unproject(ev) {
+  function pixel(ev) {
     const rect = container.getBoundingClientRect();
-    const vp = deckgl.getViewports()[0];
-    const p = vp.unproject([ev.clientX - rect.left, ev.clientY - rect.top]);
-    return [Math.round(p[0] * 1e6) / 1e6, Math.round(p[1] * 1e6) / 1e6];
+    return [ev.clientX - rect.left, ev.clientY - rect.top];
   }
-  function pxDist(a, b) {
-    const vp = deckgl.getViewports()[0];
-    const pa = vp.project(a), pb = vp.project(b);
-    return Math.hypot(pa[0] - pb[0], pa[1] - pb[1]);
+  function unprojectPx(px) {
+    const p = deckgl.getViewports()[0].unproject(px);
+    return [Math.round(p[0] * 1e6) / 1e6, Math.round(p[1] * 1e6) / 1e6];
   }
   function onToolbar(ev) { return el("toolbar").contains(ev.target) || el("legend").contains(ev.target); }
 
   container.addEventListener("pointerdown", (ev) => {
+    if (state.mode === "pan" && !onToolbar(ev) && ev.button === 0) state.downPx = pixel(ev);
     if (state.mode === "pan" || onToolbar(ev) || ev.button !== 0) return;
     ev.stopPropagation();
+    const px = pixel(ev);
     if (state.mode === "lasso") {
-      state.drawing = [unproject(ev)];
+      state.sketchPx = [px];
       state.lassoActive = true;
       container.setPointerCapture(ev.pointerId);
     } else if (state.mode === "polygon") {
-      const p = unproject(ev);
-      if (state.drawing.length >= 3 && pxDist(p, state.drawing[0]) < 10) { finish(); return; }
-      state.drawing.push(p);
+      const first = state.sketchPx[0];
+      if (state.sketchPx.length >= 3 && Math.hypot(px[0] - first[0], px[1] - first[1]) < 10) { finish(); return; }
+      state.sketchPx.push(px);
     }
-    updateLayers();
+    drawSketch();
   }, true);
   container.addEventListener("pointermove", (ev) => {
+    if (state.mode === "pan" || onToolbar(ev)) return;
+    ev.stopPropagation();  // no hover picking while drawing
+    const px = pixel(ev);
     if (state.mode === "lasso" && state.lassoActive) {
-      ev.stopPropagation();
-      const p = unproject(ev);
-      const last = state.drawing[state.drawing.length - 1];
-      if (!last || pxDist(p, last) >= 3) { state.drawing.push(p); updateLayers(); }
-    } else if (state.mode === "polygon" && state.drawing.length) {
-      state.cursor = unproject(ev);
-      updateLayers();
+      const last = state.sketchPx[state.sketchPx.length - 1];
+      if (Math.hypot(px[0] - last[0], px[1] - last[1]) >= 3) { state.sketchPx.push(px); drawSketch(); }
+    } else if (state.mode === "polygon" && state.sketchPx.length) {
+      state.cursorPx = px;
+      drawSketch();
     }
   }, true);
   container.addEventListener("pointerup", (ev) => {
+    if (state.mode === "pan" && state.downPx && !onToolbar(ev)) {
+      const px = pixel(ev), d = state.downPx;
+      state.downPx = null;
+      if (Math.hypot(px[0] - d[0], px[1] - d[1]) < 5) onClick(px);
+      return;
+    }
     if (state.mode === "lasso" && state.lassoActive) {
       ev.stopPropagation();
       state.lassoActive = false;
@@ -246,26 +270,38 @@
   window.addEventListener("keydown", (ev) => {
     if (state.mode !== "polygon") return;
     if (ev.key === "Enter") finish();
-    if (ev.key === "Escape") { state.drawing = []; state.cursor = null; updateLayers(); }
+    if (ev.key === "Escape") { state.sketchPx = []; state.cursorPx = null; drawSketch(); }
   });
 
   function finish(points) {
-    let pts = (points || state.drawing).slice();
-    state.drawing = [];
-    state.cursor = null;
+    let pts = points ? points.slice() : state.sketchPx.map(unprojectPx);
+    state.sketchPx = [];
+    state.cursorPx = null;
+    drawSketch();
     // drop consecutive duplicates (a double-click adds the same corner twice)
     pts = pts.filter((p, i) => i === 0 || p[0] !== pts[i - 1][0] || p[1] !== pts[i - 1][1]);
-    if (pts.length < 3) { updateLayers(); el("hint").textContent = "need at least 3 points — draw again"; return; }
+    if (pts.length < 3) { el("hint").textContent = "need at least 3 points — draw again"; return; }
     const ring = pts.concat([pts[0]]);
     state.drawn = ring;
     const feature = { type: "Feature", properties: { source: state.mode }, geometry: { type: "Polygon", coordinates: [ring] } };
     api.lastDrawn = feature;
     api.drawEndAt = performance.now();
-    updateLayers();
+    // Send first; the outline stays on the 2D sketch canvas and joins the deck.gl layers with the answer's render
+    // (one WebGL frame per query instead of two: frames are what cost time on software-rendered screens).
     send("draw", { geojson: feature });
+    state.sketchPx = ring.map((p) => deckgl.getViewports()[0].project(p));
+    state.sketchClosed = true;
+    drawSketch();
   }
   // For tests and scripted demos: the same path as a finished drawing.
   api.injectPolygon = (coords) => finish(coords.map((c) => [c[0], c[1]]));
+  api.send = send;
+  // Move the view as a user would (layers by zoom, buildings in view follow).
+  api.flyTo = (view) => {
+    state.viewState = Object.assign({}, currentView(), view);
+    deckgl.setProps({ initialViewState: state.viewState });
+    onView();
+  };
 
   // ---- legend ----
   function renderLegend(legends) {
@@ -282,11 +318,13 @@
 
   // ---- render from Python ----
   function onRender(args) {
+    const tr0 = performance.now();
     const first = state.args === null;
     state.args = args;
     if (args.height && args.height !== state.height) {
       state.height = args.height;
       container.style.height = args.height + "px";
+      sizeSketch();
       post("streamlit:setFrameHeight", { height: args.height });
     }
     const fly = args.fly_to;
@@ -299,15 +337,21 @@
       state.viewState = Object.assign({}, currentView(), fly, { transitionDuration: 600 });
       delete state.viewState.seq;
       deckgl.setProps({ initialViewState: state.viewState });
+      setTimeout(onView, 700);
     }
     if (args.clear_drawn_seq != null && args.clear_drawn_seq !== state.clearSeq) { state.clearSeq = args.clear_drawn_seq; if (!first) state.drawn = null; }
     const keep = new Set(args.layers.map(([id]) => id));
     for (const id of Array.from(state.cache.keys())) if (!keep.has(id)) state.cache.delete(id);
-    updateLayers();
+    if (state.sketchClosed) { state.sketchClosed = false; state.sketchPx = []; drawSketch(); }
+    // let the Streamlit page paint its update (e.g. the summary) before the WebGL frame
+    clearTimeout(state.renderTimer);
+    state.renderTimer = setTimeout(updateLayers, first ? 0 : 30);
     renderLegend(args.legends);
     api.renders += 1;
     api.lastRenderAt = performance.now();
     api.layerIds = args.layers.map(([id]) => id);
+    console.log(`deckmap render ${(performance.now() - tr0).toFixed(0)} ms, ${args.layers.length} layers, ` +
+      `${args.layers.reduce((s, l) => s + l[1].length, 0)} chars`);
   }
 
   window.addEventListener("message", (ev) => {
