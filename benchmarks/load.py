@@ -37,10 +37,9 @@ def _free_port() -> int:
 
 
 def _users(db: str) -> dict[str, str]:
+    import twin
     from twin import auth
     from twin.store import Store
-
-    import twin
 
     t = twin.load()
     g = t.grids.iloc[len(t.grids) // 2]
@@ -137,6 +136,13 @@ async def _client(cid: int, base: str, keys: dict[str, str], fx: dict, stop_at: 
                                  headers={"Authorization": f"Bearer {rk}"})
                 dt = time.perf_counter() - t0
             results.append((kind, dt * 1000, r.status_code))
+            if state["think_s"]:
+                await asyncio.sleep(float(rng.exponential(state["think_s"])))
+            if r.status_code >= 400 and kind not in state["errors"]:
+                state["errors"][kind] = f"{r.status_code} {r.text[:300]}"
+
+
+ERRORS: dict[str, str] = {}
 
 
 def _pct(xs: list[float], q: float) -> float:
@@ -144,10 +150,9 @@ def _pct(xs: list[float], q: float) -> float:
 
 
 async def _run(base: str, keys: dict[str, str], fx: dict, clients: int, duration: float, max_requests: int,
-               head: int) -> tuple[list, float]:
+               state: dict) -> tuple[list, float]:
     results: list[tuple[str, float, int]] = []
     budget = [max_requests]
-    state = {"head": head, "at": fx["move"][1] if fx["move"] else None}
     lock = asyncio.Lock()
     t0 = time.monotonic()
     await asyncio.gather(*(_client(i, base, keys, fx, t0 + duration, budget, results, lock, state)
@@ -164,6 +169,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-requests", type=int, default=20_000)
     ap.add_argument("--workers", type=int, default=1, help="uvicorn worker processes of the started service")
     ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--think-ms", type=float, default=0.0,
+                    help="pause of each client between requests (0 = closed loop, the worst case)")
     args = ap.parse_args(argv)
     if not 1 <= args.clients <= 256:
         ap.error("--clients must be 1…256")
@@ -199,10 +206,11 @@ def main(argv: list[str] | None = None) -> int:
                 time.sleep(0.5)
         head = httpx.get(f"{base}/versions", headers={"Authorization": f"Bearer {keys['district']}"},
                          timeout=60).json()["head"]
-        asyncio.run(_run(base, keys, fx, args.clients, 2.0, 500, head))  # warm-up (not counted)
-        head = httpx.get(f"{base}/versions", headers={"Authorization": f"Bearer {keys['district']}"},
-                         timeout=60).json()["head"]
-        results, wall = asyncio.run(_run(base, keys, fx, args.clients, args.duration, args.max_requests, head))
+        state: dict = {"head": head, "at": fx["move"][1] if fx["move"] else None, "errors": {},
+                       "think_s": args.think_ms / 1000.0}
+        asyncio.run(_run(base, keys, fx, args.clients, 2.0, 500, state))  # warm-up (not counted)
+        state["errors"] = ERRORS
+        results, wall = asyncio.run(_run(base, keys, fx, args.clients, args.duration, args.max_requests, state))
     finally:
         if proc is not None:
             proc.send_signal(signal.SIGTERM)
@@ -223,10 +231,12 @@ def main(argv: list[str] | None = None) -> int:
             bad = sum(1 for k, _, s in results if k == kind and s >= 400)
             print(f"  {kind:13s} n={len(xs):6d}  p50 {_pct(xs, 50):7.1f} ms  p95 {_pct(xs, 95):7.1f} ms  "
                   f"p99 {_pct(xs, 99):7.1f} ms  errors {bad}")
+    for kind, msg in ERRORS.items():
+        print(f"  first {kind} error: {msg}")
     area = [ms for k, ms, _ in results if k == "area_summary"]
     print(json.dumps({"p50_ms": round(_pct(area, 50), 1), "p95_ms": round(_pct(area, 95), 1),
                       "p99_ms": round(_pct(area, 99), 1), "rps": round(len(results) / wall, 1), "errors": errors,
-                      "clients": args.clients}))
+                      "clients": args.clients, "workers": args.workers, "think_ms": args.think_ms}))
     return 0
 
 

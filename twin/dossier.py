@@ -9,6 +9,7 @@ The dossier is raw and unscoped; :mod:`twin.access` decides what a caller may se
 from __future__ import annotations
 
 import json
+import weakref
 from typing import Any
 
 import numpy as np
@@ -27,23 +28,26 @@ DOSSIER_COUNTS = (
 )
 
 
-def grid_counts(t: Twin) -> pd.DataFrame:
-    """Counts per grid: index ``grid_code`` (every grid of ``t.grids``), one int64 column per
-    :data:`DOSSIER_COUNTS` key. Cached in ``t.cache`` keyed on the identity of the frames it reads."""
-    frames = (t.buildings, t.persons, t.dwellings, t.businesses, t.workers, t.grids)
-    hit = t.cache.get("dossier.grid_counts")
-    if hit is not None and all(a is b for a, b in zip(hit[0], frames)):
-        return hit[1]
-    codes = pd.Index(t.grids["grid_code"].astype(str))
-    b_grid = codes.get_indexer(t.buildings["grid_code"].astype(str))
-    bid = pd.Index(t.buildings["building_id"].to_numpy())
-    n = len(codes)
+_PER_BUILDING: dict[int, tuple] = {}
 
-    def per_grid(building_ids: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
-        g = b_grid[bid.get_indexer(building_ids)]
+
+def _per_building(t: Twin) -> tuple[np.ndarray, np.ndarray]:
+    """(building ids, int64 matrix buildings × DOSSIER_COUNTS without ``workers``), shared by every partition
+    version of one twin (versions share the person/dwelling/business frames)."""
+    key = id(t.persons)
+    hit = _PER_BUILDING.get(key)
+    frames = (t.persons, t.dwellings, t.businesses)
+    bids = t.buildings["building_id"].to_numpy()
+    if hit is not None and all(a() is b for a, b in zip(hit[0], frames)) and np.array_equal(hit[1], bids):
+        return hit[1], hit[2]
+    bidx = pd.Index(bids)
+    n = len(bids)
+
+    def per_b(building_ids: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+        pos = bidx.get_indexer(building_ids)
         if mask is not None:
-            g = g[mask]
-        return np.bincount(g[g >= 0], minlength=n).astype(np.int64)
+            pos = pos[mask]
+        return np.bincount(pos[pos >= 0], minlength=n).astype(np.int64)
 
     p = t.persons
     pb = p["building_id"].to_numpy()
@@ -51,29 +55,40 @@ def grid_counts(t: Twin) -> pd.DataFrame:
     male = (p["sex"].astype(str) == "M").to_numpy()
     credit = t.businesses["credit"].astype(str).to_numpy()
     bb = t.businesses["building_id"].to_numpy()
-    cols = {
-        "buildings": np.bincount(b_grid[b_grid >= 0], minlength=n).astype(np.int64),
-        "dwellings": per_grid(t.dwellings["building_id"].to_numpy()),
-        "residents": per_grid(pb),
-        "residents_male": per_grid(pb, male),
-        "residents_female": per_grid(pb, ~male),
-        "age_0_14": per_grid(pb, age < 15),
-        "age_15_59": per_grid(pb, (age >= 15) & (age < 60)),
-        "age_60_plus": per_grid(pb, age >= 60),
-        "elderly_70": per_grid(pb, age >= 70),
-        "elderly_80": per_grid(pb, age >= 80),
-        "disabled": per_grid(pb, p["disabled"].to_numpy()),
-        "low_income": per_grid(pb, p["low_income"].to_numpy()),
-        "pregnant": per_grid(pb, p["pregnant"].to_numpy()),
-        "businesses": per_grid(bb),
-        "credit_green": per_grid(bb, credit == "green"),
-        "credit_yellow": per_grid(bb, credit == "yellow"),
-        "credit_red": per_grid(bb, credit == "red"),
-        "workers": np.bincount(np.maximum(codes.get_indexer(t.workers["grid_code"].astype(str)), 0),
-                               weights=(codes.get_indexer(t.workers["grid_code"].astype(str)) >= 0),
-                               minlength=n).astype(np.int64),
-    }
-    out = pd.DataFrame(cols, index=codes)
+    cols = [
+        np.ones(n, dtype=np.int64),
+        per_b(t.dwellings["building_id"].to_numpy()),
+        per_b(pb), per_b(pb, male), per_b(pb, ~male),
+        per_b(pb, age < 15), per_b(pb, (age >= 15) & (age < 60)), per_b(pb, age >= 60),
+        per_b(pb, age >= 70), per_b(pb, age >= 80),
+        per_b(pb, p["disabled"].to_numpy()), per_b(pb, p["low_income"].to_numpy()), per_b(pb, p["pregnant"].to_numpy()),
+        per_b(bb), per_b(bb, credit == "green"), per_b(bb, credit == "yellow"), per_b(bb, credit == "red"),
+    ]
+    mat = np.column_stack(cols)
+    if len(_PER_BUILDING) > 4:
+        _PER_BUILDING.clear()
+    _PER_BUILDING[key] = (tuple(weakref.ref(f) for f in frames), bids, mat)
+    return bids, mat
+
+
+def grid_counts(t: Twin) -> pd.DataFrame:
+    """Counts per grid: index ``grid_code`` (every grid of ``t.grids``), one int64 column per
+    :data:`DOSSIER_COUNTS` key. Cached in ``t.cache`` keyed on the identity of the frames it reads; the
+    per-building counts behind it are shared by all partition versions of a twin."""
+    frames = (t.buildings, t.persons, t.dwellings, t.businesses, t.workers, t.grids)
+    hit = t.cache.get("dossier.grid_counts")
+    if hit is not None and all(a is b for a, b in zip(hit[0], frames)):
+        return hit[1]
+    codes = pd.Index(t.grids["grid_code"].astype(str))
+    b_grid = codes.get_indexer(t.buildings["grid_code"].astype(str))
+    _, mat = _per_building(t)
+    n = len(codes)
+    ok = b_grid >= 0
+    sums = np.zeros((n, mat.shape[1]), dtype=np.int64)
+    np.add.at(sums, b_grid[ok], mat[ok])
+    w = codes.get_indexer(t.workers["grid_code"].astype(str))
+    workers = np.bincount(w[w >= 0], minlength=n).astype(np.int64)
+    out = pd.DataFrame(np.column_stack([sums, workers]), index=codes, columns=list(DOSSIER_COUNTS))
     out.index.name = "grid_code"
     t.cache["dossier.grid_counts"] = (frames, out)
     return out
