@@ -25,8 +25,8 @@ if str(ROOT) not in sys.path:
 import twin  # noqa: E402
 from apps import panels, state  # noqa: E402
 from apps.components.deckmap import VendorMissingError, deck_map, ensure_vendor  # noqa: E402
-from layers import buildings as building_layers  # noqa: E402
 from layers import boundaries, colors, hexagons  # noqa: E402
+from layers import buildings as building_layers  # noqa: E402
 from layers.serialize import layer_to_json  # noqa: E402
 from twin.areas import parse_area  # noqa: E402
 from twin.dossier import grid_dossier  # noqa: E402

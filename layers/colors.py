@@ -113,6 +113,7 @@ def classed_scale(values: np.ndarray | Sequence[float], *, palette: str = "YlOrR
     n_classes = int(min(max(n_classes, 1), len(PALETTES[palette])))
     v = np.asarray(values, dtype=float)
     v = v[np.isfinite(v)]
+    brk: tuple[float, ...]
     if v.size == 0 or v.min() == v.max():
         lo = float(v.min()) if v.size else 0.0
         hi = float(v.max()) if v.size else 1.0
