@@ -100,7 +100,7 @@ async def _client(cid: int, base: str, keys: dict[str, str], fx: dict, stop_at: 
             role = roles[cid % len(roles)] if cid else "district"
             h = {"Authorization": f"Bearer {keys[role]}"}
             u = rng.random()
-            if cid == 0 and u < 0.1 and fx["move"] is not None:
+            if cid == 0 and u < state["edit_share"] and fx["move"] is not None:
                 kind = "edit"
                 async with edit_lock:
                     cell, a, b = fx["move"]
@@ -169,6 +169,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-requests", type=int, default=20_000)
     ap.add_argument("--workers", type=int, default=1, help="uvicorn worker processes of the started service")
     ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--edit-share", type=float, default=0.1,
+                    help="share of the district editor's (client 0) requests that are grid edits (0 = no edits)")
     ap.add_argument("--think-ms", type=float, default=0.0,
                     help="pause of each client between requests (0 = closed loop, the worst case)")
     args = ap.parse_args(argv)
@@ -207,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
         head = httpx.get(f"{base}/versions", headers={"Authorization": f"Bearer {keys['district']}"},
                          timeout=60).json()["head"]
         state: dict = {"head": head, "at": fx["move"][1] if fx["move"] else None, "errors": {},
-                       "think_s": args.think_ms / 1000.0}
+                       "think_s": args.think_ms / 1000.0, "edit_share": args.edit_share}
         asyncio.run(_run(base, keys, fx, args.clients, 2.0, 500, state))  # warm-up (not counted)
         state["errors"] = ERRORS
         results, wall = asyncio.run(_run(base, keys, fx, args.clients, args.duration, args.max_requests, state))
