@@ -211,7 +211,7 @@ def append(store: Store, *, user: str, role: str, endpoint: str, method: str = "
              ahash, fields["area_km2"], json.dumps(cnt, sort_keys=True), fields["version"], fields["outcome"],
              fields["status"], fields["detail"], fields["prev_hash"], h))
         tx.execute("UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1", (fields["seq"], h))
-        if footprint is not None:
+        if footprint is not None and ahash is not None:
             _store_area(store, tx, ahash, footprint, fields["area_km2"])
     return Entry(**{**fields, "hash": h})
 

@@ -99,7 +99,7 @@ class LocalCluster:
     def url(self) -> str:
         return f"postgresql://postgres@127.0.0.1:{self.port}/{self.database}"
 
-    def _run(self, *args: str) -> None:
+    def _run(self, *args: str | Path) -> None:
         cmd = [str(a) for a in args]
         if self._as_postgres:
             cmd = ["runuser", "-u", "postgres", "--", *cmd]
