@@ -333,3 +333,29 @@ def _quiet_post(port, body, key):
         httpx.post(f"http://127.0.0.1:{port}/edits", json=body, headers=H(key), timeout=60)
     except httpx.HTTPError:
         pass
+
+
+def test_overlays_suppress_outside_scope(env):
+    c, keys, _, _ = env
+    ana = c.get("/overlays/disabled?res=9", headers=H(keys["analyst"])).json()
+    dis = c.get("/overlays/disabled?res=9", headers=H(keys["district"])).json()
+    assert ana["cells"] and all(x["count"] is None or x["count"] >= 5 for x in ana["cells"])
+    assert any(x["suppressed"] for x in ana["cells"])
+    assert not any(x["suppressed"] for x in dis["cells"])
+    assert sum(x["count"] for x in dis["cells"]) == sum(
+        (x["count"] or 0) for x in ana["cells"]) + sum(
+        d["count"] for d, x in zip(dis["cells"], ana["cells"]) if x["suppressed"])
+    _problem(c.get("/overlays/cats", headers=H(keys["district"])), 422)
+    _problem(c.get("/overlays/disabled?res=12", headers=H(keys["district"])), 422)
+
+
+def test_exports(env, t):
+    c, keys, _, _ = env
+    r = c.get("/exports/grids?format=geojson&version=base", headers=H(keys["analyst"]))
+    assert r.status_code == 200 and r.headers["content-type"].startswith("application/geo+json")
+    fc = r.json()
+    assert len(fc["features"]) == len(t.grids)
+    assert {"grid_code", "community_code", "town_code"} <= set(fc["features"][0]["properties"])
+    r = c.get("/exports/grids?format=parquet&version=base", headers=H(keys["analyst"]))
+    assert r.status_code == 200 and r.content[:4] == b"PAR1"
+    _problem(c.get("/exports/grids?format=shp", headers=H(keys["analyst"])), 422)

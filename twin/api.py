@@ -609,7 +609,6 @@ def _version_routes(app: FastAPI) -> None:
         out = _apply_edit(svc, a, req)
         return _json(out)
 
-    # Routes for modules that other parts of the project provide, when they are installed.
     _overlay_routes(app)
     _export_routes(app)
 
@@ -669,17 +668,57 @@ def _apply_edit(svc: _Service, a: _Audit, req: Any) -> dict[str, Any]:
 
 
 def _overlay_routes(app: FastAPI) -> None:
-    try:
-        import twin.overlays  # noqa: F401
-    except ModuleNotFoundError:
-        return
+    from twin.overlays import overlay
+
+    @app.get("/overlays/{category}", tags=["area"], summary="Key-population counts per H3 cell (res 8–10)")
+    def overlay_cells(request: Request, a: Audited, category: Annotated[str, PathParam(max_length=40)],
+                      res: Annotated[int, Query(ge=8, le=10)] = 9, version: VersionQ = None,
+                      include_zero: bool = False) -> Response:
+        """Aggregates only (never records): cells not wholly inside the caller's record scope — every cell for
+        analysts — have counts 1…k−1 suppressed (``count``/``density_km2`` null, ``suppressed`` true)."""
+        svc = _svc(request)
+        t, vid = svc.at(version)
+        a.version = vid
+        k = svc.policy.k_for(a.role)
+        f = overlay(t, category, res=res, role=a.role, k=k)
+        if not include_zero:
+            f = f.loc[f["suppressed"].to_numpy() | (f["count"].fillna(1).to_numpy() > 0)]
+        counts = f["count"].to_numpy(dtype=object, na_value=None)
+        dens = f["density_km2"].to_numpy(dtype=object, na_value=None)
+        cells = [{"cell": format(int(c), "x"), "count": None if n is None else int(n),
+                  "density_km2": None if d is None else round(float(d), 3), "suppressed": bool(sp)}
+                 for c, n, d, sp in zip(f["cell"].to_numpy(), counts, dens, f["suppressed"].to_numpy())]
+        a.counts = {"cells": len(cells), "suppressed": int(f["suppressed"].sum())}
+        return _json({"category": category, "res": res, "version": vid, "k": k, "cells": cells})
 
 
 def _export_routes(app: FastAPI) -> None:
-    try:
-        import twin.grid_io  # noqa: F401
-    except ModuleNotFoundError:
-        return
+    from starlette.background import BackgroundTask
+    from starlette.responses import FileResponse
+
+    from twin.grid_io import export_grids
+
+    media = {"geojson": "application/geo+json", "gpkg": "application/geopackage+sqlite3",
+             "parquet": "application/vnd.apache.parquet"}
+
+    @app.get("/exports/grids", tags=["versions"], summary="The grid layer of a version (GeoJSON/GPKG/GeoParquet)")
+    def export(request: Request, a: Audited, version: VersionQ = None,
+               format: Annotated[str, Query(pattern="^(geojson|gpkg|parquet)$")] = "geojson") -> Response:
+        """Grid polygons with grid/community/town codes and workload (aggregates), WGS84."""
+        import shutil
+        import tempfile
+
+        from twin.versions import load_partition
+
+        svc = _svc(request)
+        t, vid = svc.at(version)
+        a.version = vid
+        p = load_partition(svc.store, svc.twin(), vid)
+        tmp = Path(tempfile.mkdtemp(prefix="twin-export-"))
+        path = export_grids(svc.twin(), p, tmp / f"grids_v{vid}.{format}", version=vid)
+        a.counts = {"grids": int(p.n_grids)}
+        return FileResponse(path, media_type=media[format], filename=path.name,
+                            background=BackgroundTask(shutil.rmtree, tmp, ignore_errors=True))
 
 
 # --- helpers -------------------------------------------------------------------------------------------------
