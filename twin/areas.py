@@ -37,7 +37,7 @@ from twin.crs import area_km2, gcj02_to_wgs84
 from twin.errors import CRSError, OutsideDistrictError, ValidationError
 from twin.geography import district_boundary
 
-__all__ = ["ParsedArea", "parse_area", "MAX_VERTICES", "MIN_AREA_M2"]
+__all__ = ["ParsedArea", "parse_area", "area_geometry", "MAX_VERTICES", "MIN_AREA_M2"]
 
 MAX_VERTICES = 20_000
 """Most positions accepted in one area (a detailed community outline has a few thousand)."""
@@ -112,16 +112,18 @@ def parse_area(
             f"the area has {len(coords):,} vertices, more than the limit of {max_vertices:,}; simplify it first "
             f"(e.g. shapely.simplify(geom, 1e-5), about 1 m)."
         )
-    if not np.isfinite(coords).all():
+    if not math.isfinite(float(coords.sum())) and not np.isfinite(coords).all():  # the sum: one cheap pass
         bad = coords[~np.isfinite(coords).all(axis=1)][0]
         raise ValidationError(f"the area has a NaN or infinite coordinate {tuple(bad.tolist())}; every "
                               f"position must be a finite (lng, lat) pair.")
-    _check_degrees(coords)
+    lo, hi = coords.min(axis=0).tolist(), coords.max(axis=0).tolist()
+    if max(-lo[0], hi[0]) > 180 or max(-lo[1], hi[1]) > 90:
+        _check_degrees(coords)
     if from_gcj02:
         geom = shapely.transform(geom, lambda c: np.column_stack(gcj02_to_wgs84(c[:, 0], c[:, 1])))
         warnings.append("converted from GCJ-02 (Amap) to WGS84.")
     dist = district if district is not None else district_boundary()
-    _check_not_swapped(coords, dist)
+    _check_not_swapped(coords, lo, hi, dist)
 
     if not geom.is_valid:
         reason = shapely.is_valid_reason(geom)
@@ -133,16 +135,16 @@ def parse_area(
         warnings.append(f"the area was self-intersecting or otherwise invalid ({reason}); repaired with "
                         f"make_valid into {n} part{'s' if n != 1 else ''}.")
         geom = fixed
-    if geom.area == 0 or area_km2(geom) * 1e6 < MIN_AREA_M2:
+    full_km2 = area_km2(geom) if geom.area > 0 else 0.0
+    if full_km2 * 1e6 < MIN_AREA_M2:
         raise ValidationError(f"the area has zero area (less than {MIN_AREA_M2:g} m²); draw a polygon that "
                               f"encloses some ground.")
 
     shapely.prepare(dist)
     if dist.contains(geom):
-        return ParsedArea(geom, area_km2(geom), False, warnings)
+        return ParsedArea(geom, full_km2, False, warnings)
     if not dist.intersects(geom):
         raise OutsideDistrictError(_outside_reason(geom, dist, from_gcj02))
-    full_km2 = area_km2(geom)
     clipped = _polygonal_part(shapely.intersection(geom, dist))
     if clipped.is_empty or area_km2(clipped) * 1e6 < MIN_AREA_M2:
         raise OutsideDistrictError(_outside_reason(geom, dist, from_gcj02, touches=True))
@@ -153,6 +155,20 @@ def parse_area(
 
 
 # --- input → shapely -------------------------------------------------------------------------------------------
+
+def area_geometry(area: Any, *, max_vertices: int = MAX_VERTICES) -> BaseGeometry:
+    """The drawn area as a shapely geometry, its GeoJSON structure checked (the first step of :func:`parse_area`).
+
+    Only malformed or non-areal input is rejected here; :func:`parse_area` of the result applies the remaining
+    rules and gives the same answer as :func:`parse_area` of ``area``.
+
+    Raises
+    ------
+    ValidationError
+        Malformed GeoJSON, unclosed rings, a Point/LineString, too many positions.
+    """
+    return _to_geometry(area, max_vertices=max_vertices)
+
 
 def _to_geometry(area: Any, *, max_vertices: int) -> BaseGeometry:
     if isinstance(area, BaseGeometry):
@@ -288,12 +304,13 @@ def _check_degrees(coords: np.ndarray) -> None:
                        f"Reproject to EPSG:4326 (e.g. GeoSeries.to_crs('EPSG:4326')) before querying.")
 
 
-def _check_not_swapped(coords: np.ndarray, district: BaseGeometry) -> None:
-    """Both values are valid degrees, but the area only makes sense with x and y swapped."""
+def _check_not_swapped(coords: np.ndarray, lo: list[float], hi: list[float], district: BaseGeometry) -> None:
+    """Both values are valid degrees, but the area (lower-left ``lo``, upper-right ``hi`` corner) only makes
+    sense with x and y swapped."""
     minx, miny, maxx, maxy = district.bounds
-    x, y = coords[:, 0], coords[:, 1]
-    near = (x.max() >= minx - 1) & (x.min() <= maxx + 1) & (y.max() >= miny - 1) & (y.min() <= maxy + 1)
-    near_swapped = (y.max() >= minx - 1) & (y.min() <= maxx + 1) & (x.max() >= miny - 1) & (x.min() <= maxy + 1)
+    (x_min, y_min), (x_max, y_max) = lo, hi
+    near = x_max >= minx - 1 and x_min <= maxx + 1 and y_max >= miny - 1 and y_min <= maxy + 1
+    near_swapped = y_max >= minx - 1 and y_min <= maxx + 1 and x_max >= miny - 1 and x_min <= maxy + 1
     if not near and near_swapped:
         raise CRSError(f"coordinates look like (lat, lng) instead of (lng, lat): e.g. {tuple(coords[0])}. "
                        f"GeoJSON and shapely put longitude first; swap the two values.")

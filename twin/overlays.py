@@ -63,9 +63,8 @@ def overlay(t: Any, category: str, *, res: int = 9, role: Role = DISTRICT, k: in
 
     pidx = point_index(t)
     parents, parent_of_cell, areas = _parents(t, int(res))
-    rec = pidx.records
-    ok = rec.cell_pos >= 0
-    group = np.where(ok, parent_of_cell[np.maximum(rec.cell_pos, 0)], -1)
+    cp = pidx.points.cell_pos  # cell centres carry no counts: they add zeros
+    group = np.where(cp >= 0, parent_of_cell[np.maximum(cp, 0)], -1)
     col = pidx.col(category)
     counts = group_sum(group, pidx.feats[:, col:col + 1], len(parents))[:, 0]
 

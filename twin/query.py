@@ -18,13 +18,15 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
+import shapely
 
-from twin.areas import ParsedArea, parse_area
+from twin.areas import ParsedArea, area_geometry, parse_area
 from twin.errors import PermissionDenied, ValidationError
 from twin.query_index import (
     COUNT_KEYS,
     CREDIT_COLOURS,
     KINDS,
+    Inside,
     PartitionIndex,
     PointIndex,
     group_sum,
@@ -121,9 +123,10 @@ class AreaSummary:
             else:
                 data: dict[str, Any] = {}
                 for k, v in cols.items():
-                    if isinstance(v, tuple):
-                        arr = pd.arrays.IntegerArray(v[0], v[1]) if v[0].dtype.kind == "i" else pd.arrays.FloatingArray(v[0], v[1])
-                        data[k] = arr
+                    if isinstance(v, tuple):  # (values, mask) views into shared matrices: copy
+                        vals, mask = np.array(v[0]), np.array(v[1], dtype=bool)
+                        data[k] = (pd.arrays.IntegerArray(vals, mask) if vals.dtype.kind == "i"
+                                   else pd.arrays.FloatingArray(vals, mask))
                     else:
                         data[k] = v
                 self._frames[name] = pd.DataFrame(data)
@@ -217,91 +220,196 @@ def summarize_area(
     """
     if by not in ("grid", "community", "town", None):
         raise ValidationError(f"by must be 'grid', 'community', 'town' or None, got {by!r}.")
-    parsed = parse_area(area, district=t.district, from_gcj02=from_gcj02)
-    return summarize_parsed(t, parsed, role=role, by=by, density=density)
+    geom = area_geometry(area)
+    units = None if from_gcj02 else _units(t)
+    entry = units.parse(geom, t.district) if units is not None else None
+    parsed = entry if entry is not None else parse_area(geom, district=t.district, from_gcj02=from_gcj02)
+    return _summarize(t, parsed, role=role, by=by, density=density, units=units)
 
 
 def summarize_parsed(t: Any, parsed: ParsedArea, *, role: Role = DISTRICT, by: By = "grid",
                      density: bool = False) -> AreaSummary:
     """:func:`summarize_area` for an already validated :class:`twin.areas.ParsedArea`."""
+    return _summarize(t, parsed, role=role, by=by, density=density, units=_units(t))
+
+
+@dataclass(frozen=True)
+class _Core:
+    """The role-independent part of a summary: column sums, per-grid sums of the COUNT_KEYS columns (``None``
+    when not asked for) and the touched ``t.cells`` rows (sorted)."""
+
+    inside: Inside
+    sums: np.ndarray
+    grid_sums: np.ndarray | None
+    cell_pos: np.ndarray
+
+
+def _core(pidx: PointIndex, part: PartitionIndex, geom: Any, *, with_grids: bool) -> _Core:
+    inside = points_inside(pidx, geom)
+    pts = pidx.points
+    n = len(pts.x)
+    sums = (pidx.cum[inside.stops].sum(axis=0) - pidx.cum[inside.starts].sum(axis=0)
+            + pidx.feats[inside.edge].sum(axis=0, dtype=np.int64))
+    touched = np.zeros(pidx.n_cells + 1, dtype=bool)  # cell_pos -1 (no partition cell) lands in the extra slot
+    grid_sums = None
+    n_grids = len(part.grid_codes)
+    if 2 * inside.n_inside <= n:
+        idx = inside.indices()
+        touched[pts.cell_pos[idx]] = True  # a cell centre inside, or a record inside in it
+        if with_grids:
+            grid_sums = group_sum(part.point_grid, pidx.counts, n_grids, idx)
+    else:  # big area: work with the (fewer) points outside
+        mask = inside.mask()
+        touched[pts.cell_pos[mask]] = True
+        if with_grids:
+            grid_sums = part.grid_totals_k - group_sum(part.point_grid, pidx.counts, n_grids, np.flatnonzero(~mask))
+    return _Core(inside, sums, grid_sums, np.flatnonzero(touched[:-1]))
+
+
+def _summarize(t: Any, parsed: ParsedArea, *, role: Role, by: By, density: bool,  # noqa: PLR0913
+               units: _Units | None) -> AreaSummary:
     pidx = point_index(t)
     part = partition_index(t)
-    inside = points_inside(pidx, parsed.geometry)
-    rec_idx = inside.records()
-    n = len(pidx.feats)
-    nk = len(COUNT_KEYS)  # the PointIndex puts the COUNT_KEYS columns first
-    n_grids = len(part.grid_codes)
-    sums = (pidx.cum[inside.stops] - pidx.cum[inside.starts]).sum(axis=0) + pidx.feats[inside.edge].sum(
-        axis=0, dtype=np.int64)
-    grid_sums = None
-    if by is not None and 2 * len(rec_idx) <= n:
-        grid_sums = group_sum(part.point_grid, pidx.feats[:, :nk], n_grids, rec_idx)
-    elif by is not None:  # big area: subtract what lies outside from the precomputed grid totals
-        keep = np.ones(n, dtype=bool)
-        keep[rec_idx] = False
-        grid_sums = part.grid_totals[:, :nk] - group_sum(part.point_grid, pidx.feats[:, :nk], n_grids,
-                                                         np.flatnonzero(keep))
-
-    touched = np.zeros(pidx.n_cells, dtype=bool)
-    touched[pidx.cells.cell_pos[inside.cells]] = True
-    cp = pidx.records.cell_pos[rec_idx]
-    touched[cp[cp >= 0]] = True
-    cell_pos = np.flatnonzero(touched)
+    core = units.core(parsed.geometry, pidx, part) if units is not None else None
+    if core is None or (by is not None and core.grid_sums is None):
+        core = _core(pidx, part, parsed.geometry, with_grids=by is not None)
+    sums, cell_pos = core.sums, core.cell_pos
     cells = pidx.cell_ids[cell_pos]
-    grid_touched = np.zeros(n_grids, dtype=bool)
-    g = part.cell_grid[cell_pos]
-    grid_touched[g[g >= 0]] = True
+    grid_touched = np.zeros(len(part.grid_codes) + 1, dtype=bool)  # cell_grid -1 lands in the extra slot
+    grid_touched[part.cell_grid[cell_pos]] = True
+    gi = np.flatnonzero(grid_touched[:-1])
 
     scope = _scope(t, role, part)
     sup = _Suppressor(role)
-    totals_open = not role.suppresses and bool(scope[grid_touched].all())
-    col = {c: i for i, c in enumerate(pidx.columns)}
-    totals = {k: sup.value(int(sums[col[k]]), totals_open, f"totals.{k}") for k in COUNT_KEYS}
-    by_use = {u: sup.value(int(sums[col[f"use_{u}"]]), totals_open, f"buildings_by_use.{u}") for u in pidx.uses}
-    by_credit = {c: sup.value(int(sums[col[f"credit_{c}"]]), totals_open, f"businesses_by_credit.{c}")
-                 for c in CREDIT_COLOURS}
+    open_all = not role.suppresses and scope.everything
+    totals_open = open_all or (not role.suppresses and bool(scope.grids[gi].all()))
+    nk = len(COUNT_KEYS)  # the PointIndex puts the COUNT_KEYS columns first
+    sums_list = sums.tolist()
+    if totals_open:
+        totals = dict(zip(COUNT_KEYS, sums_list[:nk]))
+        by_use = {u: sums_list[pidx.use_cols[i]] for i, u in enumerate(pidx.uses)}
+        by_credit = {c: sums_list[pidx.credit_cols[i]] for i, c in enumerate(CREDIT_COLOURS)}
+    else:
+        totals = {k: sup.value(sums_list[i], False, f"totals.{k}") for i, k in enumerate(COUNT_KEYS)}
+        by_use = {u: sup.value(sums_list[pidx.use_cols[i]], False, f"buildings_by_use.{u}")
+                  for i, u in enumerate(pidx.uses)}
+        by_credit = {c: sup.value(sums_list[pidx.credit_cols[i]], False, f"businesses_by_credit.{c}")
+                     for i, c in enumerate(CREDIT_COLOURS)}
 
     tables: dict[str, dict[str, Any]] = {}
-    if grid_sums is not None:
-        gi = np.flatnonzero(grid_touched)
+    if by is not None and core.grid_sums is not None:
+        vals = core.grid_sums[gi]
         if by == "grid":
             cols: dict[str, Any] = {
                 "grid_code": part.grid_codes[gi],
                 "grid_name": part.grid_names[gi],
-                "community_code": _codes(part.community_codes, part.grid_community[gi]),
-                "town_code": _codes(part.town_codes, part.grid_town[gi]),
+                "community_code": part.grid_community_code[gi],
+                "town_code": part.grid_town_code[gi],
             }
-            masks = sup.columns(cols, grid_sums[gi], scope[gi] & (not role.suppresses), "by_grid",
-                                part.grid_codes[gi])
-            res = grid_sums[gi, col["residents"]]
-            res_all = part.grid_totals[gi, col["residents"]]
+            res_col = COUNT_KEYS.index("residents")
+            masks = sup.columns(cols, vals, None if open_all else scope.grids[gi] & (not role.suppresses),
+                                "by_grid", part.grid_codes[gi])
+            res = vals[:, res_col]
+            res_all = part.grid_totals_k[gi, res_col]
             share = np.divide(res, res_all, out=np.zeros(len(gi)), where=res_all > 0)
-            cols["share_of_grid_residents"] = (share, masks["residents"] | (res_all == 0))  # None: no residents
+            cols["share_of_grid_residents"] = (share, masks[res_col] | (res_all == 0))  # None: no residents
             tables["by_grid"] = cols
-        w = grid_touched.astype(float)
-        gs_f = grid_sums.astype(float)  # float @ float uses BLAS; exact below 2**53
-        outside_f = (~scope).astype(float)
         if by in ("grid", "community"):
-            ci = np.flatnonzero(part.community_of_grid @ w)
-            com_sums = np.rint(part.community_of_grid[ci] @ gs_f).astype(np.int64)
-            com_open = (part.community_of_grid[ci] @ outside_f == 0) & (not role.suppresses)
+            ci, com_sums = _rollup(part.grid_community[gi], vals)
             cols = {"community_code": part.community_codes[ci], "community_name": part.community_names[ci],
-                    "town_code": _codes(part.town_codes, part.community_town[ci])}
-            sup.columns(cols, com_sums, com_open, "by_community", part.community_codes[ci])
+                    "town_code": part.community_town_code[ci]}
+            sup.columns(cols, com_sums, None if open_all else scope.communities[ci] & (not role.suppresses),
+                        "by_community", part.community_codes[ci])
             tables["by_community"] = cols
-        ti = np.flatnonzero(part.town_of_grid @ w)
-        town_sums = np.rint(part.town_of_grid[ti] @ gs_f).astype(np.int64)
-        town_open = (part.town_of_grid[ti] @ outside_f == 0) & (not role.suppresses)
+        ti, town_sums = _rollup(part.grid_town[gi], vals)
         cols = {"town_code": part.town_codes[ti], "town_name": part.town_names[ti]}
-        sup.columns(cols, town_sums, town_open, "by_town", part.town_codes[ti])
+        sup.columns(cols, town_sums, None if open_all else scope.towns[ti] & (not role.suppresses), "by_town",
+                    part.town_codes[ti])
         tables["by_town"] = cols
 
     dens = None
     if density:
-        dens = _density(t, pidx, rec_idx, cell_pos, cells, sup,
-                        open_cells=(not role.suppresses) & _cells_in_scope(part, scope, cell_pos))
+        dens = _density(t, pidx, core.inside.indices(), cell_pos, cells, sup,
+                        open_cells=(not role.suppresses) & _cells_in_scope(part, scope.grids, cell_pos))
     return AreaSummary(parsed.area_km2, parsed.clipped, list(parsed.warnings), totals, by_use, by_credit,
                        cells, sup.names, _version(t), dens, tables)
+
+
+def _rollup(parent: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sum the rows of ``values`` per ``parent`` index (negative = none): (sorted parents, sums)."""
+    ok = parent >= 0
+    if not ok.all():
+        parent, values = parent[ok], values[ok]
+    if len(parent) == 0:
+        return parent.astype(np.int64), np.zeros((0, values.shape[1]), dtype=np.int64)
+    order = np.argsort(parent, kind="stable")
+    p = parent[order]
+    starts = np.flatnonzero(np.concatenate([[True], p[1:] != p[:-1]]))
+    return p[starts].astype(np.int64), np.add.reduceat(values[order], starts, axis=0)
+
+
+# --- known units: the district, towns, communities and grids are often asked for as drawn --------------------
+
+_MAX_CACHED = 256
+
+
+class _Units:
+    """Parse results and role-independent cores of areas that are exactly a unit outline (district, town,
+    community, grid), found by bounds then WKB of the geometry. Only these are cached — never an arbitrary
+    lasso — so repeated queries of a community or of the whole district skip parsing, clipping and point tests.
+    """
+
+    def __init__(self, wkbs: set[bytes], bounds: set[tuple[float, ...]]) -> None:
+        self.wkbs = wkbs
+        self.bounds = set(bounds)  # cheap prefilter: a geometry's bounds (≈ 1 µs) before its WKB
+        self.parsed: dict[bytes, ParsedArea] = {}
+        self.cores: dict[bytes, tuple[PointIndex, PartitionIndex, _Core]] = {}
+        self.core_keys: set[bytes] = set(wkbs)  # plus clipped geometries of units
+
+    def _key(self, geom: Any, keys: set[bytes]) -> bytes | None:
+        if geom.bounds not in self.bounds:
+            return None
+        key = shapely.to_wkb(geom)
+        return key if key in keys else None
+
+    def parse(self, geom: Any, district: Any) -> ParsedArea | None:
+        key = self._key(geom, self.wkbs)
+        if key is None:
+            return None
+        hit = self.parsed.get(key)
+        if hit is None:
+            hit = parse_area(geom, district=district)
+            if len(self.parsed) >= _MAX_CACHED:
+                self.parsed.pop(next(iter(self.parsed)))
+            self.parsed[key] = hit
+            self.core_keys.add(shapely.to_wkb(hit.geometry))
+            self.bounds.add(hit.geometry.bounds)
+        return hit
+
+    def core(self, geom: Any, pidx: PointIndex, part: PartitionIndex) -> _Core | None:
+        key = self._key(geom, self.core_keys)
+        if key is None:
+            return None
+        hit = self.cores.get(key)
+        if hit is not None and hit[0] is pidx and hit[1] is part:
+            return hit[2]
+        core = _core(pidx, part, geom, with_grids=True)
+        if len(self.cores) >= _MAX_CACHED:
+            self.cores.pop(next(iter(self.cores)))
+        self.cores[key] = (pidx, part, core)
+        return core
+
+
+def _units(t: Any) -> _Units:
+    frames = (t.district, t.towns, t.communities, t.grids)
+    hit = t.cache.get("query.units")
+    if hit is not None and all(a is b for a, b in zip(hit[0], frames)):
+        return hit[1]
+    geoms = [t.district] + [g for f in frames[1:] if "geometry" in f for g in np.asarray(f.geometry.values)]
+    units = _Units(set(shapely.to_wkb(np.asarray(geoms, dtype=object)).tolist()),
+                   {tuple(b) for b in shapely.bounds(np.asarray(geoms, dtype=object)).tolist()})
+    t.cache["query.units"] = (frames, units)
+    return units
 
 
 # --- records --------------------------------------------------------------------------------------------------
@@ -341,12 +449,12 @@ def records_in_area(
     parsed = parse_area(area, district=t.district, from_gcj02=from_gcj02)
     pidx = point_index(t)
     part = partition_index(t)
-    inside = points_inside(pidx, parsed.geometry).records()
-    inside = inside[pidx.records.kind[inside] == KINDS.index("buildings")]
+    inside = points_inside(pidx, parsed.geometry).indices()
+    inside = inside[pidx.points.kind[inside] == KINDS.index("buildings")]
     scope = _scope(t, role, part)
     pg = part.point_grid[inside]
-    inside = inside[(pg >= 0) & scope[np.maximum(pg, 0)]] if role.scope_level != "district" else inside
-    bpos = np.sort(pidx.records.rec[inside].astype(np.int64))
+    inside = inside[(pg >= 0) & scope.grids[np.maximum(pg, 0)]] if role.scope_level != "district" else inside
+    bpos = np.sort(pidx.points.rec[inside].astype(np.int64))
     if kind == "buildings":
         ids = t.buildings["building_id"].to_numpy()[bpos]
     else:
@@ -396,40 +504,57 @@ class _Suppressor:
             return None
         return v
 
-    def columns(self, cols: dict[str, Any], values: np.ndarray, open_rows: np.ndarray, table: str,
-                codes: np.ndarray) -> dict[str, np.ndarray]:
-        """Add the COUNT_KEYS columns as (values, suppressed mask) to ``cols``; return the masks by key."""
-        hide = (~np.asarray(open_rows, dtype=bool))[:, None] & (values > 0) & (values < self.k)
-        masks: dict[str, np.ndarray] = {}
+    def columns(self, cols: dict[str, Any], values: np.ndarray, open_rows: np.ndarray | None, table: str,
+                codes: np.ndarray) -> np.ndarray:
+        """Add the COUNT_KEYS columns as (values, suppressed mask) views to ``cols`` (``open_rows`` ``None``:
+        every row open); return the (rows, COUNT_KEYS) suppressed mask."""
+        if open_rows is None or bool(open_rows.all()):
+            hide = np.zeros(values.shape, dtype=bool)
+        else:
+            hide = (~open_rows)[:, None] & (values > 0) & (values < self.k)
         for j, k in enumerate(COUNT_KEYS):
-            masks[k] = hide[:, j].copy()
-            cols[k] = (values[:, j].copy(), masks[k])
+            cols[k] = (values[:, j], hide[:, j])
         if hide.any():
             r, c = np.nonzero(hide)
             self.names.extend(f"{table}[{codes[i]}].{COUNT_KEYS[j]}" for i, j in zip(r.tolist(), c.tolist()))
-        return masks
+        return hide.T
 
 
-def _scope(t: Any, role: Role, part: PartitionIndex) -> np.ndarray:
-    """Boolean per grid (PartitionIndex order): inside the role's scope. Cached per role and partition."""
-    if role.scope_level == "district":
-        return np.ones(len(part.grid_codes), dtype=bool)
+@dataclass(frozen=True)
+class _Scope:
+    """Per grid / community / town (PartitionIndex order): inside the role's scope (for a community or town:
+    every one of its grids is); ``everything`` when the role sees the whole district."""
+
+    grids: np.ndarray
+    communities: np.ndarray
+    towns: np.ndarray
+    everything: bool
+
+
+def _scope(t: Any, role: Role, part: PartitionIndex) -> _Scope:
+    """What lies inside the role's scope. Cached per role scope and partition."""
     key = ("query.scope", role.scope_level, role.scope_codes)
     hit = t.cache.get(key)
     if hit is not None and hit[0] is part:
         return hit[1]
-    mask = grids_in_scope(role, t.grids)
-    t.cache[key] = (part, mask)
-    return mask
+    if role.scope_level == "district":
+        mask = np.ones(len(part.grid_codes), dtype=bool)
+    else:
+        mask = np.asarray(grids_in_scope(role, t.grids), dtype=bool)
+
+    def all_in(parent: np.ndarray, n: int) -> np.ndarray:
+        ok = parent >= 0
+        return np.bincount(parent[ok], weights=(~mask[ok]).astype(float), minlength=n) == 0
+
+    value = _Scope(mask, all_in(part.grid_community, len(part.community_codes)),
+                   all_in(part.grid_town, len(part.town_codes)), bool(mask.all()))
+    t.cache[key] = (part, value)
+    return value
 
 
 def _cells_in_scope(part: PartitionIndex, scope: np.ndarray, cell_pos: np.ndarray) -> np.ndarray:
     g = part.cell_grid[cell_pos]
     return (g >= 0) & scope[np.maximum(g, 0)]
-
-
-def _codes(table: np.ndarray, idx: np.ndarray) -> np.ndarray:
-    return np.where(idx >= 0, table[np.maximum(idx, 0)], "")
 
 
 def _records(cols: dict[str, Any] | None) -> list[dict[str, Any]]:
@@ -470,7 +595,7 @@ def _version(t: Any) -> str | None:
 
 def _density(t: Any, pidx: PointIndex, inside: np.ndarray, cell_pos: np.ndarray, cells: np.ndarray,  # noqa: PLR0913
              sup: _Suppressor, open_cells: np.ndarray) -> pd.DataFrame:
-    cp = pidx.records.cell_pos[inside]
+    cp = pidx.points.cell_pos[inside]
     ok = cp >= 0
     slot = np.searchsorted(cell_pos, cp[ok])
     cols = [pidx.col(k) for k in DENSITY_KEYS]

@@ -2,20 +2,25 @@
 
 Two caches with different keys:
 
-* :class:`PointIndex` (partition-independent, keyed on the identity of the record frames): every point record
-  — buildings (with per-building aggregates of their residents, dwellings and businesses), cameras, workers —
-  and every partition cell centre, bucketed into a regular lng/lat raster of :data:`BIN_DEG` bins and sorted by
-  bin, with ``bin_start`` offsets so the points of a run of bins are one contiguous slice.
+* :class:`PointIndex` (partition-independent, keyed on the identity of the record frames): one point set
+  holding every point record — buildings (with per-building aggregates of their residents, dwellings and
+  businesses), cameras, workers — and every partition cell centre, bucketed into a regular lng/lat raster of
+  :data:`BIN_DEG` bins and sorted by bin, with ``bin_start`` offsets so the points of a run of bins are one
+  contiguous slice, and prefix sums of their counts so a run's totals cost two row reads.
 * :class:`PartitionIndex` (keyed on the identity of ``t.cells``, its ``grid_code`` column and ``t.grids``): each
   cell's and each point's grid, the grids' community/town, and per-grid totals. Time travel swaps those frames,
   so this is rebuilt at most once per partition version. Replace the frames (or the column) to change the
   partition; writing into the array in place is not detected.
 
+A query is then: rasterise the polygon onto the bins in its bounding window (a few dozen vectorised numpy calls
+whatever its size), take the wholly-inside bin runs from the prefix sums, test only the points in bins the
+boundary cuts (one :func:`shapely.intersects_xy` call), and group the covered points by grid once.
 Coordinates are WGS84 degrees (lng = x, lat = y).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,6 +38,7 @@ __all__ = [
     "COUNT_KEYS",
     "CREDIT_COLOURS",
     "KINDS",
+    "CELL_KIND",
     "PointIndex",
     "PartitionIndex",
     "point_index",
@@ -45,7 +51,7 @@ __all__ = [
     "partition_cell_areas_km2",
 ]
 
-BIN_DEG = 0.0005
+BIN_DEG = 0.00025
 """Raster bin size in degrees (≈ 51 m east–west × 55 m north–south at 23°N)."""
 
 COUNT_KEYS = (
@@ -55,13 +61,16 @@ COUNT_KEYS = (
 )
 CREDIT_COLOURS = ("green", "yellow", "red")
 KINDS = ("buildings", "cameras", "workers", "cells")
+CELL_KIND = KINDS.index("cells")
+"""``kind`` of the partition cell centres in the point set (they carry no counts)."""
 
 
 @dataclass(frozen=True)
 class PointSet:
     """Points sorted by raster bin: ``x``/``y`` lng/lat degrees, ``kind`` (index into :data:`KINDS`), ``rec`` row
-    position in the source frame, ``cell_pos`` row in ``t.cells`` (-1 if the point's cell is not in the
-    partition), ``bin`` (``row * nx + col``) and ``bin_start`` (nx·ny + 1) slice offsets per bin."""
+    position in the source frame (``t.buildings``, ``t.cameras``, ``t.workers`` or ``t.cells``), ``cell_pos``
+    row in ``t.cells`` of the point's res-11 cell (-1 if that cell is not in the partition), ``bin``
+    (``row * nx + col``) and ``bin_start`` (nx·ny + 1) slice offsets per bin."""
 
     x: np.ndarray
     y: np.ndarray
@@ -74,12 +83,13 @@ class PointSet:
 
 @dataclass(frozen=True)
 class PointIndex:
-    """The raster (origin ``x0``, ``y0``; ``nx`` × ``ny`` bins of ``dx`` × ``dy`` degrees) and two point sets.
+    """The raster (origin ``x0``, ``y0``; ``nx`` × ``ny`` bins of ``dx`` × ``dy`` degrees) and its points.
 
-    ``records`` holds buildings, cameras and workers with ``feats`` (n, len(columns)) int32 counts: a building
-    carries its residents, dwellings, businesses…, a camera or worker a single 1 in its own column; the
-    :data:`COUNT_KEYS` columns come first. ``cum`` (n + 1, len(columns)) int64 are prefix sums of ``feats`` so
-    a contiguous slice sums in O(1); ``totals`` are the column sums. ``cells`` holds the partition cell centres.
+    ``points`` holds buildings, cameras, workers and the partition cell centres with ``feats``
+    (n, len(columns)) int32 counts: a building carries its residents, dwellings, businesses…, a camera or worker
+    a single 1 in its own column, a cell centre nothing; the :data:`COUNT_KEYS` columns come first (``counts`` is
+    a contiguous copy of them). ``cum`` (n + 1, len(columns)) int64 are prefix sums of ``feats`` so a contiguous
+    slice sums in O(1); ``totals`` are the column sums.
     """
 
     x0: float
@@ -89,14 +99,16 @@ class PointIndex:
     nx: int
     ny: int
     columns: tuple[str, ...]
-    records: PointSet
+    points: PointSet
     feats: np.ndarray
     cum: np.ndarray
     totals: np.ndarray
-    cells: PointSet
     uses: tuple[str, ...]
     n_cells: int
     cell_ids: np.ndarray  # uint64 cell of each t.cells row
+    counts: np.ndarray  # contiguous copy of feats[:, :len(COUNT_KEYS)] (what per-grid breakdowns gather)
+    use_cols: tuple[int, ...]  # column of use_<u> for each of ``uses``
+    credit_cols: tuple[int, ...]  # column of credit_<c> for each of CREDIT_COLOURS
 
     def col(self, name: str) -> int:
         """Column number of a feature name (``residents``, ``credit_red``, ``use_residential``…)."""
@@ -117,10 +129,12 @@ class PartitionIndex:
     town_codes: np.ndarray
     town_names: np.ndarray
     cell_grid: np.ndarray  # int32 per t.cells row, -1 = no grid
-    point_grid: np.ndarray  # int16/int32 per record point (PointIndex.records order), -1 = no grid
+    point_grid: np.ndarray  # int16/int32 per point (PointIndex.points order), -1 = no grid or a cell centre
     grid_totals: np.ndarray  # (n_grids, n_columns) int64
-    community_of_grid: np.ndarray  # (n_communities, n_grids) float64 one-hot, for matrix roll-ups
-    town_of_grid: np.ndarray  # (n_towns, n_grids) float64 one-hot
+    grid_totals_k: np.ndarray  # contiguous grid_totals[:, :len(COUNT_KEYS)]
+    grid_community_code: np.ndarray  # object: each grid's community code ("" if none)
+    grid_town_code: np.ndarray
+    community_town_code: np.ndarray
 
 
 # --- partition-independent index ------------------------------------------------------------------------------
@@ -216,27 +230,24 @@ def _build_point_index(t: Any) -> PointIndex:
             if kind != "cells":
                 f[:, columns.index(kind)] = 1
         parts.append((x, y, np.full(len(x), k, dtype=np.int8), np.arange(len(x), dtype=np.int32), cells, f))
-    allx = np.concatenate([p[0] for p in parts])
-    ally = np.concatenate([p[1] for p in parts])
+    x, y, kind, rec, cells, feats = (np.concatenate([p[i] for p in parts]) for i in range(6))
     dx = dy = BIN_DEG
-    x0, y0 = float(allx.min()) - dx, float(ally.min()) - dy
-    nx = int(np.floor((allx.max() - x0) / dx)) + 2
-    ny = int(np.floor((ally.max() - y0) / dy)) + 2
-
-    def point_set(ps: list[Any]) -> tuple[PointSet, np.ndarray]:
-        x, y, kind, rec, cells, feats = (np.concatenate([p[i] for p in ps]) for i in range(6))
-        binid = np.floor((y - y0) / dy).astype(np.int64) * nx + np.floor((x - x0) / dx).astype(np.int64)
-        o = np.argsort(binid, kind="stable")
-        bin_start = np.searchsorted(binid[o], np.arange(nx * ny + 1)).astype(np.int64)
-        return (PointSet(x[o], y[o], kind[o], rec[o], _cell_positions(t, cells[o]), binid[o].astype(np.int32),
-                         bin_start), np.ascontiguousarray(feats[o]))
-
-    records, feats = point_set(parts[:3])
-    cells, _ = point_set(parts[3:])
+    x0, y0 = float(x.min()) - dx, float(y.min()) - dy
+    nx = int(np.floor((x.max() - x0) / dx)) + 2
+    ny = int(np.floor((y.max() - y0) / dy)) + 2
+    binid = np.floor((y - y0) / dy).astype(np.int64) * nx + np.floor((x - x0) / dx).astype(np.int64)
+    o = np.argsort(binid, kind="stable")
+    bin_start = np.searchsorted(binid[o], np.arange(nx * ny + 1)).astype(np.int64)
+    points = PointSet(x[o], y[o], kind[o], rec[o], _cell_positions(t, cells[o]), binid[o].astype(np.int32),
+                      bin_start)
+    feats = np.ascontiguousarray(feats[o])
     cum = np.zeros((len(feats) + 1, feats.shape[1]), dtype=np.int64)
     np.cumsum(feats, axis=0, dtype=np.int64, out=cum[1:])
-    return PointIndex(x0, y0, dx, dy, nx, ny, columns, records, feats, cum, cum[-1].copy(), cells, uses,
-                      len(t.cells), t.cells["cell"].to_numpy(np.uint64).copy())
+    return PointIndex(x0, y0, dx, dy, nx, ny, columns, points, feats, cum, cum[-1].copy(), uses,
+                      len(t.cells), t.cells["cell"].to_numpy(np.uint64).copy(),
+                      np.ascontiguousarray(feats[:, :len(COUNT_KEYS)]),
+                      tuple(columns.index(f"use_{u}") for u in uses),
+                      tuple(columns.index(f"credit_{c}") for c in CREDIT_COLOURS))
 
 
 # --- partition-dependent index --------------------------------------------------------------------------------
@@ -244,13 +255,26 @@ def _build_point_index(t: Any) -> PointIndex:
 def partition_index(t: Any) -> PartitionIndex:
     """The cached :class:`PartitionIndex` for the partition currently in ``t.cells`` / ``t.grids``."""
     pidx = point_index(t)
-    key = (t.cells, t.cells["grid_code"].array, t.grids, pidx)
+    cells = t.cells
     hit = t.cache.get("query.partition_index")
-    if hit is not None and all(a is b for a, b in zip(hit[0], key)):
+    if (hit is not None and hit[0][0] is cells and hit[0][2] is t.grids and hit[0][3] is pidx
+            and hit[0][1] is _column_token(cells, "grid_code")):
         return hit[1]
+    key = (cells, _column_token(cells, "grid_code"), t.grids, pidx)
     idx = _build_partition_index(t, pidx)
     t.cache["query.partition_index"] = (key, idx)
     return idx
+
+
+def _column_token(frame: pd.DataFrame, column: str) -> Any:
+    """An object whose identity changes when ``frame[column]`` is replaced (per query: keep it cheap).
+
+    pandas replaces the block-manager's ``blocks`` tuple whenever a column is set (≈ 0.1 µs to read, where
+    ``frame[column]`` costs ≈ 20 µs); falls back to the column's array on other pandas versions.
+    """
+    mgr = getattr(frame, "_mgr", None)
+    blocks = getattr(mgr, "blocks", None)
+    return blocks if isinstance(blocks, tuple) else frame[column].array
 
 
 def _build_partition_index(t: Any, pidx: PointIndex) -> PartitionIndex:
@@ -272,20 +296,20 @@ def _build_partition_index(t: Any, pidx: PointIndex) -> PartitionIndex:
     community_town = lookup(com["town_code"], town_codes)
     cell_grid = lookup(t.cells["grid_code"].fillna(""), grid_codes)
     small = len(grid_codes) < np.iinfo(np.int16).max
-    cp = pidx.records.cell_pos
-    point_grid = np.where(cp >= 0, cell_grid[np.maximum(cp, 0)], -1).astype(
+    pts = pidx.points
+    cp = pts.cell_pos
+    point_grid = np.where((cp >= 0) & (pts.kind != CELL_KIND), cell_grid[np.maximum(cp, 0)], -1).astype(
         np.int16 if small else np.int32)  # int16 sorts by radix sort
     grid_totals = group_sum(point_grid, pidx.feats, len(grid_codes))
     return PartitionIndex(grid_codes, grid_names, grid_community, grid_town, community_codes, community_names,
                           community_town, town_codes, town_names, cell_grid, point_grid, grid_totals,
-                          _one_hot(grid_community, len(community_codes)), _one_hot(grid_town, len(town_codes)))
+                          np.ascontiguousarray(grid_totals[:, :len(COUNT_KEYS)]),
+                          _codes(community_codes, grid_community), _codes(town_codes, grid_town),
+                          _codes(town_codes, community_town))
 
 
-def _one_hot(parent: np.ndarray, n: int) -> np.ndarray:
-    m = np.zeros((n, len(parent)))
-    ok = parent >= 0
-    m[parent[ok], np.flatnonzero(ok)] = 1.0
-    return m
+def _codes(table: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    return np.where(idx >= 0, table[np.maximum(idx, 0)], "").astype(object)
 
 
 def group_sum(group: np.ndarray, feats: np.ndarray, n_groups: int, rows: np.ndarray | None = None) -> np.ndarray:
@@ -297,12 +321,14 @@ def group_sum(group: np.ndarray, feats: np.ndarray, n_groups: int, rows: np.ndar
     g = group if rows is None else group[rows]
     order = np.argsort(g, kind="stable")
     gs = g[order]
-    first = int(np.searchsorted(gs, 0))  # drop negative groups
-    order, gs = order[first:], gs[first:]
     out = np.zeros((n_groups, feats.shape[1]), dtype=np.int64)
-    if len(gs) == 0:
+    if len(gs) == 0 or gs[-1] < 0:
         return out
-    starts = np.flatnonzero(np.concatenate([[True], gs[1:] != gs[:-1]]))
+    if gs[0] < 0:  # drop negative groups
+        first = int(np.searchsorted(gs, 0))
+        order, gs = order[first:], gs[first:]
+    starts = np.flatnonzero(gs[1:] != gs[:-1]) + 1
+    starts = np.concatenate([[0], starts])
     sel = order if rows is None else rows[order]
     out[gs[starts]] = np.add.reduceat(feats[sel], starts, axis=0, dtype=np.int64)
     return out
@@ -315,124 +341,159 @@ _EPS = 1e-9  # degrees (≈ 0.1 mm): margin that makes the bin classification co
 
 @dataclass(frozen=True)
 class Inside:
-    """Which points an area covers: record points in ``full`` bin runs (slices ``starts[i]:stops[i]`` of
-    ``PointIndex.records``, no test needed) plus tested ``edge`` record indices, and covered cell-centre indices."""
+    """Which points of ``PointIndex.points`` an area covers: the points in wholly-inside bin runs (slices
+    ``starts[i]:stops[i]``, no test needed) plus the tested ``edge`` indices; ``n_points`` is the size of the
+    point set (for :meth:`mask`). Cell centres are included (``kind == CELL_KIND``; they carry no counts)."""
 
     starts: np.ndarray
     stops: np.ndarray
     edge: np.ndarray
-    cells: np.ndarray
+    n_points: int
 
-    def records(self) -> np.ndarray:
-        """All covered record indices (unsorted)."""
+    def indices(self) -> np.ndarray:
+        """All covered point indices (unsorted)."""
         return np.concatenate([_ranges(self.starts, self.stops), self.edge])
 
+    def mask(self) -> np.ndarray:
+        """Boolean per point (``PointIndex.points`` order): covered by the area."""
+        n = self.n_points
+        d = np.bincount(self.starts, minlength=n + 1) - np.bincount(self.stops, minlength=n + 1)
+        m = np.cumsum(d[:n]) > 0  # the full runs are disjoint
+        m[self.edge] = True
+        return m
+
     @property
-    def n_records(self) -> int:
+    def n_inside(self) -> int:
         return int((self.stops - self.starts).sum()) + len(self.edge)
 
 
 def points_inside(pidx: PointIndex, geom: BaseGeometry) -> Inside:
-    """The record points and cell centres covered by ``geom``, a valid WGS84 (Multi)Polygon.
+    """The points (records and cell centres) covered by ``geom``, a valid WGS84 (Multi)Polygon.
 
     "Covered" is :func:`shapely.intersects_xy` (a point on the boundary counts as inside). The polygon is
-    rasterised onto the index's bins: bins no edge comes within 1e-9° of are wholly inside or outside (decided by
-    even–odd crossings along the bin row's centre line) and their points are taken or dropped without a test;
-    only points in bins the boundary passes through are tested with shapely, so the answer is exact.
+    rasterised onto the index's bins (:func:`_bin_runs`): bins no edge comes within 1e-9° of are wholly inside
+    or outside and their points are taken or dropped without a test; only points in bins the boundary passes
+    through are tested with shapely, so the answer is exact.
     """
-    empty = np.empty(0, dtype=np.int64)
-    status, (r0, r1, c0, c1) = _classify_bins(pidx, geom)
-    if status is None:
-        return Inside(empty, empty, empty, empty)
-    nr, nc = status.shape
-    padded = np.zeros((nr, nc + 2), dtype=np.int8)
-    padded[:, 1:-1] = status
-    w = nc + 1
-    runs = []
-    for value in (1, 2):
-        d = np.diff((padded == value).view(np.int8), axis=1).ravel()  # +1 where a run starts, -1 after it ends
-        s = np.flatnonzero(d == 1)
-        e = np.flatnonzero(d == -1)
-        runs.append(((r0 + s // w) * pidx.nx + c0 + s % w, (r0 + e // w) * pidx.nx + c0 + e % w))
-    shapely.prepare(geom)
-
-    def edge_points(ps: PointSet) -> np.ndarray:
-        idx = _ranges(ps.bin_start[runs[1][0]], ps.bin_start[runs[1][1]])
-        return idx[shapely.intersects_xy(geom, ps.x[idx], ps.y[idx])] if len(idx) else idx
-
-    rec, cel = pidx.records, pidx.cells
-    cells = np.concatenate([_ranges(cel.bin_start[runs[0][0]], cel.bin_start[runs[0][1]]), edge_points(cel)])
-    return Inside(rec.bin_start[runs[0][0]], rec.bin_start[runs[0][1]], edge_points(rec), cells)
+    pts = pidx.points
+    (fs, fe), (es, ee) = _bin_runs(pidx, geom)
+    bs = pts.bin_start
+    idx = _ranges(bs[es], bs[ee])
+    if len(idx):
+        shapely.prepare(geom)
+        idx = idx[shapely.intersects_xy(geom, pts.x[idx], pts.y[idx])]
+    return Inside(bs[fs], bs[fe], idx, len(pts.x))
 
 
 def _ranges(starts: np.ndarray, stops: np.ndarray) -> np.ndarray:
     """Concatenation of ``arange(a, b)`` for each pair."""
     lens = stops - starts
-    keep = lens > 0
-    starts, lens = starts[keep], lens[keep]
     total = int(lens.sum())
     if total == 0:
         return np.empty(0, dtype=np.int64)
-    offs = np.repeat(starts - np.concatenate([[0], np.cumsum(lens)[:-1]]), lens)
-    return np.arange(total, dtype=np.int64) + offs
+    ends = np.cumsum(lens)
+    return np.arange(total, dtype=np.int64) + np.repeat(starts - (ends - lens), lens)
 
 
-def _edges(geom: BaseGeometry) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    rings = shapely.get_rings(shapely.get_parts(geom))
-    coords, ring = shapely.get_coordinates(rings, return_index=True)
+def _edges(geom: BaseGeometry) -> np.ndarray:
+    """(n_edges, 4) array of x1, y1, x2, y2 of every ring edge."""
+    if geom.geom_type == "Polygon" and shapely.get_num_interior_rings(geom) == 0:
+        c = shapely.get_coordinates(geom)  # one closed ring
+        return np.concatenate([c[:-1], c[1:]], axis=1)
+    coords, ring = shapely.get_coordinates(shapely.get_rings(shapely.get_parts(geom)), return_index=True)
     same = ring[:-1] == ring[1:]
-    a, b = coords[:-1][same], coords[1:][same]
-    return a[:, 0], a[:, 1], b[:, 0], b[:, 1]
+    return np.concatenate([coords[:-1][same], coords[1:][same]], axis=1)
 
 
-def _classify_bins(pidx: PointIndex, geom: BaseGeometry) -> tuple[np.ndarray | None, tuple[int, int, int, int]]:
-    """Status of each bin in the area's bounding window: 0 outside, 1 wholly inside, 2 cut by the boundary."""
-    x0, y0, dx, dy = pidx.x0, pidx.y0, pidx.dx, pidx.dy
+def _bin_runs(pidx: PointIndex, geom: BaseGeometry) -> tuple[tuple[np.ndarray, np.ndarray], ...]:
+    """Rasterise ``geom`` onto the index's bins as runs of consecutive bins along bin rows.
+
+    Returns ``((full_starts, full_stops), (cut_starts, cut_stops))`` in global bin ids (``row * nx + col``,
+    stops exclusive): the runs of bins wholly inside the area and the runs of bins its boundary cuts.
+
+    Cut bins: every bin an edge comes within ``_EPS`` of (each edge clipped to each widened row strip it
+    reaches, widened by ``_EPS`` in x). Per row their column intervals are merged; a gap between two merged
+    intervals of the same row is a strip of bins the boundary does not enter, so it is wholly inside or wholly
+    outside, decided by the parity of the boundary's crossings of the row's centre line left of the gap
+    (half-open rule ``lo <= y < hi``). Runs touching the window's left or right side are outside (the window is
+    the area's bounding box widened by ``_EPS``). The work is proportional to the boundary's length in bins,
+    not to the area.
+    """
+    x0, y0, dx, dy, nx = pidx.x0, pidx.y0, pidx.dx, pidx.dy, pidx.nx
     minx, miny, maxx, maxy = geom.bounds
-    c0 = max(int(np.floor((minx - _EPS - x0) / dx)), 0)
-    c1 = min(int(np.floor((maxx + _EPS - x0) / dx)), pidx.nx - 1)
-    r0 = max(int(np.floor((miny - _EPS - y0) / dy)), 0)
-    r1 = min(int(np.floor((maxy + _EPS - y0) / dy)), pidx.ny - 1)
-    if c1 < c0 or r1 < r0:
-        return None, (0, -1, 0, -1)
-    nr, nc = r1 - r0 + 1, c1 - c0 + 1
-    ex1, ey1, ex2, ey2 = _edges(geom)
-    ylo, yhi = np.minimum(ey1, ey2), np.maximum(ey1, ey2)
+    # columns are not clamped to the raster: the window's first and last columns must lie outside the area
+    # (rows are independent of each other, so they are clamped; runs are clipped to the raster at the end)
+    c0 = math.floor((minx - _EPS - x0) / dx)
+    c1 = math.floor((maxx + _EPS - x0) / dx)
+    r0 = max(math.floor((miny - _EPS - y0) / dy), 0)
+    r1 = min(math.floor((maxy + _EPS - y0) / dy), pidx.ny - 1)
+    empty = np.empty(0, dtype=np.int64)
+    if c1 < 0 or c0 > nx - 1 or r1 < r0:
+        return (empty, empty), (empty, empty)
+    nc = c1 - c0 + 1
+    w = nc + 2  # row stride of the local keys row * w + col: intervals of different rows never touch
+    e = _edges(geom)
+    ex1, ey1, ex2, ey2 = e.T
     flat = ey1 == ey2
-    slope = np.divide(ex2 - ex1, ey2 - ey1, out=np.zeros_like(ex1), where=~flat)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        slope = (ex2 - ex1) / (ey2 - ey1)
+    slope[flat] = 0.0
+    ylo, yhi = np.minimum(ey1, ey2), np.maximum(ey1, ey2)
     info = np.column_stack([ex1, ey1, slope, ylo, yhi, np.minimum(ex1, ex2), np.maximum(ex1, ex2), flat])
 
     # every (edge, bin row) pair whose row strip, widened by _EPS, the edge reaches
     jlo = np.maximum(np.floor((ylo - _EPS - y0) / dy).astype(np.int64), r0)
-    jhi = np.minimum(np.floor((yhi + _EPS - y0) / dy).astype(np.int64), r1)
-    n = np.maximum(jhi - jlo + 1, 0)
+    n = np.maximum(np.minimum(np.floor((yhi + _EPS - y0) / dy).astype(np.int64), r1) - jlo + 1, 0)
     j = _ranges(jlo, jlo + n)
-    x1, y1, sl, lo, hi, exlo, exhi, fl = info[np.repeat(np.arange(len(ex1)), n)].T
-
-    # 1. bins the boundary passes through: the edge clipped to the widened strip, widened by _EPS in x
+    x1, y1, sl, lo, hi, exlo, exhi, fl = info.repeat(n, axis=0).T
     ys = y0 + j * dy
+    rowkey = (j - r0) * w - c0  # + global column = local key
+
+    # 1. cut bins: the edge clipped to the widened strip, widened by _EPS in x; merged per row
     xa = x1 + (np.maximum(ys - _EPS, lo) - y1) * sl
     xb = x1 + (np.minimum(ys + dy + _EPS, hi) - y1) * sl
-    xlo = np.where(fl > 0, exlo, np.maximum(np.minimum(xa, xb), exlo))
-    xhi = np.where(fl > 0, exhi, np.minimum(np.maximum(xa, xb), exhi))
-    clo = np.maximum(np.floor((xlo - _EPS - x0) / dx).astype(np.int64), c0)
-    chi = np.minimum(np.floor((xhi + _EPS - x0) / dx).astype(np.int64), c1)
-    ok = chi >= clo
-    base = (j[ok] - r0) * nc - c0
-    size = nr * nc + 1
-    diff = np.bincount(base + clo[ok], minlength=size) - np.bincount(base + chi[ok] + 1, minlength=size)
-    boundary = (np.cumsum(diff[:size - 1]) > 0).reshape(nr, nc)
+    notfl = fl == 0
+    xlo = np.where(notfl, np.maximum(np.minimum(xa, xb), exlo), exlo)
+    xhi = np.where(notfl, np.minimum(np.maximum(xa, xb), exhi), exhi)
+    klo = rowkey + np.maximum(np.floor((xlo - _EPS - x0) / dx).astype(np.int64), c0)
+    khi = rowkey + np.minimum(np.floor((xhi + _EPS - x0) / dx).astype(np.int64), c1)
+    ok = khi >= klo
+    klo, khi = klo[ok], khi[ok]
+    if len(klo) == 0:
+        return (empty, empty), (empty, empty)
+    order = np.argsort(klo)
+    klo, reach = klo[order], np.maximum.accumulate(khi[order])
+    new = np.flatnonzero(klo[1:] > reach[:-1] + 1) + 1  # an interval starts after a gap
+    cut_lo = np.concatenate([klo[:1], klo[new]])
+    cut_hi = np.concatenate([reach[new - 1], reach[-1:]])  # inclusive
 
-    # 2. inside/outside of every bin centre: even-odd crossings along each row's centre line (half-open rule)
+    # 2. gaps between consecutive cut intervals of a row: inside iff an odd number of centre-line crossings
+    #    lie left of the gap (a crossing falls in a cut bin, so none lies inside a gap)
     yc = ys + 0.5 * dy
     hit = (lo <= yc) & (yc < hi)
     xc = x1[hit] + (yc[hit] - y1[hit]) * sl[hit]
-    k = np.clip(np.floor((xc - x0) / dx - 0.5).astype(np.int64) + 1 - c0, 0, nc)
-    flips = np.bincount((j[hit] - r0) * (nc + 1) + k, minlength=nr * (nc + 1)).reshape(nr, nc + 1)
-    inside = (np.cumsum(flips[:, :nc], axis=1) & 1).astype(bool)
+    k = np.floor((xc - x0) / dx - 0.5).astype(np.int64) + 1  # first column whose centre is right of xc
+    ck = np.sort(rowkey[hit] + np.minimum(np.maximum(k, c0), c1 + 1))
+    g_lo, g_hi = cut_hi[:-1] + 1, cut_lo[1:]  # candidate gaps [g_lo, g_hi)
+    row = g_lo // w
+    same = (row == g_hi // w) & (g_hi > g_lo)
+    g_lo, g_hi, row = g_lo[same], g_hi[same], row[same]
+    parity = (np.searchsorted(ck, g_lo, side="right") - np.searchsorted(ck, row * w, side="left")) & 1
+    odd = parity == 1
+    g_lo, g_hi, row = g_lo[odd], g_hi[odd], row[odd]
 
-    status = np.where(boundary, 2, np.where(inside, 1, 0)).astype(np.int8)
-    return status, (r0, r1, c0, c1)
+    return _to_bins(g_lo, g_hi, row, w, r0, c0, nx), _to_bins(cut_lo, cut_hi + 1, cut_lo // w, w, r0, c0, nx)
+
+
+def _to_bins(lo: np.ndarray, hi: np.ndarray, row: np.ndarray, w: int, r0: int, c0: int,  # noqa: PLR0913
+             nx: int) -> tuple[np.ndarray, np.ndarray]:
+    """Runs ``[lo, hi)`` of local keys (``row * w + col - c0``) → global bin runs clipped to columns 0..nx-1."""
+    base = row * w
+    start = np.maximum(lo - base + c0, 0)
+    stop = np.minimum(hi - base + c0, nx)
+    keep = stop > start
+    off = (row[keep] + r0) * nx
+    return off + start[keep], off + stop[keep]
 
 
 # --- cell areas -----------------------------------------------------------------------------------------------
