@@ -149,7 +149,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--grids", type=int, default=478)
     ap.add_argument("--skip-baseline", action="store_true")
-    ap.add_argument("--subset", type=int, default=6, help="communities for the slow default-objective AZP run")
+    ap.add_argument("--subset", type=int, default=1, help="communities for the slow default-objective AZP run")
     ap.add_argument("--baseline-seconds", type=float, default=240.0,
                     help="time budget of the balance-objective AZP (communities that gain grids first)")
     args = ap.parse_args()
