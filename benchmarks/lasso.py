@@ -2,22 +2,33 @@
 
 Usage::
 
-    .venv/bin/python benchmarks/lasso.py [--scale 10] [--repeat 50] [--twin DIR]
+    .venv/bin/python benchmarks/lasso.py [--scale 10] [--repeat 200] [--repeat-baseline 15] [--twin DIR]
 
-Areas: ≈0.5 km² star, ≈4 km² irregular 40-vertex lasso, one community, the largest town, the whole district.
+Areas: ≈0.5 km² star, ≈4 km² irregular 40-vertex lasso, one community, the largest town, the whole district, and
+a district-sized lasso that is *not* a unit outline (the district shrunk by ≈20 m), which never hits the
+unit-outline cache and shows the cost of a big arbitrary area.
+
 Every engine computes all categories (buildings, dwellings, residents by sex/age band, businesses by credit,
-cameras, workers, key populations) and the per-grid breakdown. All three get the same precomputed per-building
-aggregates (so the baselines never scan the 1.33 M persons either) and use the same rule: a point on the
-boundary is inside (geopandas ``predicate="intersects"``, DuckDB ``ST_Intersects``). ``--scale 10`` builds a
-scaled twin (≈13 M residents) into ``data/generated/scale10`` once. The last line printed is one JSON object.
+cameras, workers, key populations) and the per-grid breakdown, from the same per-building aggregates (so the
+baselines never scan the 1.33 M persons either), with the same rule: a point on the boundary is inside. The
+baselines are written the way a GIS analyst would: geopandas ``sjoin(points, area, predicate="intersects")``
+then ``groupby("grid_code").sum()`` (spatial index built outside the timings), DuckDB spatial
+``ST_Intersects`` + ``GROUP BY grid_code`` on a table of points. Totals and per-grid counts are compared.
+
+Timings: each engine gets warm-up runs, then ``--repeat`` (ours) / ``--repeat-baseline`` (baselines) timed runs;
+p50 and p95 wall time are reported, with our CPU time per query (thread time) and the machine's load average,
+because other jobs share the two cores (wall time under load ≈ CPU time × contention). ``first ms`` is our
+first call on the area (for unit outlines: parse, clip and point tests before the result core is cached).
+``--scale 10`` builds a scaled twin (≈13 M residents) into ``data/generated/scale10`` once.
+The last line printed is one JSON object.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
-import statistics
 import sys
 import time
 from collections.abc import Callable
@@ -35,7 +46,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import twin  # noqa: E402
 from twin.crs import area_km2  # noqa: E402
 from twin.query import COUNT_KEYS, summarize_area  # noqa: E402
-from twin.query_index import partition_index, point_index  # noqa: E402
+from twin.query_index import CELL_KIND, partition_index, point_index  # noqa: E402
+
+Counts = tuple[dict[str, int], dict[str, tuple[int, ...]]]  # totals, per-grid counts (non-zero grids)
 
 
 def _lasso(cx: float, cy: float, radius_m: float, n: int, seed: int) -> Polygon:
@@ -53,7 +66,7 @@ def _scaled_to(poly_fn: Callable[[float], Polygon], km2: float) -> Polygon:
     return poly_fn(r)
 
 
-def areas(t: twin.Twin) -> dict[str, Polygon]:
+def areas(t: twin.Twin) -> dict[str, Any]:
     c = t.district.centroid
     town = t.towns.loc[t.towns["area_km2"].idxmax(), "geometry"]
     com = t.communities.sort_values("area_km2").iloc[len(t.communities) // 2]["geometry"]
@@ -63,43 +76,56 @@ def areas(t: twin.Twin) -> dict[str, Polygon]:
         "community": com,
         "town": town,
         "district": t.district,
+        "district_lasso": shapely.buffer(t.district, -0.0002, quad_segs=2),  # not a unit outline: uncached
     }
 
 
-def _p50(fn: Callable[[], Any], repeat: int) -> tuple[float, Any]:
-    out = fn()  # warm-up
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
+def _time(fn: Callable[[], Any], repeat: int, warmup: int) -> dict[str, Any]:
+    t0 = time.perf_counter()
+    out = fn()
+    first = time.perf_counter() - t0
+    for _ in range(warmup):
         fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times) * 1e3, out
+    wall, cpu = [], []
+    for _ in range(repeat):
+        c0, w0 = time.thread_time(), time.perf_counter()
+        fn()
+        wall.append(time.perf_counter() - w0)
+        cpu.append(time.thread_time() - c0)
+    w = np.asarray(wall) * 1e3
+    return {"first": first * 1e3, "p50": float(np.percentile(w, 50)), "p95": float(np.percentile(w, 95)),
+            "cpu": float(np.mean(cpu)) * 1e3, "out": out}
 
 
 def _points_table(t: twin.Twin) -> pd.DataFrame:
-    """The same per-point aggregates the engine uses, as one plain table for the baselines."""
+    """The per-point aggregates the engine uses (buildings, cameras, workers), as one plain table."""
     pidx = point_index(t)
     part = partition_index(t)
-    rec = pidx.records
-    df = pd.DataFrame(pidx.feats[:, :len(COUNT_KEYS)], columns=list(COUNT_KEYS))
-    df.insert(0, "x", rec.x)
-    df.insert(1, "y", rec.y)
-    codes = np.where(part.point_grid >= 0, part.grid_codes[np.maximum(part.point_grid, 0)], "")
-    df.insert(2, "grid_code", codes.astype(str))
+    pts = pidx.points
+    rec = pts.kind != CELL_KIND
+    df = pd.DataFrame(pidx.feats[rec][:, :len(COUNT_KEYS)], columns=list(COUNT_KEYS))
+    df.insert(0, "x", pts.x[rec])
+    df.insert(1, "y", pts.y[rec])
+    pg = part.point_grid[rec]
+    df.insert(2, "grid_code", np.where(pg >= 0, part.grid_codes[np.maximum(pg, 0)], "").astype(str))
     return df
 
 
-def _engine(t: twin.Twin, area: Polygon) -> dict[str, int]:
-    s = summarize_area(t, area)
-    return {k: int(v) for k, v in s.totals.items()}
+def _by_grid(frame: pd.DataFrame) -> dict[str, tuple[int, ...]]:
+    frame = frame[(frame[list(COUNT_KEYS)] != 0).any(axis=1)]
+    return {str(g): tuple(int(v) for v in row) for g, row in zip(frame["grid_code"], frame[list(COUNT_KEYS)].to_numpy())
+            if g != ""}
 
 
-def _geopandas(pts: gpd.GeoDataFrame, area: Polygon) -> dict[str, int]:
+def _engine_counts(s: Any) -> Counts:
+    return {k: int(v) for k, v in s.totals.items()}, _by_grid(s.by_grid)
+
+
+def _geopandas(pts: gpd.GeoDataFrame, area: Any) -> Counts:
     hit = gpd.sjoin(pts, gpd.GeoDataFrame(geometry=[area], crs="EPSG:4326"), predicate="intersects")
-    by_grid = hit.groupby("grid_code")[list(COUNT_KEYS)].sum()
+    by_grid = hit.groupby("grid_code")[list(COUNT_KEYS)].sum().reset_index()
     tot = hit[list(COUNT_KEYS)].sum()
-    del by_grid
-    return {k: int(tot[k]) for k in COUNT_KEYS}
+    return {k: int(tot[k]) for k in COUNT_KEYS}, _by_grid(by_grid)
 
 
 def _duckdb_con(df: pd.DataFrame) -> Any:
@@ -115,20 +141,25 @@ def _duckdb_con(df: pd.DataFrame) -> Any:
     return con
 
 
-def _duckdb(con: Any, area: Polygon) -> dict[str, int]:
+def _duckdb(con: Any, area: Any) -> Counts:
     sums = ", ".join(f"sum({k})::BIGINT AS {k}" for k in COUNT_KEYS)
     q = (f"WITH a AS (SELECT ST_GeomFromText(?) AS g), "
          f"hit AS (SELECT pts.* FROM pts, a WHERE ST_Intersects(pts.geom, a.g)) "
          f"SELECT grid_code, {sums} FROM hit GROUP BY grid_code")
     by_grid = con.execute(q, [area.wkt]).df()
-    return {k: int(by_grid[k].sum()) for k in COUNT_KEYS}
+    return {k: int(by_grid[k].sum()) for k in COUNT_KEYS}, _by_grid(by_grid)
+
+
+def _load() -> str:
+    return "/".join(f"{v:.1f}" for v in os.getloadavg())
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--scale", type=float, default=1.0)
-    ap.add_argument("--repeat", type=int, default=50, help="timed runs per area for our engine")
-    ap.add_argument("--repeat-baseline", type=int, default=5, help="timed runs per area for the baselines")
+    ap.add_argument("--repeat", type=int, default=200, help="timed runs per area for our engine")
+    ap.add_argument("--repeat-baseline", type=int, default=15, help="timed runs per area for the baselines")
+    ap.add_argument("--warmup", type=int, default=5, help="untimed runs before timing (each engine, each area)")
     ap.add_argument("--twin", type=Path, default=None)
     args = ap.parse_args(argv)
 
@@ -138,6 +169,7 @@ def main(argv: list[str] | None = None) -> int:
         if not (root / "manifest.json").exists():
             print(f"building a scale-{args.scale:g} twin into {root} (once)…", flush=True)
             twin.build_twin(root, scale=args.scale, progress=False)
+    load_start = _load()
     t0 = time.perf_counter()
     t = twin.load(root)
     load_s = time.perf_counter() - t0
@@ -146,42 +178,53 @@ def main(argv: list[str] | None = None) -> int:
     partition_index(t)
     index_s = time.perf_counter() - t0
     print(f"twin: {t.manifest['counts']['residents']:,} residents, {len(t.buildings):,} buildings; "
-          f"load {load_s:.1f} s, index build {index_s:.2f} s")
+          f"load {load_s:.1f} s, query index build {index_s:.2f} s; load average {load_start} (1/5/15 min, 2 cores)")
 
     test_areas = areas(t)
-    ours: dict[str, float] = {}
-    results: dict[str, dict[str, int]] = {}
+    ours: dict[str, dict[str, Any]] = {}
     for name, a in test_areas.items():
-        ours[name], results[name] = _p50(lambda a=a: _engine(t, a), args.repeat)
+        ours[name] = _time(lambda a=a: summarize_area(t, a), args.repeat, args.warmup)
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # engine only, before the baselines
+    load_ours = _load()
 
     df = _points_table(t)
     pts = gpd.GeoDataFrame(df, geometry=gpd.points_from_xy(df["x"], df["y"]), crs="EPSG:4326")
     pts.sindex  # noqa: B018 - build the spatial index outside the timings (fair to geopandas)
     con = _duckdb_con(df)
-    gp: dict[str, float] = {}
-    dk: dict[str, float] = {}
+    gp: dict[str, dict[str, Any]] = {}
+    dk: dict[str, dict[str, Any]] = {}
     agree = True
-    print(f"{'area':<12}{'km2':>8}{'residents':>11}{'ours ms':>10}{'geopandas':>11}{'duckdb':>9}"
-          f"{'x gpd':>8}{'x duck':>8}")
+    print(f"{'area':<15}{'km2':>7}{'residents':>11}{'first ms':>9}{'ours p50':>9}{'p95':>7}{'cpu':>7}"
+          f"{'gpd p50':>9}{'p95':>7}{'duck p50':>9}{'p95':>7}{'x gpd':>7}{'x duck':>7}")
     for name, a in test_areas.items():
-        gp[name], r_gp = _p50(lambda a=a: _geopandas(pts, a), args.repeat_baseline)
-        dk[name], r_dk = _p50(lambda a=a: _duckdb(con, a), args.repeat_baseline)
-        ok = results[name] == r_gp == r_dk
+        gp[name] = _time(lambda a=a: _geopandas(pts, a), args.repeat_baseline, 1)
+        dk[name] = _time(lambda a=a: _duckdb(con, a), args.repeat_baseline, 1)
+        mine = _engine_counts(ours[name]["out"])
+        ok = mine == gp[name]["out"] == dk[name]["out"]
         agree &= ok
-        print(f"{name:<12}{area_km2(shapely.intersection(a, t.district)):>8.2f}{results[name]['residents']:>11,}"
-              f"{ours[name]:>10.2f}{gp[name]:>11.1f}{dk[name]:>9.1f}{gp[name] / ours[name]:>8.0f}"
-              f"{dk[name] / ours[name]:>8.0f}{'' if ok else '  COUNTS DIFFER'}")
-    print(f"max RSS of the engine (default process, before baselines): {rss_mb:.0f} MB")
+        o = ours[name]
+        print(f"{name:<15}{area_km2(shapely.intersection(a, t.district)):>7.2f}{mine[0]['residents']:>11,}"
+              f"{o['first']:>9.2f}{o['p50']:>9.2f}{o['p95']:>7.2f}{o['cpu']:>7.2f}"
+              f"{gp[name]['p50']:>9.1f}{gp[name]['p95']:>7.1f}{dk[name]['p50']:>9.1f}{dk[name]['p95']:>7.1f}"
+              f"{gp[name]['p50'] / o['p50']:>7.0f}{dk[name]['p50'] / o['p50']:>7.0f}"
+              f"{'' if ok else '  COUNTS DIFFER'}")
+    load_end = _load()
+    print(f"max RSS of the engine process (twin + indexes, before the baselines): {rss_mb:.0f} MB")
+    print(f"load average: start {load_start}, after our runs {load_ours}, end {load_end}")
     summary = {
-        "p50_ms_lasso4": round(ours["lasso_4km2"], 3),
-        "p50_ms_district": round(ours["district"], 3),
-        "speedup_vs_geopandas": round(gp["lasso_4km2"] / ours["lasso_4km2"], 1),
-        "speedup_vs_duckdb": round(dk["lasso_4km2"] / ours["lasso_4km2"], 1),
-        "min_speedup_vs_geopandas_all_areas": round(min(gp[n] / ours[n] for n in ours), 1),
-        "min_speedup_vs_duckdb_all_areas": round(min(dk[n] / ours[n] for n in ours), 1),
+        "p50_ms_lasso4": round(ours["lasso_4km2"]["p50"], 3),
+        "p95_ms_lasso4": round(ours["lasso_4km2"]["p95"], 3),
+        "cpu_ms_lasso4": round(ours["lasso_4km2"]["cpu"], 3),
+        "p50_ms_district": round(ours["district"]["p50"], 3),
+        "p50_ms_district_lasso_uncached": round(ours["district_lasso"]["p50"], 3),
+        "speedup_vs_geopandas": round(gp["lasso_4km2"]["p50"] / ours["lasso_4km2"]["p50"], 1),
+        "speedup_vs_duckdb": round(dk["lasso_4km2"]["p50"] / ours["lasso_4km2"]["p50"], 1),
+        "min_speedup_vs_geopandas_all_areas": round(min(gp[n]["p50"] / ours[n]["p50"] for n in ours), 1),
+        "min_speedup_vs_duckdb_all_areas": round(min(dk[n]["p50"] / ours[n]["p50"] for n in ours), 1),
         "rss_mb": round(rss_mb),
         "scale": args.scale,
+        "loadavg_start": load_start,
+        "loadavg_end": load_end,
         "counts_agree": bool(agree),
     }
     print(json.dumps(summary))

@@ -13,6 +13,7 @@ scope only when every grid they cover (for totals: every grid the area touches) 
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -95,7 +96,7 @@ class AreaSummary:
     suppressed: list[str] = field(default_factory=list)
     version: str | None = None
     density: pd.DataFrame | None = None
-    tables: dict[str, dict[str, np.ndarray]] = field(default_factory=dict, repr=False)
+    tables: dict[str, Mapping[str, Any]] = field(default_factory=dict, repr=False)
     """Column arrays of the breakdowns (``by_grid``…); count columns are ``(values, suppressed_mask)`` pairs."""
     _frames: dict[str, pd.DataFrame] = field(default_factory=dict, repr=False, compare=False)
 
@@ -296,36 +297,34 @@ def _summarize(t: Any, parsed: ParsedArea, *, role: Role, by: By, density: bool,
         by_credit = {c: sup.value(sums_list[pidx.credit_cols[i]], False, f"businesses_by_credit.{c}")
                      for i, c in enumerate(CREDIT_COLOURS)}
 
-    tables: dict[str, dict[str, Any]] = {}
+    tables: dict[str, Mapping[str, Any]] = {}
     if by is not None and core.grid_sums is not None:
         vals = core.grid_sums[gi]
         if by == "grid":
-            cols: dict[str, Any] = {
+            head: dict[str, Any] = {
                 "grid_code": part.grid_codes[gi],
                 "grid_name": part.grid_names[gi],
                 "community_code": part.grid_community_code[gi],
                 "town_code": part.grid_town_code[gi],
             }
-            res_col = COUNT_KEYS.index("residents")
-            masks = sup.columns(cols, vals, None if open_all else scope.grids[gi] & (not role.suppresses),
-                                "by_grid", part.grid_codes[gi])
-            res = vals[:, res_col]
+            tab = sup.table(head, vals, None if open_all else scope.grids[gi] & (not role.suppresses), "by_grid",
+                            head["grid_code"])
+            res_col = _COUNT_COL["residents"]
             res_all = part.grid_totals_k[gi, res_col]
-            share = np.divide(res, res_all, out=np.zeros(len(gi)), where=res_all > 0)
-            cols["share_of_grid_residents"] = (share, masks[res_col] | (res_all == 0))  # None: no residents
-            tables["by_grid"] = cols
+            share = np.divide(vals[:, res_col], res_all, out=np.zeros(len(gi)), where=res_all > 0)
+            tab.tail["share_of_grid_residents"] = (share, tab.hidden[:, res_col] | (res_all == 0))  # None: no residents
+            tables["by_grid"] = tab
         if by in ("grid", "community"):
-            ci, com_sums = _rollup(part.grid_community[gi], vals)
-            cols = {"community_code": part.community_codes[ci], "community_name": part.community_names[ci],
+            ci, com_sums = _rollup(part.grid_community[gi], vals, part.grid_community_sorted)
+            head = {"community_code": part.community_codes[ci], "community_name": part.community_names[ci],
                     "town_code": part.community_town_code[ci]}
-            sup.columns(cols, com_sums, None if open_all else scope.communities[ci] & (not role.suppresses),
-                        "by_community", part.community_codes[ci])
-            tables["by_community"] = cols
-        ti, town_sums = _rollup(part.grid_town[gi], vals)
-        cols = {"town_code": part.town_codes[ti], "town_name": part.town_names[ti]}
-        sup.columns(cols, town_sums, None if open_all else scope.towns[ti] & (not role.suppresses), "by_town",
-                    part.town_codes[ti])
-        tables["by_town"] = cols
+            tables["by_community"] = sup.table(
+                head, com_sums, None if open_all else scope.communities[ci] & (not role.suppresses), "by_community",
+                head["community_code"])
+        ti, town_sums = _rollup(part.grid_town[gi], vals, part.grid_town_sorted)
+        head = {"town_code": part.town_codes[ti], "town_name": part.town_names[ti]}
+        tables["by_town"] = sup.table(head, town_sums, None if open_all else scope.towns[ti] & (not role.suppresses),
+                                      "by_town", head["town_code"])
 
     dens = None
     if density:
@@ -335,17 +334,21 @@ def _summarize(t: Any, parsed: ParsedArea, *, role: Role, by: By, density: bool,
                        cells, sup.names, _version(t), dens, tables)
 
 
-def _rollup(parent: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Sum the rows of ``values`` per ``parent`` index (negative = none): (sorted parents, sums)."""
-    ok = parent >= 0
-    if not ok.all():
-        parent, values = parent[ok], values[ok]
+def _rollup(parent: np.ndarray, values: np.ndarray, is_sorted: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Sum the rows of ``values`` per ``parent`` index (negative = none): (sorted parents, sums).
+
+    ``is_sorted``: ``parent`` is known to be non-decreasing (grids ordered by their community/town), so no sort.
+    """
+    if len(parent) and (not is_sorted or parent[0] < 0):
+        order = np.argsort(parent, kind="stable")
+        parent, values = parent[order], values[order]
+        first = int(np.searchsorted(parent, 0))
+        parent, values = parent[first:], values[first:]
     if len(parent) == 0:
         return parent.astype(np.int64), np.zeros((0, values.shape[1]), dtype=np.int64)
-    order = np.argsort(parent, kind="stable")
-    p = parent[order]
-    starts = np.flatnonzero(np.concatenate([[True], p[1:] != p[:-1]]))
-    return p[starts].astype(np.int64), np.add.reduceat(values[order], starts, axis=0)
+    starts = np.flatnonzero(parent[1:] != parent[:-1]) + 1
+    starts = np.concatenate([[0], starts])
+    return parent[starts].astype(np.int64), np.add.reduceat(values, starts, axis=0)
 
 
 # --- known units: the district, towns, communities and grids are often asked for as drawn --------------------
@@ -491,6 +494,36 @@ def _concat_ranges(starts: np.ndarray, stops: np.ndarray) -> np.ndarray:
 
 # --- helpers --------------------------------------------------------------------------------------------------
 
+class _Table(Mapping[str, Any]):
+    """A breakdown's columns: ``head`` (codes, names), then each COUNT_KEYS column as a ``(values, suppressed
+    mask)`` pair of views into ``counts``/``hidden`` (made on access: most callers never look), then ``tail``."""
+
+    def __init__(self, head: dict[str, Any], values: np.ndarray, hide: np.ndarray) -> None:
+        self.head, self.counts, self.hidden = head, values, hide
+        self.tail: dict[str, Any] = {}
+
+    def __getitem__(self, key: str) -> Any:
+        if key in self.head:
+            return self.head[key]
+        if key in self.tail:
+            return self.tail[key]
+        j = _COUNT_COL.get(key)
+        if j is None:
+            raise KeyError(key)
+        return self.counts[:, j], self.hidden[:, j]
+
+    def __iter__(self) -> Iterator[str]:
+        yield from self.head
+        yield from COUNT_KEYS
+        yield from self.tail
+
+    def __len__(self) -> int:
+        return len(self.head) + len(COUNT_KEYS) + len(self.tail)
+
+
+_COUNT_COL = {k: j for j, k in enumerate(COUNT_KEYS)}
+
+
 class _Suppressor:
     """Replaces 0 < count < k by None where a value is not open to the role, and remembers what it hid."""
 
@@ -504,20 +537,18 @@ class _Suppressor:
             return None
         return v
 
-    def columns(self, cols: dict[str, Any], values: np.ndarray, open_rows: np.ndarray | None, table: str,
-                codes: np.ndarray) -> np.ndarray:
-        """Add the COUNT_KEYS columns as (values, suppressed mask) views to ``cols`` (``open_rows`` ``None``:
-        every row open); return the (rows, COUNT_KEYS) suppressed mask."""
+    def table(self, head: dict[str, Any], values: np.ndarray, open_rows: np.ndarray | None, table: str,
+              codes: np.ndarray) -> _Table:
+        """The COUNT_KEYS ``values`` (rows × keys) with ``head`` columns; rows not in ``open_rows`` (``None``:
+        all open) hide their small counts, which are named in :attr:`names`."""
         if open_rows is None or bool(open_rows.all()):
             hide = np.zeros(values.shape, dtype=bool)
         else:
             hide = (~open_rows)[:, None] & (values > 0) & (values < self.k)
-        for j, k in enumerate(COUNT_KEYS):
-            cols[k] = (values[:, j], hide[:, j])
-        if hide.any():
-            r, c = np.nonzero(hide)
-            self.names.extend(f"{table}[{codes[i]}].{COUNT_KEYS[j]}" for i, j in zip(r.tolist(), c.tolist()))
-        return hide.T
+            if hide.any():
+                r, c = np.nonzero(hide)
+                self.names.extend(f"{table}[{codes[i]}].{COUNT_KEYS[j]}" for i, j in zip(r.tolist(), c.tolist()))
+        return _Table(head, values, hide)
 
 
 @dataclass(frozen=True)
@@ -557,7 +588,7 @@ def _cells_in_scope(part: PartitionIndex, scope: np.ndarray, cell_pos: np.ndarra
     return (g >= 0) & scope[np.maximum(g, 0)]
 
 
-def _records(cols: dict[str, Any] | None) -> list[dict[str, Any]]:
+def _records(cols: Mapping[str, Any] | None) -> list[dict[str, Any]]:
     """Rows of a breakdown's column arrays as JSON-able dicts (suppressed → None)."""
     if not cols:
         return []

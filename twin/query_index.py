@@ -135,23 +135,28 @@ class PartitionIndex:
     grid_community_code: np.ndarray  # object: each grid's community code ("" if none)
     grid_town_code: np.ndarray
     community_town_code: np.ndarray
+    grid_community_sorted: bool  # grid_community is non-decreasing (no -1): roll-ups need no sort
+    grid_town_sorted: bool
 
 
 # --- partition-independent index ------------------------------------------------------------------------------
 
 def point_index(t: Any) -> PointIndex:
     """The cached :class:`PointIndex` of twin ``t`` (built on first use, ≈ 0.5 s for the default twin)."""
-    frames = (t.buildings, t.persons, t.dwellings, t.businesses, t.cameras, t.workers)
     hit = t.cache.get("query.point_index")
-    if hit is not None and all(a is b for a, b in zip(hit[0], frames)) and hit[1] == t.as_of:
-        if hit[2] is t.cells:
-            return hit[4]
-        cells = t.cells["cell"].to_numpy()
-        if np.array_equal(hit[3], cells):  # a new partition frame over the same cells
-            t.cache["query.point_index"] = (frames, t.as_of, t.cells, hit[3], hit[4])
-            return hit[4]
+    if hit is not None:  # checked on every query: keep it cheap
+        f = hit[0]
+        if (f[0] is t.buildings and f[1] is t.persons and f[2] is t.dwellings and f[3] is t.businesses
+                and f[4] is t.cameras and f[5] is t.workers and hit[1] == t.manifest.get("as_of")):
+            if hit[2] is t.cells:
+                return hit[4]
+            cells = t.cells["cell"].to_numpy()
+            if np.array_equal(hit[3], cells):  # a new partition frame over the same cells
+                t.cache["query.point_index"] = (f, hit[1], t.cells, hit[3], hit[4])
+                return hit[4]
+    frames = (t.buildings, t.persons, t.dwellings, t.businesses, t.cameras, t.workers)
     idx = _build_point_index(t)
-    t.cache["query.point_index"] = (frames, t.as_of, t.cells, idx.cell_ids, idx)
+    t.cache["query.point_index"] = (frames, t.manifest.get("as_of"), t.cells, idx.cell_ids, idx)
     return idx
 
 
@@ -305,7 +310,12 @@ def _build_partition_index(t: Any, pidx: PointIndex) -> PartitionIndex:
                           community_town, town_codes, town_names, cell_grid, point_grid, grid_totals,
                           np.ascontiguousarray(grid_totals[:, :len(COUNT_KEYS)]),
                           _codes(community_codes, grid_community), _codes(town_codes, grid_town),
-                          _codes(town_codes, community_town))
+                          _codes(town_codes, community_town), _non_decreasing(grid_community),
+                          _non_decreasing(grid_town))
+
+
+def _non_decreasing(a: np.ndarray) -> bool:
+    return bool(len(a) == 0 or (a[0] >= 0 and (np.diff(a) >= 0).all()))
 
 
 def _codes(table: np.ndarray, idx: np.ndarray) -> np.ndarray:
@@ -432,35 +442,31 @@ def _bin_runs(pidx: PointIndex, geom: BaseGeometry) -> tuple[tuple[np.ndarray, n
         return (empty, empty), (empty, empty)
     nc = c1 - c0 + 1
     w = nc + 2  # row stride of the local keys row * w + col: intervals of different rows never touch
-    e = _edges(geom)
-    ex1, ey1, ex2, ey2 = e.T
-    flat = ey1 == ey2
-    with np.errstate(divide="ignore", invalid="ignore"):
-        slope = (ex2 - ex1) / (ey2 - ey1)
-    slope[flat] = 0.0
-    ylo, yhi = np.minimum(ey1, ey2), np.maximum(ey1, ey2)
-    info = np.column_stack([ex1, ey1, slope, ylo, yhi, np.minimum(ex1, ex2), np.maximum(ex1, ex2), flat])
 
     # every (edge, bin row) pair whose row strip, widened by _EPS, the edge reaches
-    jlo = np.maximum(np.floor((ylo - _EPS - y0) / dy).astype(np.int64), r0)
-    n = np.maximum(np.minimum(np.floor((yhi + _EPS - y0) / dy).astype(np.int64), r1) - jlo + 1, 0)
+    e = _edges(geom)
+    ey1, ey2 = e[:, 1], e[:, 3]
+    jlo = np.floor((np.minimum(ey1, ey2) - _EPS - y0) / dy).astype(np.int64)
+    np.maximum(jlo, r0, out=jlo)
+    jhi = np.floor((np.maximum(ey1, ey2) + _EPS - y0) / dy).astype(np.int64)
+    np.minimum(jhi, r1, out=jhi)
+    n = np.maximum(jhi - jlo + 1, 0)
     j = _ranges(jlo, jlo + n)
-    x1, y1, sl, lo, hi, exlo, exhi, fl = info.repeat(n, axis=0).T
+    x1, y1, x2, y2 = e.repeat(n, axis=0).T
     ys = y0 + j * dy
     rowkey = (j - r0) * w - c0  # + global column = local key
+    ddx, ddy = x2 - x1, y2 - y1
+    lo, hi = np.minimum(y1, y2), np.maximum(y1, y2)
+    flat = ddy == 0
+    inv = np.divide(1.0, ddy, out=np.zeros_like(ddy), where=~flat)  # 0 for horizontal edges
 
-    # 1. cut bins: the edge clipped to the widened strip, widened by _EPS in x; merged per row
-    xa = x1 + (np.maximum(ys - _EPS, lo) - y1) * sl
-    xb = x1 + (np.minimum(ys + dy + _EPS, hi) - y1) * sl
-    notfl = fl == 0
-    xlo = np.where(notfl, np.maximum(np.minimum(xa, xb), exlo), exlo)
-    xhi = np.where(notfl, np.minimum(np.maximum(xa, xb), exhi), exhi)
-    klo = rowkey + np.maximum(np.floor((xlo - _EPS - x0) / dx).astype(np.int64), c0)
-    khi = rowkey + np.minimum(np.floor((xhi + _EPS - x0) / dx).astype(np.int64), c1)
-    ok = khi >= klo
-    klo, khi = klo[ok], khi[ok]
-    if len(klo) == 0:
-        return (empty, empty), (empty, empty)
+    # 1. cut bins: the part of the edge inside the widened strip, as edge parameters ta..tb in [0, 1] (a
+    #    horizontal edge lies wholly in its strip: 0..1), widened by _EPS in x; merged per row
+    ta = (np.maximum(ys - _EPS, lo) - y1) * inv
+    tb = (np.minimum(ys + dy + _EPS, hi) - y1) * inv + flat
+    xa, xb = x1 + ta * ddx, x1 + tb * ddx
+    klo = rowkey + np.maximum(np.floor((np.minimum(xa, xb) - _EPS - x0) / dx).astype(np.int64), c0)
+    khi = rowkey + np.minimum(np.floor((np.maximum(xa, xb) + _EPS - x0) / dx).astype(np.int64), c1)
     order = np.argsort(klo)
     klo, reach = klo[order], np.maximum.accumulate(khi[order])
     new = np.flatnonzero(klo[1:] > reach[:-1] + 1) + 1  # an interval starts after a gap
@@ -470,8 +476,8 @@ def _bin_runs(pidx: PointIndex, geom: BaseGeometry) -> tuple[tuple[np.ndarray, n
     # 2. gaps between consecutive cut intervals of a row: inside iff an odd number of centre-line crossings
     #    lie left of the gap (a crossing falls in a cut bin, so none lies inside a gap)
     yc = ys + 0.5 * dy
-    hit = (lo <= yc) & (yc < hi)
-    xc = x1[hit] + (yc[hit] - y1[hit]) * sl[hit]
+    hit = np.flatnonzero((lo <= yc) & (yc < hi))  # never a horizontal edge
+    xc = x1[hit] + (yc[hit] - y1[hit]) * (ddx[hit] * inv[hit])
     k = np.floor((xc - x0) / dx - 0.5).astype(np.int64) + 1  # first column whose centre is right of xc
     ck = np.sort(rowkey[hit] + np.minimum(np.maximum(k, c0), c1 + 1))
     g_lo, g_hi = cut_hi[:-1] + 1, cut_lo[1:]  # candidate gaps [g_lo, g_hi)
@@ -488,6 +494,9 @@ def _bin_runs(pidx: PointIndex, geom: BaseGeometry) -> tuple[tuple[np.ndarray, n
 def _to_bins(lo: np.ndarray, hi: np.ndarray, row: np.ndarray, w: int, r0: int, c0: int,  # noqa: PLR0913
              nx: int) -> tuple[np.ndarray, np.ndarray]:
     """Runs ``[lo, hi)`` of local keys (``row * w + col - c0``) → global bin runs clipped to columns 0..nx-1."""
+    if c0 >= 0 and c0 + w - 2 <= nx:  # the window lies within the raster: nothing to clip
+        start = lo + row * (nx - w) + (r0 * nx + c0)
+        return start, start + (hi - lo)
     base = row * w
     start = np.maximum(lo - base + c0, 0)
     stop = np.minimum(hi - base + c0, nx)
