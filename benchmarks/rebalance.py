@@ -37,7 +37,7 @@ import numpy as np
 import pandas as pd
 
 
-def _metrics(t, p, base, res, seconds: float, communities: set | None = None) -> dict:
+def _metrics(t, p, base, res, seconds: float | None, communities: set | None = None) -> dict:
     from twin.balance import grid_polygons
     from twin.rebalance import community_deviation
 
@@ -55,7 +55,7 @@ def _metrics(t, p, base, res, seconds: float, communities: set | None = None) ->
             "max_dev": round(float(d["deviation"].abs().max()), 5),
             "over_10pct": int((d["deviation"].abs() > 0.10).sum()),
             "polsby_popper": round(float(pp), 4),
-            "moved_share": round(float(res[moved].sum() / res.sum()), 5), "seconds": round(seconds, 2)}
+            "moved_share": round(float(res[moved].sum() / res.sum()), 5), "seconds": None if seconds is None else round(seconds, 2)}
 
 
 def _azp(t, base, n_grids: int, *, balance_objective: bool, communities: list | None = None,
@@ -192,7 +192,7 @@ def main() -> None:
         name = f"spopt AZP (balance objective), {len(subset)} communities"
         baselines[name] = m
         print(f"{'spopt AZP (balance obj.)':<34}{json.dumps(m)}", flush=True)
-        ours_sub = _metrics(t, r.partition, base, res, float("nan"), communities=subset)
+        ours_sub = _metrics(t, r.partition, base, res, None, communities=subset)
         ours_sub["communities"] = len(subset)
         baselines[f"twin.rebalance, same {len(subset)} communities"] = ours_sub
         print(f"{'twin.rebalance, same communities':<34}{json.dumps(ours_sub)}", flush=True)
@@ -209,7 +209,7 @@ def main() -> None:
         m["communities"] = len(small)
         baselines[f"spopt AZP (default objective), {len(small)} communities"] = m
         print(f"{'spopt AZP (default obj.)':<34}{json.dumps(m)}", flush=True)
-        ours_small = _metrics(t, r.partition, base, res, float("nan"), communities=small)
+        ours_small = _metrics(t, r.partition, base, res, None, communities=small)
         baselines[f"twin.rebalance, same {len(small)} communities"] = ours_small
         print(f"{'twin.rebalance, same communities':<34}{json.dumps(ours_small)}", flush=True)
     out = {"grids": ours["grids"], "cv": ours["cv"], "max_dev": ours["max_dev"], "moved_share": ours["moved_share"],
