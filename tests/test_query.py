@@ -347,3 +347,31 @@ def test_cli_query_prints_json(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert main(["query", "--area", str(bad), "--twin", str(t.root)]) == 2
     err = json.loads(capsys.readouterr().out)
     assert err["error"] == "ValidationError" and "LineString" in err["message"]
+
+
+# --- the rasteriser behind the index ---------------------------------------------------------------------------
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(where=st.floats(0.0, 1.0), size_deg=st.sampled_from([0.0004, 0.004, 0.04, 0.3]),
+       radii=st.lists(st.floats(0.2, 1.0), min_size=3, max_size=30), snap=st.booleans(), hole=st.booleans())
+def test_points_inside_equals_shapely_for_every_point(t: twin.Twin, where: float, size_deg: float,
+                                                      radii: list[float], snap: bool, hole: bool) -> None:
+    """Every indexed point (records and cell centres), including areas reaching far past the points' extent
+    and vertices snapped onto bin edges, is classified exactly like shapely.intersects_xy."""
+    from twin.query_index import point_index, points_inside
+
+    pidx = point_index(t)
+    pts = pidx.points
+    i = min(int(where * len(pts.x)), len(pts.x) - 1)
+    ang = np.linspace(0, 2 * np.pi, len(radii), endpoint=False)
+    r = np.asarray(radii) * size_deg
+    geom = shapely.make_valid(Polygon(np.column_stack([pts.x[i] + r * np.cos(ang), pts.y[i] + r * np.sin(ang)])))
+    if hole:
+        geom = geom.difference(shapely.Point(pts.x[i], pts.y[i]).buffer(size_deg / 4))
+    if snap:
+        geom = shapely.set_precision(geom, pidx.dx)
+    if geom.is_empty or geom.geom_type not in ("Polygon", "MultiPolygon"):
+        return
+    mask = np.zeros(len(pts.x), dtype=bool)
+    mask[points_inside(pidx, geom).indices()] = True
+    np.testing.assert_array_equal(mask, shapely.intersects_xy(geom, pts.x, pts.y))

@@ -440,46 +440,45 @@ def _bin_runs(pidx: PointIndex, geom: BaseGeometry) -> tuple[tuple[np.ndarray, n
     empty = np.empty(0, dtype=np.int64)
     if c1 < 0 or c0 > nx - 1 or r1 < r0:
         return (empty, empty), (empty, empty)
-    nc = c1 - c0 + 1
+    nr, nc = r1 - r0 + 1, c1 - c0 + 1
     w = nc + 2  # row stride of the local keys row * w + col: intervals of different rows never touch
+    eu, ev = _EPS / dx, _EPS / dy  # the margin in bin units
 
-    # every (edge, bin row) pair whose row strip, widened by _EPS, the edge reaches
-    e = _edges(geom)
-    ey1, ey2 = e[:, 1], e[:, 3]
-    jlo = np.floor((np.minimum(ey1, ey2) - _EPS - y0) / dy).astype(np.int64)
-    np.maximum(jlo, r0, out=jlo)
-    jhi = np.floor((np.maximum(ey1, ey2) + _EPS - y0) / dy).astype(np.int64)
-    np.minimum(jhi, r1, out=jhi)
-    n = np.maximum(jhi - jlo + 1, 0)
-    j = _ranges(jlo, jlo + n)
-    x1, y1, x2, y2 = e.repeat(n, axis=0).T
-    ys = y0 + j * dy
-    rowkey = (j - r0) * w - c0  # + global column = local key
-    ddx, ddy = x2 - x1, y2 - y1
-    lo, hi = np.minimum(y1, y2), np.maximum(y1, y2)
-    flat = ddy == 0
-    inv = np.divide(1.0, ddy, out=np.zeros_like(ddy), where=~flat)  # 0 for horizontal edges
+    # edges in bin units of the window (u = column, v = row, from its first bin's corner); the rounding
+    # (~1e-13 bins) is far below the margin (~4e-6 bins)
+    e = (_edges(geom) - (x0 + c0 * dx, y0 + r0 * dy, x0 + c0 * dx, y0 + r0 * dy)) * (1 / dx, 1 / dy, 1 / dx, 1 / dy)
+    v1, v2 = e[:, 1], e[:, 3]
+    jj = np.floor(np.stack([np.minimum(v1, v2) - ev, np.maximum(v1, v2) + ev])).astype(np.int64)
+    jlo = np.maximum(jj[0], 0)
+    n = np.maximum(np.minimum(jj[1], nr - 1) - jlo + 1, 0)
+    j = _ranges(jlo, jlo + n)  # every (edge, row) pair whose row strip, widened by the margin, the edge reaches
+    u1, v1, u2, v2 = e.repeat(n, axis=0).T
+    du, dv = u2 - u1, v2 - v1
+    lo, hi = np.minimum(v1, v2), np.maximum(v1, v2)
+    flat = dv == 0
+    inv = np.divide(1.0, dv, out=np.zeros_like(dv), where=~flat)  # 0 for horizontal edges
+    rowkey = j * w
 
     # 1. cut bins: the part of the edge inside the widened strip, as edge parameters ta..tb in [0, 1] (a
-    #    horizontal edge lies wholly in its strip: 0..1), widened by _EPS in x; merged per row
-    ta = (np.maximum(ys - _EPS, lo) - y1) * inv
-    tb = (np.minimum(ys + dy + _EPS, hi) - y1) * inv + flat
-    xa, xb = x1 + ta * ddx, x1 + tb * ddx
-    klo = rowkey + np.maximum(np.floor((np.minimum(xa, xb) - _EPS - x0) / dx).astype(np.int64), c0)
-    khi = rowkey + np.minimum(np.floor((np.maximum(xa, xb) + _EPS - x0) / dx).astype(np.int64), c1)
-    order = np.argsort(klo)
-    klo, reach = klo[order], np.maximum.accumulate(khi[order])
+    #    horizontal edge lies wholly in its strip: 0..1), widened by the margin in u; merged per row
+    ta = (np.maximum(j - ev, lo) - v1) * inv
+    tb = (np.minimum(j + (1 + ev), hi) - v1) * inv + flat
+    ua, ub = u1 + ta * du, u1 + tb * du
+    kk = np.floor(np.stack([np.minimum(ua, ub) - eu, np.maximum(ua, ub) + eu])).astype(np.int64)
+    kk = np.minimum(np.maximum(kk, 0), nc - 1) + rowkey
+    order = np.argsort(kk[0])
+    klo, reach = kk[0][order], np.maximum.accumulate(kk[1][order])
     new = np.flatnonzero(klo[1:] > reach[:-1] + 1) + 1  # an interval starts after a gap
     cut_lo = np.concatenate([klo[:1], klo[new]])
     cut_hi = np.concatenate([reach[new - 1], reach[-1:]])  # inclusive
 
     # 2. gaps between consecutive cut intervals of a row: inside iff an odd number of centre-line crossings
     #    lie left of the gap (a crossing falls in a cut bin, so none lies inside a gap)
-    yc = ys + 0.5 * dy
-    hit = np.flatnonzero((lo <= yc) & (yc < hi))  # never a horizontal edge
-    xc = x1[hit] + (yc[hit] - y1[hit]) * (ddx[hit] * inv[hit])
-    k = np.floor((xc - x0) / dx - 0.5).astype(np.int64) + 1  # first column whose centre is right of xc
-    ck = np.sort(rowkey[hit] + np.minimum(np.maximum(k, c0), c1 + 1))
+    vc = j + 0.5
+    hit = np.flatnonzero((lo <= vc) & (vc < hi))  # never a horizontal edge
+    uc = u1[hit] + (vc[hit] - v1[hit]) * (du[hit] * inv[hit])
+    k = np.floor(uc + 0.5).astype(np.int64)  # first column whose centre is right of uc (floor(uc - 0.5) + 1)
+    ck = np.sort(rowkey[hit] + np.minimum(np.maximum(k, 0), nc))
     g_lo, g_hi = cut_hi[:-1] + 1, cut_lo[1:]  # candidate gaps [g_lo, g_hi)
     row = g_lo // w
     same = (row == g_hi // w) & (g_hi > g_lo)
