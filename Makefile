@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TWIN_DIR ?= data/generated/default
 
-.PHONY: app test twin validate bench lint install browser-deps clean
+.PHONY: app test twin demo-state validate bench lint install browser-deps clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -20,13 +20,16 @@ install: $(STAMP)
 twin: install  ## build the default twin if it is not built yet
 	$(BIN)/twin build --out $(TWIN_DIR) --if-missing
 
+demo-state: twin  ## a synthetic incident history for the map (only if the store has none yet)
+	$(BIN)/twin incidents seed --twin $(TWIN_DIR) --if-empty --end 2026-11-01 --seed 20231
+
 validate: twin
 	$(BIN)/twin validate --twin $(TWIN_DIR)
 
 browser-deps:  ## node packages for the browser tests and the drawing component (if the project has them)
 	@if [ -f package.json ]; then npm ci --no-audit --no-fund --loglevel=error || npm install --no-audit --no-fund --loglevel=error; fi
 
-app: twin browser-deps  ## build the twin if needed and start the map app on http://localhost:8501
+app: demo-state browser-deps  ## build the twin if needed and start the map app on http://localhost:8501
 	$(BIN)/streamlit run apps/streamlit_app.py --server.headless true --browser.gatherUsageStats false
 
 test: twin browser-deps  ## the whole test suite

@@ -30,6 +30,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--months", type=int, default=12)
     s.add_argument("--end", default=None, help="end of the history, ISO date (default: today)")
     s.add_argument("--seed", type=int, default=None)
+    s.add_argument("--if-empty", action="store_true", help="do nothing when the store already holds incidents")
     s.set_defaults(func=_seed)
 
     r = common(isub.add_parser("report", help="report one incident (linked if a near-duplicate is open)"))
@@ -140,6 +141,9 @@ def _seed(args: argparse.Namespace) -> int:
     from twin.incident_synth import seed_incidents
 
     t, istore, cat = _ctx(args)
+    if args.if_empty and istore.count() > 0:
+        print(f"{istore.count()} incidents already in {istore.store.url}; not seeding")
+        return 0
     t0 = time.perf_counter()
     n = seed_incidents(istore, t, cat, n=args.n, end=args.end, months=args.months, seed=args.seed)
     print(f"wrote {n} SYNTHETIC incidents to {istore.store.url} in {time.perf_counter() - t0:.1f} s")
