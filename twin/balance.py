@@ -14,7 +14,7 @@ of the grid's cells clipped to the district).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from twin.crs import to_metric
-from twin.errors import ValidationError
+from twin.errors import PartitionError, ValidationError
 from twin.hierarchy import units_to_polygons
 from twin.partition import Partition, check_partition
 from twin.regions import label_components
@@ -44,6 +44,8 @@ __all__ = [
     "grid_polygons",
     "balance_report",
     "balance_summary",
+    "EditEffect",
+    "edit_effect",
 ]
 
 COUNT_COLUMNS = ("residents", "dwellings", "businesses", "key_persons", "incidents")
@@ -130,10 +132,13 @@ def _check_weights(weights: Mapping[str, float] | None) -> None:
         raise ValidationError(f"workload weights must be finite and ≥ 0; got {bad}.")
 
 
-def grid_polygons(twin: Twin, p: Partition) -> gpd.GeoDataFrame:
+def grid_polygons(twin: Twin, p: Partition, *, grids: Iterable[str] | None = None) -> gpd.GeoDataFrame:
     """Grid polygons of partition ``p`` (WGS84) with ``grid_code``, ``n_cells``, ``area_km2`` and ``perimeter_km``
-    (EPSG:4547), ``polsby_popper`` and the grid table's columns. Unassigned cells are left out."""
+    (EPSG:4547), ``polsby_popper`` and the grid table's columns. Unassigned cells are left out; with ``grids``
+    only those grid codes are built (fast for a few grids)."""
     ok = p.grid_code != ""
+    if grids is not None:
+        ok &= np.isin(p.grid_code, np.asarray(list(grids), dtype=object))
     polys = units_to_polygons(p.cells[ok], p.grid_code[ok], twin.district, name="grid_code")
     polys["perimeter_km"] = to_metric(polys.geometry).length.to_numpy() / 1e3
     per_m = polys["perimeter_km"].to_numpy() * 1e3
@@ -263,3 +268,86 @@ def balance_report(twin: Twin, p: Partition, *, weights: Mapping[str, float] | N
         row.update({k: float(counts[k].to_numpy()[unassigned].sum()) for k in COUNT_COLUMNS})
         table = pd.concat([table, pd.DataFrame([row])], ignore_index=True)
     return BalanceReport(table=table, summary=summary, problems=check_partition(p))
+
+
+@dataclass
+class EditEffect:
+    """What an edit (partition ``before`` → ``after``) does to the grids it touches.
+
+    ``grids``: one row per touched grid (cells changed hands, grid added or removed, or its community gained or
+    lost a grid so its ideal moved): ``grid_code``, ``community_code``, ``status`` (``changed`` / ``added`` /
+    ``removed`` / ``ideal changed``), ``n_cells``, ``workload``, ``ideal``
+    and ``deviation`` (community-level, fraction) ``_before`` and ``_after`` (NaN where the grid does not exist),
+    and ``area_km2`` / ``polsby_popper`` after the edit (EPSG:4547). ``communities``: per touched community the
+    number of grids and the CV of their workloads before and after. ``summary``: district grids, CV and max
+    |deviation| before and after, and ``cells_moved``. ``shapes``: WGS84 polygons of the touched grids after the
+    edit whose cells changed (for a preview outline).
+    """
+
+    grids: pd.DataFrame
+    communities: pd.DataFrame
+    summary: dict[str, float]
+    shapes: gpd.GeoDataFrame
+
+
+def _grid_dev(p: Partition, work: np.ndarray) -> pd.DataFrame:
+    lab, codes = p.labels()
+    ok = lab >= 0
+    out = p.grids[["grid_code", "community_code"]].copy()
+    out["n_cells"] = np.bincount(lab[ok], minlength=len(codes))
+    out["workload"] = np.bincount(lab[ok], weights=work[ok], minlength=len(codes))
+    comm = out.groupby("community_code")["workload"]
+    out["ideal"] = comm.transform("sum") / comm.transform("size")
+    out["deviation"] = np.where(out["ideal"] > 0, out["workload"] / out["ideal"].where(out["ideal"] > 0, 1) - 1, 0.0)
+    return out
+
+
+def _community_cv(dev: pd.DataFrame, comms: list[str]) -> pd.DataFrame:
+    sub = dev[dev["community_code"].isin(comms)]
+    g = sub.groupby("community_code")["workload"]
+    cv = (g.std(ddof=0) / g.mean()).where(g.mean() > 0, 0.0)
+    return pd.DataFrame({"grids": g.size(), "cv": cv}).reindex(comms)
+
+
+def edit_effect(twin: Twin, before: Partition, after: Partition, *,
+                weights: Mapping[str, float] | None = None) -> EditEffect:
+    """Balance before → after for the grids an edit touches (see :class:`EditEffect`); workload per
+    :func:`cell_workload`. Raises :class:`PartitionError` when the partitions are not on the same cells."""
+    if len(before.cells) != len(after.cells) or not np.array_equal(before.cells, after.cells):
+        raise PartitionError("edit_effect needs two partitions of the same cells (versions of one twin).")
+    work = cell_workload(twin, weights=weights)
+    moved = before.grid_code != after.grid_code
+    codes_b, codes_a = set(before.grids["grid_code"]), set(after.grids["grid_code"])
+    touched = sorted((set(before.grid_code[moved].tolist()) | set(after.grid_code[moved].tolist())
+                      | (codes_b ^ codes_a)) - {""})
+    db, da = _grid_dev(before, work), _grid_dev(after, work)
+    # grids of a touched community whose cells stay but whose ideal moves (the community gained/lost a grid)
+    comm_touched = set(db.loc[db["grid_code"].isin(touched), "community_code"]) | set(
+        da.loc[da["grid_code"].isin(touched), "community_code"])
+    both = db.merge(da, on="grid_code", suffixes=("_b", "_a"))
+    shifted = both["community_code_a"].isin(comm_touched) & ~np.isclose(both["ideal_b"], both["ideal_a"])
+    touched = sorted(set(touched) | set(both.loc[shifted, "grid_code"]))
+    cols = ["n_cells", "workload", "ideal", "deviation"]
+    table = pd.DataFrame({"grid_code": pd.Series(touched, dtype=object)})
+    table = table.merge(db[["grid_code", "community_code", *cols]], on="grid_code", how="left")
+    table = table.merge(da[["grid_code", "community_code", *cols]], on="grid_code", how="left",
+                        suffixes=("_before", "_after"))
+    table.insert(1, "community_code", table.pop("community_code_after").fillna(table.pop("community_code_before")))
+    cells_changed = set(before.grid_code[moved].tolist()) | set(after.grid_code[moved].tolist())
+    table.insert(2, "status", np.where(~table["grid_code"].isin(codes_b), "added",
+                                       np.where(~table["grid_code"].isin(codes_a), "removed",
+                                                np.where(table["grid_code"].isin(cells_changed), "changed",
+                                                         "ideal changed"))))
+    shapes = grid_polygons(twin, after, grids=[c for c in touched if c in codes_a and c in cells_changed])
+    table = table.merge(shapes[["grid_code", "area_km2", "polsby_popper"]], on="grid_code", how="left")
+    comms = sorted(set(table["community_code"].astype(str)))
+    cb, ca = _community_cv(db, comms), _community_cv(da, comms)
+    communities = pd.DataFrame({"community_code": comms, "grids_before": cb["grids"].fillna(0).astype(int).to_numpy(),
+                                "grids_after": ca["grids"].fillna(0).astype(int).to_numpy(),
+                                "cv_before": cb["cv"].to_numpy(), "cv_after": ca["cv"].to_numpy()})
+    sb = balance_summary(db["workload"].to_numpy(), db["deviation"].to_numpy())
+    sa = balance_summary(da["workload"].to_numpy(), da["deviation"].to_numpy())
+    summary = {"grids_before": len(db), "grids_after": len(da), "cv_before": sb["cv"], "cv_after": sa["cv"],
+               "max_abs_dev_before": sb["max_abs_dev"], "max_abs_dev_after": sa["max_abs_dev"],
+               "cells_moved": int(moved.sum())}
+    return EditEffect(grids=table, communities=communities, summary=summary, shapes=shapes)

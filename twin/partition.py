@@ -41,6 +41,7 @@ __all__ = [
     "validate_partition",
     "next_grid_codes",
     "reassign_workers",
+    "neighbour_grids",
 ]
 
 GRID_COLUMNS = ("grid_code", "grid_name", "community_code", "town_code")
@@ -364,3 +365,13 @@ def reassign_workers(workers: pd.DataFrame, p: Partition) -> pd.DataFrame:
 
 def _in_comm(current: np.ndarray, comm_of_grid: dict[str, str], comm: str) -> np.ndarray:
     return np.array([bool(c) and comm_of_grid.get(c) == comm for c in current], dtype=bool)
+
+
+def neighbour_grids(p: Partition, grid_code: str) -> list[str]:
+    """Codes of the grids sharing a cell edge with ``grid_code`` in partition ``p`` (sorted; any community).
+
+    Raises :class:`NotFoundError` for an unknown code.
+    """
+    idx = p.cells_of(grid_code)
+    nb = np.unique(p.adjacency[idx].indices)
+    return sorted(set(p.grid_code[nb].astype(str).tolist()) - {str(grid_code), ""})
