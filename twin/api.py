@@ -555,6 +555,9 @@ def _routes(app: FastAPI) -> None:  # noqa: C901  (one function so the routes re
 def _optional_routes(app: FastAPI) -> None:
     """Routes backed by modules of other parts of the project (versions, edits, overlays, exports)."""
     _version_routes(app)
+    from twin.api_incidents import router as incident_router  # here: twin.api_incidents imports twin.api
+
+    app.include_router(incident_router)
 
 
 # --- versions and edits --------------------------------------------------------------------------------------
