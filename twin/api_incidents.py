@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import io
+import json
 import math
 import threading
 from typing import Annotated, Any, Literal
@@ -240,8 +241,6 @@ def _frame_rows(df: pd.DataFrame, role: Role, overdue: np.ndarray) -> list[dict[
             if k == "cell":
                 row[k] = format(int(v), "x") if v else None
             elif k == "attachments":
-                import json
-
                 row[k] = json.loads(v or "[]") if isinstance(v, str) else list(v or [])
             elif isinstance(v, pd.Timestamp | dt.datetime) or v is pd.NaT:
                 row[k] = _iso(v)
@@ -373,7 +372,8 @@ def incidents_list(request: Request, a: Audited,
     if overdue is not None:
         keep = late if overdue else ~late
         df, late = df[keep], late[keep]
-    order = np.lexsort((-df["id"].to_numpy(), -df["reported_at"].astype("int64").to_numpy())) if len(df) else []
+    order: np.ndarray = (np.lexsort((-df["id"].to_numpy(), -df["reported_at"].astype("int64").to_numpy()))
+                         if len(df) else np.zeros(0, dtype=np.int64))
     df, late = df.iloc[order], late[order]
     total = len(df)
     chunk = slice(page * page_size, (page + 1) * page_size)
@@ -438,8 +438,6 @@ def incidents_get(request: Request, a: Audited, incident_id: Annotated[int, Path
     for r in hist.to_dict("records"):
         h = {"action": r["action"], "from_state": r["from_state"], "to_state": r["to_state"], "at": _iso(r["at"])}
         if a.role.can_see_records:
-            import json
-
             h.update(actor=r["actor"], reason=r["reason"], detail=json.loads(r["detail"] or "{}"))
         history.append(h)
     out = _incident_dict(inc, a.role, _now())
