@@ -221,19 +221,19 @@ def _build_point_index(t: Any) -> PointIndex:
     bcols, bfeats, uses = _building_features(t)
     columns = tuple(COUNT_KEYS) + tuple(c for c in bcols if c not in COUNT_KEYS)
     parts = []
-    for k, kind in enumerate(KINDS):
-        if kind == "buildings":
+    for k, name in enumerate(KINDS):
+        if name == "buildings":
             x, y, cells = b["lng"].to_numpy(float), b["lat"].to_numpy(float), b["cell"].to_numpy(np.uint64)
             f = np.zeros((len(b), len(columns)), dtype=np.int32)
             for i, c in enumerate(bcols):
                 f[:, columns.index(c)] = bfeats[:, i]
         else:
-            frame = t.cells if kind == "cells" else getattr(t, kind)
+            frame = t.cells if name == "cells" else getattr(t, name)
             x, y = frame["lng"].to_numpy(float), frame["lat"].to_numpy(float)
-            cells = frame["cell"].to_numpy(np.uint64) if kind == "cells" else latlng_to_cells(y, x, PARTITION_RES)
+            cells = frame["cell"].to_numpy(np.uint64) if name == "cells" else latlng_to_cells(y, x, PARTITION_RES)
             f = np.zeros((len(frame), len(columns)), dtype=np.int32)
-            if kind != "cells":
-                f[:, columns.index(kind)] = 1
+            if name != "cells":
+                f[:, columns.index(name)] = 1
         parts.append((x, y, np.full(len(x), k, dtype=np.int8), np.arange(len(x), dtype=np.int32), cells, f))
     x, y, kind, rec, cells, feats = (np.concatenate([p[i] for p in parts]) for i in range(6))
     dx = dy = BIN_DEG
