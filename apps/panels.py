@@ -1,4 +1,4 @@
-"""Streamlit panels of the map app: the area summary, the grid dossier, the (future) edit panel.
+"""Streamlit panels of the map app: the area summary, the grid dossier (the edit panel is apps/edit_panel.py).
 
 Panels take plain data (an ``AreaSummary``, a dossier dict) and draw widgets; no twin computations here.
 """
@@ -11,8 +11,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-__all__ = ["fmt_count", "summary_panel", "dossier_panel", "edit_panel", "summary_csv", "TOTAL_LABELS",
-           "KEY_LABELS"]
+__all__ = ["fmt_count", "summary_panel", "dossier_panel", "summary_csv", "TOTAL_LABELS", "KEY_LABELS"]
 
 TOTAL_LABELS = {
     "residents": "Residents 常住人口",
@@ -111,9 +110,3 @@ def dossier_panel(dossier: dict[str, Any], neighbours: list[tuple[str, str]]) ->
     else:
         st.dataframe(workers[["worker_id", "name", "status"]], hide_index=True)
     st.markdown("**Neighbouring grids 相邻网格**: " + ("、".join(f"{n} ({code})" for code, n in neighbours) or "none"))
-
-
-def edit_panel() -> None:
-    """Placeholder for grid editing (issue 5: twin.edits / twin.versions / twin.balance)."""
-    st.info("Grid editing (redraw grids, balance workloads, versions) plugs in here; it is built in twin.edits, "
-            "twin.versions and twin.balance and not wired into the map yet.")

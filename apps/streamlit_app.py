@@ -23,7 +23,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 import twin  # noqa: E402
-from apps import panels, state  # noqa: E402
+from apps import edit_panel, panels, state  # noqa: E402
 from apps.components.deckmap import VendorMissingError, deck_map, ensure_vendor  # noqa: E402
 from layers import boundaries, colors, hexagons  # noqa: E402
 from layers import buildings as building_layers  # noqa: E402
@@ -53,6 +53,14 @@ for k, v in {"area": None, "seen_seq": None, "fly": None, "dossier": None, "bbox
              "upload_id": None, "clear_seq": 0}.items():
     ss.setdefault(k, v)
 
+# edit mode (apps/edit_panel.py): its own map events, layers and panel
+ectx: edit_panel.EditContext | None = None
+if str(ss.get("mode", "")).startswith("Edit"):
+    try:
+        ectx = edit_panel.context(t, KEY)
+    except twin.TwinError as e:
+        st.error(f"Edit mode unavailable: {e}")
+
 
 # --- events from the map (handled before the map is drawn, so it shows their result) -------------------------
 
@@ -62,6 +70,9 @@ def _set_area(geojson: dict[str, Any], title: str, source: str) -> None:
 
 def _handle(ev: dict[str, Any]) -> None:
     kind = ev.get("event")
+    if ectx is not None and kind in ("draw", "click", "clear"):
+        edit_panel.handle_map_event(ectx, ev)
+        return
     if kind == "draw" and ev.get("geojson"):
         ss.draw_count += 1
         _set_area(ev["geojson"], f"Drawn area #{ss.draw_count}", "draw")
@@ -144,7 +155,7 @@ if upload is not None and upload.file_id != ss.upload_id:
 # --- the area query -------------------------------------------------------------------------------------------
 
 summary, query_ms, query_error = None, 0.0, None
-if ss.area is not None:
+if ss.area is not None and ectx is None:
     t0 = time.perf_counter()
     try:
         summary = state.summary_of(t, ss.area["geojson"], role)
@@ -204,6 +215,9 @@ if show_labels:
     zoom_ranges["labels-community"] = (12.8, 15.0)
     zoom_ranges["labels-grid"] = (15.0, 24.0)
 
+if ectx is not None:
+    layer_list, zoom_ranges, legends = edit_panel.map_layers(ectx)
+
 # --- page -----------------------------------------------------------------------------------------------------
 
 col_map, col_panel = st.columns([0.64, 0.36], gap="small")
@@ -218,28 +232,29 @@ with col_map:
              basemap_url=BASEMAP_URL if show_basemap else None, clear_drawn_seq=ss.clear_seq)
 
 with col_panel:
-    if mode.startswith("Edit"):
-        panels.edit_panel()
-    if query_error:
-        st.error(query_error)
-    if summary is not None:
-        panels.summary_panel(summary, title=ss.area["title"], geojson=ss.area["geojson"], ms=query_ms,
-                             file_stem=f"area_{state.area_id(ss.area['geojson'])}")
-    if ss.dossier:
-        try:
-            d = grid_dossier(t, ss.dossier)
-            nb = state.grid_neighbours(t, KEY).get(ss.dossier, [])
-            names = t.grids.set_index("grid_code")["grid_name"]
-            panels.dossier_panel(d, [(c, str(names.get(c, c))) for c in nb])
-        except twin.TwinError as e:
-            st.error(str(e))
-    if summary is None and not ss.dossier and not query_error:
-        st.subheader("Draw an area 圈选")
-        st.markdown("Use **◯ Lasso** (press, drag around, release) or **⬠ Polygon** (click corners, double-click) "
-                    "on the map, pick a unit in the search box, or upload a GeoJSON. Click a grid for its dossier.")
-        c = t.manifest["counts"]
-        st.caption(f"District: {c['residents']:,} residents · {c['dwellings']:,} dwellings · "
-                   f"{c['businesses']:,} businesses · {c['workers']} grid workers · {c['cameras']:,} cameras")
+    if ectx is not None:
+        edit_panel.render(ectx)
+    else:
+        if query_error:
+            st.error(query_error)
+        if summary is not None:
+            panels.summary_panel(summary, title=ss.area["title"], geojson=ss.area["geojson"], ms=query_ms,
+                                 file_stem=f"area_{state.area_id(ss.area['geojson'])}")
+        if ss.dossier:
+            try:
+                d = grid_dossier(t, ss.dossier)
+                nb = state.grid_neighbours(t, KEY).get(ss.dossier, [])
+                names = t.grids.set_index("grid_code")["grid_name"]
+                panels.dossier_panel(d, [(c, str(names.get(c, c))) for c in nb])
+            except twin.TwinError as e:
+                st.error(str(e))
+        if summary is None and not ss.dossier and not query_error:
+            st.subheader("Draw an area 圈选")
+            st.markdown("Use **◯ Lasso** (press, drag around, release) or **⬠ Polygon** (click corners, double-click) "
+                        "on the map, pick a unit in the search box, or upload a GeoJSON. Click a grid for its dossier.")
+            c = t.manifest["counts"]
+            st.caption(f"District: {c['residents']:,} residents · {c['dwellings']:,} dwellings · "
+                       f"{c['businesses']:,} businesses · {c['workers']} grid workers · {c['cameras']:,} cameras")
 
 if os.environ.get("TWIN_APP_TIMING"):
     print(f"[app] script run {1000 * (time.perf_counter() - _T_START):.0f} ms "
