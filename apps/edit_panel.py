@@ -193,6 +193,17 @@ def map_layers(ctx: EditContext) -> tuple[list[tuple[str, str]], dict[str, tuple
 
 # --- actions (on_click callbacks: they run before the script) -----------------------------------------------
 
+def _fly_to_grid(version: int) -> None:
+    """Move the map to the grid picked in the select box (the app's ``fly`` state, read by the map)."""
+    ss = st.session_state
+    code = ss.get("ed_grid")
+    g = _view(version).grids
+    hit = g[g["grid_code"] == code]
+    if code and not hit.empty:
+        c = hit.geometry.iloc[0].centroid
+        ss["fly"] = {"seq": time.time(), "longitude": c.x, "latitude": c.y, "zoom": 15.0, "pitch": 0}
+
+
 def _clear_messages() -> None:
     for k in _MSG_KEYS:
         st.session_state[k] = None
@@ -337,10 +348,11 @@ def _version_bar(ctx: EditContext) -> None:
         tags += " · your base" if v == ctx.base else ""
         return f"v{v} · {i.author} · {i.created_at[:16].replace('T', ' ')} · {i.reason[:40]}{tags}"
 
-    c1, c2 = st.columns([0.72, 0.28], vertical_alignment="bottom")
+    c0, c1, c2 = st.columns([0.22, 0.56, 0.22], vertical_alignment="bottom")
+    c0.text_input("Author 调整人", key="ed_author", placeholder="your name")
     c1.selectbox("Version 版本 (view any: time travel)", [v.version for v in reversed(ctx.history)], key="ed_version",
                  format_func=label)
-    c2.button("↶ Undo last commit", key="ed_undo", on_click=_undo, disabled=info[ctx.base].parent is None,
+    c2.button("↶ Undo last", key="ed_undo", on_click=_undo, disabled=info[ctx.base].parent is None,
               help="adds a new version equal to your base version's parent")
     if ctx.read_only:
         st.info(f"Viewing version {ctx.view} (read-only; your edits start from version {ctx.base}). "
@@ -390,7 +402,8 @@ def _grid_section(ctx: EditContext) -> str | None:
     g = ctx.data.grids
     names = dict(zip(g["grid_code"], g["grid_name"]))
     st.selectbox("Grid 网格 (or click one on the map)", sorted(names), key="ed_grid", index=None,
-                 format_func=lambda c: f"{names.get(c, c)} · {c}", placeholder="pick a grid")
+                 format_func=lambda c: f"{names.get(c, c)} · {c}", placeholder="pick a grid",
+                 on_change=_fly_to_grid, args=(ctx.view,))
     code = ss.get("ed_grid")
     if not code:
         return None
@@ -483,7 +496,8 @@ def _preview_section(ctx: EditContext) -> None:
         "grid": g["grid_code"], "status": g["status"],
         "workload": [_arrow(a, b, "{:,.0f}") for a, b in zip(g["workload_before"], g["workload_after"])],
         "deviation": [_arrow(a, b, "{:+.1%}") for a, b in zip(g["deviation_before"], g["deviation_after"])],
-        "km²": g["area_km2"].round(3), "Polsby–Popper": g["polsby_popper"].round(2),
+        "km²": [_num(v, "{:.3f}") for v in g["area_km2"]],
+        "Polsby–Popper": [_num(v, "{:.2f}") for v in g["polsby_popper"]],
     })
     st.dataframe(table, hide_index=True, height=min(36 * (len(table) + 1), 260))
     comm = eff.communities
@@ -494,10 +508,14 @@ def _preview_section(ctx: EditContext) -> None:
     else:
         st.caption(f"{len(comm)} communities touched; mean community CV {comm['cv_before'].mean():.3f} → "
                    f"{comm['cv_after'].mean():.3f}")
-    st.text_input("Reason 原因", key="ed_reason", placeholder="why this edit (stored with the version)")
+    st.text_input("Reason 原因", key="ed_reason", placeholder="why this edit (stored with the version; author at the top)")
     c1, c2 = st.columns(2)
     c1.button(f"✔ Commit (on version {pv['base']})", key="ed_commit", on_click=_commit, type="primary")
     c2.button("✕ Discard", key="ed_discard", on_click=_discard)
+
+
+def _num(v: float, fmt: str) -> str:
+    return "–" if pd.isna(v) else fmt.format(v)
 
 
 def _arrow(a: float, b: float, fmt: str) -> str:
@@ -534,13 +552,12 @@ def render(ctx: EditContext) -> None:
     """The edit panel: version bar, messages, grid and operations, preview, re-partition, balance."""
     st.subheader("Edit grids 网格调整")
     st.caption(f"Store {ctx.store.url.split('/')[-1]} · head v{ctx.head} · editing from v{ctx.base}")
-    st.text_input("Author 调整人", key="ed_author", placeholder="your name (stored with each commit / undo)")
     _version_bar(ctx)
     _messages(ctx)
     code = _grid_section(ctx)
+    _preview_section(ctx)
     if code and not ctx.read_only:
         _operations(ctx, code)
-    _preview_section(ctx)
     if not ctx.read_only:
         with st.expander(f"Propose {TARGET_GRIDS} grids (automatic re-partition)", expanded=False):
             _rebalance_section(ctx)

@@ -24,8 +24,8 @@ __all__ = ["DEVIATION_BREAKS", "DEVIATION_COLORS", "PREVIEW_COLOR", "deviation_c
 DEVIATION_BREAKS: tuple[float, ...] = (-0.15, -0.10, -0.05, -0.02, 0.02, 0.05, 0.10, 0.15)
 #: ColorBrewer RdBu (9 classes) reversed: under the ideal blue, over it red
 DEVIATION_COLORS: tuple[RGBA, ...] = (
-    [33, 102, 172, 200], [67, 147, 195, 190], [146, 197, 222, 180], [209, 229, 240, 150], [247, 247, 247, 110],
-    [253, 219, 199, 150], [244, 165, 130, 180], [214, 96, 77, 190], [178, 24, 43, 200],
+    [33, 102, 172, 230], [67, 147, 195, 220], [146, 197, 222, 210], [209, 229, 240, 170], [247, 247, 247, 45],
+    [253, 219, 199, 170], [244, 165, 130, 210], [214, 96, 77, 220], [178, 24, 43, 230],
 )
 #: outline colour of the grids a proposed edit creates or changes (magenta: not used by any other layer)
 PREVIEW_COLOR: RGBA = [255, 0, 220, 255]

@@ -183,3 +183,32 @@ def test_merge_across_communities_is_rejected_with_the_rule(store_url, default_t
     assert "different communities" in at.error[0].value
     assert at.session_state["ed_preview"] is None
     assert versions.head_version(open_store(store_url)) == 1
+
+
+def test_drawn_area_moves_cells_as_the_api_does(store_url, default_twin, code):
+    import shapely.geometry
+
+    from twin.cells import cells_to_latlng
+
+    at = _edit_app()
+    _select(at, code)
+    p = versions.load_partition(open_store(store_url), default_twin, 1)
+    comm = dict(zip(p.grids["grid_code"], p.grids["community_code"]))
+    other = next(n for n in neighbour_grids(p, code) if comm[n] == comm[code])
+    mine = set(p.cells_of(code).tolist())
+    cell = next(int(i) for i in p.cells_of(other) if mine & set(p.adjacency[int(i)].indices.tolist()))
+    lat, lng = cells_to_latlng(p.cells[[cell]])
+    area = shapely.geometry.Point(float(lng[0]), float(lat[0])).buffer(0.0002)
+    at.session_state["map"] = {"event": "draw", "seq": 2,
+                               "geojson": {"type": "Feature", "geometry": shapely.geometry.mapping(area)}}
+    at.run()
+    at.button(key="ed_move").click().run()
+    _ok(at)
+    try:
+        expected = edits.move_area(p, area, code)
+    except PartitionError as e:
+        assert [x.value for x in at.error] == [str(e)]
+        return
+    pv = at.session_state["ed_preview"]
+    assert not at.error and pv["partition"].assignment_equals(expected)
+    assert pv["effect"].summary["cells_moved"] == 1
