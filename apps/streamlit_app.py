@@ -221,16 +221,8 @@ if ectx is not None:
 # --- page -----------------------------------------------------------------------------------------------------
 
 col_map, col_panel = st.columns([0.64, 0.36], gap="small")
-with col_map:
-    b = t.district.bounds
-    deck_map(layer_list, key="map", height=MAP_HEIGHT, zoom_ranges=zoom_ranges, legends=legends,
-             view={"longitude": (b[0] + b[2]) / 2, "latitude": (b[1] + b[3]) / 2, "zoom": 11.4, "pitch": 0,
-                   "bearing": 0},
-             fly_to=ss.fly,
-             loaded_bbox=ss.bbox if show_buildings else None,
-             view_events_min_zoom=building_layers.MIN_ZOOM if show_buildings else None,
-             basemap_url=BASEMAP_URL if show_basemap else None, clear_drawn_seq=ss.clear_seq)
-
+# The panel is filled first: its deltas reach the browser before the map's (large) new layer JSON, so the
+# summary is on screen while the map iframe is still drawing its next frame.
 with col_panel:
     if ectx is not None:
         edit_panel.render(ectx)
@@ -256,7 +248,17 @@ with col_panel:
             st.caption(f"District: {c['residents']:,} residents · {c['dwellings']:,} dwellings · "
                        f"{c['businesses']:,} businesses · {c['workers']} grid workers · {c['cameras']:,} cameras")
 
+with col_map:
+    b = t.district.bounds
+    deck_map(layer_list, key="map", height=MAP_HEIGHT, zoom_ranges=zoom_ranges, legends=legends,
+             view={"longitude": (b[0] + b[2]) / 2, "latitude": (b[1] + b[3]) / 2, "zoom": 11.4, "pitch": 0,
+                   "bearing": 0},
+             fly_to=ss.fly,
+             loaded_bbox=ss.bbox if show_buildings else None,
+             view_events_min_zoom=building_layers.MIN_ZOOM if show_buildings else None,
+             basemap_url=BASEMAP_URL if show_basemap else None, clear_drawn_seq=ss.clear_seq)
+
 if os.environ.get("TWIN_APP_TIMING"):
-    print(f"[app] script run {1000 * (time.perf_counter() - _T_START):.0f} ms "
+    print(f"[app] {time.time() * 1000:.0f} script run {1000 * (time.perf_counter() - _T_START):.0f} ms "
           f"(query {query_ms:.0f} ms, {len(layer_list)} layers, {sum(len(j) for _, j in layer_list):,} chars)",
           file=sys.stderr, flush=True)

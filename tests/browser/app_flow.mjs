@@ -24,7 +24,7 @@ const context = await chromium.launchPersistentContext(userDir, {
 });
 const page = context.pages()[0] || await context.newPage();
 page.on("pageerror", (e) => log("pageerror: " + e.message));
-page.on("console", (m) => { if (m.type() === "error" || m.type() === "warning" || m.text().startsWith("deckmap")) log(`console ${m.type()} +${Date.now() - T0}ms: ${m.text().slice(0, 300)}`); });
+page.on("console", (m) => { if (m.type() === "error" || m.type() === "warning" || m.text().startsWith("deckmap")) log(`console ${m.type()} +${Date.now() - T0}ms @${Date.now()}: ${m.text().slice(0, 300)}`); });
 let failed = null;
 try {
   const t0 = Date.now();
@@ -43,10 +43,14 @@ try {
   await page.getByText("Cameras 视频", { exact: true }).click();
   await frame.waitForFunction(() => (window.__deckmap.layerIds || []).includes("cameras"), null, { timeout: 30000 });
   out.toggled = "cameras";
+  await frame.waitForFunction(() => window.__deckmap.isIdle(), null, { timeout: 30000 });
+  await page.waitForTimeout(500);
   log("cameras layer on");
 
   // draw a lasso with the mouse in the map (a rough circle in the old town)
   await frame.click("#btn-lasso");
+  await frame.waitForFunction(() => window.__deckmap.isIdle(), null, { timeout: 30000 });  // as a person would: the map is still
+  await page.waitForTimeout(300);
   const box = await iframeEl.boundingBox();
   const cx = box.x + box.width * 0.62, cy = box.y + box.height * 0.40, r = Math.min(box.width, box.height) * 0.09;
   await page.mouse.move(cx + r, cy);
@@ -56,10 +60,19 @@ try {
     await page.mouse.move(cx + r * Math.cos(a), cy + r * 0.8 * Math.sin(a), { steps: 2 });
   }
   const before = await page.locator("h3").allInnerTexts();
+  await page.evaluate((src) => {
+    const shown = eval(src);
+    window.__summaryAt = null;
+    new MutationObserver(() => { if (window.__summaryAt === null && shown("Drawn area #1")) window.__summaryAt = Date.now(); })
+      .observe(document.body, { childList: true, subtree: true, characterData: true });
+  }, summaryShown.toString());
   const tDraw = Date.now();
   await page.mouse.up();
   await page.waitForFunction(summaryShown, "Drawn area #1", { timeout: 60000, polling: 20 });
   out.draw_to_summary_ms = Date.now() - tDraw;
+  const sentAt = await frame.evaluate(() => window.__deckmap.drawSentAt);
+  const shownAt = await page.evaluate(() => window.__summaryAt);
+  if (sentAt && shownAt) log(`drawing sent → summary in the page: ${shownAt - sentAt} ms (browser clock)`);
   out.drawn = await frame.evaluate(() => window.__deckmap.lastDrawn);
   out.metrics = await page.evaluate(() => Object.fromEntries(Array.from(document.querySelectorAll("[data-testid='stMetric']")).map((m) => {
     const lines = m.innerText.split("\n").map((x) => x.trim()).filter(Boolean);

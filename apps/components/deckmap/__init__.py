@@ -16,6 +16,8 @@ The deck.gl bundles come from npm (``package.json``: ``deck.gl``); :func:`ensure
 
 from __future__ import annotations
 
+import hashlib
+import os
 import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -65,6 +67,33 @@ def ensure_vendor(node_modules: Path | None = None) -> list[Path]:
 
 _component = components.declare_component("deckmap", path=str(FRONTEND))
 
+#: layers larger than this are served as files next to the component instead of inside every rerun's message
+BY_REFERENCE_CHARS = 64_000
+_LAYER_DIR = FRONTEND / "layers"  # git-ignored; served by Streamlit with the component's files
+_refs: dict[tuple[int, int], str] = {}
+
+
+def _by_reference(layer_json: str) -> str:
+    """A large layer's JSON → ``"@layers/<sha1>.json"`` (written once; the browser fetches and caches it).
+
+    Static layers (boundaries, hexagons, workers…) are the same string on every rerun; sending them inline
+    re-sends megabytes over the websocket each time. By reference, a rerun only carries the layers that changed.
+    """
+    if len(layer_json) < BY_REFERENCE_CHARS:
+        return layer_json
+    memo_key = (hash(layer_json), len(layer_json))  # str hashes are cached by Python: O(1) after the first call
+    ref = _refs.get(memo_key)
+    if ref is None:
+        digest = hashlib.sha1(layer_json.encode()).hexdigest()
+        path = _LAYER_DIR / f"{digest}.json"
+        if not path.exists():
+            _LAYER_DIR.mkdir(exist_ok=True)
+            tmp = path.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_text(layer_json, encoding="utf-8")
+            tmp.replace(path)
+        ref = _refs[memo_key] = f"@layers/{digest}.json"
+    return ref
+
 
 def deck_map(layers: Sequence[tuple[str, str]], *, view: Mapping[str, float], key: str, height: int = 760,
              zoom_ranges: Mapping[str, tuple[float, float]] | None = None, legends: Sequence[Mapping] = (),
@@ -77,7 +106,8 @@ def deck_map(layers: Sequence[tuple[str, str]], *, view: Mapping[str, float], ke
     ----------
     layers : list of (id, json)
         Layers bottom → top, each as compact ``@deck.gl/json`` (:func:`layers.serialize.layer_to_json`).
-        The browser re-parses a layer only when its JSON string changed.
+        The browser re-parses a layer only when its JSON string changed. Layers over
+        :data:`BY_REFERENCE_CHARS` travel as files (``"@layers/<sha1>.json"``), fetched once by the browser.
     view : dict
         Initial view (longitude, latitude, zoom, pitch, bearing), used once when the map first appears.
     zoom_ranges : dict id → (min_zoom, max_zoom)
@@ -85,7 +115,7 @@ def deck_map(layers: Sequence[tuple[str, str]], *, view: Mapping[str, float], ke
     fly_to : dict with ``seq``
         Move the view when ``seq`` changes (e.g. to a picked grid).
     """
-    return _component(layers=[list(x) for x in layers], view=dict(view), zoom_ranges=dict(zoom_ranges or {}),
+    return _component(layers=[[i, _by_reference(j)] for i, j in layers], view=dict(view), zoom_ranges=dict(zoom_ranges or {}),
                       legends=list(legends), fly_to=dict(fly_to) if fly_to else None,
                       loaded_bbox=list(loaded_bbox) if loaded_bbox else None,
                       view_events_min_zoom=view_events_min_zoom, basemap_url=basemap_url,

@@ -23,6 +23,7 @@
     const value = Object.assign({ event, seq: Date.now() * 1000 + seq, view: currentView() }, payload || {});
     state.lastSent = value;
     post("streamlit:setComponentValue", { value, dataType: "json" });
+    if (event === "draw") api.drawSentAt = Date.now();
   }
 
   // ---- state ----
@@ -32,6 +33,9 @@
     viewTimer: null, height: 0,
   };
   const api = { state, firstPaint: null, lastDrawn: null, drawEndAt: null, renders: 0 };
+  // True when every layer file has arrived and every visible layer is loaded (for tests and screenshots).
+  api.isIdle = () => deckgl.isInitialized && Array.from(fetched.values()).every((v) => typeof v === "string") &&
+    deckgl.props.layers.every((l) => !l.props.visible || l.isLoaded) && !deckgl.needsRedraw({ clearRedrawFlags: false });
   window.__deckmap = api;
 
   const deckgl = new D.Deck({
@@ -43,7 +47,8 @@
     onViewStateChange: ({ viewState }) => { state.viewState = viewState; onView(); return viewState; },
     onAfterRender: () => {
       if (state.firstPaint === null && state.args && deckgl.isInitialized && deckgl.props.layers.length > 0 &&
-          deckgl.props.layers.every((l) => !l.props.visible || l.isLoaded)) {
+          deckgl.props.layers.every((l) => !l.props.visible || l.isLoaded) &&
+          Array.from(fetched.values()).every((v) => typeof v === "string")) {
         state.firstPaint = performance.now();
         api.firstPaint = state.firstPaint;
       }
@@ -71,13 +76,32 @@
     return !r || (zoom >= r[0] && zoom < r[1]);
   }
 
-  function convertLayer(id, json) {
+  // Large layers arrive as "@layers/<sha1>.json" (a file served with the component): fetched once, cached by name.
+  const fetched = new Map();  // ref → JSON text, or a pending Promise
+  function layerText(json) {
+    if (!json.startsWith("@")) return json;
+    const ref = json.slice(1);
+    const got = fetched.get(ref);
+    if (typeof got === "string") return got;
+    if (!got) {
+      fetched.set(ref, fetch(ref).then((r) => {
+        if (!r.ok) throw new Error(`${ref}: HTTP ${r.status}`);
+        return r.text();
+      }).then((text) => { fetched.set(ref, text); updateLayers(); },
+              (e) => { fetched.delete(ref); showError("layer file " + ref + ": " + e); }));
+    }
+    return null;  // not here yet: drawn when it arrives
+  }
+
+  function convertLayer(id, ref) {
     const hit = state.cache.get(id);
-    if (hit && hit.json === json) return hit.layer;
+    if (hit && hit.json === ref) return hit.layer;
+    const json = layerText(ref);
+    if (json === null) return hit ? hit.layer : null;  // keep the previous version on screen meanwhile
     const parsed = JSON.parse(json);
     const out = converter.convert({ layers: [parsed] });
     const layer = out.layers[0];
-    state.cache.set(id, { json, layer });
+    state.cache.set(id, { json: ref, layer });
     return layer;
   }
 
@@ -132,6 +156,7 @@
     for (const [id, json] of state.args.layers) {
       let layer;
       try { layer = convertLayer(id, json); } catch (e) { showError("layer " + id + ": " + e); continue; }
+      if (!layer) continue;
       layers.push(layer.clone({ visible: inZoom(id, zoom) }));
     }
     deckgl.setProps({ layers: basemapLayer().concat(layers, drawLayers()) });
@@ -345,7 +370,7 @@
     if (state.sketchClosed) { state.sketchClosed = false; state.sketchPx = []; drawSketch(); }
     // let the Streamlit page paint its update (e.g. the summary) before the WebGL frame
     clearTimeout(state.renderTimer);
-    state.renderTimer = setTimeout(updateLayers, first ? 0 : 30);
+    state.renderTimer = setTimeout(updateLayers, first ? 0 : 300);
     renderLegend(args.legends);
     api.renders += 1;
     api.lastRenderAt = performance.now();
