@@ -14,6 +14,7 @@ drawn polygon (GeoJSON geometry, WGS84), ``ed_preview`` the proposed edit, ``ed_
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -260,12 +261,26 @@ def _on_conflict(e: twin.ConflictError) -> None:
     st.session_state["ed_conflict"] = {"message": str(e), "head": versions.head_version(_store())}
 
 
-def _after_commit(vid: int, what: str) -> None:
+def _move_to(vid: int, notice: str) -> None:
+    """Edit from version ``vid`` (the head) from now on, with nothing previewed."""
     ss = st.session_state
     ss["ed_base"] = vid
     ss["ed_version"] = vid
     ss["ed_preview"] = None
-    ss["ed_notice"] = f"{what}: version {vid} is now the head."
+    ss["ed_notice"] = notice
+
+
+def _write_version(write: Callable[[], int], what: str) -> None:
+    """Run one versioned write; a conflict offers a reload, any other TwinError is shown as it is."""
+    try:
+        vid = write()
+    except twin.ConflictError as e:
+        _on_conflict(e)
+        return
+    except twin.TwinError as e:
+        st.session_state["ed_error"] = str(e)
+        return
+    _move_to(vid, f"{what}: version {vid} is now the head.")
 
 
 def _commit() -> None:
@@ -275,16 +290,9 @@ def _commit() -> None:
     if preview is None:
         ss["ed_error"] = "nothing to commit: preview an edit first."
         return
-    try:
-        vid = versions.commit(_store(), preview["partition"], base_version=int(ss["ed_base"]),
-                              author=str(ss.get("ed_author", "")), reason=str(ss.get("ed_reason", "")))
-    except twin.ConflictError as e:
-        _on_conflict(e)
-        return
-    except twin.TwinError as e:
-        ss["ed_error"] = str(e)
-        return
-    _after_commit(vid, f"committed {preview['title']}")
+    _write_version(lambda: versions.commit(_store(), preview["partition"], base_version=int(ss["ed_base"]),
+                                           author=str(ss.get("ed_author", "")), reason=str(ss.get("ed_reason", ""))),
+                   f"committed {preview['title']}")
 
 
 def _discard() -> None:
@@ -294,43 +302,26 @@ def _discard() -> None:
 
 def _reload() -> None:
     """Start again from the current head (after a conflict)."""
-    ss = st.session_state
     head = versions.head_version(_store())
     _clear_messages()
-    ss["ed_base"] = head
-    ss["ed_version"] = head
-    ss["ed_preview"] = None
-    ss["ed_notice"] = f"reloaded: editing from version {head} (the head)."
+    _move_to(head, f"reloaded: editing from version {head} (the head).")
 
 
 def _undo() -> None:
     ss = st.session_state
     _clear_messages()
-    try:
-        vid = versions.undo(_store(), _twin(), author=str(ss.get("ed_author", "")), base_version=int(ss["ed_base"]))
-    except twin.ConflictError as e:
-        _on_conflict(e)
-        return
-    except twin.TwinError as e:
-        ss["ed_error"] = str(e)
-        return
-    _after_commit(vid, f"undid version {ss['ed_base']}")
+    base = int(ss["ed_base"])
+    _write_version(lambda: versions.undo(_store(), _twin(), author=str(ss.get("ed_author", "")), base_version=base),
+                   f"undid version {base}")
 
 
 def _rollback() -> None:
     ss = st.session_state
     _clear_messages()
     target = int(ss["ed_version"])
-    try:
-        vid = versions.rollback(_store(), _twin(), target, author=str(ss.get("ed_author", "")),
-                                base_version=int(ss["ed_base"]))
-    except twin.ConflictError as e:
-        _on_conflict(e)
-        return
-    except twin.TwinError as e:
-        ss["ed_error"] = str(e)
-        return
-    _after_commit(vid, f"rolled back to version {target}")
+    _write_version(lambda: versions.rollback(_store(), _twin(), target, author=str(ss.get("ed_author", "")),
+                                             base_version=int(ss["ed_base"])),
+                   f"rolled back to version {target}")
 
 
 # --- panel --------------------------------------------------------------------------------------------------
