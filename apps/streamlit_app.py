@@ -38,7 +38,7 @@ MAX_TOUCHED_CELLS = 20_000
 
 st.set_page_config(page_title="Chancheng one map 禅城一张图", page_icon="🗺️", layout="wide",
                    initial_sidebar_state="expanded")
-st.markdown("<style>.block-container{padding-top:1.2rem;padding-bottom:0;max-width:100%}"
+st.markdown("<style>.block-container{padding-top:3.6rem;padding-bottom:0;max-width:100%}"
             "[data-testid='stMetricValue']{font-size:1.55rem}</style>", unsafe_allow_html=True)
 
 try:
