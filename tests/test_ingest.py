@@ -130,7 +130,7 @@ def test_grids_without_community_take_the_majority(tmp_path, default_twin, cells
 
 def test_overlapping_grids_are_named(tmp_path, default_twin, cells, comm_of_cell):
     g = _grid_layer(default_twin)
-    a, b = g.iloc[0], g.iloc[1]
+    a = g.iloc[0]
     g.loc[g.index[0], "geometry"] = a.geometry.union(shapely.buffer(a.geometry, 0.002))  # ~200 m into neighbours
     p = tmp_path / "overlap.parquet"
     g.to_parquet(p)

@@ -332,7 +332,7 @@ class IncidentStore:
         colvals = []
         for c in _FIELDS:
             v = df[c].to_numpy(dtype=object)
-            colvals.append(np.where(pd.isna(v), None, v).tolist())
+            colvals.append([None if m else x for m, x in zip(pd.isna(v).tolist(), v.tolist())])
         rows = [list(r) for r in zip(*colvals, strict=True)]
         cols = ", ".join(_FIELDS)
         marks = ", ".join("?" for _ in _FIELDS)
@@ -378,7 +378,9 @@ def _iso_col(s: pd.Series) -> np.ndarray:
     ts = ts.dt.tz_localize(CST) if ts.dt.tz is None else ts.dt.tz_convert(CST)
     local = ts.dt.tz_localize(None).to_numpy().astype("datetime64[us]")
     text = np.char.add(np.datetime_as_string(local, unit="us").astype(object), "+08:00")
-    return np.where(ts.isna().to_numpy(), None, text).astype(object)
+    out = text.astype(object)
+    out[ts.isna().to_numpy()] = None
+    return out
 
 
 def _typed(df: pd.DataFrame) -> pd.DataFrame:
