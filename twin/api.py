@@ -387,6 +387,17 @@ def _plain(v: Any) -> Any:
 
 # --- the app -------------------------------------------------------------------------------------------------
 
+
+def _area_at(svc: Any, a: Any, area: Any, version: Any) -> tuple[Any, Any, Any]:
+    """The twin at ``version`` and the parsed area, both noted on the audit record ``a``."""
+    from twin.areas import parse_area
+
+    t, vid = svc.at(version)
+    a.version = vid
+    parsed = parse_area(area, district=t.district)
+    a.area, a.area_km2 = parsed.geometry, parsed.area_km2
+    return t, vid, parsed
+
 def create_app(twin_root: str | Path | None = None, database_url: str | None = None, *,
                policy: AccessPolicy | None = None, max_body_bytes: int = MAX_BODY_BYTES,
                twin: Twin | None = None, warm: bool = True) -> FastAPI:
@@ -508,14 +519,10 @@ def _routes(app: FastAPI) -> None:  # noqa: C901  (one function so the routes re
     @app.post("/area/summary", tags=["area"], summary="What is inside a drawn area (scoped, suppressed outside)")
     def area_summary(request: Request, a: Audited, area: AreaBody, version: VersionQ = None,
                      include_cells: bool = False) -> Response:
-        from twin.areas import parse_area
         from twin.query import summarize_parsed
 
         svc = _svc(request)
-        t, vid = svc.at(version)
-        a.version = vid
-        parsed = parse_area(area, district=t.district)
-        a.area, a.area_km2 = parsed.geometry, parsed.area_km2
+        t, vid, parsed = _area_at(svc, a, area, version)
         raw = summarize_parsed(t, parsed, role=DISTRICT, by="grid")
         out = scoped_summary(t, raw, a.role, svc.policy, include_cells=include_cells)
         out.update(area_km2=parsed.area_km2, clipped=parsed.clipped, warnings=list(parsed.warnings), version=vid)
@@ -529,14 +536,10 @@ def _routes(app: FastAPI) -> None:  # noqa: C901  (one function so the routes re
                      page: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
                      page_size: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = 100,
                      version: VersionQ = None) -> Response:
-        from twin.areas import parse_area
         from twin.query import records_in_area, summarize_parsed
 
         svc = _svc(request)
-        t, vid = svc.at(version)
-        a.version = vid
-        parsed = parse_area(area, district=t.district)
-        a.area, a.area_km2 = parsed.geometry, parsed.area_km2
+        t, vid, parsed = _area_at(svc, a, area, version)
         if not a.role.can_see_records:
             raise PermissionDenied(f"role {a.role.name!r} may not see individual records; use /area/summary.")
         if svc.policy.outside == "deny" and a.role.scope_level != "district":
