@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pandas as pd
 import pytest
 
 import twin
@@ -16,3 +17,11 @@ def default_twin() -> twin.Twin:
     if not (root / "manifest.json").exists():
         build_twin(root, progress=False)
     return twin.load(root)
+
+
+@pytest.fixture(scope="session")
+def cat() -> pd.DataFrame:
+    """The shipped incident catalogue (grid item types with levels and time limits)."""
+    from twin.incident_catalogue import load_catalogue
+
+    return load_catalogue()

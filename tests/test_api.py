@@ -12,6 +12,7 @@ import warnings
 
 import numpy as np
 import pytest
+from api_helpers import H, _problem
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -47,18 +48,6 @@ def env(t, tmp_path_factory):
     }
     with TestClient(create_app(database_url=url, twin=t), raise_server_exceptions=False) as c:
         yield c, keys, st_, g0
-
-
-def H(key):
-    return {"Authorization": f"Bearer {key}"}
-
-
-def _problem(r, status):
-    assert r.status_code == status, r.text
-    assert r.headers["content-type"].startswith("application/problem+json")
-    body = r.json()
-    assert body["status"] == status and body["title"] and body["detail"] and "type" in body
-    return body
 
 
 def test_health_is_open_everything_else_needs_a_key(env):

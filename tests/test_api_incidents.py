@@ -8,6 +8,7 @@ import math
 import warnings
 
 import pytest
+from api_helpers import H, _problem
 
 import twin
 from twin import audit, auth
@@ -46,18 +47,6 @@ def env(t, tmp_path_factory):
     app = create_app(database_url=url, twin=t, warm=False)
     with TestClient(app, raise_server_exceptions=False) as c:
         yield {"c": c, "keys": keys, "store": st, "ga": ga, "gb": gb, "url": url}
-
-
-def H(key):
-    return {"Authorization": f"Bearer {key}"}
-
-
-def _problem(r, status):
-    assert r.status_code == status, r.text
-    assert r.headers["content-type"].startswith("application/problem+json")
-    body = r.json()
-    assert body["status"] == status and body["title"] and body["detail"]
-    return body
 
 
 def _point_in(t, grid_code, k=0):

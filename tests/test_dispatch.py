@@ -25,15 +25,9 @@ from twin.dispatch import (
     worker_board,
 )
 from twin.errors import InvalidTransition, NotFoundError, OutsideDistrictError, ValidationError
-from twin.incident_catalogue import load_catalogue
 from twin.incidents import CST, new_incident
 
 T0 = dt.datetime(2026, 11, 3, 9, 0, tzinfo=CST)
-
-
-@pytest.fixture(scope="module")
-def cat() -> pd.DataFrame:
-    return load_catalogue()
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,6 @@ import pandas as pd
 import pytest
 
 from twin.errors import ConflictError, IngestError, InvalidTransition, NotFoundError, ValidationError
-from twin.incident_catalogue import load_catalogue
 from twin.incident_store import (
     IncidentStore,
     act_on_incident,
@@ -25,11 +24,6 @@ from twin.incidents import CST, Transition, new_incident
 from twin.store import Store
 
 T0 = dt.datetime(2026, 11, 3, 9, 0, tzinfo=CST)
-
-
-@pytest.fixture(scope="module")
-def cat() -> pd.DataFrame:
-    return load_catalogue()
 
 
 @pytest.fixture()

@@ -36,11 +36,6 @@ VALID = {
 }
 
 
-@pytest.fixture(scope="module")
-def cat() -> pd.DataFrame:
-    return load_catalogue()
-
-
 def _inc(cat: pd.DataFrame, **kw) -> Incident:
     base = new_incident(cat, category="env_garbage", lng=113.1, lat=23.0, reported_at=T0, channel="hotline_12345")
     return dataclasses.replace(base, id=7, **kw)
