@@ -15,10 +15,12 @@ baselines are written the way a GIS analyst would: geopandas ``sjoin(points, are
 then ``groupby("grid_code").sum()`` (spatial index built outside the timings), DuckDB spatial
 ``ST_Intersects`` + ``GROUP BY grid_code`` on a table of points. Totals and per-grid counts are compared.
 
-Timings: each engine gets warm-up runs, then ``--repeat`` (ours) / ``--repeat-baseline`` (baselines) timed runs;
-p50 and p95 wall time are reported, with our CPU time per query (thread time) and the machine's load average,
-because other jobs share the two cores (wall time under load ≈ CPU time × contention). ``first ms`` is our
-first call on the area (for unit outlines: parse, clip and point tests before the result core is cached).
+Timings: each engine gets warm-up runs, then ``--repeat`` (ours) / ``--repeat-baseline`` (baselines) timed runs,
+interleaved in rounds (ours, geopandas, DuckDB, ours, …) so that drift in the machine's speed (other jobs, a
+neighbour on the host: we have seen the same code run 1.8× slower ten minutes later) hits every engine alike;
+p50 and p95 wall time are reported, with our CPU time per query (thread time) and the machine's load average.
+``first ms`` is our first call on the area (for unit outlines: parse, clip and point tests before the result
+core is cached; the very first call also loads the compiled kernels from numba's cache).
 ``--scale 10`` builds a scaled twin (≈13 M residents) into ``data/generated/scale10`` once.
 The last line printed is one JSON object.
 """
@@ -80,21 +82,38 @@ def areas(t: twin.Twin) -> dict[str, Any]:
     }
 
 
-def _time(fn: Callable[[], Any], repeat: int, warmup: int) -> dict[str, Any]:
-    t0 = time.perf_counter()
-    out = fn()
-    first = time.perf_counter() - t0
-    for _ in range(warmup):
-        fn()
-    wall, cpu = [], []
-    for _ in range(repeat):
-        c0, w0 = time.thread_time(), time.perf_counter()
-        fn()
-        wall.append(time.perf_counter() - w0)
-        cpu.append(time.thread_time() - c0)
+def _stats(wall: list[float], cpu: list[float]) -> dict[str, float]:
     w = np.asarray(wall) * 1e3
-    return {"first": first * 1e3, "p50": float(np.percentile(w, 50)), "p95": float(np.percentile(w, 95)),
-            "cpu": float(np.mean(cpu)) * 1e3, "out": out}
+    return {"p50": float(np.percentile(w, 50)), "p95": float(np.percentile(w, 95)), "cpu": float(np.mean(cpu)) * 1e3}
+
+
+def _time_interleaved(fns: dict[str, Callable[[], Any]], repeats: dict[str, int],
+                      warmup: int) -> dict[str, dict[str, Any]]:
+    """Time several engines on one area in interleaved rounds (each round runs every engine its share of its
+    repeats), so a machine whose speed drifts (other jobs, a neighbour on the host) slows them alike.
+
+    Returns per engine: ``first`` (ms, the very first call), ``p50``/``p95`` wall ms, ``cpu`` mean thread ms
+    and ``out`` (the first call's result)."""
+    out: dict[str, dict[str, Any]] = {}
+    for name, fn in fns.items():
+        t0 = time.perf_counter()
+        out[name] = {"out": fn(), "first": (time.perf_counter() - t0) * 1e3}
+        for _ in range(warmup):
+            fn()
+    rounds = min(repeats.values())
+    wall: dict[str, list[float]] = {n: [] for n in fns}
+    cpu: dict[str, list[float]] = {n: [] for n in fns}
+    for r in range(rounds):
+        for name, fn in fns.items():
+            k = repeats[name] * (r + 1) // rounds - repeats[name] * r // rounds
+            for _ in range(k):
+                c0, w0 = time.thread_time(), time.perf_counter()
+                fn()
+                wall[name].append(time.perf_counter() - w0)
+                cpu[name].append(time.thread_time() - c0)
+    for name in fns:
+        out[name].update(_stats(wall[name], cpu[name]))
+    return out
 
 
 def _points_table(t: twin.Twin) -> pd.DataFrame:
@@ -150,6 +169,10 @@ def _duckdb(con: Any, area: Any) -> Counts:
     return {k: int(by_grid[k].sum()) for k in COUNT_KEYS}, _by_grid(by_grid)
 
 
+def _ratio(r: dict[str, dict[str, Any]], baseline: str) -> float:
+    return float(r[baseline]["p50"] / r["ours"]["p50"])
+
+
 def _load() -> str:
     return "/".join(f"{v:.1f}" for v in os.getloadavg())
 
@@ -181,46 +204,49 @@ def main(argv: list[str] | None = None) -> int:
           f"load {load_s:.1f} s, query index build {index_s:.2f} s; load average {load_start} (1/5/15 min, 2 cores)")
 
     test_areas = areas(t)
-    ours: dict[str, dict[str, Any]] = {}
-    for name, a in test_areas.items():
-        ours[name] = _time(lambda a=a: summarize_area(t, a), args.repeat, args.warmup)
-    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # engine only, before the baselines
-    load_ours = _load()
+    first: dict[str, float] = {}
+    for name, a in test_areas.items():  # every area once: the engine's memory before the baselines load
+        t0 = time.perf_counter()
+        summarize_area(t, a)
+        first[name] = (time.perf_counter() - t0) * 1e3
+    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
     df = _points_table(t)
     pts = gpd.GeoDataFrame(df, geometry=gpd.points_from_xy(df["x"], df["y"]), crs="EPSG:4326")
     pts.sindex  # noqa: B018 - build the spatial index outside the timings (fair to geopandas)
     con = _duckdb_con(df)
-    gp: dict[str, dict[str, Any]] = {}
-    dk: dict[str, dict[str, Any]] = {}
+    res: dict[str, dict[str, dict[str, Any]]] = {}
     agree = True
     print(f"{'area':<15}{'km2':>7}{'residents':>11}{'first ms':>9}{'ours p50':>9}{'p95':>7}{'cpu':>7}"
           f"{'gpd p50':>9}{'p95':>7}{'duck p50':>9}{'p95':>7}{'x gpd':>7}{'x duck':>7}")
     for name, a in test_areas.items():
-        gp[name] = _time(lambda a=a: _geopandas(pts, a), args.repeat_baseline, 1)
-        dk[name] = _time(lambda a=a: _duckdb(con, a), args.repeat_baseline, 1)
-        mine = _engine_counts(ours[name]["out"])
-        ok = mine == gp[name]["out"] == dk[name]["out"]
+        r = res[name] = _time_interleaved(
+            {"ours": lambda a=a: summarize_area(t, a), "gpd": lambda a=a: _geopandas(pts, a),
+             "duck": lambda a=a: _duckdb(con, a)},
+            {"ours": args.repeat, "gpd": args.repeat_baseline, "duck": args.repeat_baseline}, args.warmup)
+        o, gp, dk = r["ours"], r["gpd"], r["duck"]
+        o["first"] = first[name]
+        mine = _engine_counts(o["out"])
+        ok = mine == gp["out"] == dk["out"]
         agree &= ok
-        o = ours[name]
         print(f"{name:<15}{area_km2(shapely.intersection(a, t.district)):>7.2f}{mine[0]['residents']:>11,}"
               f"{o['first']:>9.2f}{o['p50']:>9.2f}{o['p95']:>7.2f}{o['cpu']:>7.2f}"
-              f"{gp[name]['p50']:>9.1f}{gp[name]['p95']:>7.1f}{dk[name]['p50']:>9.1f}{dk[name]['p95']:>7.1f}"
-              f"{gp[name]['p50'] / o['p50']:>7.0f}{dk[name]['p50'] / o['p50']:>7.0f}"
+              f"{gp['p50']:>9.1f}{gp['p95']:>7.1f}{dk['p50']:>9.1f}{dk['p95']:>7.1f}"
+              f"{gp['p50'] / o['p50']:>7.0f}{dk['p50'] / o['p50']:>7.0f}"
               f"{'' if ok else '  COUNTS DIFFER'}")
     load_end = _load()
     print(f"max RSS of the engine process (twin + indexes, before the baselines): {rss_mb:.0f} MB")
-    print(f"load average: start {load_start}, after our runs {load_ours}, end {load_end}")
+    print(f"load average: start {load_start}, end {load_end}")
     summary = {
-        "p50_ms_lasso4": round(ours["lasso_4km2"]["p50"], 3),
-        "p95_ms_lasso4": round(ours["lasso_4km2"]["p95"], 3),
-        "cpu_ms_lasso4": round(ours["lasso_4km2"]["cpu"], 3),
-        "p50_ms_district": round(ours["district"]["p50"], 3),
-        "p50_ms_district_lasso_uncached": round(ours["district_lasso"]["p50"], 3),
-        "speedup_vs_geopandas": round(gp["lasso_4km2"]["p50"] / ours["lasso_4km2"]["p50"], 1),
-        "speedup_vs_duckdb": round(dk["lasso_4km2"]["p50"] / ours["lasso_4km2"]["p50"], 1),
-        "min_speedup_vs_geopandas_all_areas": round(min(gp[n]["p50"] / ours[n]["p50"] for n in ours), 1),
-        "min_speedup_vs_duckdb_all_areas": round(min(dk[n]["p50"] / ours[n]["p50"] for n in ours), 1),
+        "p50_ms_lasso4": round(res["lasso_4km2"]["ours"]["p50"], 3),
+        "p95_ms_lasso4": round(res["lasso_4km2"]["ours"]["p95"], 3),
+        "cpu_ms_lasso4": round(res["lasso_4km2"]["ours"]["cpu"], 3),
+        "p50_ms_district": round(res["district"]["ours"]["p50"], 3),
+        "p50_ms_district_lasso_uncached": round(res["district_lasso"]["ours"]["p50"], 3),
+        "speedup_vs_geopandas": round(_ratio(res["lasso_4km2"], "gpd"), 1),
+        "speedup_vs_duckdb": round(_ratio(res["lasso_4km2"], "duck"), 1),
+        "min_speedup_vs_geopandas_all_areas": round(min(_ratio(r, "gpd") for r in res.values()), 1),
+        "min_speedup_vs_duckdb_all_areas": round(min(_ratio(r, "duck") for r in res.values()), 1),
         "rss_mb": round(rss_mb),
         "scale": args.scale,
         "loadavg_start": load_start,

@@ -97,6 +97,10 @@ def geometry_to_storage(geom: BaseGeometry) -> BaseGeometry:
 
 def area_km2(geom: BaseGeometry) -> float:
     """Area in km² of a WGS84 geometry, measured in EPSG:4547 (never in degrees)."""
+    if geom.geom_type == "Polygon" and shapely.get_num_interior_rings(geom) == 0:  # a lasso: one ring
+        c = shapely.get_coordinates(geom)
+        x, y = _transformer(STORAGE_CRS, METRIC_CRS).transform(c[:, 0], c[:, 1])
+        return abs(float(np.dot(x[:-1], y[1:]) - np.dot(x[1:], y[:-1]))) / 2e6  # shoelace, ring closed
     return float(geometry_to_metric(geom).area) / 1e6
 
 

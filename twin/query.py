@@ -36,6 +36,7 @@ from twin.query_index import (
     point_index,
     points_inside,
 )
+from twin.query_kernels import roll_up, sum_covered
 from twin.roles import DISTRICT, Role, grids_in_scope
 
 __all__ = [
@@ -235,36 +236,44 @@ def summarize_parsed(t: Any, parsed: ParsedArea, *, role: Role = DISTRICT, by: B
 
 
 @dataclass(frozen=True)
+class _Breakdown:
+    """Touched grids ``gi`` (ascending, PartitionIndex order) with their COUNT_KEYS sums inside the area and
+    their share of residents inside; their communities ``ci`` and towns ``ti`` with summed rows."""
+
+    gi: np.ndarray
+    grid_values: np.ndarray
+    share: np.ndarray
+    ci: np.ndarray
+    community_values: np.ndarray
+    ti: np.ndarray
+    town_values: np.ndarray
+
+
+@dataclass(frozen=True)
 class _Core:
-    """The role-independent part of a summary: column sums, per-grid sums of the COUNT_KEYS columns (``None``
-    when not asked for) and the touched ``t.cells`` rows (sorted)."""
+    """The role-independent part of a summary: column sums, the touched ``t.cells`` rows (sorted), the touched
+    grids and, when asked for, the breakdown by grid/community/town."""
 
     inside: Inside
     sums: np.ndarray
-    grid_sums: np.ndarray | None
     cell_pos: np.ndarray
+    gi: np.ndarray
+    breakdown: _Breakdown | None
 
 
 def _core(pidx: PointIndex, part: PartitionIndex, geom: Any, *, with_grids: bool) -> _Core:
     inside = points_inside(pidx, geom)
-    pts = pidx.points
-    n = len(pts.x)
-    sums = (pidx.cum[inside.stops].sum(axis=0) - pidx.cum[inside.starts].sum(axis=0)
-            + pidx.feats[inside.edge].sum(axis=0, dtype=np.int64))
-    touched = np.zeros(pidx.n_cells + 1, dtype=bool)  # cell_pos -1 (no partition cell) lands in the extra slot
-    grid_sums = None
-    n_grids = len(part.grid_codes)
-    if 2 * inside.n_inside <= n:
-        idx = inside.indices()
-        touched[pts.cell_pos[idx]] = True  # a cell centre inside, or a record inside in it
-        if with_grids:
-            grid_sums = group_sum(part.point_grid, pidx.counts, n_grids, idx)
-    else:  # big area: work with the (fewer) points outside
-        mask = inside.mask()
-        touched[pts.cell_pos[mask]] = True
-        if with_grids:
-            grid_sums = part.grid_totals_k - group_sum(part.point_grid, pidx.counts, n_grids, np.flatnonzero(~mask))
-    return _Core(inside, sums, grid_sums, np.flatnonzero(touched[:-1]))
+    sums, grid_sums, cell_pos = sum_covered(inside.starts, inside.stops, inside.edge, pidx.cum, pidx.feats,
+                                            part.point_grid, pidx.points.cell_pos, len(part.grid_codes),
+                                            len(COUNT_KEYS), pidx.n_cells, with_grids)
+    cell_pos = np.sort(cell_pos)
+    if not with_grids:
+        grid_touched = np.zeros(len(part.grid_codes) + 1, dtype=bool)  # cell_grid -1 lands in the extra slot
+        grid_touched[part.cell_grid[cell_pos]] = True
+        return _Core(inside, sums, cell_pos, np.flatnonzero(grid_touched[:-1]), None)
+    bd = _Breakdown(*roll_up(cell_pos, part.cell_grid, grid_sums, part.grid_totals_k, part.grid_community,
+                             len(part.community_codes), part.grid_town, len(part.town_codes), _COUNT_COL["residents"]))
+    return _Core(inside, sums, cell_pos, bd.gi, bd)
 
 
 def _summarize(t: Any, parsed: ParsedArea, *, role: Role, by: By, density: bool,  # noqa: PLR0913
@@ -272,13 +281,10 @@ def _summarize(t: Any, parsed: ParsedArea, *, role: Role, by: By, density: bool,
     pidx = point_index(t)
     part = partition_index(t)
     core = units.core(parsed.geometry, pidx, part) if units is not None else None
-    if core is None or (by is not None and core.grid_sums is None):
+    if core is None or (by is not None and core.breakdown is None):
         core = _core(pidx, part, parsed.geometry, with_grids=by is not None)
-    sums, cell_pos = core.sums, core.cell_pos
+    sums, cell_pos, gi = core.sums, core.cell_pos, core.gi
     cells = pidx.cell_ids[cell_pos]
-    grid_touched = np.zeros(len(part.grid_codes) + 1, dtype=bool)  # cell_grid -1 lands in the extra slot
-    grid_touched[part.cell_grid[cell_pos]] = True
-    gi = np.flatnonzero(grid_touched[:-1])
 
     scope = _scope(t, role, part)
     sup = _Suppressor(role)
@@ -298,8 +304,8 @@ def _summarize(t: Any, parsed: ParsedArea, *, role: Role, by: By, density: bool,
                      for i, c in enumerate(CREDIT_COLOURS)}
 
     tables: dict[str, Mapping[str, Any]] = {}
-    if by is not None and core.grid_sums is not None:
-        vals = core.grid_sums[gi]
+    bd = core.breakdown
+    if by is not None and bd is not None:
         if by == "grid":
             head: dict[str, Any] = {
                 "grid_code": part.grid_codes[gi],
@@ -307,23 +313,22 @@ def _summarize(t: Any, parsed: ParsedArea, *, role: Role, by: By, density: bool,
                 "community_code": part.grid_community_code[gi],
                 "town_code": part.grid_town_code[gi],
             }
-            tab = sup.table(head, vals, None if open_all else scope.grids[gi] & (not role.suppresses), "by_grid",
-                            head["grid_code"])
+            tab = sup.table(head, bd.grid_values, None if open_all else scope.grids[gi] & (not role.suppresses),
+                            "by_grid", head["grid_code"])
             res_col = _COUNT_COL["residents"]
-            res_all = part.grid_totals_k[gi, res_col]
-            share = np.divide(vals[:, res_col], res_all, out=np.zeros(len(gi)), where=res_all > 0)
-            tab.tail["share_of_grid_residents"] = (share, tab.hidden[:, res_col] | (res_all == 0))  # None: no residents
+            no_residents = part.grid_totals_k[gi, res_col] == 0
+            tab.tail["share_of_grid_residents"] = (bd.share, tab.hidden[:, res_col] | no_residents)  # None: none
             tables["by_grid"] = tab
         if by in ("grid", "community"):
-            ci, com_sums = _rollup(part.grid_community[gi], vals, part.grid_community_sorted)
+            ci = bd.ci
             head = {"community_code": part.community_codes[ci], "community_name": part.community_names[ci],
                     "town_code": part.community_town_code[ci]}
             tables["by_community"] = sup.table(
-                head, com_sums, None if open_all else scope.communities[ci] & (not role.suppresses), "by_community",
-                head["community_code"])
-        ti, town_sums = _rollup(part.grid_town[gi], vals, part.grid_town_sorted)
+                head, bd.community_values, None if open_all else scope.communities[ci] & (not role.suppresses),
+                "by_community", head["community_code"])
+        ti = bd.ti
         head = {"town_code": part.town_codes[ti], "town_name": part.town_names[ti]}
-        tables["by_town"] = sup.table(head, town_sums, None if open_all else scope.towns[ti] & (not role.suppresses),
+        tables["by_town"] = sup.table(head, bd.town_values, None if open_all else scope.towns[ti] & (not role.suppresses),
                                       "by_town", head["town_code"])
 
     dens = None
@@ -332,23 +337,6 @@ def _summarize(t: Any, parsed: ParsedArea, *, role: Role, by: By, density: bool,
                         open_cells=(not role.suppresses) & _cells_in_scope(part, scope.grids, cell_pos))
     return AreaSummary(parsed.area_km2, parsed.clipped, list(parsed.warnings), totals, by_use, by_credit,
                        cells, sup.names, _version(t), dens, tables)
-
-
-def _rollup(parent: np.ndarray, values: np.ndarray, is_sorted: bool) -> tuple[np.ndarray, np.ndarray]:
-    """Sum the rows of ``values`` per ``parent`` index (negative = none): (sorted parents, sums).
-
-    ``is_sorted``: ``parent`` is known to be non-decreasing (grids ordered by their community/town), so no sort.
-    """
-    if len(parent) and (not is_sorted or parent[0] < 0):
-        order = np.argsort(parent, kind="stable")
-        parent, values = parent[order], values[order]
-        first = int(np.searchsorted(parent, 0))
-        parent, values = parent[first:], values[first:]
-    if len(parent) == 0:
-        return parent.astype(np.int64), np.zeros((0, values.shape[1]), dtype=np.int64)
-    starts = np.flatnonzero(parent[1:] != parent[:-1]) + 1
-    starts = np.concatenate([[0], starts])
-    return parent[starts].astype(np.int64), np.add.reduceat(values, starts, axis=0)
 
 
 # --- known units: the district, towns, communities and grids are often asked for as drawn --------------------

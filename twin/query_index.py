@@ -12,15 +12,15 @@ Two caches with different keys:
   so this is rebuilt at most once per partition version. Replace the frames (or the column) to change the
   partition; writing into the array in place is not detected.
 
-A query is then: rasterise the polygon onto the bins in its bounding window (a few dozen vectorised numpy calls
-whatever its size), take the wholly-inside bin runs from the prefix sums, test only the points in bins the
-boundary cuts (one :func:`shapely.intersects_xy` call), and group the covered points by grid once.
+A query is then: rasterise the polygon onto the bins in its bounding window (compiled, :mod:`twin.query_kernels`;
+the work grows with the window in bins, not with the points), take the wholly-inside bin runs from the prefix
+sums, test only the points in bins the boundary cuts (one :func:`shapely.intersects_xy` call), and sum the
+covered points per grid in one compiled pass.
 Coordinates are WGS84 degrees (lng = x, lat = y).
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +31,7 @@ from shapely.geometry.base import BaseGeometry
 
 from twin.cells import PARTITION_RES, cell_boundaries, latlng_to_cells
 from twin.crs import lnglat_to_xy
+from twin.query_kernels import classify_bins
 from twin.residents import ages_on
 
 __all__ = [
@@ -87,9 +88,9 @@ class PointIndex:
 
     ``points`` holds buildings, cameras, workers and the partition cell centres with ``feats``
     (n, len(columns)) int32 counts: a building carries its residents, dwellings, businesses…, a camera or worker
-    a single 1 in its own column, a cell centre nothing; the :data:`COUNT_KEYS` columns come first (``counts`` is
-    a contiguous copy of them). ``cum`` (n + 1, len(columns)) int64 are prefix sums of ``feats`` so a contiguous
-    slice sums in O(1); ``totals`` are the column sums.
+    a single 1 in its own column, a cell centre nothing; the :data:`COUNT_KEYS` columns come first. ``cum``
+    (n + 1, len(columns)) are prefix sums of ``feats`` so a contiguous slice sums in O(1) (int32 while every
+    column's total fits, else int64: half the memory a query reads); ``totals`` are the int64 column sums.
     """
 
     x0: float
@@ -106,7 +107,6 @@ class PointIndex:
     uses: tuple[str, ...]
     n_cells: int
     cell_ids: np.ndarray  # uint64 cell of each t.cells row
-    counts: np.ndarray  # contiguous copy of feats[:, :len(COUNT_KEYS)] (what per-grid breakdowns gather)
     use_cols: tuple[int, ...]  # column of use_<u> for each of ``uses``
     credit_cols: tuple[int, ...]  # column of credit_<c> for each of CREDIT_COLOURS
 
@@ -129,14 +129,12 @@ class PartitionIndex:
     town_codes: np.ndarray
     town_names: np.ndarray
     cell_grid: np.ndarray  # int32 per t.cells row, -1 = no grid
-    point_grid: np.ndarray  # int16/int32 per point (PointIndex.points order), -1 = no grid or a cell centre
+    point_grid: np.ndarray  # int16/int32 per point (PointIndex.points order; cell centres too), -1 = no grid
     grid_totals: np.ndarray  # (n_grids, n_columns) int64
     grid_totals_k: np.ndarray  # contiguous grid_totals[:, :len(COUNT_KEYS)]
     grid_community_code: np.ndarray  # object: each grid's community code ("" if none)
     grid_town_code: np.ndarray
     community_town_code: np.ndarray
-    grid_community_sorted: bool  # grid_community is non-decreasing (no -1): roll-ups need no sort
-    grid_town_sorted: bool
 
 
 # --- partition-independent index ------------------------------------------------------------------------------
@@ -242,15 +240,17 @@ def _build_point_index(t: Any) -> PointIndex:
     ny = int(np.floor((y.max() - y0) / dy)) + 2
     binid = np.floor((y - y0) / dy).astype(np.int64) * nx + np.floor((x - x0) / dx).astype(np.int64)
     o = np.argsort(binid, kind="stable")
-    bin_start = np.searchsorted(binid[o], np.arange(nx * ny + 1)).astype(np.int64)
+    bin_start = np.searchsorted(binid[o], np.arange(nx * ny + 1)).astype(
+        np.int32 if len(o) < np.iinfo(np.int32).max else np.int64)
     points = PointSet(x[o], y[o], kind[o], rec[o], _cell_positions(t, cells[o]), binid[o].astype(np.int32),
                       bin_start)
     feats = np.ascontiguousarray(feats[o])
-    cum = np.zeros((len(feats) + 1, feats.shape[1]), dtype=np.int64)
-    np.cumsum(feats, axis=0, dtype=np.int64, out=cum[1:])
-    return PointIndex(x0, y0, dx, dy, nx, ny, columns, points, feats, cum, cum[-1].copy(), uses,
+    totals = feats.sum(axis=0, dtype=np.int64)
+    small = len(totals) == 0 or int(totals.max()) < np.iinfo(np.int32).max
+    cum = np.zeros((len(feats) + 1, feats.shape[1]), dtype=np.int32 if small else np.int64)
+    np.cumsum(feats, axis=0, dtype=cum.dtype, out=cum[1:])
+    return PointIndex(x0, y0, dx, dy, nx, ny, columns, points, feats, cum, totals, uses,
                       len(t.cells), t.cells["cell"].to_numpy(np.uint64).copy(),
-                      np.ascontiguousarray(feats[:, :len(COUNT_KEYS)]),
                       tuple(columns.index(f"use_{u}") for u in uses),
                       tuple(columns.index(f"credit_{c}") for c in CREDIT_COLOURS))
 
@@ -303,19 +303,14 @@ def _build_partition_index(t: Any, pidx: PointIndex) -> PartitionIndex:
     small = len(grid_codes) < np.iinfo(np.int16).max
     pts = pidx.points
     cp = pts.cell_pos
-    point_grid = np.where((cp >= 0) & (pts.kind != CELL_KIND), cell_grid[np.maximum(cp, 0)], -1).astype(
-        np.int16 if small else np.int32)  # int16 sorts by radix sort
+    # cell centres get their cell's grid too (they carry no counts): runs of one grid stay unbroken
+    point_grid = np.where(cp >= 0, cell_grid[np.maximum(cp, 0)], -1).astype(np.int16 if small else np.int32)
     grid_totals = group_sum(point_grid, pidx.feats, len(grid_codes))
     return PartitionIndex(grid_codes, grid_names, grid_community, grid_town, community_codes, community_names,
                           community_town, town_codes, town_names, cell_grid, point_grid, grid_totals,
                           np.ascontiguousarray(grid_totals[:, :len(COUNT_KEYS)]),
                           _codes(community_codes, grid_community), _codes(town_codes, grid_town),
-                          _codes(town_codes, community_town), _non_decreasing(grid_community),
-                          _non_decreasing(grid_town))
-
-
-def _non_decreasing(a: np.ndarray) -> bool:
-    return bool(len(a) == 0 or (a[0] >= 0 and (np.diff(a) >= 0).all()))
+                          _codes(town_codes, community_town))
 
 
 def _codes(table: np.ndarray, idx: np.ndarray) -> np.ndarray:
@@ -381,18 +376,18 @@ def points_inside(pidx: PointIndex, geom: BaseGeometry) -> Inside:
     """The points (records and cell centres) covered by ``geom``, a valid WGS84 (Multi)Polygon.
 
     "Covered" is :func:`shapely.intersects_xy` (a point on the boundary counts as inside). The polygon is
-    rasterised onto the index's bins (:func:`_bin_runs`): bins no edge comes within 1e-9° of are wholly inside
-    or outside and their points are taken or dropped without a test; only points in bins the boundary passes
-    through are tested with shapely, so the answer is exact.
+    rasterised onto the index's bins (:func:`twin.query_kernels.classify_bins`): bins no edge comes within 1e-9°
+    of are wholly inside or outside and their points are taken or dropped without a test; points in bins the
+    boundary passes through are tested by crossing parity, and the rare points within 1e-9° (≈ 0.1 mm) of an
+    edge by shapely, so the answer is exact.
     """
     pts = pidx.points
-    (fs, fe), (es, ee) = _bin_runs(pidx, geom)
-    bs = pts.bin_start
-    idx = _ranges(bs[es], bs[ee])
-    if len(idx):
+    starts, stops, edge, unsure = classify_bins(_edges(geom), geom.bounds, pidx.x0, pidx.y0, pidx.dx, pidx.dy,
+                                                pidx.nx, pidx.ny, pts.bin_start, pts.x, pts.y, _EPS)
+    if len(unsure):  # points within 1e-9° of the boundary: GEOS's robust predicate decides
         shapely.prepare(geom)
-        idx = idx[shapely.intersects_xy(geom, pts.x[idx], pts.y[idx])]
-    return Inside(bs[fs], bs[fe], idx, len(pts.x))
+        edge = np.sort(np.concatenate([edge, unsure[shapely.intersects_xy(geom, pts.x[unsure], pts.y[unsure])]]))
+    return Inside(starts, stops, edge, len(pts.x))
 
 
 def _ranges(starts: np.ndarray, stops: np.ndarray) -> np.ndarray:
@@ -413,95 +408,6 @@ def _edges(geom: BaseGeometry) -> np.ndarray:
     coords, ring = shapely.get_coordinates(shapely.get_rings(shapely.get_parts(geom)), return_index=True)
     same = ring[:-1] == ring[1:]
     return np.concatenate([coords[:-1][same], coords[1:][same]], axis=1)
-
-
-def _bin_runs(pidx: PointIndex, geom: BaseGeometry) -> tuple[tuple[np.ndarray, np.ndarray], ...]:
-    """Rasterise ``geom`` onto the index's bins as runs of consecutive bins along bin rows.
-
-    Returns ``((full_starts, full_stops), (cut_starts, cut_stops))`` in global bin ids (``row * nx + col``,
-    stops exclusive): the runs of bins wholly inside the area and the runs of bins its boundary cuts.
-
-    Cut bins: every bin an edge comes within ``_EPS`` of (each edge clipped to each widened row strip it
-    reaches, widened by ``_EPS`` in x). Per row their column intervals are merged; a gap between two merged
-    intervals of the same row is a strip of bins the boundary does not enter, so it is wholly inside or wholly
-    outside, decided by the parity of the boundary's crossings of the row's centre line left of the gap
-    (half-open rule ``lo <= y < hi``). Runs touching the window's left or right side are outside (the window is
-    the area's bounding box widened by ``_EPS``). The work is proportional to the boundary's length in bins,
-    not to the area.
-    """
-    x0, y0, dx, dy, nx = pidx.x0, pidx.y0, pidx.dx, pidx.dy, pidx.nx
-    minx, miny, maxx, maxy = geom.bounds
-    # columns are not clamped to the raster: the window's first and last columns must lie outside the area
-    # (rows are independent of each other, so they are clamped; runs are clipped to the raster at the end)
-    c0 = math.floor((minx - _EPS - x0) / dx)
-    c1 = math.floor((maxx + _EPS - x0) / dx)
-    r0 = max(math.floor((miny - _EPS - y0) / dy), 0)
-    r1 = min(math.floor((maxy + _EPS - y0) / dy), pidx.ny - 1)
-    empty = np.empty(0, dtype=np.int64)
-    if c1 < 0 or c0 > nx - 1 or r1 < r0:
-        return (empty, empty), (empty, empty)
-    nr, nc = r1 - r0 + 1, c1 - c0 + 1
-    w = nc + 2  # row stride of the local keys row * w + col: intervals of different rows never touch
-    eu, ev = _EPS / dx, _EPS / dy  # the margin in bin units
-
-    # edges in bin units of the window (u = column, v = row, from its first bin's corner); the rounding
-    # (~1e-13 bins) is far below the margin (~4e-6 bins)
-    e = (_edges(geom) - (x0 + c0 * dx, y0 + r0 * dy, x0 + c0 * dx, y0 + r0 * dy)) * (1 / dx, 1 / dy, 1 / dx, 1 / dy)
-    v1, v2 = e[:, 1], e[:, 3]
-    jj = np.floor(np.stack([np.minimum(v1, v2) - ev, np.maximum(v1, v2) + ev])).astype(np.int64)
-    jlo = np.maximum(jj[0], 0)
-    n = np.maximum(np.minimum(jj[1], nr - 1) - jlo + 1, 0)
-    j = _ranges(jlo, jlo + n)  # every (edge, row) pair whose row strip, widened by the margin, the edge reaches
-    u1, v1, u2, v2 = e.repeat(n, axis=0).T
-    du, dv = u2 - u1, v2 - v1
-    lo, hi = np.minimum(v1, v2), np.maximum(v1, v2)
-    flat = dv == 0
-    inv = np.divide(1.0, dv, out=np.zeros_like(dv), where=~flat)  # 0 for horizontal edges
-    rowkey = j * w
-
-    # 1. cut bins: the part of the edge inside the widened strip, as edge parameters ta..tb in [0, 1] (a
-    #    horizontal edge lies wholly in its strip: 0..1), widened by the margin in u; merged per row
-    ta = (np.maximum(j - ev, lo) - v1) * inv
-    tb = (np.minimum(j + (1 + ev), hi) - v1) * inv + flat
-    ua, ub = u1 + ta * du, u1 + tb * du
-    kk = np.floor(np.stack([np.minimum(ua, ub) - eu, np.maximum(ua, ub) + eu])).astype(np.int64)
-    kk = np.minimum(np.maximum(kk, 0), nc - 1) + rowkey
-    order = np.argsort(kk[0])
-    klo, reach = kk[0][order], np.maximum.accumulate(kk[1][order])
-    new = np.flatnonzero(klo[1:] > reach[:-1] + 1) + 1  # an interval starts after a gap
-    cut_lo = np.concatenate([klo[:1], klo[new]])
-    cut_hi = np.concatenate([reach[new - 1], reach[-1:]])  # inclusive
-
-    # 2. gaps between consecutive cut intervals of a row: inside iff an odd number of centre-line crossings
-    #    lie left of the gap (a crossing falls in a cut bin, so none lies inside a gap)
-    vc = j + 0.5
-    hit = np.flatnonzero((lo <= vc) & (vc < hi))  # never a horizontal edge
-    uc = u1[hit] + (vc[hit] - v1[hit]) * (du[hit] * inv[hit])
-    k = np.floor(uc + 0.5).astype(np.int64)  # first column whose centre is right of uc (floor(uc - 0.5) + 1)
-    ck = np.sort(rowkey[hit] + np.minimum(np.maximum(k, 0), nc))
-    g_lo, g_hi = cut_hi[:-1] + 1, cut_lo[1:]  # candidate gaps [g_lo, g_hi)
-    row = g_lo // w
-    same = (row == g_hi // w) & (g_hi > g_lo)
-    g_lo, g_hi, row = g_lo[same], g_hi[same], row[same]
-    parity = (np.searchsorted(ck, g_lo, side="right") - np.searchsorted(ck, row * w, side="left")) & 1
-    odd = parity == 1
-    g_lo, g_hi, row = g_lo[odd], g_hi[odd], row[odd]
-
-    return _to_bins(g_lo, g_hi, row, w, r0, c0, nx), _to_bins(cut_lo, cut_hi + 1, cut_lo // w, w, r0, c0, nx)
-
-
-def _to_bins(lo: np.ndarray, hi: np.ndarray, row: np.ndarray, w: int, r0: int, c0: int,  # noqa: PLR0913
-             nx: int) -> tuple[np.ndarray, np.ndarray]:
-    """Runs ``[lo, hi)`` of local keys (``row * w + col - c0``) → global bin runs clipped to columns 0..nx-1."""
-    if c0 >= 0 and c0 + w - 2 <= nx:  # the window lies within the raster: nothing to clip
-        start = lo + row * (nx - w) + (r0 * nx + c0)
-        return start, start + (hi - lo)
-    base = row * w
-    start = np.maximum(lo - base + c0, 0)
-    stop = np.minimum(hi - base + c0, nx)
-    keep = stop > start
-    off = (row[keep] + r0) * nx
-    return off + start[keep], off + stop[keep]
 
 
 # --- cell areas -----------------------------------------------------------------------------------------------

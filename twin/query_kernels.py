@@ -1,0 +1,364 @@
+"""Compiled (numba) inner loops of the area query: rasterise a polygon onto the point index's bins, and sum the
+covered points' counts per column, per grid and per touched cell.
+
+Pure functions over arrays (no twin objects): :mod:`twin.query_index` calls them. Coordinates are WGS84 degrees
+(lng = x, lat = y); the bins are the regular lng/lat raster of :class:`twin.query_index.PointIndex` (origin
+``x0``, ``y0``, ``dx`` × ``dy`` degrees, ``nx`` × ``ny`` bins, bin id ``row * nx + col``). Compiled on first use
+and cached on disk by numba (``cache=True``), so only the first process after an install pays ≈ 2 s.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+
+__all__ = ["classify_bins", "sum_covered"]
+
+
+@numba.njit(cache=True, nogil=True)
+def classify_bins(edges: np.ndarray, bounds: tuple[float, float, float, float],  # noqa: PLR0913, PLR0912, PLR0915, C901
+                  x0: float, y0: float, dx: float, dy: float, nx: int, ny: int, bin_start: np.ndarray,
+                  x: np.ndarray, y: np.ndarray, eps: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Rasterise a polygon's boundary onto the bins and classify every point of the index against it.
+
+    Parameters
+    ----------
+    edges
+        (n_edges, 4) float64 x1, y1, x2, y2 of every ring edge of the polygon (degrees).
+    bounds
+        The polygon's (minx, miny, maxx, maxy).
+    bin_start
+        (nx·ny + 1) offsets: the points of bin ``b`` are ``bin_start[b]:bin_start[b + 1]`` (points sorted by bin).
+    x, y
+        The points' lng/lat (degrees), in bin order.
+    eps
+        Margin in degrees: a bin that no edge comes within ``eps`` of is wholly inside or wholly outside, and a
+        point farther than ``eps`` from every edge is classified by crossing parity here.
+
+    Returns
+    -------
+    (run_starts, run_stops, inside, unsure)
+        Point-index runs ``[start, stop)`` wholly inside (merged where contiguous); the ascending indices of the
+        points in cut bins found inside; and those within ``eps`` of an edge, left for an exact (robust) test.
+
+    Cut bins are every bin an edge comes within ``eps`` of (the edge clipped to each row strip widened by
+    ``eps``, widened by ``eps`` along the row), merged per row into column intervals. A run of bins between two
+    intervals of a row is wholly inside iff an odd number of the boundary's crossings of the row's centre line
+    (half-open rule ``lo <= y < hi``) lie left of it. The window is the bounding box widened by ``eps``; its
+    columns are not clamped to the raster (so its first and last columns lie outside the polygon), its rows are
+    (rows are independent). A point in a cut bin is tested against its row's edges only (every edge crossing
+    the point's latitude is one of them): even-odd crossings of the ray to its left; rounding there is ~1e-13°,
+    far below ``eps``. The work grows with the boundary's length in bins and the points in cut bins, not with
+    the area.
+    """
+    minx, miny, maxx, maxy = bounds
+    c0 = math.floor((minx - eps - x0) / dx)
+    c1 = math.floor((maxx + eps - x0) / dx)
+    r0 = max(math.floor((miny - eps - y0) / dy), 0)
+    r1 = min(math.floor((maxy + eps - y0) / dy), ny - 1)
+    if c1 < 0 or c0 > nx - 1 or r1 < r0:
+        e = np.empty(0, dtype=np.int64)
+        return e, e.copy(), e.copy(), e.copy()
+    nr, nc = r1 - r0 + 1, c1 - c0 + 1
+    ox, oy = x0 + c0 * dx, y0 + r0 * dy
+    # the edges in bin units of the window (u = column, v = row, from its first bin's corner)
+    uv = np.empty_like(edges)
+    for i in range(edges.shape[0]):
+        uv[i, 0], uv[i, 2] = (edges[i, 0] - ox) / dx, (edges[i, 2] - ox) / dx
+        uv[i, 1], uv[i, 3] = (edges[i, 1] - oy) / dy, (edges[i, 3] - oy) / dy
+    row_off, pair_edge, klo, khi, kx = _row_pairs(uv, nr, nc, eps / dx, eps / dy)
+
+    starts = np.empty(len(klo) + 1, dtype=np.int64)  # wholly-inside point runs
+    stops = np.empty(len(klo) + 1, dtype=np.int64)
+    cstarts = np.empty(len(klo), dtype=np.int64)  # points in cut bins: runs, and the row of each
+    cstops = np.empty(len(klo), dtype=np.int64)
+    crow = np.empty(len(klo), dtype=np.int64)
+    xk = np.empty(len(klo), dtype=np.int64)
+    n_runs = n_cruns = n_cand = 0
+    for j in range(nr):
+        lo, hi = row_off[j], row_off[j + 1]
+        if lo == hi:
+            continue
+        base = (r0 + j) * nx
+        nx_ = 0  # the row's crossings
+        for m in range(lo, hi):
+            if kx[m] >= 0:
+                xk[nx_] = kx[m]
+                nx_ += 1
+        _sort_small(xk[:nx_])
+        q = 0
+        parity = 0
+        m = lo
+        while m < hi:  # merge the row's cut intervals (sorted by start); emit each and the gap after it
+            a, b = klo[m], khi[m]
+            m += 1
+            while m < hi and klo[m] <= b + 1:
+                b = max(b, khi[m])
+                m += 1
+            g0, g1 = max(c0 + a, 0), min(c0 + b + 1, nx)
+            if g1 > g0 and bin_start[base + g1] > bin_start[base + g0]:
+                cstarts[n_cruns], cstops[n_cruns], crow[n_cruns] = bin_start[base + g0], bin_start[base + g1], j
+                n_cand += cstops[n_cruns] - cstarts[n_cruns]
+                n_cruns += 1
+            if m == hi:
+                break
+            while q < nx_ and xk[q] <= b + 1:  # crossings left of the gap b + 1 .. klo[m] - 1
+                parity ^= 1
+                q += 1
+            g0, g1 = max(c0 + b + 1, 0), min(c0 + klo[m], nx)
+            if parity and g1 > g0:
+                s, e = bin_start[base + g0], bin_start[base + g1]
+                if e > s:
+                    if n_runs > 0 and stops[n_runs - 1] == s:
+                        stops[n_runs - 1] = e
+                    else:
+                        starts[n_runs], stops[n_runs] = s, e
+                        n_runs += 1
+    inside, unsure = _test_points(cstarts[:n_cruns], cstops[:n_cruns], crow[:n_cruns], n_cand, row_off, pair_edge,
+                                  edges, x, y, eps)
+    return starts[:n_runs].copy(), stops[:n_runs].copy(), inside, unsure
+
+
+@numba.njit(cache=True, nogil=True)
+def _row_pairs(uv: np.ndarray, nr: int, nc: int, eu: float,
+               ev: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Every (edge, row) pair whose row strip, widened by ``ev``, the edge reaches, bucketed by row.
+
+    Returns ``(row_off, pair_edge, klo, khi, kx)``: the pairs of row ``j`` are ``row_off[j]:row_off[j + 1]``,
+    sorted by ``klo``; each has its edge, the columns ``klo..khi`` it cuts (the edge clipped to the widened
+    strip, widened by ``eu``; clamped to the window) and ``kx``, the first column whose centre lies right of
+    where the edge crosses the row's centre line (half-open ``lo <= v < hi``; -1: it does not).
+    """
+    row_off = np.zeros(nr + 2, dtype=np.int64)
+    for i in range(uv.shape[0]):  # pairs per row, as a difference array
+        v1, v2 = uv[i, 1], uv[i, 3]
+        jlo, jhi = max(math.floor(min(v1, v2) - ev), 0), min(math.floor(max(v1, v2) + ev), nr - 1)
+        if jhi >= jlo:
+            row_off[jlo + 1] += 1
+            row_off[jhi + 2] -= 1
+    row_off = np.cumsum(np.cumsum(row_off))[:nr + 1]  # counts per row, then offsets
+    n = row_off[nr]
+    fill = row_off[:nr].copy()
+    pair_edge = np.empty(n, dtype=np.int64)
+    klo = np.empty(n, dtype=np.int64)
+    khi = np.empty(n, dtype=np.int64)
+    kx = np.empty(n, dtype=np.int64)
+    for i in range(uv.shape[0]):
+        u1, v1, u2, v2 = uv[i, 0], uv[i, 1], uv[i, 2], uv[i, 3]
+        du, dv = u2 - u1, v2 - v1
+        lo, hi = min(v1, v2), max(v1, v2)
+        flat = dv == 0.0
+        inv = 0.0 if flat else 1.0 / dv
+        for j in range(max(math.floor(lo - ev), 0), min(math.floor(hi + ev), nr - 1) + 1):
+            if flat:  # wholly in its strip
+                ua, ub = u1, u2
+            else:  # the part of the edge inside the widened strip
+                ua = u1 + (max(j - ev, lo) - v1) * inv * du
+                ub = u1 + (min(j + 1 + ev, hi) - v1) * inv * du
+            q = fill[j]
+            fill[j] += 1
+            pair_edge[q] = i
+            klo[q] = min(max(math.floor(min(ua, ub) - eu), 0), nc - 1)
+            khi[q] = min(max(math.floor(max(ua, ub) + eu), 0), nc - 1)
+            vc = j + 0.5
+            kx[q] = min(max(math.floor(u1 + (vc - v1) * (du * inv) + 0.5), 0), nc) if lo <= vc < hi else -1
+    for j in range(nr):  # sort each row's pairs by klo: in place by insertion (rows hold few), else argsort
+        lo, hi = row_off[j], row_off[j + 1]
+        if hi - lo > 32:
+            o = lo + np.argsort(klo[lo:hi], kind="mergesort")
+            pair_edge[lo:hi], klo[lo:hi], khi[lo:hi], kx[lo:hi] = pair_edge[o], klo[o], khi[o], kx[o]
+            continue
+        for m in range(lo + 1, hi):
+            a, b, c, d = klo[m], khi[m], kx[m], pair_edge[m]
+            k = m - 1
+            while k >= lo and klo[k] > a:
+                klo[k + 1], khi[k + 1], kx[k + 1], pair_edge[k + 1] = klo[k], khi[k], kx[k], pair_edge[k]
+                k -= 1
+            klo[k + 1], khi[k + 1], kx[k + 1], pair_edge[k + 1] = a, b, c, d
+    return row_off, pair_edge, klo, khi, kx
+
+
+@numba.njit(cache=True, nogil=True)
+def _sort_small(a: np.ndarray) -> None:
+    """Sort ``a`` in place: insertion sort for the few values a row usually holds, else numpy's sort."""
+    if len(a) > 32:
+        a[:] = np.sort(a)
+        return
+    for m in range(1, len(a)):
+        v = a[m]
+        k = m - 1
+        while k >= 0 and a[k] > v:
+            a[k + 1] = a[k]
+            k -= 1
+        a[k + 1] = v
+
+
+@numba.njit(cache=True, nogil=True)
+def _test_points(cstarts: np.ndarray, cstops: np.ndarray, crow: np.ndarray, n_cand: int,  # noqa: PLR0913
+                 row_off: np.ndarray, pair_edge: np.ndarray, edges: np.ndarray, x: np.ndarray, y: np.ndarray,
+                 eps: float) -> tuple[np.ndarray, np.ndarray]:
+    """Even-odd test of the points in runs ``cstarts[r]:cstops[r]`` against the edges of their row ``crow[r]``.
+
+    Returns (inside, unsure): the points inside, and those within ``eps`` (degrees) of an edge, whose answer
+    floating-point rounding could change (left to an exact predicate).
+    """
+    inside = np.empty(n_cand, dtype=np.int64)
+    unsure = np.empty(n_cand, dtype=np.int64)
+    n_in = n_unsure = 0
+    eps2 = eps * eps
+    for r in range(len(cstarts)):
+        j = crow[r]
+        for p in range(cstarts[r], cstops[r]):
+            px, py = x[p], y[p]
+            odd = False
+            near = False
+            for m in range(row_off[j], row_off[j + 1]):
+                i = pair_edge[m]
+                x1, y1, x2, y2 = edges[i, 0], edges[i, 1], edges[i, 2], edges[i, 3]
+                if (px >= min(x1, x2) - eps and px <= max(x1, x2) + eps and py >= min(y1, y2) - eps
+                        and py <= max(y1, y2) + eps):  # near the edge's box: measure the distance
+                    ex, ey = x2 - x1, y2 - y1
+                    ll = ex * ex + ey * ey
+                    tt = 0.0 if ll == 0.0 else min(max(((px - x1) * ex + (py - y1) * ey) / ll, 0.0), 1.0)
+                    qx, qy = x1 + tt * ex - px, y1 + tt * ey - py
+                    if qx * qx + qy * qy <= eps2:
+                        near = True
+                        break
+                if (y1 > py) != (y2 > py) and px < x1 + (py - y1) * (x2 - x1) / (y2 - y1):
+                    odd = not odd
+            if near:
+                unsure[n_unsure] = p
+                n_unsure += 1
+            elif odd:
+                inside[n_in] = p
+                n_in += 1
+    return inside[:n_in].copy(), unsure[:n_unsure].copy()
+
+
+@numba.njit(cache=True, nogil=True)
+def sum_covered(starts: np.ndarray, stops: np.ndarray, edge: np.ndarray, cum: np.ndarray,  # noqa: PLR0913
+                feats: np.ndarray, point_grid: np.ndarray, cell_pos: np.ndarray, n_grids: int, n_keys: int,
+                n_cells: int, with_grids: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Sums over the covered points: the runs ``[starts[i], stops[i])`` plus the ``edge`` indices (disjoint).
+
+    Parameters
+    ----------
+    cum
+        (n + 1, n_columns) prefix sums of ``feats`` (n, n_columns) along the point order.
+    point_grid, cell_pos
+        Per point: grid index (-1 none) and row of its partition cell (-1 none).
+    n_grids, n_keys
+        Number of grids, and of leading columns summed per grid.
+
+    Returns
+    -------
+    (sums, grid_sums, cell_pos_touched)
+        Column sums (n_columns,) int64, per-grid sums of the first ``n_keys`` columns ((n_grids, n_keys) int64,
+        no rows unless ``with_grids``), and the partition-cell rows holding a covered point (each once, in no
+        set order).
+
+    A run is summed from two rows of ``cum``, and split per grid where ``point_grid`` changes along it (points
+    are in bin order, so a run crosses few grid borders): the work per covered point is reading its grid and
+    cell, not its counts.
+    """
+    nc = feats.shape[1]
+    sums = np.zeros(nc, dtype=np.int64)
+    grid_sums = np.zeros((n_grids if with_grids else 0, n_keys), dtype=np.int64)
+    touched = np.zeros(n_cells, dtype=np.bool_)
+    n_in = len(edge)
+    for r in range(len(starts)):
+        n_in += stops[r] - starts[r]
+    found = np.empty(min(n_in, n_cells), dtype=np.int64)
+    m = 0
+    for r in range(len(starts)):
+        s, e = starts[r], stops[r]
+        for c in range(nc):
+            sums[c] += cum[e, c] - cum[s, c]
+        seg, g0 = s, point_grid[s]
+        for p in range(s, e):
+            cp = cell_pos[p]
+            if cp >= 0 and not touched[cp]:
+                touched[cp] = True
+                found[m] = cp
+                m += 1
+            g = point_grid[p]
+            if g != g0:
+                if with_grids and g0 >= 0:
+                    for c in range(n_keys):
+                        grid_sums[g0, c] += cum[p, c] - cum[seg, c]
+                seg, g0 = p, g
+        if with_grids and g0 >= 0:
+            for c in range(n_keys):
+                grid_sums[g0, c] += cum[e, c] - cum[seg, c]
+    for p in edge:
+        for c in range(nc):
+            sums[c] += feats[p, c]
+        cp = cell_pos[p]
+        if cp >= 0 and not touched[cp]:
+            touched[cp] = True
+            found[m] = cp
+            m += 1
+        g = point_grid[p]
+        if with_grids and g >= 0:
+            for c in range(n_keys):
+                grid_sums[g, c] += feats[p, c]
+    return sums, grid_sums, found[:m].copy()  # numpy sorts faster than numba
+
+
+@numba.njit(cache=True, nogil=True)
+def roll_up(cell_pos: np.ndarray, cell_grid: np.ndarray, grid_sums: np.ndarray,  # noqa: PLR0913
+            grid_totals: np.ndarray, grid_community: np.ndarray, n_communities: int, grid_town: np.ndarray,
+            n_towns: int, res_col: int) -> tuple[np.ndarray, ...]:
+    """The per-grid, per-community and per-town breakdown of an area from its per-grid sums.
+
+    Parameters
+    ----------
+    cell_pos
+        Partition-cell rows the area touches; a grid is touched when one of its cells is.
+    cell_grid, grid_community, grid_town
+        Grid index of each cell, community and town index of each grid (-1 none).
+    grid_sums, grid_totals
+        (n_grids, n_keys) sums inside the area and over each whole grid.
+    res_col
+        The residents column (for each grid's share of residents inside).
+
+    Returns
+    -------
+    (gi, grid_values, share, ci, community_values, ti, town_values)
+        Touched grids (ascending) with their rows of ``grid_sums`` and residents inside / all residents (0 where
+        the grid has none); the communities and towns of those grids (ascending) with the sums of their rows.
+    """
+    n_grids, nk = grid_sums.shape
+    touched = np.zeros(n_grids, dtype=np.bool_)
+    for cp in cell_pos:
+        g = cell_grid[cp]
+        if g >= 0:
+            touched[g] = True
+    gi = np.flatnonzero(touched)
+    grid_values = np.empty((len(gi), nk), dtype=np.int64)
+    share = np.zeros(len(gi), dtype=np.float64)
+    com = np.zeros((n_communities, nk), dtype=np.int64)
+    town = np.zeros((n_towns, nk), dtype=np.int64)
+    com_hit = np.zeros(n_communities, dtype=np.bool_)
+    town_hit = np.zeros(n_towns, dtype=np.bool_)
+    for r in range(len(gi)):
+        g = gi[r]
+        c, w = grid_community[g], grid_town[g]
+        for k in range(nk):
+            v = grid_sums[g, k]
+            grid_values[r, k] = v
+            if c >= 0:
+                com[c, k] += v
+            if w >= 0:
+                town[w, k] += v
+        if c >= 0:
+            com_hit[c] = True
+        if w >= 0:
+            town_hit[w] = True
+        if grid_totals[g, res_col] > 0:
+            share[r] = grid_sums[g, res_col] / grid_totals[g, res_col]
+    ci = np.flatnonzero(com_hit)
+    ti = np.flatnonzero(town_hit)
+    return gi, grid_values, share, ci, com[ci], ti, town[ti]
