@@ -116,14 +116,15 @@ def parse_area(
         bad = coords[~np.isfinite(coords).all(axis=1)][0]
         raise ValidationError(f"the area has a NaN or infinite coordinate {tuple(bad.tolist())}; every "
                               f"position must be a finite (lng, lat) pair.")
-    lo, hi = coords.min(axis=0).tolist(), coords.max(axis=0).tolist()
+    x_min, y_min, x_max, y_max = geom.bounds
+    lo, hi = [x_min, y_min], [x_max, y_max]
     if max(-lo[0], hi[0]) > 180 or max(-lo[1], hi[1]) > 90:
         _check_degrees(coords)
     if from_gcj02:
         geom = shapely.transform(geom, lambda c: np.column_stack(gcj02_to_wgs84(c[:, 0], c[:, 1])))
         warnings.append("converted from GCJ-02 (Amap) to WGS84.")
     dist = district if district is not None else district_boundary()
-    _check_not_swapped(coords, lo, hi, dist)
+    _check_not_swapped(coords, lo, hi, _bounds(dist))
 
     if not geom.is_valid:
         reason = shapely.is_valid_reason(geom)
@@ -140,7 +141,8 @@ def parse_area(
         raise ValidationError(f"the area has zero area (less than {MIN_AREA_M2:g} m²); draw a polygon that "
                               f"encloses some ground.")
 
-    shapely.prepare(dist)
+    if not shapely.is_prepared(dist):
+        shapely.prepare(dist)
     if dist.contains(geom):
         return ParsedArea(geom, full_km2, False, warnings)
     if not dist.intersects(geom):
@@ -304,10 +306,24 @@ def _check_degrees(coords: np.ndarray) -> None:
                        f"Reproject to EPSG:4326 (e.g. GeoSeries.to_crs('EPSG:4326')) before querying.")
 
 
-def _check_not_swapped(coords: np.ndarray, lo: list[float], hi: list[float], district: BaseGeometry) -> None:
+_BOUNDS: dict[int, tuple[BaseGeometry, tuple[float, float, float, float]]] = {}
+
+
+def _bounds(geom: BaseGeometry) -> tuple[float, float, float, float]:
+    """``geom.bounds``, remembered for the few geometries (the district) asked for on every query."""
+    hit = _BOUNDS.get(id(geom))
+    if hit is None or hit[0] is not geom:
+        if len(_BOUNDS) > 16:
+            _BOUNDS.clear()
+        hit = _BOUNDS[id(geom)] = (geom, tuple(geom.bounds))
+    return hit[1]
+
+
+def _check_not_swapped(coords: np.ndarray, lo: list[float], hi: list[float],
+                       district_bounds: tuple[float, float, float, float]) -> None:
     """Both values are valid degrees, but the area (lower-left ``lo``, upper-right ``hi`` corner) only makes
     sense with x and y swapped."""
-    minx, miny, maxx, maxy = district.bounds
+    minx, miny, maxx, maxy = district_bounds
     (x_min, y_min), (x_max, y_max) = lo, hi
     near = x_max >= minx - 1 and x_min <= maxx + 1 and y_max >= miny - 1 and y_min <= maxy + 1
     near_swapped = y_max >= minx - 1 and y_min <= maxx + 1 and x_max >= miny - 1 and x_min <= maxy + 1

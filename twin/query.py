@@ -36,7 +36,7 @@ from twin.query_index import (
     point_index,
     points_inside,
 )
-from twin.query_kernels import roll_up, sum_covered
+from twin.query_kernels import sum_covered
 from twin.roles import DISTRICT, Role, grids_in_scope
 
 __all__ = [
@@ -263,17 +263,11 @@ class _Core:
 
 def _core(pidx: PointIndex, part: PartitionIndex, geom: Any, *, with_grids: bool) -> _Core:
     inside = points_inside(pidx, geom)
-    sums, grid_sums, cell_pos = sum_covered(inside.starts, inside.stops, inside.edge, pidx.cum, pidx.feats,
-                                            part.point_grid, pidx.points.cell_pos, len(part.grid_codes),
-                                            len(COUNT_KEYS), pidx.n_cells, with_grids)
-    cell_pos = np.sort(cell_pos)
-    if not with_grids:
-        grid_touched = np.zeros(len(part.grid_codes) + 1, dtype=bool)  # cell_grid -1 lands in the extra slot
-        grid_touched[part.cell_grid[cell_pos]] = True
-        return _Core(inside, sums, cell_pos, np.flatnonzero(grid_touched[:-1]), None)
-    bd = _Breakdown(*roll_up(cell_pos, part.cell_grid, grid_sums, part.grid_totals_k, part.grid_community,
-                             len(part.community_codes), part.grid_town, len(part.town_codes), _COUNT_COL["residents"]))
-    return _Core(inside, sums, cell_pos, bd.gi, bd)
+    sums, cell_pos, gi, *rest = sum_covered(
+        inside.starts, inside.stops, inside.edge, pidx.cum, pidx.feats, part.point_grid, pidx.points.cell_pos,
+        part.cell_grid, part.grid_totals_k, part.grid_community, len(part.community_codes), part.grid_town,
+        len(part.town_codes), _COUNT_COL["residents"], with_grids)
+    return _Core(inside, sums, np.sort(cell_pos), gi, _Breakdown(gi, *rest) if with_grids else None)
 
 
 def _summarize(t: Any, parsed: ParsedArea, *, role: Role, by: By, density: bool,  # noqa: PLR0913

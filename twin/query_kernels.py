@@ -48,9 +48,8 @@ def classify_bins(edges: np.ndarray, bounds: tuple[float, float, float, float], 
     intervals of a row is wholly inside iff an odd number of the boundary's crossings of the row's centre line
     (half-open rule ``lo <= y < hi``) lie left of it. The window is the bounding box widened by ``eps``; its
     columns are not clamped to the raster (so its first and last columns lie outside the polygon), its rows are
-    (rows are independent). A point in a cut bin is tested against its row's edges only (every edge crossing
-    the point's latitude is one of them): even-odd crossings of the ray to its left; rounding there is ~1e-13°,
-    far below ``eps``. The work grows with the boundary's length in bins and the points in cut bins, not with
+    (rows are independent). A point in a cut bin is tested against its interval's edges only
+    (:func:`_test_points`); rounding there is ~1e-13°, far below ``eps``. The work grows with the boundary's length in bins and the points in cut bins, not with
     the area.
     """
     minx, miny, maxx, maxy = bounds
@@ -74,7 +73,9 @@ def classify_bins(edges: np.ndarray, bounds: tuple[float, float, float, float], 
     stops = np.empty(len(klo) + 1, dtype=np.int64)
     cstarts = np.empty(len(klo), dtype=np.int64)  # points in cut bins: runs, and the row of each
     cstops = np.empty(len(klo), dtype=np.int64)
-    crow = np.empty(len(klo), dtype=np.int64)
+    cpair_lo = np.empty(len(klo), dtype=np.int64)  # and the interval's pairs, and whether left of it is inside
+    cpair_hi = np.empty(len(klo), dtype=np.int64)
+    cleft = np.empty(len(klo), dtype=np.bool_)
     xk = np.empty(len(klo), dtype=np.int64)
     n_runs = n_cruns = n_cand = 0
     for j in range(nr):
@@ -89,17 +90,20 @@ def classify_bins(edges: np.ndarray, bounds: tuple[float, float, float, float], 
                 nx_ += 1
         _sort_small(xk[:nx_])
         q = 0
-        parity = 0
+        parity = 0  # of the crossings left of the current gap: the gap is inside iff odd
+        left_inside = False  # the gap before the current interval (the window's first column is outside)
         m = lo
         while m < hi:  # merge the row's cut intervals (sorted by start); emit each and the gap after it
             a, b = klo[m], khi[m]
+            m0 = m
             m += 1
             while m < hi and klo[m] <= b + 1:
                 b = max(b, khi[m])
                 m += 1
             g0, g1 = max(c0 + a, 0), min(c0 + b + 1, nx)
             if g1 > g0 and bin_start[base + g1] > bin_start[base + g0]:
-                cstarts[n_cruns], cstops[n_cruns], crow[n_cruns] = bin_start[base + g0], bin_start[base + g1], j
+                cstarts[n_cruns], cstops[n_cruns] = bin_start[base + g0], bin_start[base + g1]
+                cpair_lo[n_cruns], cpair_hi[n_cruns], cleft[n_cruns] = m0, m, left_inside
                 n_cand += cstops[n_cruns] - cstarts[n_cruns]
                 n_cruns += 1
             if m == hi:
@@ -108,6 +112,7 @@ def classify_bins(edges: np.ndarray, bounds: tuple[float, float, float, float], 
                 parity ^= 1
                 q += 1
             g0, g1 = max(c0 + b + 1, 0), min(c0 + klo[m], nx)
+            left_inside = parity == 1
             if parity and g1 > g0:
                 s, e = bin_start[base + g0], bin_start[base + g1]
                 if e > s:
@@ -116,7 +121,7 @@ def classify_bins(edges: np.ndarray, bounds: tuple[float, float, float, float], 
                     else:
                         starts[n_runs], stops[n_runs] = s, e
                         n_runs += 1
-    inside, unsure = _test_points(cstarts[:n_cruns], cstops[:n_cruns], crow[:n_cruns], n_cand, row_off, pair_edge,
+    inside, unsure = _test_points(cstarts[:n_cruns], cstops[:n_cruns], cpair_lo, cpair_hi, cleft, n_cand, pair_edge,
                                   edges, x, y, eps)
     return starts[:n_runs].copy(), stops[:n_runs].copy(), inside, unsure
 
@@ -196,10 +201,15 @@ def _sort_small(a: np.ndarray) -> None:
 
 
 @numba.njit(cache=True, nogil=True)
-def _test_points(cstarts: np.ndarray, cstops: np.ndarray, crow: np.ndarray, n_cand: int,  # noqa: PLR0913
-                 row_off: np.ndarray, pair_edge: np.ndarray, edges: np.ndarray, x: np.ndarray, y: np.ndarray,
-                 eps: float) -> tuple[np.ndarray, np.ndarray]:
-    """Even-odd test of the points in runs ``cstarts[r]:cstops[r]`` against the edges of their row ``crow[r]``.
+def _test_points(cstarts: np.ndarray, cstops: np.ndarray, cpair_lo: np.ndarray,  # noqa: PLR0913
+                 cpair_hi: np.ndarray, cleft: np.ndarray, n_cand: int, pair_edge: np.ndarray, edges: np.ndarray,
+                 x: np.ndarray, y: np.ndarray, eps: float) -> tuple[np.ndarray, np.ndarray]:
+    """Test the points of each cut interval ``cstarts[r]:cstops[r]`` against that interval's edges only.
+
+    The bins left of an interval (``cleft[r]``: inside or not) hold no boundary, so a point's status is theirs,
+    flipped by each edge crossing its latitude between them and the point; such an edge, and any edge within
+    ``eps`` of the point, cut the point's bin and so belong to the interval's pairs
+    ``pair_edge[cpair_lo[r]:cpair_hi[r]]``.
 
     Returns (inside, unsure): the points inside, and those within ``eps`` (degrees) of an edge, whose answer
     floating-point rounding could change (left to an exact predicate).
@@ -209,12 +219,11 @@ def _test_points(cstarts: np.ndarray, cstops: np.ndarray, crow: np.ndarray, n_ca
     n_in = n_unsure = 0
     eps2 = eps * eps
     for r in range(len(cstarts)):
-        j = crow[r]
         for p in range(cstarts[r], cstops[r]):
             px, py = x[p], y[p]
-            odd = False
+            odd = cleft[r]
             near = False
-            for m in range(row_off[j], row_off[j + 1]):
+            for m in range(cpair_lo[r], cpair_hi[r]):
                 i = pair_edge[m]
                 x1, y1, x2, y2 = edges[i, 0], edges[i, 1], edges[i, 2], edges[i, 3]
                 if (px >= min(x1, x2) - eps and px <= max(x1, x2) + eps and py >= min(y1, y2) - eps
@@ -226,7 +235,7 @@ def _test_points(cstarts: np.ndarray, cstops: np.ndarray, crow: np.ndarray, n_ca
                     if qx * qx + qy * qy <= eps2:
                         near = True
                         break
-                if (y1 > py) != (y2 > py) and px < x1 + (py - y1) * (x2 - x1) / (y2 - y1):
+                if (y1 > py) != (y2 > py) and x1 + (py - y1) * (x2 - x1) / (y2 - y1) < px:  # between them
                     odd = not odd
             if near:
                 unsure[n_unsure] = p
@@ -239,9 +248,11 @@ def _test_points(cstarts: np.ndarray, cstops: np.ndarray, crow: np.ndarray, n_ca
 
 @numba.njit(cache=True, nogil=True)
 def sum_covered(starts: np.ndarray, stops: np.ndarray, edge: np.ndarray, cum: np.ndarray,  # noqa: PLR0913
-                feats: np.ndarray, point_grid: np.ndarray, cell_pos: np.ndarray, n_grids: int, n_keys: int,
-                n_cells: int, with_grids: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Sums over the covered points: the runs ``[starts[i], stops[i])`` plus the ``edge`` indices (disjoint).
+                feats: np.ndarray, point_grid: np.ndarray, cell_pos: np.ndarray, cell_grid: np.ndarray,
+                grid_totals: np.ndarray, grid_community: np.ndarray, n_communities: int, grid_town: np.ndarray,
+                n_towns: int, res_col: int, with_grids: bool) -> tuple[np.ndarray, ...]:
+    """Sums over the covered points — the runs ``[starts[i], stops[i])`` plus the ``edge`` indices (disjoint) —
+    in total, per touched cell and per touched grid, community and town.
 
     Parameters
     ----------
@@ -249,28 +260,32 @@ def sum_covered(starts: np.ndarray, stops: np.ndarray, edge: np.ndarray, cum: np
         (n + 1, n_columns) prefix sums of ``feats`` (n, n_columns) along the point order.
     point_grid, cell_pos
         Per point: grid index (-1 none) and row of its partition cell (-1 none).
-    n_grids, n_keys
-        Number of grids, and of leading columns summed per grid.
+    cell_grid, grid_community, grid_town
+        Grid index of each partition cell, community and town index of each grid (-1 none).
+    grid_totals
+        (n_grids, n_keys) sums over each whole grid of the first ``n_keys`` columns (the ones broken down).
+    res_col
+        The residents column (for each grid's share of its residents inside).
 
     Returns
     -------
-    (sums, grid_sums, cell_pos_touched)
-        Column sums (n_columns,) int64, per-grid sums of the first ``n_keys`` columns ((n_grids, n_keys) int64,
-        no rows unless ``with_grids``), and the partition-cell rows holding a covered point (each once, in no
-        set order).
+    (sums, cells, gi, grid_values, share, ci, community_values, ti, town_values)
+        Column sums (n_columns,) int64; the partition-cell rows holding a covered point (each once, in the
+        order met: numpy sorts faster than numba); the grids of those cells (ascending) — a grid is touched when
+        one of its cells is. With ``with_grids``: the grids'
+        sums inside ((len(gi), n_keys) int64) and residents inside / all residents (0 where a grid has none),
+        the communities and towns of those grids (ascending) with their summed rows; else those are empty.
 
-    A run is summed from two rows of ``cum``, and split per grid where ``point_grid`` changes along it (points
+    A run is summed from two rows of ``cum`` and split per grid where ``point_grid`` changes along it (points
     are in bin order, so a run crosses few grid borders): the work per covered point is reading its grid and
     cell, not its counts.
     """
     nc = feats.shape[1]
+    n_grids, nk = grid_totals.shape
     sums = np.zeros(nc, dtype=np.int64)
-    grid_sums = np.zeros((n_grids if with_grids else 0, n_keys), dtype=np.int64)
-    touched = np.zeros(n_cells, dtype=np.bool_)
-    n_in = len(edge)
-    for r in range(len(starts)):
-        n_in += stops[r] - starts[r]
-    found = np.empty(min(n_in, n_cells), dtype=np.int64)
+    grid_sums = np.zeros((n_grids, nk), dtype=np.int64)
+    touched = np.zeros(len(cell_grid), dtype=np.bool_)
+    cells = np.empty(len(cell_grid), dtype=np.int64)  # touched cells in the order first met
     m = 0
     for r in range(len(starts)):
         s, e = starts[r], stops[r]
@@ -281,16 +296,16 @@ def sum_covered(starts: np.ndarray, stops: np.ndarray, edge: np.ndarray, cum: np
             cp = cell_pos[p]
             if cp >= 0 and not touched[cp]:
                 touched[cp] = True
-                found[m] = cp
+                cells[m] = cp
                 m += 1
             g = point_grid[p]
             if g != g0:
-                if with_grids and g0 >= 0:
-                    for c in range(n_keys):
+                if g0 >= 0:
+                    for c in range(nk):
                         grid_sums[g0, c] += cum[p, c] - cum[seg, c]
                 seg, g0 = p, g
-        if with_grids and g0 >= 0:
-            for c in range(n_keys):
+        if g0 >= 0:
+            for c in range(nk):
                 grid_sums[g0, c] += cum[e, c] - cum[seg, c]
     for p in edge:
         for c in range(nc):
@@ -298,45 +313,32 @@ def sum_covered(starts: np.ndarray, stops: np.ndarray, edge: np.ndarray, cum: np
         cp = cell_pos[p]
         if cp >= 0 and not touched[cp]:
             touched[cp] = True
-            found[m] = cp
+            cells[m] = cp
             m += 1
         g = point_grid[p]
-        if with_grids and g >= 0:
-            for c in range(n_keys):
+        if g >= 0:
+            for c in range(nk):
                 grid_sums[g, c] += feats[p, c]
-    return sums, grid_sums, found[:m].copy()  # numpy sorts faster than numba
+    grid_hit = np.zeros(n_grids, dtype=np.bool_)  # a grid is touched when one of its cells is
+    for k in range(m):
+        g = cell_grid[cells[k]]
+        if g >= 0:
+            grid_hit[g] = True
+    gi = np.flatnonzero(grid_hit)
+    cells = cells[:m].copy()
+    if not with_grids:
+        gi0 = gi[:0]
+        return sums, cells, gi, grid_sums[:0], np.zeros(0), gi0, grid_sums[:0], gi0, grid_sums[:0]
+    return (sums, cells) + _roll_up(gi, grid_sums, grid_totals, grid_community, n_communities, grid_town, n_towns,
+                                    res_col)
 
 
 @numba.njit(cache=True, nogil=True)
-def roll_up(cell_pos: np.ndarray, cell_grid: np.ndarray, grid_sums: np.ndarray,  # noqa: PLR0913
-            grid_totals: np.ndarray, grid_community: np.ndarray, n_communities: int, grid_town: np.ndarray,
-            n_towns: int, res_col: int) -> tuple[np.ndarray, ...]:
-    """The per-grid, per-community and per-town breakdown of an area from its per-grid sums.
-
-    Parameters
-    ----------
-    cell_pos
-        Partition-cell rows the area touches; a grid is touched when one of its cells is.
-    cell_grid, grid_community, grid_town
-        Grid index of each cell, community and town index of each grid (-1 none).
-    grid_sums, grid_totals
-        (n_grids, n_keys) sums inside the area and over each whole grid.
-    res_col
-        The residents column (for each grid's share of residents inside).
-
-    Returns
-    -------
-    (gi, grid_values, share, ci, community_values, ti, town_values)
-        Touched grids (ascending) with their rows of ``grid_sums`` and residents inside / all residents (0 where
-        the grid has none); the communities and towns of those grids (ascending) with the sums of their rows.
-    """
-    n_grids, nk = grid_sums.shape
-    touched = np.zeros(n_grids, dtype=np.bool_)
-    for cp in cell_pos:
-        g = cell_grid[cp]
-        if g >= 0:
-            touched[g] = True
-    gi = np.flatnonzero(touched)
+def _roll_up(gi: np.ndarray, grid_sums: np.ndarray, grid_totals: np.ndarray,  # noqa: PLR0913
+             grid_community: np.ndarray, n_communities: int, grid_town: np.ndarray, n_towns: int,
+             res_col: int) -> tuple[np.ndarray, ...]:
+    """The touched grids' rows of ``grid_sums`` and residents' shares; their communities' and towns' sums."""
+    nk = grid_sums.shape[1]
     grid_values = np.empty((len(gi), nk), dtype=np.int64)
     share = np.zeros(len(gi), dtype=np.float64)
     com = np.zeros((n_communities, nk), dtype=np.int64)
