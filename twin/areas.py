@@ -60,6 +60,13 @@ class ParsedArea:
     area_km2: float
     clipped: bool = False
     warnings: list[str] = field(default_factory=list)
+    bounds: tuple[float, float, float, float] = None  # type: ignore[assignment]  # filled in __post_init__
+    """``geometry.bounds`` (lng/lat degrees), kept because every query needs them (computed if not given)."""
+
+    def __post_init__(self) -> None:
+        if self.bounds is None:
+            minx, miny, maxx, maxy = self.geometry.bounds
+            self.bounds = (minx, miny, maxx, maxy)
 
 
 def parse_area(
@@ -126,6 +133,7 @@ def parse_area(
     dist = district if district is not None else district_boundary()
     _check_not_swapped(coords, lo, hi, _bounds(dist))
 
+    repaired = False
     if not geom.is_valid:
         reason = shapely.is_valid_reason(geom)
         fixed = _polygonal_part(shapely.make_valid(geom))
@@ -136,6 +144,7 @@ def parse_area(
         warnings.append(f"the area was self-intersecting or otherwise invalid ({reason}); repaired with "
                         f"make_valid into {n} part{'s' if n != 1 else ''}.")
         geom = fixed
+        repaired = True
     full_km2 = area_km2(geom) if geom.area > 0 else 0.0
     if full_km2 * 1e6 < MIN_AREA_M2:
         raise ValidationError(f"the area has zero area (less than {MIN_AREA_M2:g} m²); draw a polygon that "
@@ -144,7 +153,9 @@ def parse_area(
     if not shapely.is_prepared(dist):
         shapely.prepare(dist)
     if dist.contains(geom):
-        return ParsedArea(geom, full_km2, False, warnings)
+        if repaired or from_gcj02:
+            return ParsedArea(geom, full_km2, False, warnings)
+        return ParsedArea(geom, full_km2, False, warnings, (x_min, y_min, x_max, y_max))
     if not dist.intersects(geom):
         raise OutsideDistrictError(_outside_reason(geom, dist, from_gcj02))
     clipped = _polygonal_part(shapely.intersection(geom, dist))

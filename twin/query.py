@@ -24,19 +24,22 @@ import shapely
 from twin.areas import ParsedArea, area_geometry, parse_area
 from twin.errors import PermissionDenied, ValidationError
 from twin.query_index import (
+    _EPS,
     COUNT_KEYS,
     CREDIT_COLOURS,
     KINDS,
     Inside,
     PartitionIndex,
     PointIndex,
+    _edges,
+    decide_unsure,
     group_sum,
     partition_cell_areas_km2,
     partition_index,
     point_index,
     points_inside,
 )
-from twin.query_kernels import sum_covered
+from twin.query_kernels import cover_and_sum, sum_covered
 from twin.roles import DISTRICT, Role, grids_in_scope
 
 __all__ = [
@@ -224,7 +227,7 @@ def summarize_area(
         raise ValidationError(f"by must be 'grid', 'community', 'town' or None, got {by!r}.")
     geom = area_geometry(area)
     units = None if from_gcj02 else _units(t)
-    entry = units.parse(geom, t.district) if units is not None else None
+    entry = units.parse(geom, geom.bounds, t.district) if units is not None else None
     parsed = entry if entry is not None else parse_area(geom, district=t.district, from_gcj02=from_gcj02)
     return _summarize(t, parsed, role=role, by=by, density=density, units=units)
 
@@ -261,12 +264,21 @@ class _Core:
     breakdown: _Breakdown | None
 
 
-def _core(pidx: PointIndex, part: PartitionIndex, geom: Any, *, with_grids: bool) -> _Core:
-    inside = points_inside(pidx, geom)
-    sums, cell_pos, gi, *rest = sum_covered(
-        inside.starts, inside.stops, inside.edge, pidx.cum, pidx.feats, part.point_grid, pidx.points.cell_pos,
-        part.cell_grid, part.grid_totals_k, part.grid_community, len(part.community_codes), part.grid_town,
-        len(part.town_codes), _COUNT_COL["residents"], with_grids)
+def _core(pidx: PointIndex, part: PartitionIndex, parsed: ParsedArea, *, with_grids: bool) -> _Core:
+    pts = pidx.points
+    geom = parsed.geometry
+    starts, stops, edge, unsure, sums, cell_pos, gi, *rest = cover_and_sum(
+        _edges(geom), parsed.bounds, pidx.x0, pidx.y0, pidx.dx, pidx.dy, pidx.nx, pidx.ny, pts.bin_start, pts.x, pts.y,
+        _EPS, pidx.cum, pidx.feats, part.point_grid, pts.cell_pos, part.cell_grid, part.grid_totals_k,
+        part.grid_community, len(part.community_codes), part.grid_town, len(part.town_codes),
+        _COUNT_COL["residents"], with_grids)
+    if len(unsure):  # points within 1e-9° of the boundary (rare): shapely decides them, then sum again
+        edge = decide_unsure(pidx, geom, edge, unsure)
+        sums, cell_pos, gi, *rest = sum_covered(
+            starts, stops, edge, pidx.cum, pidx.feats, part.point_grid, pts.cell_pos, part.cell_grid,
+            part.grid_totals_k, part.grid_community, len(part.community_codes), part.grid_town,
+            len(part.town_codes), _COUNT_COL["residents"], with_grids)
+    inside = Inside(starts, stops, edge, len(pts.x))
     return _Core(inside, sums, np.sort(cell_pos), gi, _Breakdown(gi, *rest) if with_grids else None)
 
 
@@ -274,9 +286,9 @@ def _summarize(t: Any, parsed: ParsedArea, *, role: Role, by: By, density: bool,
                units: _Units | None) -> AreaSummary:
     pidx = point_index(t)
     part = partition_index(t)
-    core = units.core(parsed.geometry, pidx, part) if units is not None else None
+    core = units.core(parsed, pidx, part) if units is not None else None
     if core is None or (by is not None and core.breakdown is None):
-        core = _core(pidx, part, parsed.geometry, with_grids=by is not None)
+        core = _core(pidx, part, parsed, with_grids=by is not None)
     sums, cell_pos, gi = core.sums, core.cell_pos, core.gi
     cells = pidx.cell_ids[cell_pos]
 
@@ -351,14 +363,14 @@ class _Units:
         self.cores: dict[bytes, tuple[PointIndex, PartitionIndex, _Core]] = {}
         self.core_keys: set[bytes] = set(wkbs)  # plus clipped geometries of units
 
-    def _key(self, geom: Any, keys: set[bytes]) -> bytes | None:
-        if geom.bounds not in self.bounds:
+    def _key(self, geom: Any, bounds: tuple[float, ...], keys: set[bytes]) -> bytes | None:
+        if bounds not in self.bounds:
             return None
         key = shapely.to_wkb(geom)
         return key if key in keys else None
 
-    def parse(self, geom: Any, district: Any) -> ParsedArea | None:
-        key = self._key(geom, self.wkbs)
+    def parse(self, geom: Any, bounds: tuple[float, ...], district: Any) -> ParsedArea | None:
+        key = self._key(geom, bounds, self.wkbs)
         if key is None:
             return None
         hit = self.parsed.get(key)
@@ -371,14 +383,14 @@ class _Units:
             self.bounds.add(hit.geometry.bounds)
         return hit
 
-    def core(self, geom: Any, pidx: PointIndex, part: PartitionIndex) -> _Core | None:
-        key = self._key(geom, self.core_keys)
+    def core(self, parsed: ParsedArea, pidx: PointIndex, part: PartitionIndex) -> _Core | None:
+        key = self._key(parsed.geometry, parsed.bounds, self.core_keys)
         if key is None:
             return None
         hit = self.cores.get(key)
         if hit is not None and hit[0] is pidx and hit[1] is part:
             return hit[2]
-        core = _core(pidx, part, geom, with_grids=True)
+        core = _core(pidx, part, parsed, with_grids=True)
         if len(self.cores) >= _MAX_CACHED:
             self.cores.pop(next(iter(self.cores)))
         self.cores[key] = (pidx, part, core)

@@ -46,6 +46,7 @@ __all__ = [
     "partition_index",
     "points_inside",
     "Inside",
+    "decide_unsure",
     "PointSet",
     "group_sum",
     "cell_areas_km2",
@@ -384,10 +385,17 @@ def points_inside(pidx: PointIndex, geom: BaseGeometry) -> Inside:
     pts = pidx.points
     starts, stops, edge, unsure = classify_bins(_edges(geom), geom.bounds, pidx.x0, pidx.y0, pidx.dx, pidx.dy,
                                                 pidx.nx, pidx.ny, pts.bin_start, pts.x, pts.y, _EPS)
-    if len(unsure):  # points within 1e-9° of the boundary: GEOS's robust predicate decides
-        shapely.prepare(geom)
-        edge = np.sort(np.concatenate([edge, unsure[shapely.intersects_xy(geom, pts.x[unsure], pts.y[unsure])]]))
+    if len(unsure):
+        edge = decide_unsure(pidx, geom, edge, unsure)
     return Inside(starts, stops, edge, len(pts.x))
+
+
+def decide_unsure(pidx: PointIndex, geom: BaseGeometry, inside: np.ndarray, unsure: np.ndarray) -> np.ndarray:
+    """``inside`` plus the ``unsure`` points (within 1e-9° of ``geom``'s boundary) that GEOS's robust predicate
+    finds covered, ascending."""
+    pts = pidx.points
+    shapely.prepare(geom)
+    return np.sort(np.concatenate([inside, unsure[shapely.intersects_xy(geom, pts.x[unsure], pts.y[unsure])]]))
 
 
 def _ranges(starts: np.ndarray, stops: np.ndarray) -> np.ndarray:
