@@ -380,7 +380,7 @@ def test_points_inside_equals_shapely_for_every_point(t: twin.Twin, where: float
 def test_points_on_the_boundary_are_left_to_shapely_and_decided_exactly(t: twin.Twin) -> None:
     """Vertices on indexed points (and edges through them) put points within 1e-9° of the boundary: the kernel
     must not decide those by floating-point crossing parity but hand them to shapely's robust predicate."""
-    from twin.query_index import _EPS, _edges, point_index, points_inside
+    from twin.query_index import EDGE_EPS_DEG, point_index, points_inside, polygon_edges
     from twin.query_kernels import classify_bins
 
     pidx = point_index(t)
@@ -393,8 +393,8 @@ def test_points_on_the_boundary_are_left_to_shapely_and_decided_exactly(t: twin.
     ring[::2, 0] = c.x + 0.5 * (ring[::2, 0] - c.x)
     ring[::2, 1] = c.y + 0.5 * (ring[::2, 1] - c.y)
     for geom in (hull, shapely.make_valid(Polygon(ring))):
-        _, _, _, unsure = classify_bins(_edges(geom), geom.bounds, pidx.x0, pidx.y0, pidx.dx, pidx.dy, pidx.nx,
-                                        pidx.ny, pts.bin_start, pts.x, pts.y, _EPS)
+        _, _, _, unsure = classify_bins(polygon_edges(geom), geom.bounds, pidx.x0, pidx.y0, pidx.dx, pidx.dy, pidx.nx,
+                                        pidx.ny, pts.bin_start, pts.x, pts.y, EDGE_EPS_DEG)
         assert len(unsure) >= 3  # at least the hull's own vertices
         mask = np.zeros(len(pts.x), dtype=bool)
         mask[points_inside(pidx, geom).indices()] = True

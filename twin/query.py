@@ -24,20 +24,20 @@ import shapely
 from twin.areas import ParsedArea, area_geometry, parse_area
 from twin.errors import PermissionDenied, ValidationError
 from twin.query_index import (
-    _EPS,
     COUNT_KEYS,
     CREDIT_COLOURS,
+    EDGE_EPS_DEG,
     KINDS,
     Inside,
     PartitionIndex,
     PointIndex,
-    _edges,
     decide_unsure,
     group_sum,
     partition_cell_areas_km2,
     partition_index,
     point_index,
     points_inside,
+    polygon_edges,
 )
 from twin.query_kernels import cover_and_sum, sum_covered
 from twin.roles import DISTRICT, Role, grids_in_scope
@@ -268,8 +268,8 @@ def _core(pidx: PointIndex, part: PartitionIndex, parsed: ParsedArea, *, with_gr
     pts = pidx.points
     geom = parsed.geometry
     starts, stops, edge, unsure, sums, cell_pos, gi, *rest = cover_and_sum(
-        _edges(geom), parsed.bounds, pidx.x0, pidx.y0, pidx.dx, pidx.dy, pidx.nx, pidx.ny, pts.bin_start, pts.x, pts.y,
-        _EPS, pidx.cum, pidx.feats, part.point_grid, pts.cell_pos, part.cell_grid, part.grid_totals_k,
+        polygon_edges(geom), parsed.bounds, pidx.x0, pidx.y0, pidx.dx, pidx.dy, pidx.nx, pidx.ny, pts.bin_start, pts.x, pts.y,
+        EDGE_EPS_DEG, pidx.cum, pidx.feats, part.point_grid, pts.cell_pos, part.cell_grid, part.grid_totals_k,
         part.grid_community, len(part.community_codes), part.grid_town, len(part.town_codes),
         _COUNT_COL["residents"], with_grids)
     if len(unsure):  # points within 1e-9° of the boundary (rare): shapely decides them, then sum again

@@ -47,6 +47,8 @@ __all__ = [
     "points_inside",
     "Inside",
     "decide_unsure",
+    "polygon_edges",
+    "EDGE_EPS_DEG",
     "PointSet",
     "group_sum",
     "cell_areas_km2",
@@ -54,7 +56,7 @@ __all__ = [
 ]
 
 BIN_DEG = 0.00025
-"""Raster bin size in degrees (≈ 51 m east–west × 55 m north–south at 23°N)."""
+"""Raster bin size in degrees (≈ 26 m east–west × 28 m north–south at 23°N)."""
 
 COUNT_KEYS = (
     "buildings", "dwellings", "residents", "residents_male", "residents_female", "businesses", "cameras",
@@ -342,7 +344,9 @@ def group_sum(group: np.ndarray, feats: np.ndarray, n_groups: int, rows: np.ndar
 
 # --- exact point-in-area --------------------------------------------------------------------------------------
 
-_EPS = 1e-9  # degrees (≈ 0.1 mm): margin that makes the bin classification conservative
+EDGE_EPS_DEG = 1e-9
+"""Margin in degrees (≈ 0.1 mm) that makes the bin classification conservative; points this close to an edge
+are decided by shapely."""
 
 
 @dataclass(frozen=True)
@@ -383,8 +387,8 @@ def points_inside(pidx: PointIndex, geom: BaseGeometry) -> Inside:
     edge by shapely, so the answer is exact.
     """
     pts = pidx.points
-    starts, stops, edge, unsure = classify_bins(_edges(geom), geom.bounds, pidx.x0, pidx.y0, pidx.dx, pidx.dy,
-                                                pidx.nx, pidx.ny, pts.bin_start, pts.x, pts.y, _EPS)
+    starts, stops, edge, unsure = classify_bins(polygon_edges(geom), geom.bounds, pidx.x0, pidx.y0, pidx.dx, pidx.dy,
+                                                pidx.nx, pidx.ny, pts.bin_start, pts.x, pts.y, EDGE_EPS_DEG)
     if len(unsure):
         edge = decide_unsure(pidx, geom, edge, unsure)
     return Inside(starts, stops, edge, len(pts.x))
@@ -408,7 +412,7 @@ def _ranges(starts: np.ndarray, stops: np.ndarray) -> np.ndarray:
     return np.arange(total, dtype=np.int64) + np.repeat(starts - (ends - lens), lens)
 
 
-def _edges(geom: BaseGeometry) -> np.ndarray:
+def polygon_edges(geom: BaseGeometry) -> np.ndarray:
     """(n_edges, 4) array of x1, y1, x2, y2 of every ring edge."""
     if geom.geom_type == "Polygon" and shapely.get_num_interior_rings(geom) == 0:
         c = shapely.get_coordinates(geom)  # one closed ring
