@@ -321,9 +321,8 @@ def _summarize(t: Any, parsed: ParsedArea, *, role: Role, by: By, density: bool,
             }
             tab = sup.table(head, bd.grid_values, None if open_all else scope.grids[gi] & (not role.suppresses),
                             "by_grid", head["grid_code"])
-            res_col = _COUNT_COL["residents"]
-            no_residents = part.grid_totals_k[gi, res_col] == 0
-            tab.tail["share_of_grid_residents"] = (bd.share, tab.hidden[:, res_col] | no_residents)  # None: none
+            # None where the grid has no residents (NaN from the kernel) or its count inside is suppressed
+            tab.tail["share_of_grid_residents"] = (bd.share, tab.hidden[:, _COUNT_COL["residents"]] | np.isnan(bd.share))
             tables["by_grid"] = tab
         if by in ("grid", "community"):
             ci = bd.ci
@@ -398,10 +397,12 @@ class _Units:
 
 
 def _units(t: Any) -> _Units:
-    frames = (t.district, t.towns, t.communities, t.grids)
     hit = t.cache.get("query.units")
-    if hit is not None and all(a is b for a, b in zip(hit[0], frames)):
-        return hit[1]
+    if hit is not None:  # checked on every query: keep it cheap
+        f = hit[0]
+        if f[0] is t.district and f[1] is t.towns and f[2] is t.communities and f[3] is t.grids:
+            return hit[1]
+    frames = (t.district, t.towns, t.communities, t.grids)
     geoms = [t.district] + [g for f in frames[1:] if "geometry" in f for g in np.asarray(f.geometry.values)]
     units = _Units(set(shapely.to_wkb(np.asarray(geoms, dtype=object)).tolist()),
                    {tuple(b) for b in shapely.bounds(np.asarray(geoms, dtype=object)).tolist()})

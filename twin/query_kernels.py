@@ -273,7 +273,7 @@ def sum_covered(starts: np.ndarray, stops: np.ndarray, edge: np.ndarray, cum: np
         Column sums (n_columns,) int64; the partition-cell rows holding a covered point (each once, in the
         order met: numpy sorts faster than numba); the grids of those cells (ascending) — a grid is touched when
         one of its cells is. With ``with_grids``: the grids'
-        sums inside ((len(gi), n_keys) int64) and residents inside / all residents (0 where a grid has none),
+        sums inside ((len(gi), n_keys) int64) and residents inside / all residents (NaN where a grid has none),
         the communities and towns of those grids (ascending) with their summed rows; else those are empty.
 
     A run is summed from two rows of ``cum`` and split per grid where ``point_grid`` changes along it (points
@@ -343,7 +343,7 @@ def _roll_up(gi: np.ndarray, grid_sums: np.ndarray, grid_totals: np.ndarray,  # 
     """The touched grids' rows of ``grid_sums`` and residents' shares; their communities' and towns' sums."""
     nk = grid_sums.shape[1]
     grid_values = np.empty((len(gi), nk), dtype=np.int64)
-    share = np.zeros(len(gi), dtype=np.float64)
+    share = np.empty(len(gi), dtype=np.float64)
     com = np.zeros((n_communities, nk), dtype=np.int64)
     town = np.zeros((n_towns, nk), dtype=np.int64)
     com_hit = np.zeros(n_communities, dtype=np.bool_)
@@ -362,8 +362,7 @@ def _roll_up(gi: np.ndarray, grid_sums: np.ndarray, grid_totals: np.ndarray,  # 
             com_hit[c] = True
         if w >= 0:
             town_hit[w] = True
-        if grid_totals[g, res_col] > 0:
-            share[r] = grid_sums[g, res_col] / grid_totals[g, res_col]
+        share[r] = grid_sums[g, res_col] / grid_totals[g, res_col] if grid_totals[g, res_col] > 0 else np.nan
     ci = np.flatnonzero(com_hit)
     ti = np.flatnonzero(town_hit)
     return gi, grid_values, share, ci, com[ci], ti, town[ti]
