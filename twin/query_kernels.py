@@ -310,7 +310,7 @@ def sum_covered(starts: np.ndarray, stops: np.ndarray, edge: np.ndarray, cum: np
         if g0 >= 0:
             for c in range(nk):
                 grid_sums[g0, c] += cum[e, c] - cum[seg, c]
-    for p in edge:
+    for p in edge:  # (the bitset lines are repeated on purpose: a helper, inlined or not, doubled the walk)
         for c in range(nc):
             sums[c] += feats[p, c]
         cp = cell_pos[p]
