@@ -17,7 +17,14 @@ $(STAMP): pyproject.toml | $(BIN)/python
 
 install: $(STAMP)
 
-twin: install  ## build the default twin if it is not built yet
+# compile the area-query kernels once per install or change (≈ 20 s), not on the first lasso in the app
+KERNELS := $(VENV)/.kernels
+$(KERNELS): twin/query_kernels.py $(STAMP)
+	@echo "compiling the area-query kernels (numba, once)…"
+	$(BIN)/python -c "from twin.query_kernels import warm_up; warm_up()"
+	touch $(KERNELS)
+
+twin: install $(KERNELS)  ## build the default twin if it is not built yet
 	$(BIN)/twin build --out $(TWIN_DIR) --if-missing
 
 demo-state: twin  ## a synthetic incident history for the map (only if the store has none yet)

@@ -399,3 +399,21 @@ def test_points_on_the_boundary_are_left_to_shapely_and_decided_exactly(t: twin.
         mask = np.zeros(len(pts.x), dtype=bool)
         mask[points_inside(pidx, geom).indices()] = True
         np.testing.assert_array_equal(mask, shapely.intersects_xy(geom, pts.x, pts.y))
+
+
+def test_a_comb_with_many_edges_per_bin_row_is_exact(t: twin.Twin) -> None:
+    """A comb whose 60 teeth all cross the same bin rows: more than 32 edges and crossings per row, the case the
+    kernel sorts with shell sort instead of insertion sort."""
+    from twin.query_index import point_index, points_inside
+
+    pidx = point_index(t)
+    pts = pidx.points
+    c = t.district.centroid
+    w = pidx.dx * 0.7  # teeth narrower than a bin: many edges per bin row
+    top = [(c.x + i * w, c.y + (0.01 if i % 2 == 0 else 0.002)) for i in range(120)]
+    comb = Polygon([(c.x, c.y), *top, (c.x + 119 * w, c.y)])
+    assert comb.is_valid
+    mask = np.zeros(len(pts.x), dtype=bool)
+    mask[points_inside(pidx, comb).indices()] = True
+    np.testing.assert_array_equal(mask, shapely.intersects_xy(comb, pts.x, pts.y))
+    assert mask.sum() > 100

@@ -4,7 +4,8 @@ covered points' counts per column, per grid and per touched cell.
 Pure functions over arrays (no twin objects): :mod:`twin.query_index` calls them. Coordinates are WGS84 degrees
 (lng = x, lat = y); the bins are the regular lng/lat raster of :class:`twin.query_index.PointIndex` (origin
 ``x0``, ``y0``, ``dx`` × ``dy`` degrees, ``nx`` × ``ny`` bins, bin id ``row * nx + col``). Compiled on first use
-and cached on disk by numba (``cache=True``), so only the first process after an install pays ≈ 2 s.
+and cached on disk by numba (``cache=True``): compiling takes ≈ 15–20 s once per install or source change
+(``make`` runs :func:`warm_up`), loading them later well under a second.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import math
 import numba
 import numpy as np
 
-__all__ = ["classify_bins", "sum_covered"]
+__all__ = ["classify_bins", "sum_covered", "cover_and_sum", "warm_up"]
 
 
 @numba.njit(cache=True, nogil=True)
@@ -172,8 +173,11 @@ def _row_pairs(uv: np.ndarray, nr: int, nc: int, eu: float,
     for j in range(nr):  # sort each row's pairs by klo: in place by insertion (rows hold few), else argsort
         lo, hi = row_off[j], row_off[j + 1]
         if hi - lo > 32:
-            o = lo + np.argsort(klo[lo:hi], kind="mergesort")
-            pair_edge[lo:hi], klo[lo:hi], khi[lo:hi], kx[lo:hi] = pair_edge[o], klo[o], khi[o], kx[o]
+            o = _shell_argsort(klo[lo:hi])
+            for arr in (pair_edge, klo, khi, kx):
+                tmp = arr[lo:hi].copy()
+                for q in range(hi - lo):
+                    arr[lo + q] = tmp[o[q]]
             continue
         for m in range(lo + 1, hi):
             a, b, c, d = klo[m], khi[m], kx[m], pair_edge[m]
@@ -187,9 +191,14 @@ def _row_pairs(uv: np.ndarray, nr: int, nc: int, eu: float,
 
 @numba.njit(cache=True, nogil=True)
 def _sort_small(a: np.ndarray) -> None:
-    """Sort ``a`` in place: insertion sort for the few values a row usually holds, else numpy's sort."""
+    """Sort ``a`` in place: insertion sort for the few values a row usually holds, shell sort beyond 32.
+
+    (numba's own np.sort/np.argsort take ≈ 10 s each to compile; these take well under one.)"""
     if len(a) > 32:
-        a[:] = np.sort(a)
+        o = _shell_argsort(a)
+        tmp = a.copy()
+        for q in range(len(a)):
+            a[q] = tmp[o[q]]
         return
     for m in range(1, len(a)):
         v = a[m]
@@ -198,6 +207,25 @@ def _sort_small(a: np.ndarray) -> None:
             a[k + 1] = a[k]
             k -= 1
         a[k + 1] = v
+
+
+@numba.njit(cache=True, nogil=True)
+def _shell_argsort(a: np.ndarray) -> np.ndarray:
+    """Indices that sort ``a`` ascending (shell sort, Knuth's gaps 1, 4, 13, 40…; not stable)."""
+    o = np.arange(len(a))
+    gap = 1
+    while gap < len(a) // 3:
+        gap = 3 * gap + 1
+    while gap >= 1:
+        for m in range(gap, len(a)):
+            v = o[m]
+            k = m
+            while k >= gap and a[o[k - gap]] > a[v]:
+                o[k] = o[k - gap]
+                k -= gap
+            o[k] = v
+        gap //= 3
+    return o
 
 
 @numba.njit(cache=True, nogil=True)
@@ -384,3 +412,21 @@ def cover_and_sum(edges: np.ndarray, bounds: tuple[float, float, float, float], 
     return (starts, stops, inside, unsure) + sum_covered(
         starts, stops, inside, cum, feats, point_grid, cell_pos, cell_grid, grid_totals, grid_community,
         n_communities, grid_town, n_towns, res_col, with_grids)
+
+
+def warm_up() -> None:
+    """Compile the kernels for the dtypes the query indexes use (int32 offsets, prefix sums, cells; int16 or
+    int32 grid ids), so that the first area query does not wait for the compiler (≈ 15–20 s once per install
+    or source change; afterwards numba loads them from its cache in well under a second)."""
+    edges = np.array([[0.0, 0.0, 1.0, 0.0], [1.0, 0.0, 0.0, 1.0], [0.0, 1.0, 0.0, 0.0]])
+    bounds = (0.0, 0.0, 1.0, 1.0)
+    bin_start = np.zeros(101, dtype=np.int32)
+    xy = np.zeros(0)
+    i32, i64 = np.zeros(2, dtype=np.int32), np.zeros(0, dtype=np.int64)
+    cum, feats = np.zeros((1, 3), dtype=np.int32), np.zeros((0, 3), dtype=np.int32)
+    grid_totals = np.zeros((2, 2), dtype=np.int64)
+    classify_bins(edges, bounds, 0.0, 0.0, 0.1, 0.1, 10, 10, bin_start, xy, xy, 1e-9)
+    for point_grid in (np.zeros(0, dtype=np.int16), np.zeros(0, dtype=np.int32)):
+        cover_and_sum(edges, bounds, 0.0, 0.0, 0.1, 0.1, 10, 10, bin_start, xy, xy, 1e-9, cum, feats, point_grid,
+                      i32[:0], i32, grid_totals, i32, 2, i32, 2, 0, True)
+        sum_covered(i64, i64, i64, cum, feats, point_grid, i32[:0], i32, grid_totals, i32, 2, i32, 2, 0, True)
