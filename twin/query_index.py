@@ -353,7 +353,7 @@ are decided by shapely."""
 class Inside:
     """Which points of ``PointIndex.points`` an area covers: the points in wholly-inside bin runs (slices
     ``starts[i]:stops[i]``, no test needed) plus the tested ``edge`` indices; ``n_points`` is the size of the
-    point set (for :meth:`mask`). Cell centres are included (``kind == CELL_KIND``; they carry no counts)."""
+    point set. Cell centres are included (``kind == CELL_KIND``; they carry no counts)."""
 
     starts: np.ndarray
     stops: np.ndarray
@@ -363,18 +363,6 @@ class Inside:
     def indices(self) -> np.ndarray:
         """All covered point indices (unsorted)."""
         return np.concatenate([_ranges(self.starts, self.stops), self.edge])
-
-    def mask(self) -> np.ndarray:
-        """Boolean per point (``PointIndex.points`` order): covered by the area."""
-        n = self.n_points
-        d = np.bincount(self.starts, minlength=n + 1) - np.bincount(self.stops, minlength=n + 1)
-        m = np.cumsum(d[:n]) > 0  # the full runs are disjoint
-        m[self.edge] = True
-        return m
-
-    @property
-    def n_inside(self) -> int:
-        return int((self.stops - self.starts).sum()) + len(self.edge)
 
 
 def points_inside(pidx: PointIndex, geom: BaseGeometry) -> Inside:
