@@ -131,7 +131,7 @@ def parse_area(
         geom = shapely.transform(geom, lambda c: np.column_stack(gcj02_to_wgs84(c[:, 0], c[:, 1])))
         warnings.append("converted from GCJ-02 (Amap) to WGS84.")
     dist = district if district is not None else district_boundary()
-    _check_not_swapped(coords, lo, hi, _bounds(dist))
+    _check_not_swapped(coords, lo, hi, dist.bounds)
 
     repaired = False
     if not geom.is_valid:
@@ -315,19 +315,6 @@ def _check_degrees(coords: np.ndarray) -> None:
                            f"GeoJSON and shapely put longitude first; swap the two values.")
         raise CRSError(f"coordinates look projected (metres), not WGS84 degrees: e.g. {tuple(coords[0])}. "
                        f"Reproject to EPSG:4326 (e.g. GeoSeries.to_crs('EPSG:4326')) before querying.")
-
-
-_BOUNDS: dict[int, tuple[BaseGeometry, tuple[float, float, float, float]]] = {}
-
-
-def _bounds(geom: BaseGeometry) -> tuple[float, float, float, float]:
-    """``geom.bounds``, remembered for the few geometries (the district) asked for on every query."""
-    hit = _BOUNDS.get(id(geom))
-    if hit is None or hit[0] is not geom:
-        if len(_BOUNDS) > 16:
-            _BOUNDS.clear()
-        hit = _BOUNDS[id(geom)] = (geom, tuple(geom.bounds))
-    return hit[1]
 
 
 def _check_not_swapped(coords: np.ndarray, lo: list[float], hi: list[float],

@@ -267,17 +267,15 @@ class _Core:
 def _core(pidx: PointIndex, part: PartitionIndex, parsed: ParsedArea, *, with_grids: bool) -> _Core:
     pts = pidx.points
     geom = parsed.geometry
+    sum_args = (pidx.cum, pidx.feats, part.point_grid, pts.cell_pos, part.cell_grid, part.grid_totals_k,
+                part.grid_community, len(part.community_codes), part.grid_town, len(part.town_codes),
+                _COUNT_COL["residents"], with_grids)
     starts, stops, edge, unsure, sums, cell_pos, gi, *rest = cover_and_sum(
-        polygon_edges(geom), parsed.bounds, pidx.x0, pidx.y0, pidx.dx, pidx.dy, pidx.nx, pidx.ny, pts.bin_start, pts.x, pts.y,
-        EDGE_EPS_DEG, pidx.cum, pidx.feats, part.point_grid, pts.cell_pos, part.cell_grid, part.grid_totals_k,
-        part.grid_community, len(part.community_codes), part.grid_town, len(part.town_codes),
-        _COUNT_COL["residents"], with_grids)
+        polygon_edges(geom), parsed.bounds, pidx.x0, pidx.y0, pidx.dx, pidx.dy, pidx.nx, pidx.ny, pts.bin_start,
+        pts.x, pts.y, EDGE_EPS_DEG, *sum_args)
     if len(unsure):  # points within 1e-9° of the boundary (rare): shapely decides them, then sum again
         edge = decide_unsure(pidx, geom, edge, unsure)
-        sums, cell_pos, gi, *rest = sum_covered(
-            starts, stops, edge, pidx.cum, pidx.feats, part.point_grid, pts.cell_pos, part.cell_grid,
-            part.grid_totals_k, part.grid_community, len(part.community_codes), part.grid_town,
-            len(part.town_codes), _COUNT_COL["residents"], with_grids)
+        sums, cell_pos, gi, *rest = sum_covered(starts, stops, edge, *sum_args)
     inside = Inside(starts, stops, edge, len(pts.x))
     return _Core(inside, sums, np.sort(cell_pos), gi, _Breakdown(gi, *rest) if with_grids else None)
 
