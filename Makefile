@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TWIN_DIR ?= data/generated/default
 
-.PHONY: app test twin demo-state validate bench lint install browser-deps clean
+.PHONY: app test twin demo-state validate bench lint install browser-deps system-deps clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -33,13 +33,18 @@ demo-state: twin  ## a synthetic incident history for the map (only if the store
 validate: twin
 	$(BIN)/twin validate --twin $(TWIN_DIR)
 
+# Debian packages the tests need, installed when missing (as root; printed): chromium, fonts-noto-cjk, postgresql and
+# postgresql-<major>-postgis-3 for the server twin.pg starts (e.g. postgresql-15-postgis-3), or postgresql-postgis.
+system-deps:
+	@bash scripts/system-deps.sh
+
 browser-deps:  ## node packages for the browser tests and the drawing component (if the project has them)
 	@if [ -f package.json ]; then npm ci --no-audit --no-fund --loglevel=error || npm install --no-audit --no-fund --loglevel=error; fi
 
 app: demo-state browser-deps  ## build the twin if needed and start the map app on http://localhost:8501
 	$(BIN)/streamlit run apps/streamlit_app.py --server.headless true --browser.gatherUsageStats false
 
-test: twin browser-deps  ## the whole test suite
+test: system-deps twin browser-deps  ## the whole test suite
 	$(BIN)/python -m pytest -q
 
 bench: twin

@@ -4,10 +4,16 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
+from hypothesis import settings
 
 import twin
 from twin.build import build_twin
 from twin.io import default_twin_dir
+
+# Property tests are deterministic: the same examples on every run and machine (no example database), so a CI run
+# never fails at random; a test that wants more variety raises max_examples, not randomness.
+settings.register_profile("twin", derandomize=True, database=None, print_blob=False)
+settings.load_profile("twin")
 
 
 @pytest.fixture(scope="session")

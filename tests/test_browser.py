@@ -8,6 +8,7 @@ tests/artifacts/. Skips (with the reason printed) only when Chromium, node or pl
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import shutil
@@ -26,6 +27,11 @@ if str(ROOT) not in sys.path:
 
 import twin  # noqa: E402
 from apps.panels import KEY_LABELS, TOTAL_LABELS, fmt_count  # noqa: E402
+from twin.incident_catalogue import load_catalogue  # noqa: E402
+from twin.incident_store import IncidentStore  # noqa: E402
+from twin.incident_synth import seed_incidents  # noqa: E402
+from twin.incidents import CST  # noqa: E402
+from twin.store import open_store  # noqa: E402
 
 pytestmark = pytest.mark.browser
 ARTIFACTS = ROOT / "tests" / "artifacts"
@@ -51,13 +57,17 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def app_url():
+def app_url(tmp_path_factory):
     reason = _skip_reason()
     if reason:
         print(f"SKIP browser test: {reason}")
         pytest.skip(reason)
+    # the app's own store (never the default twin's): a synthetic incident history, as `make demo-state` seeds
+    db = tmp_path_factory.mktemp("app-state") / "state.sqlite"
+    seed_incidents(IncidentStore(open_store(db)), twin.load(), load_catalogue(),
+                   end=dt.datetime(2026, 11, 1, tzinfo=CST), seed=20231)
     port = _free_port()
-    env = dict(os.environ, TWIN_APP_TIMING="1")
+    env = dict(os.environ, TWIN_APP_TIMING="1", TWIN_DATABASE_URL=str(db))
     log = open(ARTIFACTS.mkdir(parents=True, exist_ok=True) or ARTIFACTS / "streamlit.log", "w")
     proc = subprocess.Popen(
         [str(Path(sys.executable).parent / "streamlit"), "run", "apps/streamlit_app.py", "--server.headless", "true",
@@ -83,8 +93,8 @@ def app_url():
     log.close()
 
 
-def _run_flow(url: str) -> dict:
-    cmd = ["node", str(ROOT / "tests" / "browser" / "app_flow.mjs"), url, str(ARTIFACTS)]
+def _run_flow(url: str, script: str = "app_flow.mjs") -> dict:
+    cmd = ["node", str(ROOT / "tests" / "browser" / script), url, str(ARTIFACTS)]
     res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
     lines = [ln for ln in res.stdout.splitlines() if ln.startswith("RESULT ")]
     if not lines:
@@ -126,3 +136,19 @@ def test_map_draw_summary_dossier_in_browser(app_url):
     assert town in text and "Grid workers" in text and "Neighbouring grids" in text
     for shot in ("01_map.png", "02_lasso_summary.png", "03_dossier.png", "04_buildings_3d.png"):
         assert (ARTIFACTS / shot).stat().st_size > 10_000
+
+
+def test_every_page_and_mode_shows_no_error(app_url):
+    """Explore, Edit, and the Incidents page's queue / statistics / inspections: no exception box, no error alert,
+    no deck.gl error in a map, no page or console error; every map that is on screen paints its layers."""
+    out = _run_flow(app_url, "pages_flow.mjs")
+    print(out["_stderr"][-3000:])
+    assert out["error"] is None, out["error"]
+    names = [v["name"] for v in out["views"]]
+    assert names == ["explore", "edit", "incidents_queue", "incidents_stats", "incidents_inspections"], names
+    for view in out["views"]:
+        assert view["errors"] == [], (view["name"], view["errors"])
+    maps = {v["name"]: v["maps"] for v in out["views"]}
+    assert maps["explore"] and "district-fill" in maps["explore"][0]
+    assert any("incidents" in m and "incident-workers" in m for m in maps["incidents_queue"]), maps["incidents_queue"]
+    assert any("inspections" in m for m in maps["incidents_inspections"]), maps["incidents_inspections"]

@@ -26,7 +26,7 @@ from twin.roles import ANALYST, make_role
 
 # --- brute force oracle ---------------------------------------------------------------------------------------
 
-@dataclasses.dataclass
+@dataclasses.dataclass(repr=False)
 class Oracle:
     """Brute force: test every record's point with shapely covers; residents' attributes are counted per
     building once (pandas groupby over the 1.33 M persons), so each example only sums the buildings inside."""
@@ -37,6 +37,9 @@ class Oracle:
     per_building: pd.DataFrame  # index = building position, columns = COUNT_KEYS of the building's records
     camera_grid: np.ndarray
     worker_grid: np.ndarray
+
+    def __repr__(self) -> str:  # keep hypothesis's example reprs small
+        return f"<Oracle over {len(self.bx)} buildings>"
 
     def counts(self, geom: Any) -> tuple[dict[str, int], pd.DataFrame]:
         t = self.t

@@ -15,7 +15,7 @@ from shapely.geometry import box
 
 from twin import audit, auth
 from twin.errors import AuthenticationError, ConflictError
-from twin.pg import LocalCluster, has_postgis, postgres_bindir
+from twin.pg import LocalCluster, has_postgis, postgis_available, postgres_bindir
 from twin.store import Store
 
 _ids = itertools.count()
@@ -23,8 +23,14 @@ _ids = itertools.count()
 
 @pytest.fixture(scope="session")
 def pg_cluster():
-    if postgres_bindir() is None:
-        reason = "PostgreSQL binaries not found under /usr/lib/postgresql/*/bin (apt-get install postgresql postgis)"
+    bindir = postgres_bindir()
+    reason = None
+    if bindir is None:
+        reason = "PostgreSQL binaries not found under /usr/lib/postgresql/*/bin (make test installs them as root)"
+    elif not postgis_available(int(bindir.parts[-2])):
+        reason = (f"PostGIS is not installed for PostgreSQL {bindir.parts[-2]} "
+                  f"(postgresql-{bindir.parts[-2]}-postgis-3; make test installs it as root)")
+    if reason:
         print(f"SKIP PostgreSQL backend: {reason}")
         pytest.skip(reason)
     with LocalCluster(database="template_twin") as pg:

@@ -108,3 +108,9 @@ def test_old_town_is_denser_than_nanzhuang(default_twin):
 def test_credit_colours_and_kinds(default_twin):
     share = default_twin.businesses["credit"].value_counts(normalize=True)
     assert 0.75 < share["green"] < 0.88 and 0.1 < share["yellow"] < 0.18 and 0.02 < share["red"] < 0.08
+
+
+def test_twin_repr_is_short(default_twin) -> None:
+    """Reprs end up in hypothesis's example reports and pytest output: a twin must not print its frames."""
+    text = repr(default_twin)
+    assert len(text) < 200 and "Twin" in text and str(len(default_twin.grids)) in text

@@ -44,7 +44,7 @@ TABLES = ("cells", "towns", "communities", "grids", "buildings", "dwellings", "p
 GEO_TABLES = ("towns", "communities", "grids", "buildings")
 
 
-@dataclass
+@dataclass(repr=False)
 class Twin:
     """A loaded twin. Frames are plain pandas/GeoPandas objects; treat them as read-only."""
 
@@ -62,6 +62,9 @@ class Twin:
     workers: pd.DataFrame
     cameras: pd.DataFrame
     cache: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    def __repr__(self) -> str:  # short: the frames hold millions of rows (and reprs show up in test reports)
+        return f"<Twin {self.root} seed={self.manifest.get('seed')} grids={len(self.grids)} persons={len(self.persons)}>"
 
     @property
     def as_of(self) -> dt.date:

@@ -24,7 +24,8 @@ from pathlib import Path
 from twin.errors import TwinError, ValidationError
 from twin.store import Store
 
-__all__ = ["schema_lock_statement", "has_postgis", "ensure_postgis", "postgres_bindir", "LocalCluster"]
+__all__ = ["schema_lock_statement", "has_postgis", "ensure_postgis", "postgres_bindir", "postgis_available",
+           "LocalCluster"]
 
 _POSTGIS: dict[str, bool] = {}
 
@@ -55,19 +56,27 @@ def ensure_postgis(store: Store) -> None:
         store.connection.execute("CREATE EXTENSION IF NOT EXISTS postgis")
     except Exception as e:  # psycopg errors: missing package, no privilege
         raise ValidationError(
-            f"cannot create the postgis extension in {store.url!r}: {e}. Install the Debian package `postgis` "
-            "and run `CREATE EXTENSION postgis` as a superuser.") from e
+            f"cannot create the postgis extension in {store.url!r}: {e}. Install the Debian package "
+            "`postgresql-<major>-postgis-3` (`make test` does) and run `CREATE EXTENSION postgis` as a superuser.") from e
     _POSTGIS.pop(store.url, None)
 
 
 def postgres_bindir() -> Path | None:
-    """Newest ``/usr/lib/postgresql/<major>/bin`` that has ``initdb`` and ``pg_ctl`` (None if absent)."""
+    """The server to start: ``/usr/lib/postgresql/<major>/bin`` with ``initdb`` and ``pg_ctl``, preferring the
+    newest major that has the PostGIS extension installed, else the newest (None if there is no server).
+
+    ``scripts/system-deps.sh`` (run by ``make test``) installs ``postgresql-<major>-postgis-3`` for the same major.
+    """
     found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=lambda p: int(Path(p).parts[-3]))
-    for p in reversed(found):
-        d = Path(p).parent
-        if (d / "pg_ctl").exists():
-            return d
-    return None
+    servers = [Path(p).parent for p in found if (Path(p).parent / "pg_ctl").exists()]
+    with_postgis = [d for d in servers if postgis_available(int(d.parts[-2]))]
+    pick = with_postgis or servers
+    return pick[-1] if pick else None
+
+
+def postgis_available(major: int) -> bool:
+    """True when the PostGIS extension files for PostgreSQL ``major`` are installed (Debian layout)."""
+    return Path(f"/usr/share/postgresql/{major}/extension/postgis.control").exists()
 
 
 def _free_port() -> int:
@@ -87,7 +96,7 @@ class LocalCluster:
         bindir = postgres_bindir()
         if bindir is None:
             raise TwinError("PostgreSQL binaries not found under /usr/lib/postgresql/*/bin; "
-                            "install the Debian packages `postgresql postgis`.")
+                            "install the Debian package `postgresql` (`make test` runs scripts/system-deps.sh).")
         self.bindir = bindir
         self.database = database
         self.postgis = postgis

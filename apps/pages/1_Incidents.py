@@ -9,7 +9,6 @@ import datetime as dt
 import sys
 from pathlib import Path
 
-import pydeck as pdk
 import streamlit as st
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -18,7 +17,9 @@ if str(ROOT) not in sys.path:
 
 import twin  # noqa: E402
 from apps import state  # noqa: E402
+from apps.components.deckmap import VendorMissingError, deck_map, ensure_vendor  # noqa: E402
 from layers.incidents import incident_workers_layer, incidents_layer, inspections_layer  # noqa: E402
+from layers.serialize import layer_to_json  # noqa: E402
 from twin.incident_catalogue import LEVELS, load_catalogue  # noqa: E402
 from twin.incident_stats import incident_stats  # noqa: E402
 from twin.incident_store import (  # noqa: E402
@@ -54,6 +55,20 @@ def _plan(_t: twin.Twin, key: str, month: str, green: int, yellow: int, red: int
     return inspection_plan(_t, month, frequency={"green": green, "yellow": yellow, "red": red})
 
 
+def _map(layers: list, *, key: str, height: int) -> None:
+    """The same deck.gl component as the one map (tooltips are templates, the district outline underneath)."""
+    b = t.district.bounds
+    deck_map([state.static_layer(t, state._key(t), "district-fill"), *((lyr.id, layer_to_json(lyr)) for lyr in layers)],
+             key=key, height=height,
+             view={"longitude": (b[0] + b[2]) / 2, "latitude": (b[1] + b[3]) / 2, "zoom": 11.3, "pitch": 0,
+                   "bearing": 0})
+
+
+try:
+    ensure_vendor()
+except VendorMissingError as e:
+    st.error(str(e))
+    st.stop()
 try:
     t = state.get_twin()
     istore = _istore(str(t.root))
@@ -104,12 +119,8 @@ with tab_queue:
     c4.metric("Linked repeat reports", f"{int(q['linked_reports'].sum()):,}")
     board = board_for(istore, t)
     shown = q.head(MAX_MAP_POINTS)
-    deck = pdk.Deck(
-        layers=[incidents_layer(shown, overdue=shown["overdue"].to_numpy()), incident_workers_layer(board)],
-        initial_view_state=pdk.ViewState(longitude=113.07, latitude=23.0, zoom=11.3),
-        map_style=None, tooltip=True,
-    )
-    st.pydeck_chart(deck, height=480)
+    _map([incidents_layer(shown, overdue=shown["overdue"].to_numpy()), incident_workers_layer(board)],
+         key="incident-map", height=480)
     cols = ["id", "state", "overdue", "category", "severity", "channel", "reported_at", "grid_code", "level",
             "handler_code", "assignee", "deadline", "linked_reports", "version"]
     st.dataframe(q[cols].head(1000), hide_index=True, height=300)
@@ -190,8 +201,6 @@ with tab_insp:
     st.dataframe(plan_summary(plan).reset_index(), hide_index=True, height=240)
     day = st.selectbox("Show visits on", sorted(plan["date"].unique()))
     today = plan[plan["date"] == day]
-    st.pydeck_chart(pdk.Deck(layers=[inspections_layer(today)], map_style=None,
-                             initial_view_state=pdk.ViewState(longitude=113.07, latitude=23.0, zoom=11.3)),
-                    height=420)
+    _map([inspections_layer(today)], key="inspection-map", height=420)
     st.download_button("Download plan CSV", plan.to_csv(index=False).encode("utf-8-sig"),
                        file_name=f"inspection_plan_{month}.csv", mime="text/csv")
