@@ -19,9 +19,9 @@ install: $(STAMP)
 
 # compile the area-query kernels once per install or change (≈ 20 s), not on the first lasso in the app
 KERNELS := $(VENV)/.kernels
-$(KERNELS): twin/query_kernels.py $(STAMP)
+$(KERNELS): twin/query/_kernels.py $(STAMP)
 	@echo "compiling the area-query kernels (numba, once)…"
-	$(BIN)/python -c "from twin.query_kernels import warm_up; warm_up()"
+	$(BIN)/python -c "from twin.query._kernels import warm_up; warm_up()"
 	touch $(KERNELS)
 
 twin: install $(KERNELS)  ## build the default twin if it is not built yet
@@ -34,7 +34,7 @@ validate: twin
 	$(BIN)/twin validate --twin $(TWIN_DIR)
 
 # Debian packages the tests need, installed when missing (as root; printed): chromium, fonts-noto-cjk, postgresql and
-# postgresql-<major>-postgis-3 for the server twin.pg starts (e.g. postgresql-15-postgis-3), or postgresql-postgis.
+# postgresql-<major>-postgis-3 for the server twin.store.pg starts (e.g. postgresql-15-postgis-3), or postgresql-postgis.
 system-deps:
 	@bash scripts/system-deps.sh
 

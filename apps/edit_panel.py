@@ -1,14 +1,14 @@
 """Edit mode of the map app (网格调整): pick a grid, preview an edit with its balance, commit it as a version,
 browse versions (time travel), undo, and propose a balanced re-partition.
 
-Thin wiring only: every rule and number comes from :mod:`twin.edits`, :mod:`twin.versions`,
-:mod:`twin.balance` and :mod:`twin.rebalance`; layers from :mod:`layers.edit`. Button actions run as Streamlit
+Thin wiring only: every rule and number comes from :mod:`twin.partition.edits`, :mod:`twin.partition.versions`,
+:mod:`twin.partition.balance` and :mod:`twin.partition.rebalance`; layers from :mod:`layers.edit`. Button actions run as Streamlit
 ``on_click`` callbacks (before the script), so the map drawn in the same run already shows their result.
 
 Session state (all keys start with ``ed_``): ``ed_base`` the version the editor started from (the commit's
 ``base_version``), ``ed_version`` the version viewed, ``ed_grid`` the selected grid, ``ed_drawn`` the last
 drawn polygon (GeoJSON geometry, WGS84), ``ed_preview`` the proposed edit, ``ed_error`` / ``ed_conflict`` /
-``ed_notice`` messages. The store is :func:`twin.store.open_store` for the twin (``$TWIN_DATABASE_URL`` wins).
+``ed_notice`` messages. The store is :func:`twin.store.sql.open_store` for the twin (``$TWIN_DATABASE_URL`` wins).
 """
 
 from __future__ import annotations
@@ -30,11 +30,11 @@ from apps import state
 from layers import boundaries
 from layers import edit as edit_layers
 from layers.serialize import layer_to_json
-from twin import edits, versions
-from twin.balance import DEFAULT_THRESHOLD, balance_report, edit_effect, grid_polygons
 from twin.cells import PARTITION_RES, latlng_to_cells
-from twin.partition import Partition, neighbour_grids
-from twin.store import Store, open_store
+from twin.partition import edits, versions
+from twin.partition.balance import DEFAULT_THRESHOLD, balance_report, edit_effect, grid_polygons
+from twin.partition.model import Partition, neighbour_grids
+from twin.store.sql import Store, open_store
 
 __all__ = ["EditContext", "ViewData", "store_url", "edit_store", "view_data", "context", "handle_map_event",
            "map_layers", "render", "TARGET_GRIDS"]

@@ -21,10 +21,10 @@ import streamlit as st
 import twin
 from layers import boundaries, buildings, colors, hexagons, points
 from layers.serialize import layer_to_json
+from twin.access.roles import ANALYST, DISTRICT
 from twin.cells import PARTITION_RES, latlng_to_cells
-from twin.dossier import grid_counts
-from twin.roles import ANALYST, DISTRICT
-from twin.workload import workload
+from twin.partition.workload import workload
+from twin.query.dossier import grid_counts
 
 __all__ = [
     "get_twin", "OVERLAY_CATEGORIES", "GRID_METRICS", "overlay_frame", "static_layer", "hex_layers",
@@ -47,7 +47,7 @@ OVERLAY_CATEGORIES: dict[str, tuple[str, str]] = {
     "elderly_70": ("Elderly 70+", "PuRd"),
     "elderly_80": ("Elderly 80+", "PuRd"),
 }
-#: grid metric → label (values from twin.dossier.grid_counts, plus key persons and workload)
+#: grid metric → label (values from twin.query.dossier.grid_counts, plus key persons and workload)
 GRID_METRICS: dict[str, str] = {
     "residents": "Residents",
     "key_persons": "Key persons (disabled+低保+pregnant+80+)",
@@ -149,7 +149,7 @@ def static_layer(_t: twin.Twin, key: str, name: str) -> LayerJSON:
 
 @st.cache_resource(show_spinner=False)
 def grid_table(_t: twin.Twin, key: str) -> pd.DataFrame:
-    """Per-grid counts (twin.dossier.grid_counts) plus key_persons, workload, residents_per_km2."""
+    """Per-grid counts (twin.query.dossier.grid_counts) plus key_persons, workload, residents_per_km2."""
     c = grid_counts(_t).copy()
     c["key_persons"] = c["disabled"] + c["low_income"] + c["pregnant"] + c["elderly_80"]
     c["workload"] = workload({k: c[k].to_numpy() for k in ("residents", "dwellings", "businesses", "key_persons")})
@@ -240,7 +240,7 @@ def summary_of(t: twin.Twin, geojson: dict[str, Any], role: Any) -> Any:
     """``twin.summarize_area`` for a GeoJSON area (by grid), the one call the summary panel shows."""
     fn = getattr(twin, "summarize_area", None)
     if fn is None:
-        from twin.query import summarize_area as fn
+        from twin.query.summary import summarize_area as fn
     return fn(t, geojson, role=role, by="grid")
 
 

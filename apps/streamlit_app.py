@@ -28,8 +28,8 @@ from apps.components.deckmap import VendorMissingError, deck_map, ensure_vendor 
 from layers import boundaries, colors, hexagons  # noqa: E402
 from layers import buildings as building_layers  # noqa: E402
 from layers.serialize import layer_to_json  # noqa: E402
-from twin.areas import parse_area  # noqa: E402
-from twin.dossier import grid_dossier  # noqa: E402
+from twin.query.areas import parse_area  # noqa: E402
+from twin.query.dossier import grid_dossier  # noqa: E402
 
 BASEMAP_URL = os.environ.get("TWIN_BASEMAP_URL", "https://tile.openstreetmap.org/{z}/{x}/{y}.png")
 MAP_HEIGHT = 860

@@ -13,12 +13,12 @@ import time
 from pathlib import Path
 
 import twin
-from twin.incident_catalogue import load_catalogue
-from twin.incident_stats import incident_stats, incidents_per_grid
-from twin.incident_store import IncidentStore, act_on_incident, report_incident
-from twin.incident_synth import synthesize_incidents
-from twin.inspections import inspection_plan
-from twin.store import Store
+from twin.incidents.catalogue import load_catalogue
+from twin.incidents.inspections import inspection_plan
+from twin.incidents.stats import incident_stats, incidents_per_grid
+from twin.incidents.store import IncidentStore, act_on_incident, report_incident
+from twin.incidents.synth import synthesize_incidents
+from twin.store.sql import Store
 
 
 def _clock(label: str, fn, *args, **kw):

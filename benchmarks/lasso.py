@@ -47,8 +47,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import twin  # noqa: E402
 from twin.crs import area_km2  # noqa: E402
-from twin.query import COUNT_KEYS, summarize_area  # noqa: E402
-from twin.query_index import CELL_KIND, partition_index, point_index  # noqa: E402
+from twin.query._index import CELL_KIND, partition_index, point_index  # noqa: E402
+from twin.query.summary import COUNT_KEYS, summarize_area  # noqa: E402
 
 Counts = tuple[dict[str, int], dict[str, tuple[int, ...]]]  # totals, per-grid counts (non-zero grids)
 

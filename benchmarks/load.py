@@ -38,8 +38,8 @@ def _free_port() -> int:
 
 def _users(db: str) -> dict[str, str]:
     import twin
-    from twin import auth
-    from twin.store import Store
+    from twin.access import auth
+    from twin.store.sql import Store
 
     t = twin.load()
     g = t.grids.iloc[len(t.grids) // 2]
@@ -56,9 +56,9 @@ def _users(db: str) -> dict[str, str]:
 def _fixtures(seed: int) -> dict:
     """Random areas, grid codes and one reversible edit (a boundary cell and its two grids)."""
     import twin
-    from twin import edits
     from twin.errors import PartitionError
-    from twin.partition import partition_from_twin
+    from twin.partition import edits
+    from twin.partition.model import partition_from_twin
 
     t = twin.load()
     rng = np.random.default_rng(seed)

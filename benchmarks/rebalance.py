@@ -1,27 +1,27 @@
-"""Benchmark: re-partition the default twin's 451 grids into 478 — twin.rebalance vs spopt AZP.
+"""Benchmark: re-partition the default twin's 451 grids into 478 — twin.partition.rebalance vs spopt AZP.
 
 Run: ``.venv/bin/python benchmarks/rebalance.py [--grids 478] [--skip-baseline]``
 
-All methods get the same start: the same allocation of grids to communities (twin.rebalance.allocate_grids) and
+All methods get the same start: the same allocation of grids to communities (twin.partition.rebalance.allocate_grids) and
 the same split/merge starting labels inside each community; they differ in how boundary cells are then moved.
 
-* ``twin.rebalance`` — contiguity-safe local search on balance (squared deviation from the community ideal, hinge
+* ``twin.partition.rebalance`` — contiguity-safe local search on balance (squared deviation from the community ideal, hinge
   beyond ±5 %), compactness (cut edges) and disruption (residents leaving their grid).
 * ``spopt AZP (balance objective)`` — spopt 0.7 ``AZP`` with ``initial_labels`` and a custom
   ``ObjectiveFunction`` = Σ squared relative deviation of region workload from the community ideal, run per
   community on a libpysal W built from the H3 cell adjacency of that community (grids cannot cross community
   borders, so a district-wide W is not needed). A district-wide run did not finish in 10 minutes on this 2-core
   machine, so it runs for ``--baseline-seconds`` (communities that gain grids first, then the others, smallest
-  first); figures for it and for twin.rebalance are computed over the communities it reached. ``baseline_cv`` is
-  its CV over those communities; compare it with ``cv_same_communities`` (twin.rebalance, same communities).
+  first); figures for it and for twin.partition.rebalance are computed over the communities it reached. ``baseline_cv`` is
+  its CV over those communities; compare it with ``cv_same_communities`` (twin.partition.rebalance, same communities).
 * ``spopt AZP (default objective)`` — the library as documented: ``initial_labels`` and the default objective
   (pairwise dissimilarity of cell workloads inside a region — homogeneity, not balance). It is O(n²) per region
   in Python (≈ 7 s for one 211-cell community here), so it runs on ``--subset`` communities that gain grids only
-  (the smallest by workload), compared with twin.rebalance on the same communities.
+  (the smallest by workload), compared with twin.partition.rebalance on the same communities.
 
 Figures: CV of grid workload (district-wide), max |deviation| from the community-level ideal, mean Polsby–Popper
 (EPSG:4547 polygons), share of residents whose grid changed, runtime (s). The last line printed is one JSON object
-with ``grids, cv, max_dev, moved_share, seconds, baseline_cv`` (``cv`` … ``seconds``: twin.rebalance,
+with ``grids, cv, max_dev, moved_share, seconds, baseline_cv`` (``cv`` … ``seconds``: twin.partition.rebalance,
 district-wide, seconds including preparation; ``baseline_cv``: AZP with the balance objective) plus
 ``cv_same_communities`` and every baseline's figures.
 """
@@ -38,8 +38,8 @@ import pandas as pd
 
 
 def _metrics(t, p, base, res, seconds: float | None, communities: set | None = None) -> dict:
-    from twin.balance import grid_polygons
-    from twin.rebalance import community_deviation
+    from twin.partition.balance import grid_polygons
+    from twin.partition.rebalance import community_deviation
 
     d = community_deviation(p)
     polys = grid_polygons(t, p)
@@ -67,9 +67,9 @@ def _azp(t, base, n_grids: int, *, balance_objective: bool, communities: list | 
     from spopt.region import AZP
     from spopt.region.objective_function import ObjectiveFunction
 
-    from twin.balance import cell_counts
-    from twin.partition import validate_partition
-    from twin.rebalance import _community_start, allocate_grids
+    from twin.partition.balance import cell_counts
+    from twin.partition.model import validate_partition
+    from twin.partition.rebalance import _community_start, allocate_grids
 
     class BalanceObjective(ObjectiveFunction):
         """Σ_g ((L_g − I) / I)² over regions, with an O(1)-ish update."""
@@ -155,10 +155,10 @@ def main() -> None:
     args = ap.parse_args()
 
     import twin
-    from twin.balance import cell_counts
-    from twin.partition import partition_from_twin
-    from twin.rebalance import rebalance
-    from twin.versions import twin_with_partition
+    from twin.partition.balance import cell_counts
+    from twin.partition.model import partition_from_twin
+    from twin.partition.rebalance import rebalance
+    from twin.partition.versions import twin_with_partition
 
     t = twin.load()
     t0 = time.perf_counter()
@@ -174,7 +174,7 @@ def main() -> None:
     ours_s = time.perf_counter() - t0 + prep
     ours = _metrics(t, r.partition, base, res, ours_s)
     ok = twin.validate(twin_with_partition(t, r.partition)).ok
-    print(f"{'twin.rebalance':<34}{json.dumps(ours)}  validate ok={ok}", flush=True)
+    print(f"{'twin.partition.rebalance':<34}{json.dumps(ours)}  validate ok={ok}", flush=True)
 
     baselines: dict[str, dict] = {}
     extra: dict[str, object] = {}
@@ -194,8 +194,8 @@ def main() -> None:
         print(f"{'spopt AZP (balance obj.)':<34}{json.dumps(m)}", flush=True)
         ours_sub = _metrics(t, r.partition, base, res, None, communities=subset)
         ours_sub["communities"] = len(subset)
-        baselines[f"twin.rebalance, same {len(subset)} communities"] = ours_sub
-        print(f"{'twin.rebalance, same communities':<34}{json.dumps(ours_sub)}", flush=True)
+        baselines[f"twin.partition.rebalance, same {len(subset)} communities"] = ours_sub
+        print(f"{'twin.partition.rebalance, same communities':<34}{json.dumps(ours_sub)}", flush=True)
         extra = {"baseline": name, "baseline_max_dev": m["max_dev"], "baseline_moved_share": m["moved_share"],
                  "baseline_polsby_popper": m["polsby_popper"], "cv_same_communities": ours_sub["cv"],
                  "baseline_communities": len(subset), "multi_grid_communities": len(multi),
@@ -210,8 +210,8 @@ def main() -> None:
         baselines[f"spopt AZP (default objective), {len(small)} communities"] = m
         print(f"{'spopt AZP (default obj.)':<34}{json.dumps(m)}", flush=True)
         ours_small = _metrics(t, r.partition, base, res, None, communities=small)
-        baselines[f"twin.rebalance, same {len(small)} communities"] = ours_small
-        print(f"{'twin.rebalance, same communities':<34}{json.dumps(ours_small)}", flush=True)
+        baselines[f"twin.partition.rebalance, same {len(small)} communities"] = ours_small
+        print(f"{'twin.partition.rebalance, same communities':<34}{json.dumps(ours_small)}", flush=True)
     out = {"grids": ours["grids"], "cv": ours["cv"], "max_dev": ours["max_dev"], "moved_share": ours["moved_share"],
            "seconds": ours["seconds"], "baseline_cv": extra.pop("baseline_cv_value", None),
            "polsby_popper": ours["polsby_popper"], "validate_ok": ok, **extra, "baselines": baselines}

@@ -1,7 +1,7 @@
 """Layers of the grid-editing mode: grids coloured by deviation from their community ideal, outlines of a
 proposed edit and of the selected grid.
 
-Deviation is a signed fraction (``workload / ideal − 1``, :func:`twin.balance.balance_report`); the scale is
+Deviation is a signed fraction (``workload / ideal − 1``, :func:`twin.partition.balance.balance_report`); the scale is
 diverging and fixed (not quantiles) so a colour means the same deviation in every version: blue under the
 ideal, red over it, near-white within ±2 %.
 """

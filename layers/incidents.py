@@ -33,7 +33,7 @@ def incidents_layer(frame: pd.DataFrame, *, overdue: np.ndarray | None = None, l
                     ) -> pdk.Layer:
     """Incidents (``id``, ``lng``, ``lat``, ``state``, ``category``, ``grid_code``, ``assignee``) as dots by state.
 
-    ``overdue`` (a boolean mask aligned with ``frame``, e.g. :func:`twin.incidents.overdue_mask`) draws a red ring.
+    ``overdue`` (a boolean mask aligned with ``frame``, e.g. :func:`twin.incidents.lifecycle.overdue_mask`) draws a red ring.
     """
     late = np.zeros(len(frame), dtype=bool) if overdue is None else np.asarray(overdue, dtype=bool)
     if len(late) != len(frame):
@@ -60,7 +60,7 @@ def incidents_layer(frame: pd.DataFrame, *, overdue: np.ndarray | None = None, l
 
 
 def incident_workers_layer(board: pd.DataFrame, *, layer_id: str = "incident-workers") -> pdk.Layer:
-    """The live worker board (:func:`twin.incident_store.board_for`): online green / offline grey, sized by load."""
+    """The live worker board (:func:`twin.incidents.store.board_for`): online green / offline grey, sized by load."""
     load = board.get("open_cases", pd.Series(0, index=board.index)).astype(int).to_numpy()
     data = pd.DataFrame({
         "position": _pos(board),
@@ -78,7 +78,7 @@ def incident_workers_layer(board: pd.DataFrame, *, layer_id: str = "incident-wor
 
 
 def inspections_layer(plan: pd.DataFrame, *, layer_id: str = "inspections") -> pdk.Layer:
-    """Planned inspection visits (:func:`twin.inspections.inspection_plan` rows) coloured by credit."""
+    """Planned inspection visits (:func:`twin.incidents.inspections.inspection_plan` rows) coloured by credit."""
     data = pd.DataFrame({
         "position": _pos(plan),
         "fill": [CREDIT_COLORS.get(c, [255, 255, 255, 255]) for c in plan["credit"].astype(str)],

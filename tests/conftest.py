@@ -7,8 +7,8 @@ import pytest
 from hypothesis import settings
 
 import twin
-from twin.build import build_twin
 from twin.io import default_twin_dir
+from twin.synth.build import build_twin
 
 # Property tests are deterministic: the same examples on every run and machine (no example database), so a CI run
 # never fails at random; a test that wants more variety raises max_examples, not randomness.
@@ -28,6 +28,6 @@ def default_twin() -> twin.Twin:
 @pytest.fixture(scope="session")
 def cat() -> pd.DataFrame:
     """The shipped incident catalogue (grid item types with levels and time limits)."""
-    from twin.incident_catalogue import load_catalogue
+    from twin.incidents.catalogue import load_catalogue
 
     return load_catalogue()

@@ -37,11 +37,32 @@ from twin.errors import NotFoundError, TwinNotBuiltError
 from twin.geography import district_boundary
 from twin.io import default_twin_dir, read_json, read_table
 
-__all__ = ["Twin", "load", "TABLES", "GEO_TABLES"]
+__all__ = ["Twin", "load", "TABLES", "GEO_TABLES", "AS_OF", "ages_on", "BUILDING_USES", "COUNT_KEYS", "CREDIT_COLOURS"]
 
 TABLES = ("cells", "towns", "communities", "grids", "buildings", "dwellings", "persons", "businesses", "workers",
           "cameras")
 GEO_TABLES = ("towns", "communities", "grids", "buildings")
+
+# --- the twin's vocabulary (shared by generation, ingestion, queries and the privacy policy) ----------------------
+AS_OF = dt.date(2023, 6, 30)
+"""The built twin's reference date (the NBS code list cut-off); ages default to this day."""
+BUILDING_USES = ("residential", "mixed", "commercial", "industrial", "public")
+COUNT_KEYS = (
+    "buildings", "dwellings", "residents", "residents_male", "residents_female", "businesses", "cameras",
+    "workers", "disabled", "low_income", "pregnant", "elderly_70", "elderly_80", "age_0_14", "age_15_59",
+    "age_60_plus",
+)
+"""The counts an area summary gives, in this order (records inside the area; persons by key population)."""
+CREDIT_COLOURS = ("green", "yellow", "red")
+
+
+def ages_on(birth_date: np.ndarray, as_of: dt.date = AS_OF) -> np.ndarray:
+    """Completed years of age on ``as_of`` for ``datetime64[D]`` birth dates."""
+    b = np.asarray(birth_date, dtype="datetime64[D]")
+    y = b.astype("datetime64[Y]").astype(int) + 1970
+    md = (b - b.astype("datetime64[Y]")).astype(int)  # day of year (0-based)
+    ref_md = (np.datetime64(as_of, "D") - np.datetime64(as_of, "Y")).astype(int)
+    return as_of.year - y - (md > ref_md).astype(int)
 
 
 @dataclass(repr=False)

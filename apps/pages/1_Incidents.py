@@ -20,9 +20,11 @@ from apps import state  # noqa: E402
 from apps.components.deckmap import VendorMissingError, deck_map, ensure_vendor  # noqa: E402
 from layers.incidents import incident_workers_layer, incidents_layer, inspections_layer  # noqa: E402
 from layers.serialize import layer_to_json  # noqa: E402
-from twin.incident_catalogue import LEVELS, load_catalogue  # noqa: E402
-from twin.incident_stats import incident_stats  # noqa: E402
-from twin.incident_store import (  # noqa: E402
+from twin.incidents.catalogue import LEVELS, load_catalogue  # noqa: E402
+from twin.incidents.inspections import inspection_plan, plan_summary  # noqa: E402
+from twin.incidents.lifecycle import CST, OPEN_STATES, STATES, allowed_actions, overdue_mask  # noqa: E402
+from twin.incidents.stats import incident_stats  # noqa: E402
+from twin.incidents.store import (  # noqa: E402
     IncidentStore,
     act_on_incident,
     board_for,
@@ -30,10 +32,8 @@ from twin.incident_store import (  # noqa: E402
     escalate_incident,
     reassign_incident,
 )
-from twin.incident_synth import seed_incidents  # noqa: E402
-from twin.incidents import CST, OPEN_STATES, STATES, allowed_actions, overdue_mask  # noqa: E402
-from twin.inspections import inspection_plan, plan_summary  # noqa: E402
-from twin.store import open_store  # noqa: E402
+from twin.incidents.synth import seed_incidents  # noqa: E402
+from twin.store.sql import open_store  # noqa: E402
 
 MAX_MAP_POINTS = 5_000
 

@@ -1,0 +1,85 @@
+"""The Streamlit script without a browser (streamlit.testing.v1.AppTest): widgets → twin → panels."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import shapely
+from streamlit.testing.v1 import AppTest
+
+ROOT = Path(__file__).resolve().parents[2]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+import twin  # noqa: E402
+from apps.panels import TOTAL_LABELS, fmt_count, summary_csv  # noqa: E402
+
+APP = str(ROOT / "apps" / "streamlit_app.py")
+
+
+@pytest.fixture(scope="module")
+def t():
+    return twin.load()
+
+
+def _app() -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=180)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def _metrics(at: AppTest) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for m in at.metric:
+        out.setdefault(m.label, m.value)
+    return out
+
+
+def test_start_page_has_no_errors_and_layer_widgets():
+    at = _app()
+    assert not at.error
+    assert "Draw an area 圈选" in [h.value for h in at.subheader]
+    for key in ("lyr_bounds", "lyr_hex", "lyr_metric", "lyr_buildings", "lyr_business", "lyr_workers", "lyr_cameras"):
+        assert at.checkbox(key=key) is not None
+    at.checkbox(key="lyr_metric").check()
+    at.checkbox(key="lyr_business").check()
+    at.selectbox(key="overlay").select("elderly_80")
+    at.run()
+    assert not at.exception and not at.error
+
+
+def test_search_a_grid_gives_its_summary_and_dossier(t):
+    at = _app()
+    code = str(t.grids["grid_code"].iloc[7])
+    label = next(o for o in at.selectbox(key="search").options if o.endswith(code))
+    at.selectbox(key="search").select(label).run()
+    assert not at.exception and not at.error
+    expected = twin.summarize_area(t, json.loads(shapely.to_geojson(t.grid(code).geometry)), by="grid")
+    shown = _metrics(at)
+    for key, lab in TOTAL_LABELS.items():
+        assert shown[lab] == fmt_count(expected.totals[key]), lab
+    heads = [h.value for h in at.subheader]
+    assert any(h.startswith("Grid dossier") and str(t.grid(code)["grid_name"]) in h for h in heads)
+    md = " ".join(m.value for m in at.markdown)
+    assert "Neighbouring grids" in md and str(t.grid(code)["town_code"]) not in ("",)
+
+
+def test_bad_area_shows_an_error_not_a_traceback():
+    at = _app()
+    at.session_state["area"] = {"geojson": {"type": "Polygon", "coordinates": [[[0, 0], [1, 0], [1, 1], [0, 0]]]},
+                                "title": "far away", "source": "test"}
+    at.run()
+    assert not at.exception
+    assert at.error
+    assert "chancheng" in at.error[0].value.lower() or "district" in at.error[0].value.lower()
+
+
+def test_summary_csv_has_grid_rows_and_total(t):
+    s = twin.summarize_area(t, shapely.geometry.box(113.10, 23.02, 113.11, 23.03), by="grid")
+    lines = summary_csv(s).strip().splitlines()
+    assert lines[0].startswith("grid_code") and lines[-1].startswith("TOTAL")
+    assert len(lines) == len(s.by_grid) + 2

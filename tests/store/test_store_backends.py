@@ -1,0 +1,166 @@
+"""The same storage tests against SQLite and a throwaway local PostgreSQL + PostGIS on loopback.
+
+The PostgreSQL cluster is started once per session with ``initdb``/``pg_ctl`` from ``/usr/lib/postgresql/*/bin``
+(as the ``postgres`` OS user when running as root) in a temporary directory and stopped at the end; every test
+gets its own database cloned from a template that has the ``postgis`` extension.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+
+import pytest
+from shapely.geometry import box
+
+from twin.access import audit, auth
+from twin.errors import AuthenticationError, ConflictError
+from twin.store.pg import LocalCluster, has_postgis, postgis_available, postgres_bindir
+from twin.store.sql import Store
+
+_ids = itertools.count()
+
+
+@pytest.fixture(scope="session")
+def pg_cluster():
+    bindir = postgres_bindir()
+    reason = None
+    if bindir is None:
+        reason = "PostgreSQL binaries not found under /usr/lib/postgresql/*/bin (make test installs them as root)"
+    elif not postgis_available(int(bindir.parts[-2])):
+        reason = (f"PostGIS is not installed for PostgreSQL {bindir.parts[-2]} "
+                  f"(postgresql-{bindir.parts[-2]}-postgis-3; make test installs it as root)")
+    if reason:
+        print(f"SKIP PostgreSQL backend: {reason}")
+        pytest.skip(reason)
+    with LocalCluster(database="template_twin") as pg:
+        yield pg
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request, tmp_path):
+    if request.param == "sqlite":
+        s = Store(tmp_path / "state.sqlite")
+    else:
+        import psycopg
+
+        pg = request.getfixturevalue("pg_cluster")
+        name = f"t{next(_ids)}"
+        with psycopg.connect(pg.url.rsplit("/", 1)[0] + "/postgres", autocommit=True) as con:
+            con.execute(f'CREATE DATABASE "{name}" TEMPLATE template_twin')
+        s = Store(pg.url.rsplit("/", 1)[0] + "/" + name)
+    yield s
+    s.close()
+
+
+def _break_guard(store):
+    if store.dialect == "sqlite":
+        store.connection.execute("DROP TRIGGER audit_log_no_update")
+        store.connection.execute("DROP TRIGGER audit_log_no_delete")
+    else:
+        store.connection.execute("ALTER TABLE audit_log DISABLE TRIGGER audit_log_no_change")
+
+
+def test_transactions_commit_or_roll_back(store):
+    store.ensure_schema("t", ["CREATE TABLE IF NOT EXISTS kv (k TEXT PRIMARY KEY, v INTEGER NOT NULL)"])
+    with store.transaction() as tx:
+        tx.execute("INSERT INTO kv (k, v) VALUES (?, ?)", ("a", 1))
+    with pytest.raises(RuntimeError), store.transaction() as tx:
+        tx.execute("INSERT INTO kv (k, v) VALUES (?, ?)", ("b", 2))
+        raise RuntimeError("crash mid-write")
+    assert store.query("SELECT k, v FROM kv ORDER BY k") == [("a", 1)]
+
+
+def test_users_and_keys(store):
+    key = auth.add_user(store, "lan", "community", ["440604010001"])
+    assert auth.authenticate(store, key).scope_codes == ("440604010001",)
+    with pytest.raises(ConflictError):
+        auth.add_user(store, "lan", "district")
+    auth.revoke_keys(store, "lan")
+    with pytest.raises(AuthenticationError):
+        auth.authenticate(store, key)
+
+
+def test_audit_chain_and_tamper_detection(store):
+    for i in range(6):
+        audit.append(store, user="u", role="town", endpoint="/area/summary", method="POST",
+                     area=box(113.1, 23.0, 113.11, 23.01 + i * 1e-3), area_km2=None, counts={"residents": i})
+    assert audit.verify(store).ok
+    with pytest.raises(Exception, match="append-only"):
+        with store.transaction() as tx:
+            tx.execute("DELETE FROM audit_log WHERE seq = 1")
+    _break_guard(store)
+    with store.transaction() as tx:
+        tx.execute("UPDATE audit_log SET user_name = 'someone-else' WHERE seq = 4")
+    rep = audit.verify(store)
+    assert not rep.ok and rep.first_broken_seq == 4
+
+
+def test_audit_concurrent_appends(store):
+    def work(i):
+        for _ in range(15):
+            audit.append(store, user=f"t{i}", role="district", endpoint="/x")
+        store.close()
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    rep = audit.verify(store)
+    assert rep.ok and rep.n_entries == 60
+
+
+def test_area_footprints_and_postgis(store):
+    a = box(113.10, 23.00, 113.11, 23.01)
+    b = box(113.12, 23.02, 113.13, 23.03)
+    ea = audit.append(store, user="u", role="district", endpoint="/area/summary", area=a)
+    audit.append(store, user="u", role="district", endpoint="/area/summary", area=b)
+    audit.append(store, user="v", role="district", endpoint="/area/summary", area=a)  # same area, one footprint
+    assert store.query("SELECT COUNT(*) FROM audit_areas")[0][0] == 2
+    hits = audit.entries_touching(store, box(113.105, 23.005, 113.106, 23.006))
+    assert [e.area_hash for e in hits] == [ea.area_hash, ea.area_hash]
+    if store.dialect == "postgresql":
+        assert has_postgis(store)
+        kind = store.query("SELECT GeometryType(geom) FROM audit_areas WHERE area_hash = ?", (ea.area_hash,))
+        assert kind == [("POLYGON",)]
+
+
+@pytest.fixture(scope="module")
+def twin_and_edit():
+    """The default twin, its partition and one valid edit (a boundary cell moved to a neighbouring grid)."""
+    import numpy as np
+
+    import twin
+    from twin.errors import PartitionError
+    from twin.partition import edits
+    from twin.partition.model import partition_from_twin
+
+    t = twin.load()
+    p = partition_from_twin(t)
+    adj = p.adjacency
+    for i in np.flatnonzero(p.grid_code == str(t.grids["grid_code"].iloc[0])):
+        for j in adj.indices[adj.indptr[i]:adj.indptr[i + 1]]:
+            if p.grid_code[j] != p.grid_code[i] and p.community[j] == p.community[i]:
+                try:
+                    return t, p, edits.move_cells(p, [p.cells[i]], str(p.grid_code[j]))
+                except PartitionError:
+                    break
+    pytest.fail("no movable boundary cell found")
+
+
+def test_partition_versions_commit_conflict_and_time_travel(store, twin_and_edit):
+    import numpy as np
+
+    from twin.partition import versions
+
+    t, p, p2 = twin_and_edit
+    assert versions.ensure_base(store, t) == 1
+    v2 = versions.commit(store, p2, base_version=1, author="lan", reason="move a boundary cell")
+    assert v2 == 2 and versions.head_version(store) == 2
+    with pytest.raises(ConflictError, match="no longer the head"):
+        versions.commit(store, p2, base_version=1, author="wang", reason="stale edit")
+    assert [v.version for v in versions.list_versions(store)] == [1, 2]
+    back = versions.load_partition(store, t, 2)
+    assert np.array_equal(back.grid_code, p2.grid_code)
+    assert np.array_equal(versions.load_partition(store, t, "base").grid_code, p.grid_code)

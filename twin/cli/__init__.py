@@ -1,0 +1,1 @@
+"""The ``twin`` command line: thin adapters over the core."""

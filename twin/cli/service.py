@@ -1,0 +1,178 @@
+"""``twin serve``, ``twin users add|list|key|revoke``, ``twin audit verify|tail``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+__all__ = ["register"]
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    s = sub.add_parser("serve", help="start the HTTP service (FastAPI + uvicorn; OpenAPI docs at /docs)")
+    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--port", type=int, default=8000)
+    s.add_argument("--twin", type=Path, default=None, help="twin directory (default: data/generated/default)")
+    s.add_argument("--database-url", default=None,
+                   help="postgresql://… or a SQLite path (default: $TWIN_DATABASE_URL or <twin>/state.sqlite)")
+    s.add_argument("--outside", choices=("aggregate", "deny"), default="aggregate",
+                   help="queries reaching outside the caller's scope: suppressed aggregates (default) or 403")
+    s.add_argument("--k", type=int, default=5, help="smallest count published outside a caller's scope")
+    s.add_argument("--workers", type=int, default=1, help="uvicorn worker processes (each loads the twin)")
+    s.set_defaults(func=_serve)
+
+    u = sub.add_parser("users", help="service users and API keys")
+    usub = u.add_subparsers(dest="users_command", required=True)
+    a = usub.add_parser("add", help="create a user and print their API key (shown once)")
+    a.add_argument("name")
+    a.add_argument("--role", required=True, choices=("district", "town", "community", "grid_worker", "analyst"))
+    a.add_argument("--scope", default="", help="comma-separated town/community/grid codes the user owns")
+    a.add_argument("--no-edit", action="store_true", help="no editor right even for town/community roles")
+    _store_args(a)
+    a.set_defaults(func=_users_add)
+    ls = usub.add_parser("list", help="list users (JSON)")
+    _store_args(ls)
+    ls.set_defaults(func=_users_list)
+    k = usub.add_parser("key", help="issue another API key for a user")
+    k.add_argument("name")
+    _store_args(k)
+    k.set_defaults(func=_users_key)
+    r = usub.add_parser("revoke", help="revoke every key of a user")
+    r.add_argument("name")
+    _store_args(r)
+    r.set_defaults(func=_users_revoke)
+
+    au = sub.add_parser("audit", help="the tamper-evident audit log")
+    asub = au.add_subparsers(dest="audit_command", required=True)
+    v = asub.add_parser("verify", help="check the hash chain; exit 1 and name the first broken entry")
+    _store_args(v)
+    v.set_defaults(func=_audit_verify)
+    tl = asub.add_parser("tail", help="print the last entries as JSON lines")
+    tl.add_argument("-n", type=int, default=20)
+    _store_args(tl)
+    tl.set_defaults(func=_audit_tail)
+
+
+def _store_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--twin", type=Path, default=None, help="twin directory (its state.sqlite is the default store)")
+    p.add_argument("--database-url", default=None, help="postgresql://… or a SQLite path")
+
+
+def _store(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from twin.store.sql import open_store
+
+    return open_store(args.database_url, twin_root=args.twin)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from twin.access.policy import AccessPolicy
+    from twin.service.app import create_app
+
+    policy = AccessPolicy(outside=args.outside, k=args.k)
+    if args.workers > 1:  # uvicorn needs an import string for several workers: pass settings by environment
+        import os
+
+        if args.twin is not None:
+            os.environ["TWIN_HOME"] = str(args.twin)
+        if args.database_url:
+            os.environ["TWIN_DATABASE_URL"] = args.database_url
+        os.environ["TWIN_OUTSIDE_POLICY"] = args.outside
+        os.environ["TWIN_K"] = str(args.k)
+        uvicorn.run("twin.service.app:app_from_env", factory=True, host=args.host, port=args.port, workers=args.workers,
+                    log_level="warning")
+        return 0
+    app = create_app(args.twin, args.database_url, policy=policy)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    return 0
+
+
+def _users_add(args: argparse.Namespace) -> int:
+    from twin.access.auth import add_user
+
+    codes = [c for c in args.scope.split(",") if c.strip()]
+    if codes:
+        _check_codes(args, codes)
+    store = _store(args)
+    key = add_user(store, args.name, args.role, codes, can_edit=False if args.no_edit else None)
+    _log_admin(store, "users add", f"{args.name} role={args.role} scope={','.join(codes)}")
+    print(key)
+    return 0
+
+
+def _log_admin(store, action: str, detail: str) -> None:  # type: ignore[no-untyped-def]
+    """Administrative actions are audited too, under the operating-system user who ran them."""
+    import getpass
+
+    from twin.access.audit import append
+
+    append(store, user=f"cli:{getpass.getuser()}", role="admin", endpoint=f"cli {action}", method="CLI",
+           detail=detail)
+
+
+def _check_codes(args: argparse.Namespace, codes: list[str]) -> None:
+    """Scope codes must name existing units of the right level (checked against the twin when it is built)."""
+    from twin.errors import ValidationError
+    from twin.io import default_twin_dir
+
+    root = args.twin or default_twin_dir()
+    if not (Path(root) / "manifest.json").exists():
+        return
+    from twin.model import load
+
+    t = load(root)
+    col = {"town": ("towns", "town_code"), "community": ("communities", "community_code"),
+           "grid_worker": ("grids", "grid_code")}.get(args.role)
+    if col is None:
+        raise ValidationError(f"role {args.role!r} takes no scope codes; drop --scope.")
+    known = set(getattr(t, col[0])[col[1]].astype(str))
+    bad = [c for c in codes if c not in known]
+    if bad:
+        raise ValidationError(f"unknown {col[1]} {bad} for role {args.role}; e.g. {sorted(known)[:3]}.")
+
+
+def _users_list(args: argparse.Namespace) -> int:
+    from twin.access.auth import list_users
+
+    for u in list_users(_store(args)):
+        print(json.dumps(u.to_dict(), ensure_ascii=False))
+    return 0
+
+
+def _users_key(args: argparse.Namespace) -> int:
+    from twin.access.auth import issue_key
+
+    store = _store(args)
+    key = issue_key(store, args.name)
+    _log_admin(store, "users key", args.name)
+    print(key)
+    return 0
+
+
+def _users_revoke(args: argparse.Namespace) -> int:
+    from twin.access.auth import revoke_keys
+
+    store = _store(args)
+    n = revoke_keys(store, args.name)
+    _log_admin(store, "users revoke", f"{args.name}: {n} key(s)")
+    print(f"revoked {n} key(s) of {args.name}")
+    return 0
+
+
+def _audit_verify(args: argparse.Namespace) -> int:
+    from twin.access.audit import verify
+
+    rep = verify(_store(args))
+    print(rep.to_text())
+    return 0 if rep.ok else 1
+
+
+def _audit_tail(args: argparse.Namespace) -> int:
+    from twin.access.audit import entries, head_seq
+
+    store = _store(args)
+    for e in entries(store, since_seq=max(0, head_seq(store) - args.n)):
+        print(json.dumps(e.to_dict(), ensure_ascii=False))
+    return 0

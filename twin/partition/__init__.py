@@ -1,0 +1,2 @@
+"""The grid partition: cells → grids, edits (move/split/merge/redraw), workload and balance, the 451 → 478
+re-partition, versions (time travel), grid layers in/out, validation."""

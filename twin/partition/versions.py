@@ -1,0 +1,394 @@
+"""Partition versions in the shared store: commit with optimistic concurrency, history, diff, undo, time travel.
+
+Each version is one row of ``partition_versions``: integer ``version`` id, ``parent``, ``author``, ``created_at``
+(UTC ISO 8601), ``reason``, the cell → grid assignment as a zlib-compressed ``int32`` BLOB (index into the grid
+table, -1 = unassigned; aligned with the twin's sorted cells, whose sha256 is stored alongside) and the grid table
+as JSON. ``partition_head`` holds the head version. Version 1 (alias ``"base"``) is the built twin's own partition;
+it is recorded the first time the store is used with that twin.
+
+Commits are atomic (one transaction: insert the version, move the head) and optimistic: ``commit(...,
+base_version=v)`` raises :class:`twin.errors.ConflictError` naming the head when ``v`` is no longer the head, so
+two editors starting from the same version never overwrite each other silently. Undo and roll-back add a new
+version whose content equals the earlier one; history is never rewritten.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from twin.errors import ConflictError, NotFoundError, PartitionError, ValidationError
+from twin.partition.model import GRID_COLUMNS, Partition, partition_from_twin, reassign_workers, validate_partition
+from twin.partition.polygons import units_to_polygons
+from twin.store.sql import Store, open_store
+
+if TYPE_CHECKING:
+    from twin.model import Twin
+
+__all__ = [
+    "BASE_VERSION",
+    "VersionInfo",
+    "VersionDiff",
+    "ensure_base",
+    "head_version",
+    "resolve_version",
+    "list_versions",
+    "version_info",
+    "commit",
+    "load_partition",
+    "undo",
+    "rollback",
+    "diff_versions",
+    "checkout",
+    "twin_with_partition",
+]
+
+BASE_VERSION = 1
+
+_SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS partition_versions (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        parent BIGINT,
+        author TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        n_cells BIGINT NOT NULL,
+        n_grids BIGINT NOT NULL,
+        cells_sha256 TEXT NOT NULL,
+        assignment BLOB NOT NULL,
+        grids_json TEXT NOT NULL
+    )""",
+    "CREATE TABLE IF NOT EXISTS partition_head (name TEXT PRIMARY KEY, version BIGINT NOT NULL)",
+)
+
+# Test hook: called inside the commit transaction after the new version row is written and before the head
+# moves (crash-safety tests make it sleep and kill the process). Never set in production code.
+_BEFORE_HEAD_UPDATE: Callable[[], None] | None = None
+
+
+@dataclass(frozen=True)
+class VersionInfo:
+    """One stored version's metadata."""
+
+    version: int
+    parent: int | None
+    author: str
+    created_at: str
+    reason: str
+    n_grids: int
+    is_head: bool = False
+
+
+@dataclass
+class VersionDiff:
+    """What changed from version ``a`` to version ``b``."""
+
+    a: int
+    b: int
+    grids_added: list[str]
+    grids_removed: list[str]
+    grids_changed: list[str]
+    cells_moved: int
+    buildings_moved: int
+    residents_moved: int
+    residents_total: int
+    balance_before: dict[str, Any] = field(default_factory=dict)
+    balance_after: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def moved_share(self) -> float:
+        """Share of residents whose grid changed."""
+        return self.residents_moved / self.residents_total if self.residents_total else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"a": self.a, "b": self.b, "grids_added": self.grids_added, "grids_removed": self.grids_removed,
+                "grids_changed": self.grids_changed, "cells_moved": self.cells_moved,
+                "buildings_moved": self.buildings_moved, "residents_moved": self.residents_moved,
+                "moved_share": round(self.moved_share, 6), "balance_before": self.balance_before,
+                "balance_after": self.balance_after}
+
+    def to_text(self) -> str:
+        bb, ba = self.balance_before, self.balance_after
+        lines = [
+            f"version {self.a} → {self.b}",
+            f"grids added {len(self.grids_added)}: {self.grids_added[:10]}",
+            f"grids removed {len(self.grids_removed)}: {self.grids_removed[:10]}",
+            f"grids changed {len(self.grids_changed)}: {self.grids_changed[:10]}",
+            f"moved: {self.cells_moved} cells, {self.buildings_moved} buildings, {self.residents_moved} residents "
+            f"({100 * self.moved_share:.2f} %)",
+        ]
+        if bb and ba:
+            lines.append(f"grids {bb['grids']} → {ba['grids']}; CV {bb['cv']:.3f} → {ba['cv']:.3f}; max |dev| "
+                         f"{100 * bb['max_abs_dev']:.1f} % → {100 * ba['max_abs_dev']:.1f} %")
+        return "\n".join(lines)
+
+
+# -- storage helpers -----------------------------------------------------------------------------------------
+def _ensure_schema(store: Store) -> None:
+    store.ensure_schema("partition_versions", _SCHEMA)
+
+
+def _cells_sha(cells: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(cells, dtype=np.uint64).tobytes()).hexdigest()
+
+
+def _encode(p: Partition) -> tuple[bytes, str]:
+    lab, _ = p.labels()
+    blob = zlib.compress(lab.astype("<i4").tobytes(), 6)
+    grids = p.grids[list(GRID_COLUMNS)].to_dict(orient="records")
+    return blob, json.dumps(grids, ensure_ascii=False)
+
+
+def _decode(blob: Any, grids_json: str, n_cells: int) -> tuple[np.ndarray, pd.DataFrame]:
+    lab = np.frombuffer(zlib.decompress(bytes(blob)), dtype="<i4").astype(np.int64)
+    if len(lab) != n_cells:
+        raise PartitionError(f"stored assignment has {len(lab)} cells, expected {n_cells}: the version is damaged.")
+    grids = pd.DataFrame(json.loads(grids_json), columns=list(GRID_COLUMNS))
+    codes = grids["grid_code"].to_numpy().astype(object)
+    out = np.where(lab >= 0, codes[np.maximum(lab, 0)] if len(codes) else "", "").astype(object)
+    return out, grids
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+
+
+def _store_for(twin: Twin, store: Store | None) -> Store:
+    return store if store is not None else open_store(twin_root=twin.root)
+
+
+# -- head, history -------------------------------------------------------------------------------------------
+def ensure_base(store: Store, twin: Twin) -> int:
+    """Record the twin's own partition as version 1 (``"base"``) if the store has no versions; return the head."""
+    _ensure_schema(store)
+    rows = store.query("SELECT version FROM partition_head WHERE name = 'head'")
+    if rows:
+        return int(rows[0][0])
+    p = partition_from_twin(twin)
+    blob, grids_json = _encode(p)
+    with store.transaction() as tx:
+        rows = tx.query("SELECT version FROM partition_head WHERE name = 'head'" + store.lock_clause())
+        if rows:  # another process recorded it first
+            return int(rows[0][0])
+        vid = tx.insert(
+            "INSERT INTO partition_versions (parent, author, created_at, reason, n_cells, n_grids, cells_sha256, "
+            "assignment, grids_json) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (None, "twin build", _now(), "partition of the built twin", len(p.cells), p.n_grids,
+             _cells_sha(p.cells), blob, grids_json),
+        )
+        tx.execute("INSERT INTO partition_head (name, version) VALUES ('head', ?)", (vid,))
+    return vid
+
+
+def head_version(store: Store) -> int:
+    """The head version id; :class:`NotFoundError` when the store holds no versions yet."""
+    _ensure_schema(store)
+    rows = store.query("SELECT version FROM partition_head WHERE name = 'head'")
+    if not rows:
+        raise NotFoundError("the store holds no partition versions yet; call versions.ensure_base(store, twin).")
+    return int(rows[0][0])
+
+
+def resolve_version(store: Store, version: int | str) -> int:
+    """``"base"`` → 1, ``"head"`` → the head, ``"7"``/7 → 7 (checked to exist)."""
+    if isinstance(version, str):
+        v = version.strip().lower()
+        if v == "head":
+            return head_version(store)
+        if v == "base":
+            version = BASE_VERSION
+        elif v.lstrip("v").isdigit():
+            version = int(v.lstrip("v"))
+        else:
+            raise ValidationError(f"a version is a number, 'base' or 'head'; got {version!r}.")
+    vid = int(version)
+    _ensure_schema(store)
+    if not store.query("SELECT id FROM partition_versions WHERE id = ?", (vid,)):
+        last = store.query("SELECT MAX(id) FROM partition_versions")[0][0]
+        raise NotFoundError(f"unknown partition version {vid}; versions run from 1 to {last}.")
+    return vid
+
+
+def list_versions(store: Store) -> list[VersionInfo]:
+    """All versions, oldest first."""
+    _ensure_schema(store)
+    head = store.query("SELECT version FROM partition_head WHERE name = 'head'")
+    h = int(head[0][0]) if head else None
+    rows = store.query("SELECT id, parent, author, created_at, reason, n_grids FROM partition_versions ORDER BY id")
+    return [VersionInfo(int(r[0]), None if r[1] is None else int(r[1]), r[2], r[3], r[4], int(r[5]), int(r[0]) == h)
+            for r in rows]
+
+
+def version_info(store: Store, version: int | str) -> VersionInfo:
+    vid = resolve_version(store, version)
+    return next(v for v in list_versions(store) if v.version == vid)
+
+
+# -- commit --------------------------------------------------------------------------------------------------
+def commit(store: Store, partition: Partition, *, base_version: int | str, author: str, reason: str,
+           twin: Twin | None = None) -> int:
+    """Store ``partition`` as a new version whose parent is ``base_version``; return the new version id.
+
+    The partition is validated first (every rule of :mod:`twin.partition.model`). Raises :class:`ConflictError` naming
+    the head when ``base_version`` is not the head (someone committed since you started), and
+    :class:`PartitionError` for an invalid partition or one made for other cells than the stored versions.
+    With ``twin`` the base version is recorded first if the store is new.
+    """
+    if not str(author).strip():
+        raise ValidationError("a commit needs an author (who made the edit).")
+    if not str(reason).strip():
+        raise ValidationError("a commit needs a reason (why the edit was made).")
+    if twin is not None:
+        ensure_base(store, twin)
+    _ensure_schema(store)
+    validate_partition(partition, action="commit")
+    base = resolve_version(store, base_version)
+    blob, grids_json = _encode(partition)
+    sha = _cells_sha(partition.cells)
+    with store.transaction() as tx:
+        rows = tx.query("SELECT version FROM partition_head WHERE name = 'head'" + store.lock_clause())
+        head = int(rows[0][0])
+        if head != base:
+            who = tx.query("SELECT author, created_at, reason FROM partition_versions WHERE id = ?", (head,))[0]
+            raise ConflictError(
+                f"version {base} is no longer the head: version {head} ({who[0]}, {who[1]}: {who[2]!r}) was "
+                f"committed since. Load version {head}, redo your edit on it and commit with base_version={head}."
+            )
+        stored_sha = tx.query("SELECT cells_sha256 FROM partition_versions WHERE id = ?", (head,))[0][0]
+        if stored_sha != sha:
+            raise PartitionError("the partition's cells differ from the stored versions' cells (another twin?); "
+                                 "load the partition from this twin's store.")
+        vid = tx.insert(
+            "INSERT INTO partition_versions (parent, author, created_at, reason, n_cells, n_grids, cells_sha256, "
+            "assignment, grids_json) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (base, str(author), _now(), str(reason), len(partition.cells), partition.n_grids, sha, blob, grids_json),
+        )
+        if _BEFORE_HEAD_UPDATE is not None:
+            _BEFORE_HEAD_UPDATE()
+        tx.execute("UPDATE partition_head SET version = ? WHERE name = 'head'", (vid,))
+    return vid
+
+
+def load_partition(store: Store, twin: Twin, version: int | str = "head") -> Partition:
+    """The partition of a stored version on ``twin``'s cells (records the base version first if needed)."""
+    ensure_base(store, twin)
+    vid = resolve_version(store, version)
+    row = store.query("SELECT n_cells, cells_sha256, assignment, grids_json FROM partition_versions WHERE id = ?",
+                      (vid,))[0]
+    base = partition_from_twin(twin)
+    if int(row[0]) != len(base.cells) or row[1] != _cells_sha(base.cells):
+        raise PartitionError(f"version {vid} was made for other cells ({row[0]} cells) than this twin "
+                             f"({len(base.cells)} cells); use the store of the twin it belongs to.")
+    codes, grids = _decode(row[2], row[3], len(base.cells))
+    p = base.with_assignment(codes, grids)
+    p.meta["version"] = vid
+    return p
+
+
+def _content_commit(store: Store, twin: Twin, source: int, *, base_version: int | str | None, author: str,
+                    reason: str) -> int:
+    p = load_partition(store, twin, source)
+    base = head_version(store) if base_version is None else base_version
+    return commit(store, p, base_version=base, author=author, reason=reason)
+
+
+def undo(store: Store, twin: Twin, *, author: str, base_version: int | str | None = None,
+         reason: str | None = None) -> int:
+    """Undo the head: a new version whose content equals the head's parent. ``base_version`` (default: the
+    head as read now) guards against undoing someone else's newer edit (``ConflictError``)."""
+    ensure_base(store, twin)
+    head = head_version(store) if base_version is None else resolve_version(store, base_version)
+    info = version_info(store, head)
+    if info.parent is None:
+        raise PartitionError(f"version {head} has no parent: nothing to undo.")
+    return _content_commit(store, twin, info.parent, base_version=head, author=author,
+                           reason=reason or f"undo version {head} (back to version {info.parent})")
+
+
+def rollback(store: Store, twin: Twin, to_version: int | str, *, author: str,
+             base_version: int | str | None = None, reason: str | None = None) -> int:
+    """Roll back to any earlier version: a new version whose content equals ``to_version``."""
+    ensure_base(store, twin)
+    target = resolve_version(store, to_version)
+    return _content_commit(store, twin, target, base_version=base_version, author=author,
+                           reason=reason or f"roll back to version {target}")
+
+
+# -- diff ----------------------------------------------------------------------------------------------------
+def diff_versions(store: Store, twin: Twin, a: int | str, b: int | str = "head", *,
+                  weights: dict[str, float] | None = None) -> VersionDiff:
+    """Grids added/removed/changed, cells/buildings/residents moved and the balance before/after from a to b."""
+    from twin.partition.balance import balance_report, cell_counts
+
+    pa, pb = load_partition(store, twin, a), load_partition(store, twin, b)
+    moved = pa.grid_code != pb.grid_code
+    codes_a, codes_b = set(pa.grids["grid_code"]), set(pb.grids["grid_code"])
+    changed = sorted((set(pa.grid_code[moved].tolist()) | set(pb.grid_code[moved].tolist())) - {""})
+    counts = cell_counts(twin)
+    b_cells = np.searchsorted(pa.cells, twin.buildings["cell"].to_numpy())
+    b_cells = np.clip(b_cells, 0, len(pa.cells) - 1)
+    keep = ["grids", "mean", "cv", "max", "min", "max_over_min", "max_abs_dev", "flagged", "unassigned_cells"]
+    before = balance_report(twin, pa, weights=weights, polygons=False).summary
+    after = balance_report(twin, pb, weights=weights, polygons=False).summary
+    return VersionDiff(
+        a=int(pa.meta["version"]), b=int(pb.meta["version"]),
+        grids_added=sorted(codes_b - codes_a), grids_removed=sorted(codes_a - codes_b),
+        grids_changed=[g for g in changed if g in codes_a and g in codes_b],
+        cells_moved=int(moved.sum()), buildings_moved=int(moved[b_cells].sum()),
+        residents_moved=int(counts["residents"].to_numpy()[moved].sum()),
+        residents_total=int(counts["residents"].sum()),
+        balance_before={k: before[k] for k in keep}, balance_after={k: after[k] for k in keep},
+    )
+
+
+# -- time travel ---------------------------------------------------------------------------------------------
+def twin_with_partition(twin: Twin, p: Partition, *, version: int | None = None) -> Twin:
+    """A new :class:`Twin` (``dataclasses.replace``) whose ``cells["grid_code"]``, ``grids`` (polygons re-derived
+    from the cells, WGS84, ``area_km2`` in EPSG:4547), ``buildings["grid_code"]`` and ``workers`` (re-assigned by
+    :func:`twin.partition.model.reassign_workers`) follow partition ``p``. Other frames are shared, not copied."""
+    if len(p.cells) != len(twin.cells) or not np.array_equal(p.cells, twin.cells["cell"].to_numpy()):
+        raise PartitionError("the partition is for other cells than this twin.")
+    cells = twin.cells.copy()
+    cells["grid_code"] = p.grid_code.astype(str)
+    ok = p.grid_code != ""
+    polys = units_to_polygons(p.cells[ok], p.grid_code[ok], twin.district, name="grid_code")
+    grids = polys.merge(p.grids, on="grid_code", how="left")
+    grids["synthetic"] = bool(twin.grids["synthetic"].all()) if "synthetic" in twin.grids else True
+    cols = [c for c in twin.grids.columns if c in grids.columns] + [c for c in grids.columns
+                                                                     if c not in twin.grids.columns]
+    grids = grids[cols]
+    buildings = twin.buildings.copy(deep=False)
+    pos = np.clip(np.searchsorted(p.cells, buildings["cell"].to_numpy()), 0, len(p.cells) - 1)
+    hit = p.cells[pos] == buildings["cell"].to_numpy()
+    buildings["grid_code"] = pd.Categorical(np.where(hit, p.grid_code[pos], "").astype(str))
+    manifest = dict(twin.manifest)
+    manifest["counts"] = dict(manifest.get("counts", {}), grids=len(grids))
+    if version is not None:
+        manifest["partition_version"] = int(version)
+    cache: dict[str, Any] = {k: twin.cache[k] for k in ("adjacency", "cell_xy", "cell_counts") if k in twin.cache}
+    return replace(twin, cells=cells, grids=grids, buildings=buildings, workers=reassign_workers(twin.workers, p),
+                   manifest=manifest, cache=cache)
+
+
+def checkout(twin: Twin, version: int | str = "head", *, store: Store | None = None) -> Twin:
+    """The twin as of a stored partition version (time travel): queries and dossiers on the returned twin use
+    that version's grids. ``version`` is an id, ``"base"`` (1) or ``"head"``. Results are cached per version in
+    ``twin.cache``."""
+    st = _store_for(twin, store)
+    ensure_base(st, twin)
+    vid = resolve_version(st, version)
+    key = f"checkout:{st.url}:{vid}"
+    hit = twin.cache.get(key)
+    if hit is not None:
+        return hit
+    out = twin_with_partition(twin, load_partition(st, twin, vid), version=vid)
+    twin.cache[key] = out
+    return out

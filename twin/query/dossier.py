@@ -1,0 +1,121 @@
+"""A grid's dossier (网格档案): who and what one grid holds, for the partition in force.
+
+A record belongs to the grid of its building's H3 cell (``t.buildings["grid_code"]``), so the per-grid counts
+of all grids add up to the twin's totals. The table of per-grid counts is computed once per twin object
+(≈ 0.5 s for the default twin; a checked-out version is its own twin object) and cached in ``t.cache``.
+The dossier is raw and unscoped; :mod:`twin.access.policy` decides what a caller may see of it.
+"""
+
+from __future__ import annotations
+
+import json
+import weakref
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import shapely
+
+from twin.model import Twin, ages_on
+
+__all__ = ["grid_dossier", "grid_counts", "DOSSIER_COUNTS"]
+
+DOSSIER_COUNTS = (
+    "buildings", "dwellings", "residents", "residents_male", "residents_female", "age_0_14", "age_15_59",
+    "age_60_plus", "elderly_70", "elderly_80", "disabled", "low_income", "pregnant", "businesses", "credit_green",
+    "credit_yellow", "credit_red", "workers",
+)
+
+
+_PER_BUILDING: dict[int, tuple] = {}
+
+
+def _per_building(t: Twin) -> tuple[np.ndarray, np.ndarray]:
+    """(building ids, int64 matrix buildings × DOSSIER_COUNTS without ``workers``), shared by every partition
+    version of one twin (versions share the person/dwelling/business frames)."""
+    key = id(t.persons)
+    hit = _PER_BUILDING.get(key)
+    frames = (t.persons, t.dwellings, t.businesses)
+    bids = t.buildings["building_id"].to_numpy()
+    if hit is not None and all(a() is b for a, b in zip(hit[0], frames)) and np.array_equal(hit[1], bids):
+        return hit[1], hit[2]
+    bidx = pd.Index(bids)
+    n = len(bids)
+
+    def per_b(building_ids: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+        pos = bidx.get_indexer(building_ids)
+        if mask is not None:
+            pos = pos[mask]
+        return np.bincount(pos[pos >= 0], minlength=n).astype(np.int64)
+
+    p = t.persons
+    pb = p["building_id"].to_numpy()
+    age = ages_on(p["birth_date"].to_numpy(), t.as_of)
+    male = (p["sex"].astype(str) == "M").to_numpy()
+    credit = t.businesses["credit"].astype(str).to_numpy()
+    bb = t.businesses["building_id"].to_numpy()
+    cols = [
+        np.ones(n, dtype=np.int64),
+        per_b(t.dwellings["building_id"].to_numpy()),
+        per_b(pb), per_b(pb, male), per_b(pb, ~male),
+        per_b(pb, age < 15), per_b(pb, (age >= 15) & (age < 60)), per_b(pb, age >= 60),
+        per_b(pb, age >= 70), per_b(pb, age >= 80),
+        per_b(pb, p["disabled"].to_numpy()), per_b(pb, p["low_income"].to_numpy()), per_b(pb, p["pregnant"].to_numpy()),
+        per_b(bb), per_b(bb, credit == "green"), per_b(bb, credit == "yellow"), per_b(bb, credit == "red"),
+    ]
+    mat = np.column_stack(cols)
+    if len(_PER_BUILDING) > 4:
+        _PER_BUILDING.clear()
+    _PER_BUILDING[key] = (tuple(weakref.ref(f) for f in frames), bids, mat)
+    return bids, mat
+
+
+def grid_counts(t: Twin) -> pd.DataFrame:
+    """Counts per grid: index ``grid_code`` (every grid of ``t.grids``), one int64 column per
+    :data:`DOSSIER_COUNTS` key. Cached in ``t.cache`` keyed on the identity of the frames it reads; the
+    per-building counts behind it are shared by all partition versions of a twin."""
+    frames = (t.buildings, t.persons, t.dwellings, t.businesses, t.workers, t.grids)
+    hit = t.cache.get("dossier.grid_counts")
+    if hit is not None and all(a is b for a, b in zip(hit[0], frames)):
+        return hit[1]
+    codes = pd.Index(t.grids["grid_code"].astype(str))
+    b_grid = codes.get_indexer(t.buildings["grid_code"].astype(str))
+    _, mat = _per_building(t)
+    n = len(codes)
+    ok = b_grid >= 0
+    sums = np.zeros((n, mat.shape[1]), dtype=np.int64)
+    np.add.at(sums, b_grid[ok], mat[ok])
+    w = codes.get_indexer(t.workers["grid_code"].astype(str))
+    workers = np.bincount(w[w >= 0], minlength=n).astype(np.int64)
+    out = pd.DataFrame(np.column_stack([sums, workers]), index=codes, columns=list(DOSSIER_COUNTS))
+    out.index.name = "grid_code"
+    t.cache["dossier.grid_counts"] = (frames, out)
+    return out
+
+
+def grid_dossier(t: Twin, grid_code: str) -> dict[str, Any]:
+    """One grid's sheet: codes and names, area (km², EPSG:4547), cells, counts and its grid workers.
+
+    Returns a dict with ``grid`` (code, name, community/town code and name, ``area_km2``, ``n_cells``),
+    ``counts`` (every key of :data:`DOSSIER_COUNTS`, exact), ``workers`` (worker_id, name, status, lng, lat:
+    personal data) and ``geometry`` (the grid polygon as a GeoJSON dict, WGS84). Raises
+    :class:`twin.errors.NotFoundError` for an unknown code.
+    """
+    row = t.grid(str(grid_code))
+    counts = grid_counts(t).loc[str(grid_code)]
+    com = t.community(str(row["community_code"]))
+    town = t.town(str(row["town_code"]))
+    w = t.workers.loc[t.workers["grid_code"].astype(str) == str(grid_code)]
+    workers = [{"worker_id": str(r.worker_id), "name": str(r.name), "status": str(r.status),
+                "lng": float(r.lng), "lat": float(r.lat)} for r in w.itertuples(index=False)]
+    return {
+        "grid": {
+            "grid_code": str(row["grid_code"]), "grid_name": str(row.get("grid_name", row["grid_code"])),
+            "community_code": str(row["community_code"]), "community_name": str(com["community_name"]),
+            "town_code": str(row["town_code"]), "town_name": str(town["town_name"]),
+            "area_km2": float(row["area_km2"]), "n_cells": int(row["n_cells"]),
+        },
+        "counts": {k: int(counts[k]) for k in DOSSIER_COUNTS},
+        "workers": workers,
+        "geometry": json.loads(shapely.to_geojson(row.geometry)),
+    }

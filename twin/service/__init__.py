@@ -1,0 +1,1 @@
+"""The HTTP service (FastAPI): routes over the same core calls as the Python API and the CLI."""

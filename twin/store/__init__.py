@@ -1,0 +1,1 @@
+"""Transactional store for mutable state: SQLite (WAL) embedded by default, PostgreSQL + PostGIS by URL."""
