@@ -1,17 +1,21 @@
-"""Streamlit panels of the map app: the area summary, the grid dossier (the edit panel is apps/edit_panel.py).
+"""Streamlit panels of the map app: the area summary, the grid dossier (edit mode's panel is :mod:`apps.edit`).
 
-Panels take plain data (an ``AreaSummary``, a dossier dict) and draw widgets; no twin computations here.
+Panels take plain data (an ``AreaSummary``, a dossier dict) and draw widgets; no twin computations here. Downloads:
+CSV as UTF-8 with a BOM (``utf-8-sig``, so spreadsheet programs read the Chinese names), JSON by the one encoder
+:func:`twin.encoding.dumps`.
 """
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import pandas as pd
 import streamlit as st
 
-__all__ = ["fmt_count", "summary_panel", "dossier_panel", "summary_csv", "TOTAL_LABELS", "KEY_LABELS"]
+from twin.encoding import dumps
+from twin.query.summary import AreaSummary
+
+__all__ = ["fmt_count", "summary_panel", "dossier_panel", "summary_csv", "csv_bytes", "TOTAL_LABELS", "KEY_LABELS"]
 
 TOTAL_LABELS = {
     "residents": "Residents 常住人口",
@@ -47,7 +51,12 @@ def _metrics(items: dict[str, Any], labels: dict[str, str], ncols: int = 3) -> N
             col.metric(labels[k], fmt_count(items[k]))
 
 
-def summary_csv(summary: Any) -> str:
+def csv_bytes(text: str) -> bytes:
+    """CSV text as a download: UTF-8 with a BOM (``utf-8-sig``)."""
+    return text.encode("utf-8-sig")
+
+
+def summary_csv(summary: AreaSummary) -> str:
     """The result as CSV: one row per grid touched, then the area totals as a last row (grid_code="TOTAL")."""
     table = summary.by_grid.copy()
     total = {"grid_code": "TOTAL", "grid_name": "area total", **summary.totals}
@@ -55,7 +64,7 @@ def summary_csv(summary: Any) -> str:
     return table.to_csv(index=False)
 
 
-def summary_panel(summary: Any, *, title: str, geojson: dict[str, Any], ms: float, file_stem: str) -> None:
+def summary_panel(summary: AreaSummary, *, title: str, geojson: dict[str, Any], ms: float, file_stem: str) -> None:
     """Totals, key populations, credit colours, per-grid/community tables and downloads of an area query."""
     st.subheader(title)
     st.caption(f"Area {summary.area_km2:,.3f} km² · {len(summary.by_grid)} grids touched · "
@@ -86,8 +95,8 @@ def summary_panel(summary: Any, *, title: str, geojson: dict[str, Any], ms: floa
         cols_t = [c for c in summary.by_town.columns if c in ["town_code", "town_name", *show]]
         st.dataframe(summary.by_town[cols_t], hide_index=True)
     c1, c2 = st.columns(2)
-    c1.download_button("⬇ Result CSV", summary_csv(summary), file_name=f"{file_stem}.csv", mime="text/csv")
-    c2.download_button("⬇ Area GeoJSON", json.dumps(geojson, ensure_ascii=False), file_name=f"{file_stem}.geojson",
+    c1.download_button("⬇ Result CSV", csv_bytes(summary_csv(summary)), file_name=f"{file_stem}.csv", mime="text/csv")
+    c2.download_button("⬇ Area GeoJSON", dumps(geojson), file_name=f"{file_stem}.geojson",
                        mime="application/geo+json")
 
 

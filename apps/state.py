@@ -8,28 +8,31 @@ touched cells, buildings in view) are built on a rerun.
 from __future__ import annotations
 
 import hashlib
-import json
+from collections.abc import Sequence
 from typing import Any
 
-import geopandas as gpd
 import numpy as np
 import pandas as pd
 import shapely
 import shapely.geometry
 import streamlit as st
+from shapely.geometry.base import BaseGeometry
 
 import twin
 from layers import boundaries, buildings, colors, hexagons, points
 from layers.serialize import layer_to_json
-from twin.access.roles import ANALYST, DISTRICT
+from twin.access.roles import ANALYST, DISTRICT, Role
 from twin.cells import PARTITION_RES, latlng_to_cells
-from twin.partition.workload import workload
+from twin.encoding import dumps
+from twin.partition.balance import grid_stats
+from twin.partition.model import neighbour_grids, partition_from_twin
 from twin.query.dossier import grid_counts
+from twin.query.summary import AreaSummary
 
 __all__ = [
-    "get_twin", "OVERLAY_CATEGORIES", "GRID_METRICS", "overlay_frame", "static_layer", "hex_layers",
-    "grid_metric_values", "grid_metric_layer", "buildings_layer_json", "search_options", "unit_geometry",
-    "grid_neighbours", "grid_at", "summary_of", "LayerJSON", "ROLES",
+    "get_twin", "twin_key", "OVERLAY_CATEGORIES", "GRID_METRICS", "overlay_frame", "static_layer", "hex_layers",
+    "grid_table", "grid_metric_values", "grid_metric_layer", "buildings_layer_json", "search_options",
+    "unit_geometry", "grid_neighbours", "cell_at", "grid_at", "summary_of", "area_id", "LayerJSON", "ROLES",
 ]
 
 LayerJSON = tuple[str, str]
@@ -69,7 +72,8 @@ def get_twin() -> twin.Twin:
     return t
 
 
-def _key(t: twin.Twin) -> str:
+def twin_key(t: twin.Twin) -> str:
+    """Cache key of a loaded twin (its folder and checksums): the ``key`` argument of the cached builders here."""
     return str(t.root) + ":" + str(t.manifest.get("checksums", t.manifest.get("seed")))[:64]
 
 
@@ -120,12 +124,7 @@ def static_layer(_t: twin.Twin, key: str, name: str) -> LayerJSON:
     """One cached static layer by name: district, boundary-*, labels-*, workers, cameras, businesses."""
     t = _t
     if name == "district-fill":
-        frame = gpd.GeoDataFrame({"name": ["禅城区"]}, geometry=[t.district], crs="EPSG:4326")
-        data = boundaries.to_feature_collection(frame, columns=["name"], simplify_deg=1e-5)
-        import pydeck as pdk
-        layer = pdk.Layer("GeoJsonLayer", data=data, id=name, stroked=True, filled=True,
-                          get_fill_color=[22, 36, 64, 255], get_line_color=[255, 255, 255, 255],
-                          line_width_units="pixels", get_line_width=3, pickable=False)
+        layer = boundaries.district_layer(t.district, layer_id=name)
     elif name.startswith("boundary-"):
         level = name.split("-", 1)[1]
         frame = {"town": t.towns, "community": t.communities, "grid": t.grids}[level]
@@ -149,10 +148,12 @@ def static_layer(_t: twin.Twin, key: str, name: str) -> LayerJSON:
 
 @st.cache_resource(show_spinner=False)
 def grid_table(_t: twin.Twin, key: str) -> pd.DataFrame:
-    """Per-grid counts (twin.query.dossier.grid_counts) plus key_persons, workload, residents_per_km2."""
+    """Per-grid counts (twin.query.dossier.grid_counts) plus ``key_persons`` and ``workload`` of the twin's own
+    partition (twin.partition.balance.grid_stats, the balance report's definitions) and ``residents_per_km2``."""
     c = grid_counts(_t).copy()
-    c["key_persons"] = c["disabled"] + c["low_income"] + c["pregnant"] + c["elderly_80"]
-    c["workload"] = workload({k: c[k].to_numpy() for k in ("residents", "dwellings", "businesses", "key_persons")})
+    stats = grid_stats(_t, partition_from_twin(_t), polygons=False).set_index("grid_code")
+    for col in ("key_persons", "workload"):
+        c[col] = stats[col].reindex(c.index).to_numpy(dtype=float)
     area = _t.grids.set_index("grid_code")["area_km2"].reindex(c.index).to_numpy()
     c["residents_per_km2"] = c["residents"] / np.where(area > 0, area, np.nan)
     return c
@@ -162,7 +163,7 @@ def grid_metric_values(t: twin.Twin, metric: str) -> np.ndarray:
     """One value per row of ``t.grids`` for ``metric`` (see :data:`GRID_METRICS`)."""
     if metric not in GRID_METRICS:
         raise twin.ValidationError(f"unknown grid metric {metric!r}; use one of {sorted(GRID_METRICS)}")
-    table = grid_table(t, _key(t))
+    table = grid_table(t, twin_key(t))
     return table[metric].reindex(t.grids["grid_code"].astype(str)).to_numpy(dtype=float)
 
 
@@ -187,7 +188,8 @@ def _buildings_json(key: str, bbox: tuple[float, float, float, float]) -> str:
 
 def buildings_layer_json(t: twin.Twin, bbox: tuple[float, float, float, float]) -> LayerJSON:
     """3D buildings with their point in ``bbox`` (west, south, east, north; WGS84)."""
-    return "buildings-3d", _buildings_json(_key(t), tuple(round(v, 5) for v in bbox))
+    w, s, e, n = (round(float(v), 5) for v in bbox)
+    return "buildings-3d", _buildings_json(twin_key(t), (w, s, e, n))
 
 
 # --- search and units -----------------------------------------------------------------------------------------
@@ -206,44 +208,43 @@ def search_options(_t: twin.Twin, key: str) -> dict[str, tuple[str, str]]:
     return out
 
 
-def unit_geometry(t: twin.Twin, level: str, code: str) -> Any:
+def unit_geometry(t: twin.Twin, level: str, code: str) -> BaseGeometry:
     """The WGS84 polygon of a town, community or grid (:class:`twin.NotFoundError` for unknown codes)."""
     getter = {"town": t.town, "community": t.community, "grid": t.grid}.get(level)
     if getter is None:
         raise twin.ValidationError(f"unknown level {level!r}; use town, community or grid")
-    return getter(code).geometry
+    geom: BaseGeometry = getter(code).geometry
+    return geom
 
 
-@st.cache_resource(show_spinner=False)
-def grid_neighbours(_t: twin.Twin, key: str) -> dict[str, list[str]]:
-    """grid_code → codes of grids sharing a boundary with it (grids are unions of H3 cells, so they touch)."""
-    g = _t.grids[["grid_code", "geometry"]].reset_index(drop=True)
-    tree = g.sindex
-    left, right = tree.query(g.geometry.values, predicate="intersects")
-    codes = g["grid_code"].astype(str).to_numpy()
-    out: dict[str, list[str]] = {c: [] for c in codes}
-    for a, b in zip(left.tolist(), right.tolist()):
-        if a != b:
-            out[codes[a]].append(codes[b])
-    return {k: sorted(set(v)) for k, v in out.items()}
+def grid_neighbours(t: twin.Twin, code: str) -> list[str]:
+    """Codes of the grids sharing a cell edge with grid ``code`` in the twin's own partition (the partition's one
+    definition, :func:`twin.partition.model.neighbour_grids`); :class:`twin.NotFoundError` for an unknown code."""
+    return neighbour_grids(partition_from_twin(t), code)
 
 
-def grid_at(t: twin.Twin, coordinate: Any) -> str:
-    """Grid code at a WGS84 ``[lng, lat]`` (``""`` outside the partition or for a missing coordinate)."""
+def cell_at(coordinate: Sequence[float] | None) -> int | None:
+    """The H3 partition cell (res 11) at WGS84 ``[lng, lat]``; ``None`` for a missing coordinate."""
     if not coordinate or len(coordinate) != 2:
-        return ""
+        return None
     cell = latlng_to_cells(np.array([float(coordinate[1])]), np.array([float(coordinate[0])]), PARTITION_RES)
-    return str(t.grid_of_cells(cell)[0])
+    return int(cell[0])
 
 
-def summary_of(t: twin.Twin, geojson: dict[str, Any], role: Any) -> Any:
-    """``twin.summarize_area`` for a GeoJSON area (by grid), the one call the summary panel shows."""
-    fn = getattr(twin, "summarize_area", None)
-    if fn is None:
-        from twin.query.summary import summarize_area as fn
-    return fn(t, geojson, role=role, by="grid")
+def grid_at(t: twin.Twin, coordinate: Sequence[float] | None) -> str:
+    """Grid code at a WGS84 ``[lng, lat]`` (``""`` outside the partition or for a missing coordinate)."""
+    cell = cell_at(coordinate)
+    if cell is None:
+        return ""
+    return str(t.grid_of_cells(np.array([cell], dtype=np.uint64))[0])
+
+
+def summary_of(t: twin.Twin, area: dict[str, Any] | BaseGeometry, role: Role) -> AreaSummary:
+    """``twin.summarize_area`` for an area (GeoJSON or shapely, WGS84) by grid: the one call the summary panel
+    shows."""
+    return twin.summarize_area(t, area, role=role, by="grid")
 
 
 def area_id(geojson: dict[str, Any]) -> str:
     """Short stable id of an area (for cache keys and download names)."""
-    return hashlib.sha1(json.dumps(geojson, sort_keys=True).encode()).hexdigest()[:10]
+    return hashlib.sha1(dumps(geojson, sort_keys=True)).hexdigest()[:10]

@@ -6,14 +6,12 @@ widgets → :mod:`twin` → :mod:`layers` → the ``deck_map`` component (apps/c
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-import shapely
 import streamlit as st
 
 _T_START = time.perf_counter()
@@ -23,11 +21,12 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 import twin  # noqa: E402
-from apps import edit_panel, panels, state  # noqa: E402
+from apps import edit, panels, state  # noqa: E402
 from apps.components.deckmap import VendorMissingError, deck_map, ensure_vendor  # noqa: E402
 from layers import boundaries, colors, hexagons  # noqa: E402
 from layers import buildings as building_layers  # noqa: E402
 from layers.serialize import layer_to_json  # noqa: E402
+from twin.encoding import to_jsonable  # noqa: E402
 from twin.query.areas import parse_area  # noqa: E402
 from twin.query.dossier import grid_dossier  # noqa: E402
 
@@ -47,17 +46,17 @@ try:
 except (twin.TwinError, VendorMissingError) as e:
     st.error(str(e))
     st.stop()
-KEY = state._key(t)
+KEY = state.twin_key(t)
 ss = st.session_state
 for k, v in {"area": None, "seen_seq": None, "fly": None, "dossier": None, "bbox": None, "draw_count": 0,
              "upload_id": None, "clear_seq": 0}.items():
     ss.setdefault(k, v)
 
-# edit mode (apps/edit_panel.py): its own map events, layers and panel
-ectx: edit_panel.EditContext | None = None
+# edit mode (apps/edit/): its own map events, layers and panel
+ectx: edit.EditContext | None = None
 if str(ss.get("mode", "")).startswith("Edit"):
     try:
-        ectx = edit_panel.context(t, KEY)
+        ectx = edit.context(t, KEY)
     except twin.TwinError as e:
         st.error(f"Edit mode unavailable: {e}")
 
@@ -71,7 +70,7 @@ def _set_area(geojson: dict[str, Any], title: str, source: str) -> None:
 def _handle(ev: dict[str, Any]) -> None:
     kind = ev.get("event")
     if ectx is not None and kind in ("draw", "click", "clear"):
-        edit_panel.handle_map_event(ectx, ev)
+        edit.handle_map_event(ectx, ev)
         return
     if kind == "draw" and ev.get("geojson"):
         ss.draw_count += 1
@@ -96,7 +95,7 @@ if isinstance(ev, dict) and ev.get("seq") != ss.seen_seq:
 
 def _pick(level: str, code: str, label: str) -> None:
     geom = state.unit_geometry(t, level, code)
-    _set_area(json.loads(shapely.to_geojson(geom)), label, level)
+    _set_area(to_jsonable(geom), label, level)
     c = geom.centroid
     ss.fly = {"seq": time.time(), "longitude": c.x, "latitude": c.y, "zoom": FLY_ZOOM[level], "pitch": 0}
     if level == "grid":
@@ -146,7 +145,7 @@ if upload is not None and upload.file_id != ss.upload_id:
     ss.upload_id = upload.file_id
     try:
         parsed = parse_area(upload.getvalue(), district=t.district)
-        _set_area(json.loads(shapely.to_geojson(parsed.geometry)), f"Uploaded: {upload.name}", "upload")
+        _set_area(to_jsonable(parsed.geometry), f"Uploaded: {upload.name}", "upload")
         b = parsed.geometry.bounds
         ss.fly = {"seq": time.time(), "longitude": (b[0] + b[2]) / 2, "latitude": (b[1] + b[3]) / 2, "zoom": 13.5}
     except twin.TwinError as e:
@@ -216,7 +215,7 @@ if show_labels:
     zoom_ranges["labels-grid"] = (15.0, 24.0)
 
 if ectx is not None:
-    layer_list, zoom_ranges, legends = edit_panel.map_layers(ectx)
+    layer_list, zoom_ranges, legends = edit.map_layers(ectx)
 
 # --- page -----------------------------------------------------------------------------------------------------
 
@@ -225,7 +224,7 @@ col_map, col_panel = st.columns([0.64, 0.36], gap="small")
 # summary is on screen while the map iframe is still drawing its next frame.
 with col_panel:
     if ectx is not None:
-        edit_panel.render(ectx)
+        edit.render(ectx)
     else:
         if query_error:
             st.error(query_error)
@@ -235,7 +234,7 @@ with col_panel:
         if ss.dossier:
             try:
                 d = grid_dossier(t, ss.dossier)
-                nb = state.grid_neighbours(t, KEY).get(ss.dossier, [])
+                nb = state.grid_neighbours(t, ss.dossier)
                 names = t.grids.set_index("grid_code")["grid_name"]
                 panels.dossier_panel(d, [(c, str(names.get(c, c))) for c in nb])
             except twin.TwinError as e:

@@ -14,11 +14,12 @@ import geopandas as gpd
 import numpy as np
 import pydeck as pdk
 import shapely
+from shapely.geometry.base import BaseGeometry
 
 from layers.colors import LEVEL_COLORS, ClassedScale
 
-__all__ = ["LEVELS", "boundary_layer", "label_layer", "choropleth_layer", "area_layer", "to_feature_collection",
-           "CJK_FONT"]
+__all__ = ["LEVELS", "boundary_layer", "label_layer", "choropleth_layer", "area_layer", "district_layer",
+           "to_feature_collection", "CJK_FONT"]
 
 LEVELS = ("district", "town", "community", "grid")
 #: Font stack for Chinese labels (Debian's fonts-noto-cjk provides Noto Sans CJK SC).
@@ -48,7 +49,8 @@ def to_feature_collection(frame: gpd.GeoDataFrame, *, columns: Sequence[str] = (
     for c in keep:
         if sub[c].dtype.kind == "f":
             sub[c] = sub[c].round(3)
-    return json.loads(sub.to_json(drop_id=True))
+    out: dict[str, Any] = json.loads(sub.to_json(drop_id=True))
+    return out
 
 
 def boundary_layer(frame: gpd.GeoDataFrame, level: str, *, layer_id: str | None = None,
@@ -125,3 +127,14 @@ def area_layer(geojson: dict[str, Any], *, layer_id: str = "query-area",
     fill = [int(color[0]), int(color[1]), int(color[2]), 40]
     return pdk.Layer("GeoJsonLayer", data=geojson, id=layer_id, stroked=True, filled=True, get_fill_color=fill,
                      get_line_color=list(color), line_width_units="pixels", get_line_width=3, pickable=False)
+
+
+def district_layer(district: BaseGeometry, *, layer_id: str = "district-fill",
+                   fill: Sequence[int] = (22, 36, 64, 255)) -> pdk.Layer:
+    """The district polygon (WGS84) filled dark with a white outline: the map's background, so it reads without a
+    web basemap. Outlines are simplified by 1e-5 degrees (≈ 1 m)."""
+    frame = gpd.GeoDataFrame({"name": ["禅城区"]}, geometry=[district], crs="EPSG:4326")
+    data = to_feature_collection(frame, columns=["name"], simplify_deg=1e-5)
+    return pdk.Layer("GeoJsonLayer", data=data, id=layer_id, stroked=True, filled=True, get_fill_color=list(fill),
+                     get_line_color=[255, 255, 255, 255], line_width_units="pixels", get_line_width=3,
+                     pickable=False)

@@ -10,11 +10,11 @@ import numpy as np
 import pandas as pd
 import pydeck as pdk
 
-from layers.colors import CREDIT_COLORS, STATUS_COLORS
+from layers.colors import CREDIT_COLORS, RGBA, STATUS_COLORS
 
 __all__ = ["STATE_COLORS", "OVERDUE_COLOR", "incidents_layer", "incident_workers_layer", "inspections_layer"]
 
-STATE_COLORS: dict[str, list[int]] = {
+STATE_COLORS: dict[str, RGBA] = {
     "reported": [255, 152, 0, 230],
     "dispatched": [33, 150, 243, 230],
     "in_progress": [156, 39, 176, 230],
@@ -22,11 +22,12 @@ STATE_COLORS: dict[str, list[int]] = {
     "followed_up": [129, 199, 132, 160],
     "reopened": [244, 67, 54, 230],
 }
-OVERDUE_COLOR = [213, 0, 0, 255]
+OVERDUE_COLOR: RGBA = [213, 0, 0, 255]
 
 
 def _pos(frame: pd.DataFrame) -> list[list[float]]:
-    return np.round(frame[["lng", "lat"]].to_numpy(dtype=float), 6).tolist()
+    out: list[list[float]] = np.round(frame[["lng", "lat"]].to_numpy(dtype=float), 6).tolist()
+    return out
 
 
 def incidents_layer(frame: pd.DataFrame, *, overdue: np.ndarray | None = None, layer_id: str = "incidents"

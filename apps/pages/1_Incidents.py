@@ -9,6 +9,7 @@ import datetime as dt
 import sys
 from pathlib import Path
 
+import pydeck as pdk
 import streamlit as st
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -18,6 +19,7 @@ if str(ROOT) not in sys.path:
 import twin  # noqa: E402
 from apps import state  # noqa: E402
 from apps.components.deckmap import VendorMissingError, deck_map, ensure_vendor  # noqa: E402
+from apps.panels import csv_bytes  # noqa: E402
 from layers.incidents import incident_workers_layer, incidents_layer, inspections_layer  # noqa: E402
 from layers.serialize import layer_to_json  # noqa: E402
 from twin.incidents.catalogue import LEVELS, load_catalogue  # noqa: E402
@@ -55,10 +57,10 @@ def _plan(_t: twin.Twin, key: str, month: str, green: int, yellow: int, red: int
     return inspection_plan(_t, month, frequency={"green": green, "yellow": yellow, "red": red})
 
 
-def _map(layers: list, *, key: str, height: int) -> None:
+def _map(t: twin.Twin, layers: list[pdk.Layer], *, key: str, height: int) -> None:
     """The same deck.gl component as the one map (tooltips are templates, the district outline underneath)."""
     b = t.district.bounds
-    deck_map([state.static_layer(t, state._key(t), "district-fill"), *((lyr.id, layer_to_json(lyr)) for lyr in layers)],
+    deck_map([state.static_layer(t, state.twin_key(t), "district-fill"), *((lyr.id, layer_to_json(lyr)) for lyr in layers)],
              key=key, height=height,
              view={"longitude": (b[0] + b[2]) / 2, "latitude": (b[1] + b[3]) / 2, "zoom": 11.3, "pitch": 0,
                    "bearing": 0})
@@ -119,7 +121,7 @@ with tab_queue:
     c4.metric("Linked repeat reports", f"{int(q['linked_reports'].sum()):,}")
     board = board_for(istore, t)
     shown = q.head(MAX_MAP_POINTS)
-    _map([incidents_layer(shown, overdue=shown["overdue"].to_numpy()), incident_workers_layer(board)],
+    _map(t, [incidents_layer(shown, overdue=shown["overdue"].to_numpy()), incident_workers_layer(board)],
          key="incident-map", height=480)
     cols = ["id", "state", "overdue", "category", "severity", "channel", "reported_at", "grid_code", "level",
             "handler_code", "assignee", "deadline", "linked_reports", "version"]
@@ -192,7 +194,7 @@ with tab_insp:
     g, y, r = (c2.number_input("Green / month", 0, 20, 1), c3.number_input("Yellow / month", 0, 20, 2),
                c4.number_input("Red / month", 0, 20, 4))
     try:
-        plan = _plan(t, state._key(t), month, int(g), int(y), int(r))
+        plan = _plan(t, state.twin_key(t), month, int(g), int(y), int(r))
     except twin.TwinError as e:
         st.error(str(e))
         st.stop()
@@ -201,6 +203,6 @@ with tab_insp:
     st.dataframe(plan_summary(plan).reset_index(), hide_index=True, height=240)
     day = st.selectbox("Show visits on", sorted(plan["date"].unique()))
     today = plan[plan["date"] == day]
-    _map([inspections_layer(today)], key="inspection-map", height=420)
-    st.download_button("Download plan CSV", plan.to_csv(index=False).encode("utf-8-sig"),
+    _map(t, [inspections_layer(today)], key="inspection-map", height=420)
+    st.download_button("Download plan CSV", csv_bytes(plan.to_csv(index=False)),
                        file_name=f"inspection_plan_{month}.csv", mime="text/csv")

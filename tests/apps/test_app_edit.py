@@ -212,3 +212,50 @@ def test_drawn_area_moves_cells_as_the_api_does(store_url, default_twin, code):
     pv = at.session_state["ed_preview"]
     assert not at.error and pv["partition"].assignment_equals(expected)
     assert pv["effect"].summary["cells_moved"] == 1
+
+
+def test_split_by_drawn_shape_is_the_one_edit_dispatch(store_url, default_twin, code):
+    """The drawn polygon's outline cuts the grid: the preview equals apply_edit(EditOp("split_grid", geometry=…))."""
+    import shapely.geometry
+
+    from twin.partition.edit_ops import EditOp, apply_edit
+
+    at = _edit_app()
+    _select(at, code)
+    p = versions.load_partition(open_store(store_url), default_twin, 1)
+    grid = default_twin.grid(code).geometry
+    x0, y0, x1, y1 = grid.bounds
+    half = shapely.geometry.box(x0 - 0.01, y0 - 0.01, (x0 + x1) / 2, y1 + 0.01)  # the west half of the grid
+    at.session_state["map"] = {"event": "draw", "seq": 3,
+                               "geojson": {"type": "Feature", "geometry": shapely.geometry.mapping(half)}}
+    at.run()
+    at.button(key="ed_split_drawn").click().run()
+    _ok(at)
+    try:
+        expected = apply_edit(p, EditOp("split_grid", grid_code=code, geometry=half)).partition
+    except PartitionError as e:
+        assert [x.value for x in at.error] == [str(e)]
+        return
+    pv = at.session_state["ed_preview"]
+    assert not at.error and pv["op"] == "split_drawn" and pv["partition"].assignment_equals(expected)
+    assert pv["partition"].n_grids == p.n_grids + 1
+
+
+def test_edit_buttons_map_to_edit_ops():
+    import shapely.geometry
+
+    import twin
+    from apps.edit.actions import EDIT_BUTTONS, edit_op
+
+    sq = shapely.geometry.mapping(shapely.geometry.box(113.1, 23.0, 113.11, 23.01))
+    ss = {"ed_grid": "g1", "ed_k": 3, "ed_merge_with": "g2", "ed_drawn": sq, "ed_clip": True}
+    ops = {b: edit_op(b, ss) for b in EDIT_BUTTONS}
+    assert {b: o.op for b, o in ops.items()} == EDIT_BUTTONS
+    assert (ops["split_k"].grid_code, ops["split_k"].k, ops["split_k"].geometry) == ("g1", 3, None)
+    assert ops["split_drawn"].geometry.equals(shapely.geometry.shape(sq))
+    assert list(ops["merge"].grid_codes) == ["g1", "g2"]
+    assert ops["redraw"].clip and ops["move"].to_grid == "g1"
+    with pytest.raises(twin.ValidationError, match="draw a shape"):
+        edit_op("move", {"ed_grid": "g1"})
+    with pytest.raises(twin.ValidationError, match="unknown edit button"):
+        edit_op("explode", ss)

@@ -15,7 +15,8 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 import twin  # noqa: E402
-from apps.panels import TOTAL_LABELS, fmt_count, summary_csv  # noqa: E402
+from apps.panels import TOTAL_LABELS, csv_bytes, fmt_count, summary_csv  # noqa: E402
+from twin.partition.model import neighbour_grids, partition_from_twin  # noqa: E402
 
 APP = str(ROOT / "apps" / "streamlit_app.py")
 
@@ -66,6 +67,10 @@ def test_search_a_grid_gives_its_summary_and_dossier(t):
     assert any(h.startswith("Grid dossier") and str(t.grid(code)["grid_name"]) in h for h in heads)
     md = " ".join(m.value for m in at.markdown)
     assert "Neighbouring grids" in md and str(t.grid(code)["town_code"]) not in ("",)
+    # the partition's one neighbour definition (shared cell edges), not a geometric "intersects"
+    nb_md = next(m.value for m in at.markdown if m.value.startswith("**Neighbouring grids"))
+    nb = neighbour_grids(partition_from_twin(t), code)
+    assert nb and all(f"({n})" in nb_md for n in nb) and nb_md.count("(") == len(nb)
 
 
 def test_bad_area_shows_an_error_not_a_traceback():
@@ -83,3 +88,5 @@ def test_summary_csv_has_grid_rows_and_total(t):
     lines = summary_csv(s).strip().splitlines()
     assert lines[0].startswith("grid_code") and lines[-1].startswith("TOTAL")
     assert len(lines) == len(s.by_grid) + 2
+    data = csv_bytes(summary_csv(s))  # the download: UTF-8 with BOM, so spreadsheets read the Chinese names
+    assert data.startswith(b"\xef\xbb\xbf") and data.decode("utf-8-sig") == summary_csv(s)

@@ -121,3 +121,21 @@ def test_points_workers_status_and_business_worst_credit():
     assert per[["green", "yellow", "red"]].to_numpy().sum() == 4
     layer = layer_to_dict(points.businesses_layer(per.reset_index()))
     assert layer["id"] == "businesses" and len(layer["data"]) == 3
+
+
+def test_district_layer_is_a_dark_filled_outline_not_pickable():
+    d = layer_to_dict(boundaries.district_layer(box(113.0, 23.0, 113.1, 23.1)))
+    assert d["id"] == "district-fill" and d["@@type"] == "GeoJsonLayer"
+    assert d["filled"] and d["stroked"] and not d["pickable"]
+    assert d["getFillColor"] == [22, 36, 64, 255]
+    (feat,) = d["data"]["features"]
+    assert feat["properties"] == {"name": "禅城区"} and feat["geometry"]["type"] == "Polygon"
+
+
+def test_layer_modules_declare_their_public_api():
+    import layers
+
+    assert set(layers.__all__) >= {"boundaries", "colors", "edit", "serialize"}
+    for name in layers.__all__:
+        mod = __import__(f"layers.{name}", fromlist=["__all__"])
+        assert mod.__all__ and all(hasattr(mod, n) for n in mod.__all__), name
