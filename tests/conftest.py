@@ -1,6 +1,13 @@
-"""Shared fixtures: the default twin (built once if missing) and small helpers."""
+"""Shared fixtures: the small twin (built in seconds, for unit tests), the default twin (built once if missing), and
+the test lanes: every test that needs the full default twin is marked ``slow`` here, so ``pytest -m "not slow and
+not browser"`` (``make test-fast``) runs in well under a minute."""
 
 from __future__ import annotations
+
+import inspect
+import re
+from collections.abc import Callable
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -9,20 +16,36 @@ from hypothesis import settings
 import twin
 from twin.io import default_twin_dir
 from twin.synth.build import build_twin
+from twin.testing import small_twin as build_small_twin
 
 # Property tests are deterministic: the same examples on every run and machine (no example database), so a CI run
 # never fails at random; a test that wants more variety raises max_examples, not randomness.
 settings.register_profile("twin", derandomize=True, database=None, print_blob=False)
 settings.load_profile("twin")
 
+# What makes a test slow: the default-twin fixture, loading the default twin (`twin.load()` with no path) in the test
+# or in a fixture it uses, or living in a module that runs the Streamlit app script (the app loads the default twin).
+_SLOW_FIXTURES = {"default_twin"}
+_LOADS_DEFAULT_TWIN = re.compile(r"\bload\(\s*\)")
+_RUNS_THE_APP = re.compile(r"streamlit_app\.py")
+_TESTS = Path(__file__).resolve().parent
+
 
 @pytest.fixture(scope="session")
 def default_twin() -> twin.Twin:
-    """The default twin (seed 20231), built into data/generated/default if it is not there yet."""
+    """The default twin (seed 20231), built into data/generated/default if it is not there yet. Marks tests slow."""
     root = default_twin_dir()
     if not (root / "manifest.json").exists():
         build_twin(root, progress=False)
     return twin.load(root)
+
+
+@pytest.fixture(scope="session")
+def small_twin(tmp_path_factory: pytest.TempPathFactory) -> twin.Twin:
+    """A tiny complete twin (4 communities of 祖庙街道, 4,000 residents, 10 grids) built by the real pipeline in a
+    few seconds (:func:`twin.testing.small_twin`). Read-only: build your own with ``twin.testing.small_twin(tmp)``
+    to change it."""
+    return build_small_twin(tmp_path_factory.mktemp("small_twin"))
 
 
 @pytest.fixture(scope="session")
@@ -31,3 +54,39 @@ def cat() -> pd.DataFrame:
     from twin.incidents.catalogue import load_catalogue
 
     return load_catalogue()
+
+
+def _source(obj: object) -> str:
+    """Source of a test, fixture or module defined under tests/ ("" for anything else)."""
+    try:
+        path = inspect.getsourcefile(obj)  # type: ignore[arg-type]
+        if path is None or _TESTS not in Path(path).resolve().parents:
+            return ""
+        return inspect.getsource(obj)  # type: ignore[arg-type]
+    except (OSError, TypeError):
+        return ""
+
+
+def _needs_default_twin(item: pytest.Item, module_source: dict[str, str]) -> bool:
+    if set(getattr(item, "fixturenames", ())) & _SLOW_FIXTURES:
+        return True
+    module = getattr(item, "module", None)
+    if module is not None:
+        text = module_source.setdefault(module.__name__, _source(module))
+        if _RUNS_THE_APP.search(text):
+            return True
+    funcs: list[Callable[..., object]] = []
+    if getattr(item, "function", None) is not None:
+        funcs.append(item.function)  # type: ignore[attr-defined]
+    info = getattr(item, "_fixtureinfo", None)
+    for defs in info.name2fixturedefs.values() if info is not None else ():
+        funcs += [d.func for d in defs]
+    return any(_LOADS_DEFAULT_TWIN.search(_source(f)) for f in funcs)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark ``slow`` every test that uses the default twin (directly, through a fixture, or through the app)."""
+    module_source: dict[str, str] = {}
+    for item in items:
+        if item.get_closest_marker("slow") is None and _needs_default_twin(item, module_source):
+            item.add_marker(pytest.mark.slow)

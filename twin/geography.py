@@ -1,25 +1,30 @@
-"""The real geography shipped in ``data/``: the district boundary and the NBS 2023 town and village code lists.
+"""The real geography shipped in the package (``twin/data/``, read through ``importlib.resources``): the district
+boundary and the NBS 2023 town and village code lists.
 
-Sources and licences: ``data/PROVENANCE.md``. Geometry is WGS84 (EPSG:4326).
+Sources and licences: ``twin/data/PROVENANCE.md``. Geometry is WGS84 (EPSG:4326).
 """
 
 from __future__ import annotations
 
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import shapely
+from shapely.geometry import shape
 from shapely.geometry.base import BaseGeometry
 
 from twin.crs import wgs84_to_gcj02
-from twin.io import read_package_csv, read_package_vector
+from twin.io import read_json, read_package_csv, read_package_vector
 
 __all__ = [
     "DISTRICT_CODE",
     "DISTRICT_NAME",
     "district_boundary",
     "district_boundary_gcj02",
+    "twin_district",
+    "EXTENT_FILE",
     "nbs_towns",
     "nbs_communities",
     "town_seats",
@@ -27,6 +32,8 @@ __all__ = [
 
 DISTRICT_CODE = "440604"
 DISTRICT_NAME = "禅城区"
+EXTENT_FILE = "extent.geojson"
+"""Written into a twin built on part of the district (``build_twin(extent=...)``): the area it covers."""
 
 
 @lru_cache(maxsize=1)
@@ -45,6 +52,16 @@ def district_boundary_gcj02() -> BaseGeometry:
         return np.column_stack(wgs84_to_gcj02(c[:, 0], c[:, 1]))
 
     return shapely.transform(district_boundary(), _fwd)
+
+
+def twin_district(root: str | Path) -> BaseGeometry:
+    """The area the twin at ``root`` covers: the district, or the extent a partial build wrote (:data:`EXTENT_FILE`,
+    WGS84), e.g. the small twin of :func:`twin.testing.small_twin`."""
+    path = Path(root) / EXTENT_FILE
+    if not path.exists():
+        return district_boundary()
+    geom = shape(read_json(path))
+    return geom if geom.is_valid else shapely.make_valid(geom)
 
 
 def nbs_towns() -> pd.DataFrame:

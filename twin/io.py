@@ -11,14 +11,20 @@ import json
 import os
 import tempfile
 from collections.abc import Callable
+from importlib import resources
+from importlib.resources.abc import Traversable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import geopandas as gpd
 import numpy as np
 import pandas as pd
 
 from twin.errors import IngestError
+
+if TYPE_CHECKING:
+    from rasterio.crs import CRS
+    from rasterio.transform import Affine
 
 __all__ = [
     "PACKAGE_DATA_DIR",
@@ -34,15 +40,35 @@ __all__ = [
     "sha256_file",
     "read_package_csv",
     "read_package_vector",
+    "package_data",
 ]
 
-PACKAGE_DATA_DIR = Path(__file__).resolve().parent.parent / "data"
+PACKAGE_DATA_DIR = Path(str(resources.files("twin") / "data"))
+"""The real geography shipped inside the package (``twin/data/``; a directory in a checkout and in a wheel install).
+Prefer :func:`package_data`, which also works for zipped installs."""
+
+_CHECKOUT = Path(__file__).resolve().parent.parent
+
+
+def package_data(name: str) -> Traversable:
+    """A file shipped in the package's ``data/`` folder (``importlib.resources``), e.g. ``"town_seats.csv"``."""
+    ref = resources.files("twin") / "data" / name
+    if not ref.is_file():
+        raise IngestError(f"{name}: no such file shipped in twin/data/ (the package install is incomplete).")
+    return ref
 
 
 def default_twin_dir() -> Path:
-    """Where the default twin is built: ``$TWIN_HOME`` or ``data/generated/default`` in the checkout."""
+    """Where the default twin lives.
+
+    ``$TWIN_HOME`` when set; else ``data/generated/default`` in the source checkout the package runs from (an
+    editable install); else (an installed package) ``data/generated/default`` under the current directory.
+    """
     env = os.environ.get("TWIN_HOME")
-    return Path(env) if env else PACKAGE_DATA_DIR / "generated" / "default"
+    if env:
+        return Path(env)
+    base = _CHECKOUT if (_CHECKOUT / "pyproject.toml").is_file() else Path.cwd()
+    return base / "data" / "generated" / "default"
 
 
 def atomic_write(path: str | Path, writer: Callable[[Path], object]) -> Path:
@@ -72,13 +98,13 @@ def atomic_write(path: str | Path, writer: Callable[[Path], object]) -> Path:
     return path
 
 
-def write_json(obj: Any, path: str | Path) -> Path:
+def write_json(obj: object, path: str | Path) -> Path:
     """Atomically write ``obj`` as pretty, key-sorted UTF-8 JSON."""
     text = json.dumps(obj, ensure_ascii=False, indent=2, sort_keys=True, default=_json_default)
     return atomic_write(path, lambda p: p.write_text(text + "\n", encoding="utf-8"))
 
 
-def _json_default(o: Any) -> Any:
+def _json_default(o: object) -> object:
     if isinstance(o, np.integer):
         return int(o)
     if isinstance(o, np.floating):
@@ -88,7 +114,8 @@ def _json_default(o: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 
 
-def read_json(path: str | Path) -> Any:
+def read_json(path: str | Path) -> dict:
+    """Read a JSON object (a twin's manifest and the like)."""
     return json.loads(Path(path).read_text(encoding="utf-8"))
 
 
@@ -123,7 +150,7 @@ def read_vector(path: str | Path) -> gpd.GeoDataFrame:
         ) from e
 
 
-def read_raster(path: str | Path) -> tuple[np.ndarray, Any, Any, float | None]:
+def read_raster(path: str | Path) -> tuple[np.ndarray, Affine, CRS | None, float | None]:
     """Read band 1 of a GeoTIFF → (float64 array, affine transform, CRS or None, nodata)."""
     import rasterio
 
@@ -138,7 +165,7 @@ def read_raster(path: str | Path) -> tuple[np.ndarray, Any, Any, float | None]:
         raise IngestError(f"{path}: cannot read as a raster ({type(e).__name__}: {e}).") from e
 
 
-def write_raster(arr: np.ndarray, transform: Any, crs: str, path: str | Path, *, nodata: float = -1.0) -> Path:
+def write_raster(arr: np.ndarray, transform: Affine, crs: str, path: str | Path, *, nodata: float = -1.0) -> Path:
     """Atomically write a single-band float32 GeoTIFF (deflate-compressed)."""
     import rasterio
 
@@ -161,10 +188,12 @@ def sha256_file(path: str | Path) -> str:
 
 
 def read_package_csv(name: str) -> pd.DataFrame:
-    """A CSV shipped in ``data/`` (codes kept as strings)."""
-    return pd.read_csv(PACKAGE_DATA_DIR / name, dtype=str, keep_default_na=False)
+    """A CSV shipped in ``twin/data/`` (codes kept as strings)."""
+    with package_data(name).open("rb") as fh:
+        return pd.read_csv(fh, dtype=str, keep_default_na=False)
 
 
 def read_package_vector(name: str) -> gpd.GeoDataFrame:
-    """A vector file shipped in ``data/``."""
-    return read_vector(PACKAGE_DATA_DIR / name)
+    """A vector file shipped in ``twin/data/``."""
+    with resources.as_file(package_data(name)) as path:
+        return read_vector(path)

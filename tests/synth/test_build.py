@@ -12,33 +12,45 @@ import twin
 from twin.io import write_raster
 from twin.partition.validate import validate
 from twin.synth.build import build_twin
+from twin.testing import SMALL_COMMUNITIES, small_extent
 
 
-@pytest.fixture(scope="module")
-def small_twins(tmp_path_factory):
-    root = tmp_path_factory.mktemp("twins")
-    a = build_twin(root / "a", seed=7, scale=0.02, progress=False)
-    b = build_twin(root / "b", seed=7, scale=0.02, progress=False)
-    return a, b
+def _small(out, *, seed=7, **kw):
+    return build_twin(out, seed=seed, progress=False, extent=small_extent(), communities=list(SMALL_COMMUNITIES),
+                      totals={"residents": 3000, "businesses": 500, "workers": 12, "cameras": 100}, n_grids=8, **kw)
 
 
-def test_same_seed_same_files(small_twins):
-    a, b = (twin.load(p).manifest for p in small_twins)
-    assert a["counts"] == b["counts"]
-    assert {k: v["sha256"] for k, v in a["files"].items()} == {k: v["sha256"] for k, v in b["files"].items()}
-    assert a["counts"]["residents"] == round(1_330_000 * 0.02)
+def _shas(root):
+    return {k: v["sha256"] for k, v in twin.load(root).manifest["files"].items()}
 
 
-def test_other_seed_differs_but_keeps_calibration(small_twins, default_twin):
-    a = twin.load(small_twins[0]).manifest
+def test_same_seed_same_files_other_seed_other_people(tmp_path):
+    a, b, c = _small(tmp_path / "a"), _small(tmp_path / "b"), _small(tmp_path / "c", seed=8)
+    assert _shas(a) == _shas(b)
+    assert _shas(a)["persons.parquet"] != _shas(c)["persons.parquet"]
+    assert twin.load(c).manifest["counts"]["residents"] == 3000  # calibration kept under another seed
+
+
+@pytest.mark.slow
+def test_scaled_district_twin_is_calibrated(tmp_path):
+    """``scale`` over the whole district (the path benchmarks' stress twins take)."""
+    m = twin.load(build_twin(tmp_path / "s", seed=7, scale=0.02, progress=False)).manifest
+    assert m["counts"]["residents"] == round(1_330_000 * 0.02) and m["counts"]["grids"] == 451
+    assert "extent" not in m and len(m["counts"]) == 10
+
+
+def test_default_twin_is_calibrated(default_twin):
     d = default_twin.manifest
-    assert a["files"]["persons.parquet"]["sha256"] != d["files"]["persons.parquet"]["sha256"]
     assert d["counts"]["residents"] == 1_330_000 and d["counts"]["businesses"] == 290_000
 
 
-def test_small_twin_is_valid(small_twins):
-    rep = validate(twin.load(small_twins[0]))
-    assert rep.ok, rep.problems
+def test_bad_build_options_are_named(tmp_path):
+    with pytest.raises(twin.ValidationError, match="unknown community codes"):
+        build_twin(tmp_path / "x", communities=["123"], progress=False)
+    with pytest.raises(twin.ValidationError, match="unknown totals"):
+        build_twin(tmp_path / "x", totals={"people": 3}, progress=False)
+    with pytest.raises(twin.OutsideDistrictError, match="extent"):
+        build_twin(tmp_path / "x", extent=small_extent((116.3, 39.9)), progress=False)
 
 
 def test_real_data_replaces_synthetic_pieces(tmp_path, default_twin):
@@ -101,10 +113,17 @@ def test_missing_input_file_is_named(tmp_path):
 
 
 def test_rebuild_keeps_mutable_state(tmp_path):
-    out = build_twin(tmp_path / "t", seed=3, scale=0.01, progress=False)
+    out = build_twin(tmp_path / "t", seed=3, scale=0.01, progress=False, extent=small_extent(),
+                     communities=list(SMALL_COMMUNITIES), n_grids=8)
     (out / "state.sqlite").write_bytes(b"versions, incidents, audit")
-    build_twin(out, seed=3, scale=0.01, progress=False)  # same cells: state moves into the new twin
+    _small(out, seed=3)  # same cells: state moves into the new twin
     assert (out / "state.sqlite").read_bytes() == b"versions, incidents, audit"
-    build_twin(out, seed=3, scale=0.01, n_grids=300, progress=False)  # cells identical, grids differ: still kept
+    build_twin(out, seed=3, progress=False, extent=small_extent(), communities=list(SMALL_COMMUNITIES),
+               n_grids=6)  # cells identical, grids differ: still kept
     assert (out / "state.sqlite").exists()
-    assert len(twin.load(out).grids) == 300
+    assert len(twin.load(out).grids) == 6
+    build_twin(out, seed=3, progress=False, extent=small_extent(radius_m=700.0),
+               communities=list(SMALL_COMMUNITIES), n_grids=6)  # other cells: the state is archived beside it
+    assert not (out / "state.sqlite").exists()
+    archived = list(tmp_path.glob("t.state-*/state.sqlite"))
+    assert len(archived) == 1 and archived[0].read_bytes() == b"versions, incidents, audit"

@@ -1,72 +1,33 @@
-"""raster → cells: sum preserved, any CRS, bad rasters named."""
+"""The synthetic population surface and the rounding the generators share."""
 
 import numpy as np
 import pytest
-import rasterio.transform
+import shapely
 
-from twin.cells import PARTITION_RES
-from twin.crs import lnglat_to_xy
-from twin.errors import CRSError, IngestError, OutsideDistrictError
-from twin.io import write_raster
-from twin.synth.population import largest_remainder, raster_to_cells
-
-
-@pytest.fixture(scope="module")
-def cells(default_twin):
-    return default_twin.cells["cell"].to_numpy()
-
-
-def test_worldpop_like_raster_larger_than_district(tmp_path, cells, default_twin):
-    # 3 arc-second pixels over a box larger than the district: part of the people live in Nanhai/Shunde
-    transform = rasterio.transform.from_origin(112.95, 23.08, 1 / 1200, 1 / 1200)
-    arr = np.random.default_rng(0).uniform(0, 50, (200, 260))
-    path = write_raster(arr, transform, "EPSG:4326", tmp_path / "wp.tif")
-    r = raster_to_cells(path, cells, res=PARTITION_RES, district=default_twin.district)
-    assert r.raster_total == pytest.approx(arr.astype(np.float32).sum(), rel=1e-6)
-    assert r.inside_total + r.outside_total == pytest.approx(r.raster_total, rel=1e-9)
-    assert r.counts.sum() == pytest.approx(r.inside_total, rel=1e-12)
-    assert 0.2 < r.inside_total / r.raster_total < 0.8
-
-
-def test_projected_raster_inside_district_keeps_everything(tmp_path, cells, default_twin):
-    x0, y0 = lnglat_to_xy(np.array([113.10]), np.array([23.03]))
-    transform = rasterio.transform.from_origin(x0[0], y0[0], 100.0, 100.0)
-    arr = np.full((10, 10), 7.0)
-    arr[3, 3] = np.nan
-    path = write_raster(arr, transform, "EPSG:4547", tmp_path / "metric.tif")
-    r = raster_to_cells(path, cells, res=PARTITION_RES, district=default_twin.district)
-    assert r.raster_total == pytest.approx(99 * 7.0)  # NaN pixel counts 0
-    assert r.inside_total == pytest.approx(99 * 7.0)
-    # 1 km² of 700 people over res-11 cells (≈ 2,150 m²): ≈ 465 cells touched
-    assert 400 < (r.counts > 0).sum() < 560
-
-
-def test_raster_without_crs_is_refused(tmp_path, cells):
-    import rasterio
-
-    p = tmp_path / "nocrs.tif"
-    with rasterio.open(p, "w", driver="GTiff", height=2, width=2, count=1, dtype="float32",
-                       transform=rasterio.transform.from_origin(113.1, 23.03, 0.001, 0.001)) as dst:
-        dst.write(np.ones((1, 2, 2), dtype=np.float32))
-    with pytest.raises(CRSError, match="nocrs.tif.*no CRS"):
-        raster_to_cells(p, cells, res=PARTITION_RES)
-
-
-def test_raster_elsewhere_is_refused(tmp_path, cells, default_twin):
-    transform = rasterio.transform.from_origin(116.3, 39.9, 0.001, 0.001)  # Beijing
-    path = write_raster(np.ones((5, 5)), transform, "EPSG:4326", tmp_path / "beijing.tif")
-    with pytest.raises(OutsideDistrictError, match="beijing.tif"):
-        raster_to_cells(path, cells, res=PARTITION_RES, district=default_twin.district)
-
-
-def test_unreadable_raster_is_named(tmp_path, cells):
-    p = tmp_path / "broken.tif"
-    p.write_bytes(b"not a tiff")
-    with pytest.raises(IngestError, match="broken.tif"):
-        raster_to_cells(p, cells, res=PARTITION_RES)
+from twin.geography import district_boundary
+from twin.synth.population import land_use_intensity, largest_remainder, synthesize_population_raster
+from twin.testing import small_extent
 
 
 def test_largest_remainder_exact():
     v = np.array([0.4, 0.4, 0.2, 3.0])
     out = largest_remainder(v, 10)
     assert out.sum() == 10 and (out >= 0).all()
+
+
+def test_largest_remainder_of_nothing_is_zero():
+    assert largest_remainder(np.zeros(3), 5).tolist() == [0, 0, 0]
+
+
+def test_synthetic_raster_is_calibrated_and_empty_outside():
+    area = shapely.intersection(district_boundary(), small_extent())
+    arr, transform = synthesize_population_raster(area, seed=1, total=5000.0)
+    assert arr.sum() == pytest.approx(5000.0) and (arr >= 0).all()
+    assert arr[0].sum() == 0 and arr[:, 0].sum() == 0  # the padding ring lies outside the area
+    assert transform.a == pytest.approx(0.001)
+
+
+def test_land_use_intensities_are_in_unit_range():
+    ind, com = land_use_intensity(np.array([113.035, 113.115, 113.0]), np.array([23.040, 23.032, 22.95]))
+    assert ((ind >= 0) & (ind <= 1) & (com >= 0) & (com <= 1)).all()
+    assert ind[0] > 0.9 and com[1] > 0.9  # at an industrial and a commercial focus

@@ -16,7 +16,7 @@ from twin.cells import cells_to_children, cells_to_latlng
 from twin.crs import STORAGE_CRS, lnglat_to_xy, xy_to_lnglat
 from twin.model import BUILDING_USES
 
-__all__ = ["BUILDING_USES", "layout_buildings", "rectangles_xy", "FLOOR_HEIGHT_M"]
+__all__ = ["BUILDING_USES", "layout_buildings", "rectangles_xy", "set_floors", "FLOOR_HEIGHT_M"]
 
 FLOOR_HEIGHT_M = 3.0
 _BIG_HALF_DIAG_M = 21.0  # < inscribed radius of a res-11 hexagon (≈ 24.6 m)
@@ -36,7 +36,8 @@ def rectangles_xy(cx: np.ndarray, cy: np.ndarray, w: np.ndarray, d: np.ndarray, 
     return shapely.polygons(np.stack([x, y], axis=2))
 
 
-def _sizes(rng: np.random.Generator, n: int, half_diag: float, lo: float, hi: float, aspect: tuple[float, float]):
+def _sizes(rng: np.random.Generator, n: int, half_diag: float, lo: float, hi: float, aspect: tuple[float, float]
+           ) -> tuple[np.ndarray, np.ndarray]:
     w = rng.uniform(lo, hi, n)
     d = w * rng.uniform(*aspect, n)
     f = np.minimum(1.0, half_diag / (0.5 * np.hypot(w, d)))
@@ -129,3 +130,30 @@ def layout_buildings(
     gdf = gdf.sort_values(["cell_idx", "lng", "lat"], kind="stable").reset_index(drop=True)
     gdf["cell"] = cells[gdf["cell_idx"].to_numpy()]
     return gdf
+
+
+def set_floors(buildings: gpd.GeoDataFrame, dw_per_b: np.ndarray, *, seed: int, keep_user: bool) -> None:
+    """Set ``floors``, ``height_m`` (m) and ``dwellings`` in place: floors follow the dwellings a building holds
+    (industrial floors 6 m, others :data:`FLOOR_HEIGHT_M`); ``keep_user`` keeps floors/heights a user file gave."""
+    rng = np.random.default_rng(seed)
+    n = len(buildings)
+    use = buildings["use"].to_numpy().astype(str)
+    fp = buildings["footprint_m2"].to_numpy(dtype=float)
+    big = fp > 300
+    upf = np.where(big, np.clip(np.round(fp / 110), 2, 8), np.where(fp > 120, 2, 1))
+    floors = np.ceil(dw_per_b / upf)
+    floors = np.where(big, np.clip(floors, 6, 45), np.clip(floors, 2, 9))
+    floors = np.where(use == "commercial", rng.integers(2, 24, n), floors)
+    floors = np.where(use == "industrial", rng.integers(1, 4, n), floors)
+    floors = np.where(use == "public", rng.integers(2, 7, n), floors)
+    floor_h = np.where(use == "industrial", 6.0, FLOOR_HEIGHT_M)
+    if keep_user and "floors" in buildings:
+        given = buildings["floors"].to_numpy(dtype=float)
+        floors = np.where(np.isfinite(given) & (given > 0), given, floors)
+    buildings["floors"] = floors.astype(np.int16)
+    buildings["height_m"] = (floors * floor_h + rng.uniform(0.5, 2.0, n)).astype(np.float32)
+    if keep_user and "height_m_user" in buildings:
+        given_h = buildings["height_m_user"].to_numpy(dtype=float)
+        buildings["height_m"] = np.where(np.isfinite(given_h), given_h, buildings["height_m"]).astype(np.float32)
+        buildings.drop(columns=["height_m_user"], inplace=True)
+    buildings["dwellings"] = dw_per_b.astype(np.int32)

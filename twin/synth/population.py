@@ -1,36 +1,32 @@
-"""Population surfaces: a synthetic, calibrated GeoTIFF for the default twin, and raster → H3 cells.
+"""The synthetic population surface: a calibrated GeoTIFF (persons per pixel) for the default twin.
 
-A real WorldPop/GHSL raster goes through exactly the same path (:func:`raster_to_cells`) as the synthetic one.
+It is read back through :func:`twin.ingest.raster.raster_to_cells`, the same path a user's WorldPop/GHSL raster
+takes. Also the synthetic land-use intensities and the largest-remainder rounding the generators share.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pyproj
 import rasterio.transform
 import shapely
+from rasterio.transform import Affine
 from scipy import ndimage
 from shapely.geometry.base import BaseGeometry
 
-from twin.cells import latlng_to_cells
 from twin.crs import STORAGE_CRS, lnglat_to_xy
-from twin.errors import CRSError, IngestError, OutsideDistrictError
-from twin.io import read_raster, write_raster
+from twin.io import write_raster
 
 __all__ = [
     "RASTER_PIXEL_DEG",
-    "RasterToCells",
     "synthesize_population_raster",
-    "raster_to_cells",
     "land_use_intensity",
     "largest_remainder",
 ]
 
 RASTER_PIXEL_DEG = 0.001  # ≈ 102 m (E-W) × 111 m (N-S) at 23°N, like WorldPop's 3 arc-second grid
-_SUB = 4  # sub-samples per pixel side when spreading a pixel over cells (≈ 25 m spacing < res-11 edge 28 m)
+_SUB = 4  # sub-samples per pixel side when averaging the density surface over a pixel
 
 # Density centres (WGS84 lng, lat, peak persons/km², sigma m). A design choice, not survey data.
 _CENTRES = [
@@ -109,7 +105,7 @@ def _empty_mask_xy(x: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 def synthesize_population_raster(
     district: BaseGeometry, *, seed: int, total: float, path: str | Path | None = None
-) -> tuple[np.ndarray, rasterio.Affine]:
+) -> tuple[np.ndarray, Affine]:
     """A synthetic population-count raster (persons per pixel, WGS84, 0.001° pixels), labelled synthetic.
 
     Dense old town (Zumiao), sparse industrial/agricultural Nanzhuang, an empty river and parks, small village
@@ -159,85 +155,3 @@ def synthesize_population_raster(
     if path is not None:
         write_raster(arr, transform, STORAGE_CRS, path)
     return arr, transform
-
-
-@dataclass(frozen=True)
-class RasterToCells:
-    """Result of :func:`raster_to_cells`: persons per cell and the sums that prove nothing was lost."""
-
-    counts: np.ndarray  # float64, aligned with the ``cells`` argument
-    raster_total: float  # sum of all valid pixels
-    inside_total: float  # part that fell into the cells (== counts.sum())
-    outside_total: float  # part outside the cells (other districts)
-
-
-def raster_to_cells(
-    path: str | Path, cells: np.ndarray, *, res: int, district: BaseGeometry | None = None
-) -> RasterToCells:
-    """Spread each pixel of a population-count GeoTIFF over ``cells`` (sorted ``uint64`` at ``res``).
-
-    Each pixel's value is split equally over a regular grid of sub-sample points (spacing ≈ 25 m or finer);
-    every sub-sample lands in exactly one cell, so ``inside_total + outside_total == raster_total``.
-    Works for any CRS the raster declares (points are reprojected to WGS84). Nodata, NaN and negative pixels
-    count as 0.
-    """
-    arr, transform, crs, nodata = read_raster(path)
-    if crs is None:
-        raise CRSError(
-            f"{path}: the raster has no CRS. Population rasters (WorldPop, GHSL) declare one; "
-            "set it with `gdal_edit.py -a_srs EPSG:4326` if you know it."
-        )
-    valid = np.isfinite(arr) & (arr > 0)
-    if nodata is not None:
-        valid &= arr != nodata
-    vals = np.where(valid, arr, 0.0)
-    raster_total = float(vals.sum())
-    rows, cols = np.nonzero(vals)
-    if len(rows) == 0:
-        raise IngestError(f"{path}: the raster has no positive population values.")
-    # sub-samples per pixel side: pixel size in metres / 25 m, at least 4
-    to_wgs = pyproj.Transformer.from_crs(crs, STORAGE_CRS, always_xy=True)
-    px_m = _pixel_size_m(transform, crs)
-    sub_n = int(max(_SUB, min(64, np.ceil(px_m / 25.0))))
-    sub = (np.arange(sub_n) + 0.5) / sub_n
-    su, sv = np.meshgrid(sub, sub)
-    cc = (cols[:, None] + su.ravel()[None, :]).ravel()
-    rr = (rows[:, None] + sv.ravel()[None, :]).ravel()
-    xs, ys = rasterio.transform.xy(transform, rr, cc, offset="ul")
-    lng, lat = to_wgs.transform(np.asarray(xs, dtype=float), np.asarray(ys, dtype=float))
-    lng, lat = np.asarray(lng), np.asarray(lat)
-    if not (np.all(np.abs(lat) <= 90) and np.all(np.abs(lng) <= 180)):
-        raise CRSError(f"{path}: coordinates fall outside ±180/±90 in {crs}; the declared CRS looks wrong.")
-    weights = np.repeat(vals[rows, cols] / (sub_n * sub_n), sub_n * sub_n)
-    if district is not None:
-        minx, miny, maxx, maxy = district.bounds
-        near = (lng >= minx - 0.01) & (lng <= maxx + 0.01) & (lat >= miny - 0.01) & (lat <= maxy + 0.01)
-        if not near.any():
-            b = (float(np.min(lng)), float(np.min(lat)), float(np.max(lng)), float(np.max(lat)))
-            raise OutsideDistrictError(
-                f"{path}: the raster's populated pixels {tuple(round(v, 4) for v in b)} (WGS84) do not overlap "
-                f"the district {tuple(round(v, 4) for v in district.bounds)}."
-            )
-        lng, lat, w_near = lng[near], lat[near], weights[near]
-    else:
-        w_near = weights
-    pc = latlng_to_cells(lat, lng, res)
-    pos = np.searchsorted(cells, pc)
-    pos[pos >= len(cells)] = 0
-    hit = cells[pos] == pc
-    counts = np.bincount(pos[hit], weights=w_near[hit], minlength=len(cells)).astype(np.float64)
-    inside = float(counts.sum())
-    if inside <= 0:
-        raise OutsideDistrictError(f"{path}: no population falls inside the district's cells.")
-    return RasterToCells(counts=counts, raster_total=raster_total, inside_total=inside,
-                         outside_total=raster_total - inside)
-
-
-def _pixel_size_m(transform: rasterio.Affine, crs: object) -> float:
-    c = pyproj.CRS.from_user_input(crs)
-    if c.is_geographic:
-        return abs(transform.a) * 111_000.0
-    factor = c.axis_info[0].unit_conversion_factor if c.axis_info else 1.0
-    return abs(transform.a) * factor
-
-

@@ -20,6 +20,7 @@ import datetime as dt
 
 import numpy as np
 import pandas as pd
+from scipy.spatial import cKDTree
 
 from twin.model import AS_OF, ages_on
 
@@ -28,6 +29,7 @@ __all__ = [
     "HOUSEHOLD_SIZE_P",
     "AS_OF",
     "generate_residents",
+    "persons_per_building",
     "ages_on",
 ]
 
@@ -123,3 +125,37 @@ def generate_residents(
         }
     )
     return persons, dwellings, dw_per_b
+
+
+def persons_per_building(buildings: pd.DataFrame, persons_cell: np.ndarray, xy: np.ndarray) -> np.ndarray:
+    """Split each cell's persons over its residential/mixed buildings by footprint (needs ``use``,
+    ``footprint_m2``, ``cell_idx``); persons of cells with no such building move to the nearest cell that has one
+    (``xy``: cell centres in EPSG:4547 metres). Totals are preserved."""
+    n_cells = len(persons_cell)
+    use = buildings["use"].to_numpy().astype(str)
+    homes = np.isin(use, ["residential", "mixed"])
+    b_cell = buildings["cell_idx"].to_numpy()
+    has_home = np.zeros(n_cells, dtype=bool)
+    has_home[b_cell[homes]] = True
+    pc = persons_cell.astype(np.int64).copy()
+    stranded = np.flatnonzero((pc > 0) & ~has_home)
+    if len(stranded):
+        targets = np.flatnonzero(has_home)
+        if len(targets) == 0:
+            raise ValueError("no residential building in the district: cannot house any resident")
+        _, nearest = cKDTree(xy[targets]).query(xy[stranded])
+        np.add.at(pc, targets[nearest], pc[stranded])
+        pc[stranded] = 0
+    w = np.where(homes, buildings["footprint_m2"].to_numpy(dtype=float), 0.0)
+    cell_w = np.bincount(b_cell, weights=w, minlength=n_cells)
+    share = np.divide(w, cell_w[b_cell], out=np.zeros_like(w), where=cell_w[b_cell] > 0)
+    scaled = share * pc[b_cell]
+    base = np.floor(scaled).astype(np.int64)
+    short = pc - np.bincount(b_cell, weights=base, minlength=n_cells).astype(np.int64)
+    rem = np.where(homes, scaled - base, -1.0)
+    order = np.lexsort((-rem, b_cell))
+    rank = np.arange(len(order)) - np.searchsorted(b_cell[order], b_cell[order], side="left")
+    plus = rank < short[b_cell[order]]
+    base[order[plus]] += 1
+    assert int(base.sum()) == int(persons_cell.sum()), "persons lost while splitting cells over buildings"
+    return base
