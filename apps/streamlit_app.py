@@ -64,10 +64,13 @@ if str(ss.get("mode", "")).startswith("Edit"):
 # --- events from the map (handled before the map is drawn, so it shows their result) -------------------------
 
 def _set_area(geojson: dict[str, Any], title: str, source: str) -> None:
-    ss.area = {"geojson": geojson, "title": title, "source": source}
+    st.session_state.area = {"geojson": geojson, "title": title, "source": source}
 
 
-def _handle(ev: dict[str, Any]) -> None:
+def _handle(t: twin.Twin, ectx: edit.EditContext | None, ev: dict[str, Any]) -> None:
+    """One map event: in edit mode a click or drawing goes to edit mode; else a drawing is the area, a click
+    opens the grid's dossier, a view change moves the buildings' bbox, clear forgets the area."""
+    ss = st.session_state
     kind = ev.get("event")
     if ectx is not None and kind in ("draw", "click", "clear"):
         edit.handle_map_event(ectx, ev)
@@ -90,10 +93,12 @@ def _handle(ev: dict[str, Any]) -> None:
 ev = ss.get("map")
 if isinstance(ev, dict) and ev.get("seq") != ss.seen_seq:
     ss.seen_seq = ev.get("seq")
-    _handle(ev)
+    _handle(t, ectx, ev)
 
 
-def _pick(level: str, code: str, label: str) -> None:
+def _pick(t: twin.Twin, level: str, code: str, label: str) -> None:
+    """Query a town, community or grid as the area and fly to it (a grid also opens its dossier)."""
+    ss = st.session_state
     geom = state.unit_geometry(t, level, code)
     _set_area(to_jsonable(geom), label, level)
     c = geom.centroid
@@ -102,11 +107,11 @@ def _pick(level: str, code: str, label: str) -> None:
         ss.dossier = code
 
 
-def _on_search() -> None:
-    choice = ss.get("search")
+def _on_search(t: twin.Twin, key: str) -> None:
+    choice = st.session_state.get("search")
     if choice:
-        level, code = state.search_options(t, KEY)[choice]
-        _pick(level, code, choice)
+        level, code = state.search_options(t, key)[choice]
+        _pick(t, level, code, choice)
 
 
 # --- sidebar: widgets ------------------------------------------------------------------------------------------
@@ -117,7 +122,8 @@ with st.sidebar:
                f"as of {t.as_of}")
     mode = st.radio("Mode", ["Explore 浏览", "Edit grids 网格调整"], horizontal=True, key="mode")
     st.selectbox("Find a grid / community / town (name or code)", list(state.search_options(t, KEY)), index=None,
-                 placeholder="e.g. 澜石 or 440604010001001", key="search", on_change=_on_search)
+                 placeholder="e.g. 澜石 or 440604010001001", key="search", on_change=_on_search,
+                 args=(t, KEY))
     upload = st.file_uploader("Upload an area (GeoJSON, WGS84)", type=["geojson", "json"], key="upload")
     role_name = st.radio("Role", ["district 区级", "analyst 分析员 (suppressed)"], horizontal=True, key="role")
     role_key = "district" if role_name.startswith("district") else "analyst"

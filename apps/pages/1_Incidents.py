@@ -9,6 +9,7 @@ import datetime as dt
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pydeck as pdk
 import streamlit as st
 
@@ -48,12 +49,12 @@ def _istore(root: str) -> IncidentStore:
 
 
 @st.cache_resource(show_spinner=False)
-def _catalogue():
+def _catalogue() -> pd.DataFrame:
     return load_catalogue()
 
 
 @st.cache_data(show_spinner="Planning inspections …")
-def _plan(_t: twin.Twin, key: str, month: str, green: int, yellow: int, red: int):
+def _plan(_t: twin.Twin, key: str, month: str, green: int, yellow: int, red: int) -> pd.DataFrame:
     return inspection_plan(_t, month, frequency={"green": green, "yellow": yellow, "red": red})
 
 
