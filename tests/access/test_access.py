@@ -25,7 +25,8 @@ from twin.access.roles import DISTRICT, make_role
 from twin.errors import OutsideDistrictError, PermissionDenied, ValidationError
 from twin.query.areas import parse_area
 from twin.query.dossier import grid_dossier
-from twin.query.summary import COUNT_KEYS, records_in_area, summarize_parsed
+from twin.query.records import MAX_PAGE_SIZE, records_in_area
+from twin.query.summary import COUNT_KEYS, summarize_parsed
 
 K = 5
 
@@ -170,8 +171,16 @@ def test_property_no_small_counts_outside_scope(t, roles):
             for c, v in out["totals"].items():
                 # a total is published only where the outside part is (else total − inside = outside)
                 assert v is None or (v == int(raw.totals[c]) and out["outside_scope"]["counts"][c] is not None)
-            for nm in ("buildings_by_use", "businesses_by_credit"):
-                assert all(v is None or v == 0 or v >= K for v in out[nm].values())
+            # a published use/credit count minus its exact inside part (visible to the role as records) is the
+            # outside part: never 1 … K−1
+            ac = raw.area_counts()
+            rows = np.array([g not in scopes[name] for g in ac.grid_codes], dtype=bool)
+            part_out = dict(zip(ac.keys, (ac.values[rows].sum(axis=0) + ac.unassigned).tolist()))
+            for nm, prefix in (("buildings_by_use", "use_"), ("businesses_by_credit", "credit_")):
+                for p, v in out[nm].items():
+                    o = part_out[prefix + p]
+                    assert v is None or o == 0 or o >= K, f"{name}: {nm}.{p} reveals an outside {o}"
+                    assert (v is None) == (p in out[nm + "_suppressed"])
             if name == "community":
                 seen["straddling"] += bool(out["inside_scope"]["grids"])
 
@@ -203,13 +212,17 @@ def test_property_no_records_outside_scope(t, roles, name):
         except (OutsideDistrictError, ValidationError):
             return
         seen["areas"] += 1
-        pg = records_in_area(t, geom, kind, role=role, page=0, page_size=10_000)
+        pg = records_in_area(t, geom, kind, role=role, page=0, page_size=MAX_PAGE_SIZE)
+        got = list(pg.ids)
+        for p in range(1, pg.pages):
+            got.extend(records_in_area(t, geom, kind, role=role, page=p, page_size=MAX_PAGE_SIZE).ids)
+        assert len(got) == pg.total
         ids, grid = lookup[kind]
-        pos = ids.get_indexer(np.asarray(pg.ids, dtype=np.int64))
+        pos = ids.get_indexer(np.asarray(got, dtype=np.int64))
         assert (pos >= 0).all()
         g = grid[pos]
         assert (g >= 0).all() and grid_in_scope[g].all(), f"{kind} outside the scope of {name}"
-        seen["records"] += len(pg.ids)
+        seen["records"] += len(got)
 
     check()
     assert seen["areas"] >= 0.9 * N_EXAMPLES and seen["records"] > 0, seen

@@ -22,7 +22,8 @@ from twin.cells import PARTITION_RES, latlng_to_cells
 from twin.errors import PermissionDenied, ValidationError
 from twin.model import ages_on
 from twin.query.areas import parse_area
-from twin.query.summary import COUNT_KEYS, records_in_area, summarize_area
+from twin.query.records import MAX_PAGE_SIZE, records_in_area
+from twin.query.summary import COUNT_KEYS, summarize_area
 
 # --- brute force oracle ---------------------------------------------------------------------------------------
 
@@ -236,10 +237,10 @@ def test_records_in_area_pages_match_brute_force(t: twin.Twin) -> None:
     for p in range(first.pages):
         pages.extend(records_in_area(t, area, "persons", page=p, page_size=500).ids)
     assert pages == want.tolist()
-    b = records_in_area(t, area, "buildings", page_size=10_000)
-    assert b.ids == np.sort(t.buildings["building_id"].to_numpy()[inside_b]).tolist()
-    biz = records_in_area(t, area, "businesses", page_size=10_000)
-    assert biz.total == int(inside_b[t.businesses["building_id"].to_numpy()].sum())
+    b = _all_ids(t, area, "buildings")
+    assert b == np.sort(t.buildings["building_id"].to_numpy()[inside_b]).tolist()
+    biz = records_in_area(t, area, "businesses", page_size=MAX_PAGE_SIZE)
+    assert len(_all_ids(t, area, "businesses")) == biz.total == int(inside_b[t.businesses["building_id"].to_numpy()].sum())
 
 
 def test_records_respect_role(t: twin.Twin) -> None:
@@ -249,51 +250,101 @@ def test_records_respect_role(t: twin.Twin) -> None:
     s = summarize_area(t, area)
     code = str(s.by_grid["grid_code"].iloc[0])
     worker = make_role("grid_worker", [code])
-    got = records_in_area(t, area, "buildings", role=worker, page_size=10_000)
+    got = _all_ids(t, area, "buildings", role=worker)
     grid_of = t.buildings.set_index("building_id")["grid_code"].astype(str)
-    assert got.total == int(s.by_grid["buildings"].iloc[0])
-    assert set(grid_of.loc[got.ids]) == {code}
+    assert len(got) == int(s.by_grid["buildings"].iloc[0])
+    assert set(grid_of.loc[got]) == {code}
+
+
+def _all_ids(t: twin.Twin, area: Any, kind: str, **kw: Any) -> list[int]:
+    """Every id of ``kind`` inside ``area``, page by page (pages hold at most MAX_PAGE_SIZE ids)."""
+    first = records_in_area(t, area, kind, page_size=MAX_PAGE_SIZE, **kw)
+    ids = list(first.ids)
+    for p in range(1, first.pages):
+        ids.extend(records_in_area(t, area, kind, page=p, page_size=MAX_PAGE_SIZE, **kw).ids)
+    assert len(ids) == first.total
+    return ids
 
 
 @pytest.mark.parametrize(("kwargs", "fragment"), [
     ({"kind": "cats"}, "unknown record kind"), ({"kind": "persons", "page": -1}, "page must be"),
-    ({"kind": "persons", "page_size": 0}, "page_size must be")])
+    ({"kind": "persons", "page_size": 0}, "page_size must be"),
+    ({"kind": "persons", "page_size": MAX_PAGE_SIZE + 1}, "page_size must be"),
+    ({"kind": "persons", "page": 1.5}, "page must be")])
 def test_records_bad_arguments(t: twin.Twin, kwargs: dict[str, Any], fragment: str) -> None:
     with pytest.raises(ValidationError, match=fragment):
         records_in_area(t, box(113.10, 23.02, 113.11, 23.03), **kwargs)
 
 
-def test_analyst_sees_small_counts_suppressed_never_zero(t: twin.Twin) -> None:
+def _check_suppressed(vals: dict[str, int | None], truth: dict[str, int], k: int, where: str) -> None:
+    """Published values are the truth and 0 or ≥ k; no suppressed value follows by subtraction."""
+    from twin.access.suppression import ADDITIVE_GROUPS, NESTED_PAIRS
+
+    for key, v in vals.items():
+        assert v is None or (v == truth[key] and (v == 0 or v >= k)), f"{where}.{key} = {v}"
+        if 0 < truth[key] < k:
+            assert v is None, f"{where}.{key} = {truth[key]} published below k"
+    for tot, parts in ADDITIVE_GROUPS:
+        if tot in vals and all(p in vals for p in parts) and vals[tot] is not None:
+            hidden = sum(truth[p] for p in parts if vals[p] is None)
+            assert hidden == 0 or hidden >= k, f"{where}: {tot} − published parts reveals {hidden}"
+    for big, small in NESTED_PAIRS:
+        if big in vals and small in vals and vals[big] is not None and vals[small] is not None:
+            assert truth[big] - truth[small] in (0,) or truth[big] - truth[small] >= k, f"{where}: {big} − {small}"
+
+
+def _small_area(t: twin.Twin) -> Polygon:
+    """A 40 m box around the first building with 6–14 residents: small counts to suppress."""
+    b = t.buildings
+    i = int(np.flatnonzero((b["residents"] > 5).to_numpy() & (b["residents"] < 15).to_numpy())[0])
+    x, y = float(b["lng"].iloc[i]), float(b["lat"].iloc[i])
+    return box(x - 0.0002, y - 0.0002, x + 0.0002, y + 0.0002)
+
+
+@pytest.mark.parametrize("which", ["small", "star"])
+def test_analyst_sees_one_suppressed_aggregate_never_zero(t: twin.Twin, which: str) -> None:
     c = t.district.centroid
-    area = _star(c.x, c.y, 1500, [1.0, 0.6] * 10)
+    area = _small_area(t) if which == "small" else _star(c.x, c.y, 1500, [1.0, 0.6] * 10)
     full = summarize_area(t, area)
     anon = summarize_area(t, area, role=ANALYST)
-    assert anon.suppressed
-    for k, v in full.totals.items():
-        assert anon.totals[k] == (None if 0 < v < ANALYST.k else v)
-    fg, ag = full.by_grid.set_index("grid_code"), anon.by_grid.set_index("grid_code")
-    for k in COUNT_KEYS:
-        small = (fg[k] > 0) & (fg[k] < ANALYST.k)
-        assert ag.loc[small, k].isna().all()
-        assert (ag.loc[~small, k] == fg.loc[~small, k]).all()
-        for code in fg.index[small]:
-            assert f"by_grid[{code}].{k}" in anon.suppressed
-    assert ag.loc[ag["residents"].isna(), "share_of_grid_residents"].isna().all()
+    # analysts see no grid, community or town rows (each would split the aggregate), only the suppressed totals
+    assert anon.by_grid.empty and anon.by_community.empty and anon.by_town.empty and len(anon.cells) == 0
+    assert anon.outside is not None and anon.outside["n_grids"] == len(full.by_grid)
+    assert anon.outside["counts"] == anon.totals and anon.k == ANALYST.k
+    _check_suppressed(anon.totals, full.totals, ANALYST.k, "totals")
+    uses = {f"use_{u}": v for u, v in anon.buildings_by_use.items()} | {"buildings": anon.totals["buildings"]}
+    _check_suppressed(uses, {f"use_{u}": v for u, v in full.buildings_by_use.items()} | {"buildings":
+                                                                                         full.totals["buildings"]},
+                      ANALYST.k, "buildings_by_use")
+    assert anon.suppressed == ([f"totals.{k}" for k, v in anon.totals.items() if v is None]
+                               + [f"buildings_by_use.{u}" for u, v in anon.buildings_by_use.items() if v is None]
+                               + [f"businesses_by_credit.{c}" for c, v in anon.businesses_by_credit.items()
+                                  if v is None])
+    if which == "small":
+        assert anon.suppressed  # a building's few residents: some key populations are small
     assert json.loads(json.dumps(anon.to_dict()))["totals"].keys() == set(COUNT_KEYS)
 
 
-def test_scoped_role_suppresses_only_outside_its_scope(t: twin.Twin) -> None:
+def test_scoped_role_sees_its_grids_exactly_and_one_aggregate_outside(t: twin.Twin) -> None:
     area = box(113.09, 23.01, 113.12, 23.04)
-    full = summarize_area(t, area).by_grid.set_index("grid_code")
-    com = str(full["community_code"].iloc[0])
+    full = summarize_area(t, area)
+    fg = full.by_grid.set_index("grid_code")
+    com = str(fg["community_code"].iloc[0])
     s = summarize_area(t, area, role=make_role("community", [com]))
     g = s.by_grid.set_index("grid_code")
-    mine = g["community_code"] == com
-    assert (g.loc[mine, list(COUNT_KEYS)] == full.loc[mine, list(COUNT_KEYS)]).all().all()
-    assert all(not n.startswith(f"by_grid[{c}]") for c in g.index[mine] for n in s.suppressed)
-    other = full.loc[~mine, "pregnant"]
-    small = other[(other > 0) & (other < 5)]
-    assert g.loc[small.index, "pregnant"].isna().all()
+    mine = (fg["community_code"] == com).to_numpy()
+    assert set(g.index) == set(fg.index[mine])  # only the grids of its scope, exact
+    assert (g[list(COUNT_KEYS)] == fg.loc[g.index, list(COUNT_KEYS)]).all().all()
+    assert (g["share_of_grid_residents"] == fg.loc[g.index, "share_of_grid_residents"]).all()
+    assert s.by_community["community_code"].tolist() == [com]  # its own community is wholly in scope
+    assert s.by_town.empty  # no town is
+    assert s.outside is not None and s.outside["n_grids"] == int((~mine).sum())
+    truth = {k: int(v) for k, v in fg.loc[~mine, list(COUNT_KEYS)].sum().items()}
+    _check_suppressed(s.outside["counts"], truth, 5, "outside")
+    for k, v in s.totals.items():  # a total is published only where the outside part is
+        assert v is None or (v == full.totals[k] and s.outside["counts"][k] is not None)
+    cell_grids = set(t.grid_of_cells(s.cells))
+    assert cell_grids <= set(fg.index[mine])
 
 
 def test_breakdown_follows_the_partition_in_force(t: twin.Twin) -> None:
@@ -335,7 +386,7 @@ def test_bad_by_and_outside_area(t: twin.Twin) -> None:
 # --- CLI ------------------------------------------------------------------------------------------------------
 
 def test_cli_query_prints_json(tmp_path: Path, capsys: pytest.CaptureFixture[str], t: twin.Twin) -> None:
-    from twin.cli import main
+    from twin.cli.main import main
 
     f = tmp_path / "area.geojson"
     area = box(113.10, 23.02, 113.105, 23.025)

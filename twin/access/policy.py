@@ -1,21 +1,24 @@
-"""Scope policy (分权分域, 可用不可见): what a caller may see of a query result.
+"""Scope policy (分权分域, 可用不可见): what a caller may see of a query result — the one place that decides.
 
-Rules (the service applies them to every response; see ``docs/service.md``):
+Rules (the Python API — :func:`twin.summarize_area`, :func:`twin.overlay`, :func:`twin.query.dossier.grid_dossier`
+— and the HTTP service apply the same functions, so both give the same answer; see ``docs/privacy.md``):
 
 * **Record scope.** A role's *record scope* is the set of grids inside its scope (``twin.access.roles.grids_in_scope``)
   when the role may see records, and empty for the read-only ``analyst``. Record-level data (residents,
   businesses, buildings with their people, grid workers' names) is returned only for grids in the record scope.
+* **Inside the record scope everything is exact** (the caller may list those records anyway); a role whose record
+  scope is the whole district (``district``) sees every count exactly.
 * **Outside the scope** an area query, a dossier or a record list either
   - ``outside="aggregate"`` (default): returns one aggregate for the outside part with small counts suppressed, or
   - ``outside="deny"``: raises :class:`twin.errors.PermissionDenied` (HTTP 403) naming the grids outside.
   Analysts never see records and always get suppressed aggregates (``deny`` does not apply to them: aggregates
   are their whole use). Record lists outside the record scope are always refused.
-* **Suppression** (:func:`suppress_counts`): a published count is 0 or ≥ ``k`` (default 5, the larger of the
-  policy's and the role's ``k``); a suppressed count is ``None`` and listed in ``suppressed``, never shown as 0.
-  Complementary suppression covers counts that add up (residents = male + female = the three age bands;
-  businesses = the three credit colours; buildings = the uses) and nested counts (60+ ⊇ 70+ ⊇ 80+, residents ⊇
-  disabled / low-income, women ⊇ pregnant), so that no small count can be recovered by subtraction within one
-  response. Totals of an area that reaches outside the scope are published only where the outside part is.
+* **Suppression** (:mod:`twin.access.suppression`): a published count is 0 or ≥ ``k`` (default 5, the larger of
+  the policy's and the role's ``k``); a suppressed count is ``None`` and listed in ``suppressed``, never shown as
+  0. The outside aggregate of an area — counts, building uses and credit colours in one vector — gets
+  complementary suppression, and every published total or breakdown of the area is the exact inside part plus
+  the outside part *only where the outside part is published*, so differencing published margins (totals minus
+  inside rows, total minus parts, big minus nested small) never recovers a suppressed value.
 * **Editing** grids needs ``role.can_edit`` and every touched grid inside the role's scope (:func:`check_edit`).
 
 Known limit: differencing *across* queries (area A, then A plus one building) is not prevented; the audit log
@@ -24,56 +27,53 @@ records every area so such probing is traceable.
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import numpy as np
 import pandas as pd
 
 from twin.access.roles import DEFAULT_K, Role, grids_in_scope
+from twin.access.suppression import ADDITIVE_GROUPS, NESTED_PAIRS, Suppressed, suppress_cells, suppress_counts
 from twin.errors import PermissionDenied, ValidationError
-from twin.model import COUNT_KEYS, Twin
+from twin.model import Twin
 
 __all__ = [
     "AccessPolicy",
+    "DEFAULT_POLICY",
+    "MAX_PAGE_SIZE",
+    "OutsidePolicy",
     "Suppressed",
+    "AreaCounts",
+    "ScopedArea",
+    "SupportsAreaCounts",
     "ADDITIVE_GROUPS",
     "NESTED_PAIRS",
     "record_scope",
+    "record_scope_mask",
+    "sees_everything",
     "in_record_scope",
     "suppress_counts",
+    "suppress_cells",
+    "scope_area",
     "split_by_scope",
     "scoped_dossier",
     "scoped_summary",
     "check_edit",
     "check_outside",
+    "check_page",
 ]
 
 OutsidePolicy = Literal["aggregate", "deny"]
-_MATRICES: dict[int, tuple[weakref.ref, np.ndarray, np.ndarray]] = {}
 
-ADDITIVE_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("residents", ("residents_male", "residents_female")),
-    ("residents", ("age_0_14", "age_15_59", "age_60_plus")),
-    ("businesses", ("credit_green", "credit_yellow", "credit_red")),
-)
-"""``total = sum(parts)`` relations used for complementary suppression (``use_*`` keys sum to ``buildings``)."""
-
-NESTED_PAIRS: tuple[tuple[str, str], ...] = (
-    ("age_60_plus", "elderly_70"),
-    ("elderly_70", "elderly_80"),
-    ("residents", "disabled"),
-    ("residents", "low_income"),
-    ("residents_female", "pregnant"),
-)
-"""``(big, small)`` with ``small ⊆ big``: ``big − small`` must not be a small count either."""
+MAX_PAGE_SIZE = 1_000
+"""Most records in one page, for every record list (Python API, CLI and HTTP)."""
 
 
 @dataclass(frozen=True)
 class AccessPolicy:
-    """What the service does with the parts of a query outside the caller's scope.
+    """What callers get of the parts of a query outside their scope.
 
     ``outside``: ``"aggregate"`` (suppressed aggregates) or ``"deny"`` (403). ``k``: smallest published count.
     """
@@ -84,25 +84,39 @@ class AccessPolicy:
     def __post_init__(self) -> None:
         if self.outside not in ("aggregate", "deny"):
             raise ValidationError(f"outside policy must be 'aggregate' or 'deny', got {self.outside!r}.")
-        if int(self.k) < 1:
-            raise ValidationError(f"suppression threshold k must be ≥ 1, got {self.k}.")
+        if isinstance(self.k, bool) or not isinstance(self.k, (int, np.integer)) or int(self.k) < 1:
+            raise ValidationError(f"suppression threshold k must be an integer ≥ 1, got {self.k!r}.")
 
     def k_for(self, role: Role) -> int:
+        """The threshold for ``role``: the larger of the policy's and the role's ``k``."""
         return max(int(self.k), int(role.k))
 
 
-@dataclass
-class Suppressed:
-    """Counts after suppression: ``values`` (int or ``None`` = suppressed) and the ``suppressed`` keys."""
-
-    values: dict[str, int | None]
-    suppressed: list[str] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"counts": self.values, "suppressed": self.suppressed}
+DEFAULT_POLICY = AccessPolicy()
+"""The policy of the Python API when none is given (suppressed aggregates outside the scope, k = 5)."""
 
 
 # --- scope ---------------------------------------------------------------------------------------------------
+
+def sees_everything(role: Role) -> bool:
+    """True when ``role``'s record scope is the whole district: every count is exact, nothing is suppressed."""
+    return role.can_see_records and role.scope_level == "district"
+
+
+def record_scope_mask(role: Role, t: Twin) -> np.ndarray:
+    """Boolean mask over ``t.grids`` rows: grids whose records ``role`` may see (all False for analysts).
+    Cached per twin grid table."""
+    key = ("access.scope_mask", role.scope_level, role.scope_codes, role.can_see_records)
+    cache = t.cache.setdefault("access.scopes", {})
+    hit = cache.get(key)
+    if hit is not None and hit[0] is t.grids:
+        return hit[1]
+    mask = (np.asarray(grids_in_scope(role, t.grids), dtype=bool) if role.can_see_records
+            else np.zeros(len(t.grids), dtype=bool))
+    mask.setflags(write=False)
+    cache[key] = (t.grids, mask)
+    return mask
+
 
 def record_scope(role: Role, t: Twin) -> frozenset[str]:
     """Grid codes whose records ``role`` may see (empty for roles that never see records). Cached per twin."""
@@ -114,7 +128,7 @@ def record_scope(role: Role, t: Twin) -> frozenset[str]:
     if hit is not None and hit[0] is t.grids:
         return hit[1]
     codes = t.grids["grid_code"].astype(str).to_numpy()
-    scope = frozenset(codes[grids_in_scope(role, t.grids)])
+    scope = frozenset(codes[record_scope_mask(role, t)])
     cache[key] = (t.grids, scope)
     return scope
 
@@ -139,69 +153,161 @@ def check_outside(role: Role, policy: AccessPolicy, outside_grids: Sequence[str]
             "the scope; draw the area inside your scope.")
 
 
-# --- suppression ---------------------------------------------------------------------------------------------
-
-def _groups(keys: Iterable[str]) -> list[tuple[str, tuple[str, ...]]]:
-    keys = set(keys)
-    groups = [(tot, parts) for tot, parts in ADDITIVE_GROUPS if tot in keys and all(p in keys for p in parts)]
-    uses = tuple(sorted(k for k in keys if k.startswith("use_")))
-    if "buildings" in keys and uses:
-        groups.append(("buildings", uses))
-    return groups
-
-
-def suppress_counts(counts: Mapping[str, int], k: int = DEFAULT_K) -> Suppressed:
-    """Suppress small counts (1 … k−1) and the counts that would reveal them by subtraction.
-
-    Parameters
-    ----------
-    counts : non-negative integer counts keyed by name (``residents``, ``disabled``, ``use_residential`` …).
-    k : smallest count that may be published.
-
-    Returns
-    -------
-    Suppressed : the same keys; a suppressed value is ``None``. Guarantees, for every additive group
-    (:data:`ADDITIVE_GROUPS`) and nested pair (:data:`NESTED_PAIRS`) present: no member is the only suppressed
-    one, and no sum or difference of suppressed members derivable from published ones is in 1 … k−1.
-    """
-    vals = {str(key): int(v) for key, v in counts.items()}
-    bad = {key: v for key, v in vals.items() if v < 0}
-    if bad:
-        raise ValidationError(f"counts must be ≥ 0, got {bad}.")
-    hidden = {key for key, v in vals.items() if 0 < v < k}
-    groups = _groups(vals)
-    pairs = [(a, b) for a, b in NESTED_PAIRS if a in vals and b in vals]
-
-    def hide_smallest(candidates: Iterable[str]) -> bool:
-        pool = [c for c in candidates if c not in hidden and vals[c] > 0]
-        if not pool:
-            return False
-        hidden.add(min(pool, key=lambda c: (vals[c], c)))
-        return True
-
-    changed = True
-    while changed:
-        changed = False
-        for tot, parts in groups:
-            members = (tot, *parts)
-            hid = [m for m in members if m in hidden]
-            if not hid:
-                continue
-            hidden_parts_sum = sum(vals[p] for p in parts if p in hidden)
-            lone = len(hid) == 1 and vals[hid[0]] > 0
-            small_sum = tot not in hidden and 0 < hidden_parts_sum < k
-            if lone or small_sum:
-                changed = hide_smallest(parts) or hide_smallest((tot,)) or changed
-        for big, small in pairs:
-            diff = vals[big] - vals[small]
-            if big not in hidden and small not in hidden and 0 < diff < k:
-                hidden.add(small)
-                changed = True
-    values: dict[str, int | None] = {key: (None if key in hidden else v) for key, v in vals.items()}
-    return Suppressed(values, sorted(hidden))
+def check_page(page: object, page_size: object) -> None:
+    """Raise :class:`ValidationError` unless ``page`` ≥ 0 and 1 ≤ ``page_size`` ≤ :data:`MAX_PAGE_SIZE` (ints)."""
+    if isinstance(page, bool) or not isinstance(page, (int, np.integer)) or page < 0:
+        raise ValidationError(f"page must be an integer ≥ 0, got {page!r}.")
+    if (isinstance(page_size, bool) or not isinstance(page_size, (int, np.integer))
+            or not 1 <= page_size <= MAX_PAGE_SIZE):
+        raise ValidationError(f"page_size must be an integer from 1 to {MAX_PAGE_SIZE}, got {page_size!r}; "
+                              f"ask for the next page instead.")
 
 
 # --- area results split by scope -----------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class AreaCounts:
+    """Exact, role-independent counts inside one area — the input of :func:`scope_area`.
+
+    ``values`` (len(grid_codes) × len(keys), int64): one row per grid the area touches (``grid_codes``), one
+    column per key — the count keys (:data:`twin.model.COUNT_KEYS`) and, when known, ``use_<use>`` (buildings
+    per use) and ``credit_<colour>`` (businesses per credit colour). ``unassigned``: the records inside the area
+    whose cell belongs to no grid. ``cells`` (uint64 H3) and ``cell_grids`` (grid code per cell, ``""`` for
+    none): the cells the area touches.
+    """
+
+    grid_codes: np.ndarray
+    keys: tuple[str, ...]
+    values: np.ndarray
+    unassigned: np.ndarray | None = None
+    cells: np.ndarray | None = None
+    cell_grids: np.ndarray | None = None
+
+
+class SupportsAreaCounts(Protocol):
+    """Anything that can give the exact :class:`AreaCounts` of an area (an unsuppressed ``AreaSummary``)."""
+
+    def area_counts(self) -> AreaCounts: ...
+
+
+@dataclass
+class ScopedArea:
+    """What one role may see of an area (:func:`scope_area`); ``None`` values are suppressed.
+
+    ``inside_mask`` (over :attr:`AreaCounts.grid_codes`): grids in the record scope, whose rows
+    ``inside_by_grid`` and sum ``inside_counts`` are exact. ``outside``: ``None`` when nothing lies outside the
+    record scope, else ``n_grids``, suppressed ``counts`` and the ``suppressed`` keys. ``totals``,
+    ``buildings_by_use``, ``businesses_by_credit``: inside + outside where the outside part is published.
+    ``cells``: touched cells of grids in the record scope (all for roles that see everything).
+    """
+
+    k: int
+    exact: bool
+    inside_mask: np.ndarray
+    inside_counts: dict[str, int]
+    inside_by_grid: dict[str, dict[str, int]]
+    outside: dict[str, Any] | None
+    totals: dict[str, int | None]
+    buildings_by_use: dict[str, int | None] = field(default_factory=dict)
+    businesses_by_credit: dict[str, int | None] = field(default_factory=dict)
+    cells: np.ndarray | None = None
+
+    @property
+    def inside_grids(self) -> list[str]:
+        return sorted(self.inside_by_grid)
+
+    @property
+    def suppressed(self) -> list[str]:
+        """Names of the suppressed values: ``totals.<key>``, ``buildings_by_use.<use>``,
+        ``businesses_by_credit.<colour>``."""
+        return ([f"totals.{k}" for k, v in self.totals.items() if v is None]
+                + [f"buildings_by_use.{u}" for u, v in self.buildings_by_use.items() if v is None]
+                + [f"businesses_by_credit.{c}" for c, v in self.businesses_by_credit.items() if v is None])
+
+    def to_dict(self, *, include_cells: bool = False) -> dict[str, Any]:
+        """The JSON-able answer of ``POST /area/summary`` (without the area's km², warnings and version)."""
+        out: dict[str, Any] = {
+            "k": self.k,
+            "inside_scope": {"grids": self.inside_grids, "counts": dict(self.inside_counts),
+                             "by_grid": self.inside_by_grid},
+            "outside_scope": self.outside,
+            "totals": dict(self.totals),
+            "buildings_by_use": dict(self.buildings_by_use),
+            "businesses_by_credit": dict(self.businesses_by_credit),
+            "suppressed": self.suppressed,
+        }
+        if not self.exact:
+            for name in ("buildings_by_use", "businesses_by_credit"):
+                out[name + "_suppressed"] = [p for p, v in getattr(self, name).items() if v is None]
+        if include_cells:
+            cells = self.cells if self.cells is not None else np.zeros(0, dtype=np.uint64)
+            out["cells"] = [format(int(c), "x") for c in cells]
+        return out
+
+
+def _in_scope(codes: np.ndarray, role: Role, t: Twin) -> np.ndarray:
+    """Which grid ``codes`` lie in ``role``'s record scope (unknown codes: no)."""
+    if sees_everything(role):
+        return np.ones(len(codes), dtype=bool)
+    pos = pd.Index(t.grids["grid_code"].astype(str)).get_indexer(np.asarray(codes, dtype=str))
+    return (pos >= 0) & record_scope_mask(role, t)[np.maximum(pos, 0)]
+
+
+def scope_area(counts: AreaCounts, role: Role, t: Twin, policy: AccessPolicy = DEFAULT_POLICY, *,
+               what: str = "the area") -> ScopedArea:
+    """What ``role`` may see of an area's exact ``counts`` — the one suppression engine for area queries.
+
+    Rows of grids in the record scope are exact; everything else (grids outside it, records in no grid) is
+    summed into one outside vector — count keys, ``use_*`` and ``credit_*`` together — suppressed with
+    :func:`suppress_counts`. Totals and the use/credit breakdowns are inside + outside where the outside value
+    is published, else ``None``: a published margin minus the exact inside part is always a published outside
+    value, so no suppressed value is derivable from one answer.
+
+    Raises
+    ------
+    PermissionDenied
+        Under ``policy.outside == "deny"`` when the area reaches outside a scoped role's record scope.
+    """
+    k = policy.k_for(role)
+    codes = np.asarray(counts.grid_codes, dtype=str)
+    keys = tuple(counts.keys)
+    vals = np.asarray(counts.values, dtype=np.int64).reshape(len(codes), len(keys))
+    everything = sees_everything(role)
+    inside_mask = _in_scope(codes, role, t)
+    check_outside(role, policy, list(codes[~inside_mask]), what=what)
+    extra = np.zeros(len(keys), dtype=np.int64) if counts.unassigned is None else np.asarray(counts.unassigned)
+    inside = vals[inside_mask].sum(axis=0) + (extra if everything else 0)
+    outside = vals[~inside_mask].sum(axis=0) + (0 if everything else extra)
+    has_outside = bool((~inside_mask).any()) or (not everything and bool(extra.any()))
+    ins = dict(zip(keys, inside.tolist()))
+    out_raw = dict(zip(keys, outside.tolist()))
+    count_keys = [c for c in keys if not c.startswith(("use_", "credit_"))]
+    cj = [keys.index(c) for c in count_keys]
+    by_grid = {str(c): dict(zip(count_keys, row[cj].tolist())) for c, row in zip(codes[inside_mask],
+                                                                                   vals[inside_mask])}
+    if has_outside:
+        sup = suppress_counts(out_raw, k)
+        pub = sup.values
+        outside_block: dict[str, Any] | None = {
+            "n_grids": int((~inside_mask).sum()), "counts": {c: pub[c] for c in count_keys},
+            "suppressed": [s for s in sup.suppressed if s in set(count_keys)]}
+    else:
+        pub, outside_block = {c: 0 for c in keys}, None
+
+    def margin(key: str) -> int | None:
+        return None if pub[key] is None else ins[key] + out_raw[key]
+
+    cells = None
+    if counts.cells is not None:
+        cells = np.asarray(counts.cells, dtype=np.uint64)
+        if not everything and counts.cell_grids is not None:
+            cells = cells[_in_scope(np.asarray(counts.cell_grids, dtype=str), role, t)]
+    return ScopedArea(
+        k, not has_outside, inside_mask, {c: ins[c] for c in count_keys}, by_grid, outside_block,
+        {c: margin(c) for c in count_keys},
+        {c[4:]: margin(c) for c in keys if c.startswith("use_")},
+        {c[7:]: margin(c) for c in keys if c.startswith("credit_")}, cells)
+
 
 def split_by_scope(by_grid: pd.DataFrame, role: Role, t: Twin, policy: AccessPolicy, *,
                    what: str = "the area") -> dict[str, Any]:
@@ -210,122 +316,48 @@ def split_by_scope(by_grid: pd.DataFrame, role: Role, t: Twin, policy: AccessPol
     Parameters
     ----------
     by_grid : exact counts inside the area, one row per grid the area touches (index = grid code), one
-        integer column per count key.
+        integer column per count key (may be empty: then only the ``deny`` check is done).
     role, t, policy : the caller, the twin (for the grid → scope lookup) and the policy.
 
     Returns
     -------
-    dict with ``inside_scope`` (``counts``: exact sums over grids in the record scope; ``by_grid``: their rows;
-    ``grids``: their codes), ``outside_scope`` (``None`` when the area holds nothing outside, else ``counts``
-    with suppression, ``suppressed``, ``n_grids``) and ``totals`` (inside + outside where the outside value is
-    published, else ``None``), plus ``k``.
+    dict with ``inside_scope``, ``outside_scope``, ``totals`` and ``k`` as in :meth:`ScopedArea.to_dict`.
     """
-    keys = [str(c) for c in by_grid.columns]
+    keys = tuple(str(c) for c in by_grid.columns)
     num = by_grid.to_numpy(dtype=np.int64) if len(by_grid) else np.zeros((0, len(keys)), dtype=np.int64)
-    return _split(np.asarray(by_grid.index.to_numpy(), dtype=str), keys, num, role, t, policy, what=what)
-
-
-def _split(codes: np.ndarray, keys: list[str], num: np.ndarray, role: Role, t: Twin, policy: AccessPolicy, *,
-           what: str) -> dict[str, Any]:
-    k = policy.k_for(role)
-    scope = record_scope(role, t)
-    inside_mask = np.fromiter((c in scope for c in codes), dtype=bool, count=len(codes))
-    outside_codes = list(codes[~inside_mask])
-    check_outside(role, policy, outside_codes, what=what)
-    inside = dict(zip(keys, (int(v) for v in num[inside_mask].sum(axis=0))))
-    outside_raw = dict(zip(keys, (int(v) for v in num[~inside_mask].sum(axis=0))))
-    inside_rows = {str(c): dict(zip(keys, (int(v) for v in row))) for c, row in zip(codes[inside_mask],
-                                                                                     num[inside_mask])}
-    out: dict[str, Any] = {"k": k, "inside_scope": {"grids": sorted(inside_rows), "counts": inside,
-                                                    "by_grid": inside_rows}}
-    if not outside_codes:
-        out["outside_scope"] = None
-        out["totals"] = dict(inside)
-        return out
-    sup = suppress_counts(outside_raw, k)
-    out["outside_scope"] = {"n_grids": len(outside_codes), "counts": sup.values, "suppressed": sup.suppressed}
-    out["totals"] = {key: (None if sup.values[key] is None else inside[key] + outside_raw[key]) for key in keys}
+    counts = AreaCounts(np.asarray(by_grid.index.to_numpy(), dtype=str), keys, num)
+    out = scope_area(counts, role, t, policy, what=what).to_dict()
+    for name in ("buildings_by_use", "businesses_by_credit", "buildings_by_use_suppressed",
+                 "businesses_by_credit_suppressed"):
+        out.pop(name, None)
     return out
 
 
-def scoped_summary(t: Twin, raw: Any, role: Role, policy: AccessPolicy, *,
+def scoped_summary(t: Twin, raw: SupportsAreaCounts, role: Role, policy: AccessPolicy, *,
                    include_cells: bool = False) -> dict[str, Any]:
-    """What ``role`` may see of an unsuppressed area summary ``raw`` (:func:`twin.query.summary.summarize_parsed` with
-    the ``DISTRICT`` role): :func:`split_by_scope` of its per-grid counts plus ``buildings_by_use`` and
-    ``businesses_by_credit`` — exact when the area lies inside the record scope, else suppressed like an outside
-    aggregate (``<name>_suppressed`` lists the hidden parts) — and, with ``include_cells``, the touched H3 cells
-    (hex) of grids in the record scope only.
+    """What ``role`` may see of an unsuppressed area summary ``raw`` (an :class:`twin.query.summary.AreaSummary`
+    from the ``DISTRICT`` role): :meth:`ScopedArea.to_dict` of :func:`scope_area` of its counts — the same
+    answer :func:`twin.summarize_area` gives the role.
     """
-    keys = list(COUNT_KEYS)
-    tb = (getattr(raw, "tables", None) or {}).get("by_grid")
-    if tb is not None and len(tb.get("grid_code", ())):  # the raw columns: no DataFrame to build (≈ 4 ms saved)
-        codes = np.asarray(tb["grid_code"], dtype=str)
-        num = np.column_stack([_int_column(tb[c]) for c in keys])
-        out = _split(codes, keys, num, role, t, policy, what="the area")
-        return _finish_scoped(t, raw, role, policy, out, include_cells=include_cells)
-    bg = raw.by_grid
-    hit = _MATRICES.get(id(bg))
-    if hit is not None and hit[0]() is bg:
-        codes, num = hit[1], hit[2]
-    elif len(bg):
-        num = np.column_stack([np.asarray(bg[c].array.to_numpy(dtype=np.int64, na_value=0)) for c in keys])
-        codes = np.asarray(bg["grid_code"].to_numpy(), dtype=str)
-        if len(_MATRICES) > 64:
-            _MATRICES.clear()
-        _MATRICES[id(bg)] = (weakref.ref(bg), codes, num)  # one summary is often scoped for several callers
-    else:
-        num, codes = np.zeros((0, len(keys)), dtype=np.int64), np.zeros(0, dtype=str)
-    out = _split(codes, keys, num, role, t, policy, what="the area")
-    return _finish_scoped(t, raw, role, policy, out, include_cells=include_cells)
-
-
-def _int_column(v: Any) -> np.ndarray:
-    if isinstance(v, tuple):  # (values, mask): masked = missing, counted as 0
-        vals, mask = np.asarray(v[0]), np.asarray(v[1], dtype=bool)
-        return np.where(mask, 0, vals).astype(np.int64)
-    return np.asarray(v, dtype=np.int64)
-
-
-def _finish_scoped(t: Twin, raw: Any, role: Role, policy: AccessPolicy, out: dict[str, Any], *,
-                   include_cells: bool) -> dict[str, Any]:
-    k = out["k"]
-    exact = out["outside_scope"] is None and role.can_see_records
-    for name, total_key, prefix, parts in (("buildings_by_use", "buildings", "use_", raw.buildings_by_use),
-                                           ("businesses_by_credit", "businesses", "credit_",
-                                            raw.businesses_by_credit)):
-        vals = {str(p): int(v) for p, v in parts.items()}
-        if exact:
-            out[name] = vals
-            continue
-        # Mixed inside/outside (or an analyst): publish like an outside aggregate; total = sum of the parts.
-        sup = suppress_counts({total_key: int(raw.totals[total_key]),
-                               **{prefix + p: v for p, v in vals.items()}}, k)
-        out[name] = {p: sup.values[prefix + p] for p in vals}
-        out[name + "_suppressed"] = [s[len(prefix):] for s in sup.suppressed if s.startswith(prefix)]
-    if include_cells:
-        scope = record_scope(role, t)
-        cells = np.asarray(raw.cells, dtype=np.uint64)
-        codes = t.grid_of_cells(cells)
-        keep = np.fromiter((c in scope for c in codes), dtype=bool, count=len(codes))
-        out["cells"] = [format(int(c), "x") for c in cells[keep]]
-    return out
+    return scope_area(raw.area_counts(), role, t, policy).to_dict(include_cells=include_cells)
 
 
 # --- dossier and edits ---------------------------------------------------------------------------------------
 
 def scoped_dossier(dossier: Mapping[str, Any], role: Role, t: Twin, policy: AccessPolicy) -> dict[str, Any]:
-    """What ``role`` may see of a raw :func:`twin.query.dossier.grid_dossier`.
+    """What ``role`` may see of a grid dossier (:func:`twin.query.dossier.grid_dossier`).
 
     In the record scope: everything (workers with names). Outside: PermissionDenied under ``deny``; else the
-    grid's identity and outline, suppressed counts, and no worker names.
+    grid's identity and outline, counts with complementary suppression (:func:`suppress_counts`), no workers.
     """
     code = str(dossier["grid"]["grid_code"])
+    k = policy.k_for(role)
     if in_record_scope(role, t, code):
-        return {**dossier, "in_scope": True, "suppressed": [], "k": policy.k_for(role)}
+        return {**dossier, "in_scope": True, "suppressed": [], "k": k}
     check_outside(role, policy, [code], what=f"grid {code}")
-    sup = suppress_counts(dossier["counts"], policy.k_for(role))
+    sup = suppress_counts(dossier["counts"], k)
     return {"grid": dossier["grid"], "geometry": dossier["geometry"], "counts": sup.values,
-            "suppressed": sup.suppressed, "workers": None, "in_scope": False, "k": policy.k_for(role)}
+            "suppressed": sup.suppressed, "workers": None, "in_scope": False, "k": k}
 
 
 def check_edit(role: Role, t: Twin, grid_codes: Iterable[str]) -> None:
@@ -345,3 +377,4 @@ def check_edit(role: Role, t: Twin, grid_codes: Iterable[str]) -> None:
     if outside:
         raise PermissionDenied(f"user {role.user!r} may edit grids of {role.scope_level} "
                                f"{', '.join(role.scope_codes)} only; outside: {', '.join(outside[:5])}.")
+

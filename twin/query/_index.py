@@ -31,7 +31,7 @@ from shapely.geometry.base import BaseGeometry
 
 from twin.cells import PARTITION_RES, cell_boundaries, latlng_to_cells
 from twin.crs import lnglat_to_xy
-from twin.model import COUNT_KEYS, CREDIT_COLOURS, ages_on
+from twin.model import COUNT_KEYS, CREDIT_COLOURS, Twin, ages_on
 from twin.query._kernels import classify_bins
 
 __all__ = [
@@ -136,7 +136,7 @@ class PartitionIndex:
 
 # --- partition-independent index ------------------------------------------------------------------------------
 
-def point_index(t: Any) -> PointIndex:
+def point_index(t: Twin) -> PointIndex:
     """The cached :class:`PointIndex` of twin ``t`` (built on first use, ≈ 0.5 s for the default twin)."""
     hit = t.cache.get("query.point_index")
     if hit is not None:  # checked on every query: keep it cheap
@@ -155,7 +155,7 @@ def point_index(t: Any) -> PointIndex:
     return idx
 
 
-def _building_features(t: Any) -> tuple[tuple[str, ...], np.ndarray, tuple[str, ...]]:
+def _building_features(t: Twin) -> tuple[tuple[str, ...], np.ndarray, tuple[str, ...]]:
     b = t.buildings
     nb = len(b)
     ids = b["building_id"].to_numpy()
@@ -163,10 +163,10 @@ def _building_features(t: Any) -> tuple[tuple[str, ...], np.ndarray, tuple[str, 
         def pos(bid: np.ndarray) -> np.ndarray:
             return np.asarray(bid, dtype=np.int64)
     else:
-        order = np.argsort(ids)
+        lookup = pd.Index(ids)
 
         def pos(bid: np.ndarray) -> np.ndarray:
-            return order[np.searchsorted(ids, bid, sorter=order)]
+            return lookup.get_indexer(bid)
 
     p = t.persons
     pb = pos(p["building_id"].to_numpy())
@@ -204,14 +204,14 @@ def _building_features(t: Any) -> tuple[tuple[str, ...], np.ndarray, tuple[str, 
     return names, np.column_stack([cols[n] for n in names]), uses
 
 
-def _cell_positions(t: Any, cells: np.ndarray) -> np.ndarray:
+def _cell_positions(t: Twin, cells: np.ndarray) -> np.ndarray:
     table = t.cells["cell"].to_numpy()
     pos = np.searchsorted(table, cells)
     pos[pos >= len(table)] = 0
     return np.where(table[pos] == cells, pos, -1).astype(np.int32) if len(table) else np.full(len(cells), -1)
 
 
-def _build_point_index(t: Any) -> PointIndex:
+def _build_point_index(t: Twin) -> PointIndex:
     b = t.buildings
     bcols, bfeats, uses = _building_features(t)
     columns = tuple(COUNT_KEYS) + tuple(c for c in bcols if c not in COUNT_KEYS)
@@ -254,7 +254,7 @@ def _build_point_index(t: Any) -> PointIndex:
 
 # --- partition-dependent index --------------------------------------------------------------------------------
 
-def partition_index(t: Any) -> PartitionIndex:
+def partition_index(t: Twin) -> PartitionIndex:
     """The cached :class:`PartitionIndex` for the partition currently in ``t.cells`` / ``t.grids``."""
     pidx = point_index(t)
     cells = t.cells
@@ -279,7 +279,7 @@ def _column_token(frame: pd.DataFrame, column: str) -> Any:
     return blocks if isinstance(blocks, tuple) else frame[column].array
 
 
-def _build_partition_index(t: Any, pidx: PointIndex) -> PartitionIndex:
+def _build_partition_index(t: Twin, pidx: PointIndex) -> PartitionIndex:
     g = t.grids
     grid_codes = g["grid_code"].astype(str).to_numpy(dtype=object)
     grid_names = (g["grid_name"].astype(str) if "grid_name" in g else g["grid_code"].astype(str)).to_numpy(object)
@@ -424,7 +424,7 @@ def cell_areas_km2(cells: np.ndarray) -> np.ndarray:
     return np.abs(np.bincount(ring_id, weights=cross, minlength=len(arr))) / 2 / 1e6
 
 
-def partition_cell_areas_km2(t: Any) -> np.ndarray:
+def partition_cell_areas_km2(t: Twin) -> np.ndarray:
     """:func:`cell_areas_km2` of every row of ``t.cells`` (cached)."""
     cells = t.cells["cell"].to_numpy()
     hit = t.cache.get("query.cell_areas")

@@ -1,7 +1,8 @@
 """A drawn area (lasso) → a valid WGS84 (Multi)Polygon inside the district, or a typed error saying why not.
 
-Accepted input: a shapely ``Polygon``/``MultiPolygon``; a GeoJSON geometry, ``Feature`` or ``FeatureCollection``
-as a dict, a JSON string or bytes. Coordinates are WGS84 (lng, lat) degrees, GeoJSON order; pass
+Accepted input: a shapely ``Polygon``/``MultiPolygon``; anything with ``__geo_interface__`` (geopandas
+``GeoSeries``/``GeoDataFrame``); a GeoJSON geometry, ``Feature`` or ``FeatureCollection`` as a mapping (lists or
+the tuples ``shapely.geometry.mapping`` gives), a JSON string or bytes. Coordinates are WGS84 (lng, lat) degrees, GeoJSON order; pass
 ``from_gcj02=True`` for coordinates taken from Amap/Tencent maps (GCJ-02, ≈ 600 m off WGS84 here).
 
 Rules (checked in this order, each failure is a :class:`twin.errors.ValidationError` subclass):
@@ -24,20 +25,22 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol, TypeAlias, runtime_checkable
 
 import numpy as np
+import pyproj
 import shapely
 from shapely.geometry import MultiPolygon, Polygon, shape
 from shapely.geometry.base import BaseGeometry
 
-from twin.crs import area_km2, gcj02_to_wgs84
+from twin.crs import STORAGE_CRS, area_km2, gcj02_to_wgs84
 from twin.errors import CRSError, OutsideDistrictError, ValidationError
 from twin.geography import district_boundary
 
-__all__ = ["ParsedArea", "parse_area", "area_geometry", "MAX_VERTICES", "MIN_AREA_M2"]
+__all__ = ["ParsedArea", "AreaLike", "SupportsGeoInterface", "parse_area", "area_geometry", "MAX_VERTICES",
+           "MIN_AREA_M2"]
 
 MAX_VERTICES = 20_000
 """Most positions accepted in one area (a detailed community outline has a few thousand)."""
@@ -45,7 +48,20 @@ MIN_AREA_M2 = 1.0
 """Smaller areas (after repair and clipping) count as zero-area."""
 
 _POLYGONAL = ("Polygon", "MultiPolygon")
+_SEQ = (list, tuple)  # GeoJSON arrays: lists from JSON, tuples from shapely.geometry.mapping / __geo_interface__
 _NOT_AREA = ("Point", "MultiPoint", "LineString", "MultiLineString", "LinearRing")
+
+
+@runtime_checkable
+class SupportsGeoInterface(Protocol):
+    """Anything with a GeoJSON-like ``__geo_interface__`` (shapely geometries, geopandas GeoSeries/GeoDataFrame)."""
+
+    @property
+    def __geo_interface__(self) -> Mapping[str, Any]: ...
+
+
+AreaLike: TypeAlias = BaseGeometry | SupportsGeoInterface | Mapping[str, Any] | str | bytes
+"""What :func:`parse_area` accepts as an area."""
 
 
 @dataclass
@@ -70,7 +86,7 @@ class ParsedArea:
 
 
 def parse_area(
-    area: Any,
+    area: AreaLike,
     *,
     district: BaseGeometry | None = None,
     from_gcj02: bool = False,
@@ -81,7 +97,9 @@ def parse_area(
     Parameters
     ----------
     area
-        shapely Polygon/MultiPolygon, or GeoJSON (geometry, Feature, FeatureCollection) as dict, str or bytes.
+        shapely Polygon/MultiPolygon; an object with ``__geo_interface__`` (a geopandas GeoSeries/GeoDataFrame,
+        reprojected to EPSG:4326 first when it has another ``crs``); or GeoJSON (geometry, Feature,
+        FeatureCollection) as a mapping — lists or tuples, as ``shapely.geometry.mapping`` gives — str or bytes.
         WGS84 (lng, lat) degrees unless ``from_gcj02``.
     district
         WGS84 (Multi)Polygon to clip to (default: :func:`twin.geography.district_boundary`).
@@ -111,6 +129,32 @@ def parse_area(
         raise ValidationError(f"max_vertices must be at least 4, got {max_vertices}.")
     warnings: list[str] = []
     geom = _to_geometry(area, max_vertices=max_vertices)
+    coords = _checked_coordinates(geom, max_vertices)
+    x_min, y_min, x_max, y_max = geom.bounds
+    lo, hi = [x_min, y_min], [x_max, y_max]
+    if max(-lo[0], hi[0]) > 180 or max(-lo[1], hi[1]) > 90:
+        _check_degrees(coords)
+    if from_gcj02:
+        geom = shapely.transform(geom, lambda c: np.column_stack(gcj02_to_wgs84(c[:, 0], c[:, 1])))
+        warnings.append("converted from GCJ-02 (Amap) to WGS84.")
+    dist = district if district is not None else district_boundary()
+    _check_not_swapped(coords, lo, hi, dist.bounds)
+    geom, repaired = _repaired(geom, warnings)
+    full_km2 = area_km2(geom) if geom.area > 0 else 0.0
+    if full_km2 * 1e6 < MIN_AREA_M2:
+        raise ValidationError(f"the area has zero area (less than {MIN_AREA_M2:g} m²); draw a polygon that "
+                              f"encloses some ground.")
+    if not shapely.is_prepared(dist):
+        shapely.prepare(dist)
+    if dist.contains(geom):
+        if repaired or from_gcj02:
+            return ParsedArea(geom, full_km2, False, warnings)
+        return ParsedArea(geom, full_km2, False, warnings, (x_min, y_min, x_max, y_max))
+    return _clipped(geom, dist, full_km2, warnings, from_gcj02=from_gcj02)
+
+
+def _checked_coordinates(geom: BaseGeometry, max_vertices: int) -> np.ndarray:
+    """The (n, 2) coordinates of a non-empty area with at most ``max_vertices`` finite positions."""
     coords = shapely.get_coordinates(geom)
     if len(coords) == 0 or geom.is_empty:
         raise ValidationError("the area is empty: draw a polygon with at least three distinct corners.")
@@ -123,39 +167,27 @@ def parse_area(
         bad = coords[~np.isfinite(coords).all(axis=1)][0]
         raise ValidationError(f"the area has a NaN or infinite coordinate {tuple(bad.tolist())}; every "
                               f"position must be a finite (lng, lat) pair.")
-    x_min, y_min, x_max, y_max = geom.bounds
-    lo, hi = [x_min, y_min], [x_max, y_max]
-    if max(-lo[0], hi[0]) > 180 or max(-lo[1], hi[1]) > 90:
-        _check_degrees(coords)
-    if from_gcj02:
-        geom = shapely.transform(geom, lambda c: np.column_stack(gcj02_to_wgs84(c[:, 0], c[:, 1])))
-        warnings.append("converted from GCJ-02 (Amap) to WGS84.")
-    dist = district if district is not None else district_boundary()
-    _check_not_swapped(coords, lo, hi, dist.bounds)
+    return coords
 
-    repaired = False
-    if not geom.is_valid:
-        reason = shapely.is_valid_reason(geom)
-        fixed = _polygonal_part(shapely.make_valid(geom))
-        if fixed.is_empty or fixed.area == 0:
-            raise ValidationError(f"the area is invalid ({reason}) and has zero area after repair; draw a "
-                                  f"simple polygon that encloses some ground.")
-        n = len(shapely.get_parts(fixed))
-        warnings.append(f"the area was self-intersecting or otherwise invalid ({reason}); repaired with "
-                        f"make_valid into {n} part{'s' if n != 1 else ''}.")
-        geom = fixed
-        repaired = True
-    full_km2 = area_km2(geom) if geom.area > 0 else 0.0
-    if full_km2 * 1e6 < MIN_AREA_M2:
-        raise ValidationError(f"the area has zero area (less than {MIN_AREA_M2:g} m²); draw a polygon that "
-                              f"encloses some ground.")
 
-    if not shapely.is_prepared(dist):
-        shapely.prepare(dist)
-    if dist.contains(geom):
-        if repaired or from_gcj02:
-            return ParsedArea(geom, full_km2, False, warnings)
-        return ParsedArea(geom, full_km2, False, warnings, (x_min, y_min, x_max, y_max))
+def _repaired(geom: BaseGeometry, warnings: list[str]) -> tuple[BaseGeometry, bool]:
+    """A valid area: invalid (e.g. self-intersecting) input repaired with make_valid, noted in ``warnings``."""
+    if geom.is_valid:
+        return geom, False
+    reason = shapely.is_valid_reason(geom)
+    fixed = _polygonal_part(shapely.make_valid(geom))
+    if fixed.is_empty or fixed.area == 0:
+        raise ValidationError(f"the area is invalid ({reason}) and has zero area after repair; draw a "
+                              f"simple polygon that encloses some ground.")
+    n = len(shapely.get_parts(fixed))
+    warnings.append(f"the area was self-intersecting or otherwise invalid ({reason}); repaired with "
+                    f"make_valid into {n} part{'s' if n != 1 else ''}.")
+    return fixed, True
+
+
+def _clipped(geom: BaseGeometry, dist: BaseGeometry, full_km2: float, warnings: list[str], *,
+             from_gcj02: bool) -> ParsedArea:
+    """The part of an area not wholly inside the district that lies inside it, or OutsideDistrictError."""
     if not dist.intersects(geom):
         raise OutsideDistrictError(_outside_reason(geom, dist, from_gcj02))
     clipped = _polygonal_part(shapely.intersection(geom, dist))
@@ -169,7 +201,7 @@ def parse_area(
 
 # --- input → shapely -------------------------------------------------------------------------------------------
 
-def area_geometry(area: Any, *, max_vertices: int = MAX_VERTICES) -> BaseGeometry:
+def area_geometry(area: AreaLike, *, max_vertices: int = MAX_VERTICES) -> BaseGeometry:
     """The drawn area as a shapely geometry, its GeoJSON structure checked (the first step of :func:`parse_area`).
 
     Only malformed or non-areal input is rejected here; :func:`parse_area` of the result applies the remaining
@@ -183,9 +215,11 @@ def area_geometry(area: Any, *, max_vertices: int = MAX_VERTICES) -> BaseGeometr
     return _to_geometry(area, max_vertices=max_vertices)
 
 
-def _to_geometry(area: Any, *, max_vertices: int) -> BaseGeometry:
+def _to_geometry(area: AreaLike, *, max_vertices: int) -> BaseGeometry:
     if isinstance(area, BaseGeometry):
         return _polygonal_or_raise(area, "the area")
+    if hasattr(area, "__geo_interface__"):  # geopandas GeoSeries/GeoDataFrame, other geometry libraries
+        area = _geo_interface(area)
     if isinstance(area, (bytes, bytearray)):
         try:
             area = area.decode("utf-8")
@@ -198,9 +232,9 @@ def _to_geometry(area: Any, *, max_vertices: int) -> BaseGeometry:
             snippet = area[:60] + ("…" if len(area) > 60 else "")
             raise ValidationError(f"malformed GeoJSON: not valid JSON ({e.msg} at line {e.lineno} column "
                                   f"{e.colno}) in {snippet!r}.") from e
-    if not isinstance(area, dict):
-        raise ValidationError(f"an area must be a shapely Polygon/MultiPolygon or GeoJSON, got "
-                              f"{type(area).__name__}.")
+    if not isinstance(area, Mapping):
+        raise ValidationError(f"an area must be a shapely Polygon/MultiPolygon, an object with "
+                              f"__geo_interface__ or GeoJSON, got {type(area).__name__}.")
     geoms = list(_geometries(area, "the GeoJSON"))
     if not geoms:
         raise ValidationError("the GeoJSON holds no geometry (empty FeatureCollection?); draw a polygon.")
@@ -221,27 +255,46 @@ def _to_geometry(area: Any, *, max_vertices: int) -> BaseGeometry:
     return MultiPolygon(polys) if all(isinstance(p, Polygon) for p in polys) else shapely.union_all(polys)
 
 
-def _geometries(obj: dict[str, Any], where: str) -> Iterator[tuple[dict[str, Any], str]]:
+def _geo_interface(obj: SupportsGeoInterface) -> Mapping[str, Any]:
+    """The GeoJSON mapping of an object with ``__geo_interface__``; geopandas objects with a CRS other than
+    WGS84 are reprojected (``to_crs``) first."""
+    crs = getattr(obj, "crs", None)
+    to_crs = getattr(obj, "to_crs", None)
+    if crs is not None and callable(to_crs):
+        try:
+            same = pyproj.CRS.from_user_input(crs).equals(pyproj.CRS.from_user_input(STORAGE_CRS))
+            if not same:
+                obj = to_crs(STORAGE_CRS)
+        except pyproj.exceptions.CRSError as e:
+            raise CRSError(f"the area's crs {crs!r} is not understood: {e}. Give it a valid crs or "
+                           f"reproject it to EPSG:4326 first.") from e
+    gi = obj.__geo_interface__
+    if not isinstance(gi, Mapping):
+        raise ValidationError(f"the area's __geo_interface__ is a {type(gi).__name__}, not a GeoJSON mapping.")
+    return gi
+
+
+def _geometries(obj: Mapping[str, Any], where: str) -> Iterator[tuple[Mapping[str, Any], str]]:
     kind = obj.get("type")
     if kind == "FeatureCollection":
         feats = obj.get("features")
-        if not isinstance(feats, list):
+        if not isinstance(feats, _SEQ):
             raise ValidationError(f"malformed GeoJSON: {where} is a FeatureCollection without a 'features' list.")
         for i, f in enumerate(feats):
-            if not isinstance(f, dict) or f.get("type") != "Feature":
+            if not isinstance(f, Mapping) or f.get("type") != "Feature":
                 raise ValidationError(f"malformed GeoJSON: feature {i} is not a Feature object.")
             yield from _geometries(f, f"feature {i}")
     elif kind == "Feature":
         g = obj.get("geometry")
-        if not isinstance(g, dict):
+        if not isinstance(g, Mapping):
             raise ValidationError(f"malformed GeoJSON: {where} has no geometry (null); it needs a Polygon.")
         yield from _geometries(g, where)
     elif kind == "GeometryCollection":
         gs = obj.get("geometries")
-        if not isinstance(gs, list):
+        if not isinstance(gs, _SEQ):
             raise ValidationError(f"malformed GeoJSON: {where} GeometryCollection has no 'geometries' list.")
         for i, g in enumerate(gs):
-            if not isinstance(g, dict):
+            if not isinstance(g, Mapping):
                 raise ValidationError(f"malformed GeoJSON: geometry {i} of {where} is not an object.")
             yield from _geometries(g, f"{where} geometry {i}")
     elif kind in _POLYGONAL:
@@ -253,22 +306,23 @@ def _geometries(obj: dict[str, Any], where: str) -> Iterator[tuple[dict[str, Any
                               f"MultiPolygon, Feature or FeatureCollection.")
 
 
-def _check_geojson_geometry(g: dict[str, Any], where: str) -> int:
-    """Validate nesting, numbers and ring closure of a (Multi)Polygon dict; return its number of positions."""
+def _check_geojson_geometry(g: Mapping[str, Any], where: str) -> int:
+    """Validate nesting, numbers and ring closure of a (Multi)Polygon mapping (lists or tuples, as
+    ``shapely.geometry.mapping`` gives); return its number of positions."""
     coords = g.get("coordinates")
-    if not isinstance(coords, list):
+    if not isinstance(coords, _SEQ):
         raise ValidationError(f"malformed GeoJSON: {where} {g['type']} has no 'coordinates' list.")
     polys = coords if g["type"] == "MultiPolygon" else [coords]
     n = 0
     for pi, rings in enumerate(polys):
-        if not isinstance(rings, list) or not rings:
+        if not isinstance(rings, _SEQ) or not rings:
             raise ValidationError(f"malformed GeoJSON: {where} polygon {pi} has no rings.")
         for ri, ring in enumerate(rings):
             label = f"{where} polygon {pi} ring {ri}"
-            if not isinstance(ring, list):
+            if not isinstance(ring, _SEQ):
                 raise ValidationError(f"malformed GeoJSON: {label} is not a list of positions.")
             for pos in ring:
-                if (not isinstance(pos, list) or len(pos) not in (2, 3)
+                if (not isinstance(pos, _SEQ) or len(pos) not in (2, 3)
                         or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in pos)):
                     raise ValidationError(f"malformed GeoJSON: {label} has position {pos!r}; positions are "
                                           f"[lng, lat] number pairs.")
@@ -277,7 +331,7 @@ def _check_geojson_geometry(g: dict[str, Any], where: str) -> int:
             if len(ring) < 4:
                 raise ValidationError(f"{label} has {len(ring)} positions; a closed ring needs at least 4 "
                                       f"(three corners and the first repeated at the end).")
-            if ring[0][:2] != ring[-1][:2]:
+            if tuple(ring[0][:2]) != tuple(ring[-1][:2]):
                 raise ValidationError(f"{label} is not closed: it starts at {ring[0]} but ends at {ring[-1]}; "
                                       f"repeat the first position at the end.")
             n += len(ring)

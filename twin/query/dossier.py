@@ -3,7 +3,8 @@
 A record belongs to the grid of its building's H3 cell (``t.buildings["grid_code"]``), so the per-grid counts
 of all grids add up to the twin's totals. The table of per-grid counts is computed once per twin object
 (≈ 0.5 s for the default twin; a checked-out version is its own twin object) and cached in ``t.cache``.
-The dossier is raw and unscoped; :mod:`twin.access.policy` decides what a caller may see of it.
+What a caller sees of a dossier is decided by :func:`twin.access.policy.scoped_dossier` (the same call the HTTP
+``/grids/{code}`` route makes): inside the record scope everything, outside it suppressed counts and no workers.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ import numpy as np
 import pandas as pd
 import shapely
 
+from twin.access.policy import DEFAULT_POLICY, AccessPolicy, scoped_dossier
+from twin.access.roles import DISTRICT, Role
 from twin.model import Twin, ages_on
 
 __all__ = ["grid_dossier", "grid_counts", "DOSSIER_COUNTS"]
@@ -27,7 +30,7 @@ DOSSIER_COUNTS = (
 )
 
 
-_PER_BUILDING: dict[int, tuple] = {}
+_PER_BUILDING: dict[int, tuple[tuple[weakref.ref[pd.DataFrame], ...], np.ndarray, np.ndarray]] = {}
 
 
 def _per_building(t: Twin) -> tuple[np.ndarray, np.ndarray]:
@@ -93,14 +96,27 @@ def grid_counts(t: Twin) -> pd.DataFrame:
     return out
 
 
-def grid_dossier(t: Twin, grid_code: str) -> dict[str, Any]:
-    """One grid's sheet: codes and names, area (km², EPSG:4547), cells, counts and its grid workers.
+def grid_dossier(t: Twin, grid_code: str, *, role: Role = DISTRICT,
+                 policy: AccessPolicy = DEFAULT_POLICY) -> dict[str, Any]:
+    """One grid's sheet as ``role`` may see it: codes and names, area (km², EPSG:4547), cells, counts, workers.
 
     Returns a dict with ``grid`` (code, name, community/town code and name, ``area_km2``, ``n_cells``),
-    ``counts`` (every key of :data:`DOSSIER_COUNTS`, exact), ``workers`` (worker_id, name, status, lng, lat:
-    personal data) and ``geometry`` (the grid polygon as a GeoJSON dict, WGS84). Raises
-    :class:`twin.errors.NotFoundError` for an unknown code.
+    ``geometry`` (the grid polygon as a GeoJSON dict, WGS84), ``counts`` (every key of :data:`DOSSIER_COUNTS`),
+    ``workers`` (worker_id, name, status, lng, lat: personal data), ``in_scope``, ``suppressed`` and ``k``.
+    In the role's record scope (every grid for the default district role) counts are exact and workers listed;
+    outside it counts are suppressed and ``workers`` is ``None`` (:func:`twin.access.policy.scoped_dossier`).
+
+    Raises
+    ------
+    NotFoundError
+        Unknown grid code.
+    PermissionDenied
+        ``policy.outside == "deny"`` and the grid is outside a scoped role's record scope.
     """
+    return scoped_dossier(_raw_dossier(t, str(grid_code)), role, t, policy)
+
+
+def _raw_dossier(t: Twin, grid_code: str) -> dict[str, Any]:
     row = t.grid(str(grid_code))
     counts = grid_counts(t).loc[str(grid_code)]
     com = t.community(str(row["community_code"]))
