@@ -4,11 +4,19 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from twin.encoding import dumps
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from twin.incidents.lifecycle import Incident
+    from twin.incidents.store import IncidentStore
+    from twin.model import Twin
 
 __all__ = ["register"]
 
@@ -103,7 +111,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_plan)
 
 
-def _ctx(args: argparse.Namespace, *, need_twin: bool = True) -> tuple[Any, Any, Any]:
+def _ctx(args: argparse.Namespace, *, need_twin: bool = True) -> tuple[Twin | None, IncidentStore, pd.DataFrame]:
     from twin.incidents.catalogue import load_catalogue
     from twin.incidents.store import IncidentStore
     from twin.io import default_twin_dir
@@ -122,13 +130,17 @@ def _now(value: str | None) -> dt.datetime:
     return as_time(value) if value else dt.datetime.now(CST).replace(microsecond=0)
 
 
-def _show(inc: Any, args: argparse.Namespace, extra: dict[str, Any] | None = None) -> None:
+def _print_json(obj: object) -> None:
+    print(dumps(obj).decode())
+
+
+def _show(inc: Incident, args: argparse.Namespace, extra: dict[str, Any] | None = None) -> None:
     from dataclasses import asdict
 
     d = {k: (v.isoformat() if isinstance(v, dt.datetime) else v) for k, v in asdict(inc).items()}
     d.update(extra or {})
     if args.json_errors:
-        print(json.dumps(d, ensure_ascii=False, default=str))
+        _print_json(d)
     else:
         print(f"incident {d['id']} [{d['state']}] {d['category']} level={d['level'] or '-'} "
               f"handler={d['handler_code'] or '-'} assignee={d['assignee'] or '-'} deadline={d['deadline'] or '-'} "
@@ -203,7 +215,7 @@ def _list(args: argparse.Namespace) -> int:
             "deadline", "overdue"]
     view = df.sort_values("reported_at", ascending=False)[cols].head(args.limit)
     if args.json_errors:
-        print(view.to_json(orient="records", date_format="iso", force_ascii=False))
+        _print_json(view.to_dict(orient="records"))
     else:
         print(f"{len(df)} incident(s); newest {min(args.limit, len(df))}:")
         print(view.to_string(index=False))
@@ -217,8 +229,7 @@ def _stats(args: argparse.Namespace) -> int:
     df = istore.frame(since=args.since, until=args.until)
     out = incident_stats(df, by=args.by, period=args.period, now=_now(args.now))
     if args.json_errors:
-        print(out.reset_index().astype({"period": str} if args.period else {}).to_json(orient="records",
-                                                                                      force_ascii=False))
+        _print_json(out.reset_index().astype({"period": str} if args.period else {}).to_dict(orient="records"))
     else:
         print(out.round(4).to_string())
     return 0
@@ -229,7 +240,7 @@ def _import(args: argparse.Namespace) -> int:
 
     t, istore, cat = _ctx(args)
     res = import_incidents(istore, t, cat, args.file, actor=args.actor, auto_dispatch=args.dispatch)
-    print(json.dumps(res) if args.json_errors else f"{args.file}: {res['rows']} rows, {res['new']} new incidents, "
+    print(dumps(res).decode() if args.json_errors else f"{args.file}: {res['rows']} rows, {res['new']} new incidents, "
                                                    f"{res['linked']} linked to open near-duplicates")
     return 0
 
@@ -239,8 +250,10 @@ def _categories(args: argparse.Namespace) -> int:
 
     cat = load_catalogue(args.catalogue)
     cols = ["code", "name_zh", "group", "level", "time_limit_h"]
-    print(cat[cols].to_json(orient="records", force_ascii=False) if args.json_errors
-          else cat[cols].to_string(index=False))
+    if args.json_errors:
+        _print_json(cat[cols].to_dict(orient="records"))
+    else:
+        print(cat[cols].to_string(index=False))
     return 0
 
 

@@ -1,4 +1,4 @@
-"""The ``twin`` command line. Sub-commands live in ``twin/cli_*.py`` modules, each with ``register(sub)``.
+"""The ``twin`` command line. Sub-commands live in ``twin/cli/*.py`` modules, each with ``register(sub)``.
 
 Every command catches :class:`twin.errors.TwinError`, prints the message to stderr (or a JSON error object
 for commands that print JSON) and exits with status 2; a validation failure exits 1.
@@ -11,6 +11,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+from twin.encoding import dumps
 from twin.errors import TwinError
 
 __all__ = ["main", "COMMAND_MODULES"]
@@ -45,9 +46,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except TwinError as e:
         if getattr(args, "json_errors", False):
-            import json
-
-            print(json.dumps({"error": type(e).__name__, "message": str(e)}, ensure_ascii=False))
+            print(dumps({"error": type(e).__name__, "message": str(e)}).decode())
         print(f"error: {e}", file=sys.stderr)
         return 2
 

@@ -3,14 +3,25 @@
 Edits start from ``--base`` (default: the head version), are validated, and are committed as a new version with
 ``--author`` and ``--reason``; a concurrent commit makes them fail with a conflict naming the head version.
 Drawn geometry (``--area``, ``--line``, ``--polygon``) is a GeoJSON geometry string or a vector file, in WGS84.
+Every edit goes through the one edit dispatch, :func:`twin.partition.edit_ops.apply_edit`.
+
+Imports of the core are deferred to the command that needs them, so that ``twin --help`` stays fast.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from twin.encoding import dumps, loads
+
+if TYPE_CHECKING:
+    from shapely.geometry.base import BaseGeometry
+
+    from twin.model import Twin
+    from twin.partition.edit_ops import EditOp
+    from twin.store.sql import Store
 
 __all__ = ["register"]
 
@@ -101,7 +112,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 # -- helpers ---------------------------------------------------------------------------------------------------
-def _ctx(args: argparse.Namespace) -> tuple[Any, Any]:
+def _ctx(args: argparse.Namespace) -> tuple[Twin, Store]:
     from twin.model import load
     from twin.partition.versions import ensure_base
     from twin.store.sql import open_store
@@ -112,7 +123,9 @@ def _ctx(args: argparse.Namespace) -> tuple[Any, Any]:
     return t, st
 
 
-def _geometry(text: str) -> Any:
+def _geometry(text: str) -> BaseGeometry:
+    """A GeoJSON geometry/Feature/FeatureCollection string or a vector file → one WGS84 geometry."""
+    import shapely
     from shapely.geometry import shape
 
     from twin.errors import ValidationError
@@ -120,18 +133,14 @@ def _geometry(text: str) -> Any:
     s = text.strip()
     if s.startswith("{"):
         try:
-            obj = json.loads(s)
-        except json.JSONDecodeError as e:
+            obj = loads(s)
+        except ValueError as e:
             raise ValidationError(f"not valid GeoJSON: {e}") from e
         if obj.get("type") == "Feature":
             obj = obj["geometry"]
         if obj.get("type") == "FeatureCollection":
-            import shapely
-
             return shapely.union_all([shape(f["geometry"]) for f in obj["features"]])
         return shape(obj)
-    import shapely
-
     from twin.crs import STORAGE_CRS
     from twin.io import read_vector
 
@@ -142,20 +151,21 @@ def _geometry(text: str) -> Any:
 
 
 def _print(args: argparse.Namespace, obj: Any, text: str) -> None:
-    print(json.dumps(obj, ensure_ascii=False, default=str) if args.json_out else text)
+    print(dumps(obj).decode() if args.json_out else text)
 
 
-def _edit(args: argparse.Namespace, make: Any) -> int:
+def _edit(args: argparse.Namespace, op: EditOp) -> int:
+    """Apply ``op`` to the ``--base`` version and commit the result."""
+    from twin.partition.edit_ops import apply_edit
     from twin.partition.versions import commit, load_partition, resolve_version
 
     t, st = _ctx(args)
     base = resolve_version(st, args.base)
-    p = load_partition(st, t, base)
-    new = make(p)
+    res = apply_edit(load_partition(st, t, base), op)
+    new = res.partition
     vid = commit(st, new, base_version=base, author=args.author, reason=args.reason)
-    moved = int((new.grid_code != p.grid_code).sum())
-    _print(args, {"version": vid, "parent": base, "cells_moved": moved, "grids": new.n_grids},
-           f"committed version {vid} (parent {base}): {moved} cell(s) changed grid, {new.n_grids} grids")
+    _print(args, {"version": vid, "parent": base, "cells_moved": res.cells_moved, "grids": new.n_grids},
+           f"committed version {vid} (parent {base}): {res.cells_moved} cell(s) changed grid, {new.n_grids} grids")
     return 0
 
 
@@ -167,20 +177,21 @@ def _balance(args: argparse.Namespace) -> int:
     t, st = _ctx(args)
     rep = balance_report(t, load_partition(st, t, args.version), threshold=args.threshold)
     if args.json_out:
-        print(json.dumps({"summary": rep.summary, "problems": rep.problems,
-                          "grids": json.loads(rep.table.drop(columns=[], errors="ignore").to_json(orient="records"))},
-                         ensure_ascii=False))
+        print(dumps({"summary": rep.summary, "problems": rep.problems,
+                     "grids": rep.table.to_dict(orient="records")}).decode())
     else:
         print(rep.to_text(top=args.top))
     return 0
 
 
 def _versions(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
     from twin.partition.versions import list_versions
 
     _, st = _ctx(args)
     vs = list_versions(st)
-    _print(args, [v.__dict__ for v in vs], "\n".join(
+    _print(args, [asdict(v) for v in vs], "\n".join(
         f"{'*' if v.is_head else ' '} {v.version:>4}  parent {str(v.parent):>4}  {v.n_grids:>4} grids  "
         f"{v.created_at}  {v.author}: {v.reason}" for v in vs))
     return 0
@@ -231,35 +242,36 @@ def _import(args: argparse.Namespace) -> int:
 
 def _move(args: argparse.Namespace) -> int:
     from twin.errors import ValidationError
-    from twin.partition.edits import move_area, move_cells
+    from twin.partition.edit_ops import EditOp
 
     if bool(args.cells) == bool(args.area):
         raise ValidationError("give exactly one of --cells or --area.")
     if args.cells:
-        cells = [int(c, 16) for c in args.cells.split(",") if c.strip()]
-        return _edit(args, lambda p: move_cells(p, cells, args.to))
-    geom = _geometry(args.area)
-    return _edit(args, lambda p: move_area(p, geom, args.to))
+        try:
+            cells = [int(c, 16) for c in args.cells.split(",") if c.strip()]
+        except ValueError as e:
+            raise ValidationError(f"--cells must be H3 cell ids in hex (e.g. '8b4117...'): {e}") from e
+        return _edit(args, EditOp("move_cells", cells=cells, to_grid=args.to))
+    return _edit(args, EditOp("move_area", geometry=_geometry(args.area), to_grid=args.to))
 
 
 def _split(args: argparse.Namespace) -> int:
-    from twin.partition.edits import split_grid
+    from twin.partition.edit_ops import EditOp
 
     line = _geometry(args.line) if args.line else None
-    return _edit(args, lambda p: split_grid(p, args.grid, k=args.k, line=line))
+    return _edit(args, EditOp("split_grid", grid_code=args.grid, k=args.k, geometry=line))
 
 
 def _merge(args: argparse.Namespace) -> int:
-    from twin.partition.edits import merge_grids
+    from twin.partition.edit_ops import EditOp
 
-    return _edit(args, lambda p: merge_grids(p, args.grids, into=args.into))
+    return _edit(args, EditOp("merge_grids", grid_codes=args.grids, into=args.into))
 
 
 def _redraw(args: argparse.Namespace) -> int:
-    from twin.partition.edits import redraw_grid
+    from twin.partition.edit_ops import EditOp
 
-    poly = _geometry(args.polygon)
-    return _edit(args, lambda p: redraw_grid(p, args.grid, poly, clip=args.clip))
+    return _edit(args, EditOp("redraw_grid", grid_code=args.grid, geometry=_geometry(args.polygon), clip=args.clip))
 
 
 def _undo(args: argparse.Namespace) -> int:

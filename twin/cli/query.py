@@ -9,7 +9,15 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from twin.access.policy import MAX_PAGE_SIZE
+from twin.encoding import dumps
+
+if TYPE_CHECKING:
+    from twin.access.roles import Role
 
 __all__ = ["register"]
 
@@ -27,7 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--records", choices=["persons", "buildings", "businesses"], default=None,
                    help="print one page of record ids instead of the summary")
     q.add_argument("--page", type=int, default=0)
-    q.add_argument("--page-size", type=int, default=1000)
+    q.add_argument("--page-size", type=int, default=MAX_PAGE_SIZE)
     q.set_defaults(func=_query, json_errors=True)
 
     o = sub.add_parser("overlay", help="per-H3-cell counts of a key population (res 8-10) as JSON records")
@@ -41,13 +49,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     o.set_defaults(func=_overlay, json_errors=True)
 
 
-def _role(args: argparse.Namespace) -> Any:
+def _role(args: argparse.Namespace) -> Role:
     from twin.access.roles import DEFAULT_K, make_role
 
     return make_role(args.role, tuple(args.scope), k=args.k if args.k is not None else DEFAULT_K)
 
 
-def _read_area(path: Path) -> Any:
+def _read_area(path: Path) -> dict[str, Any]:
     from twin.errors import ValidationError
     from twin.io import read_json
 
@@ -72,11 +80,11 @@ def _query(args: argparse.Namespace) -> int:
     if args.records:
         page = records_in_area(t, area, args.records, role=role, page=args.page, page_size=args.page_size,
                                from_gcj02=args.from_gcj02)
-        print(json.dumps(page.to_dict(), ensure_ascii=False))
+        print(dumps(page.to_dict()).decode())
         return 0
     s = summarize_area(t, area, role=role, by=None if args.by == "none" else args.by, density=args.density,
                        from_gcj02=args.from_gcj02)
-    print(json.dumps(s.to_dict(), ensure_ascii=False))
+    print(dumps(s.to_dict()).decode())
     return 0
 
 
@@ -86,11 +94,7 @@ def _overlay(args: argparse.Namespace) -> int:
 
     role = _role(args)
     df = overlay(load(args.twin), args.category, res=args.res, role=role, k=args.k)
-    rows = [
-        {"cell": format(int(c), "x"), "count": None if s else int(n), "density_km2": None if s else float(d),
-         "suppressed": bool(s)}
-        for c, n, d, s in zip(df["cell"].tolist(), df["count"].fillna(0).tolist(),
-                              df["density_km2"].fillna(0.0).tolist(), df["suppressed"].tolist())
-    ]
-    print(json.dumps({"category": args.category, "res": args.res, "cells": rows}, ensure_ascii=False))
+    cells = pd.DataFrame({"cell": [format(int(c), "x") for c in df["cell"].to_numpy()], "count": df["count"].array,
+                          "density_km2": df["density_km2"].array, "suppressed": df["suppressed"].to_numpy(dtype=bool)})
+    print(dumps({"category": args.category, "res": args.res, "cells": cells.to_dict("records")}).decode())
     return 0

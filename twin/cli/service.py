@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+from twin.encoding import dumps
+
+if TYPE_CHECKING:
+    from twin.store.sql import Store
 
 __all__ = ["register"]
 
@@ -59,14 +64,14 @@ def _store_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--database-url", default=None, help="postgresql://… or a SQLite path")
 
 
-def _store(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+def _store(args: argparse.Namespace) -> Store:
     from twin.store.sql import open_store
 
     return open_store(args.database_url, twin_root=args.twin)
 
 
 def _serve(args: argparse.Namespace) -> int:
-    import uvicorn
+    import uvicorn  # the server stack is optional: imported only by ``twin serve``
 
     from twin.access.policy import AccessPolicy
     from twin.service.app import create_app
@@ -102,7 +107,7 @@ def _users_add(args: argparse.Namespace) -> int:
     return 0
 
 
-def _log_admin(store, action: str, detail: str) -> None:  # type: ignore[no-untyped-def]
+def _log_admin(store: Store, action: str, detail: str) -> None:
     """Administrative actions are audited too, under the operating-system user who ran them."""
     import getpass
 
@@ -137,7 +142,7 @@ def _users_list(args: argparse.Namespace) -> int:
     from twin.access.auth import list_users
 
     for u in list_users(_store(args)):
-        print(json.dumps(u.to_dict(), ensure_ascii=False))
+        print(dumps(u.to_dict()).decode())
     return 0
 
 
@@ -174,5 +179,5 @@ def _audit_tail(args: argparse.Namespace) -> int:
 
     store = _store(args)
     for e in entries(store, since_seq=max(0, head_seq(store) - args.n)):
-        print(json.dumps(e.to_dict(), ensure_ascii=False))
+        print(dumps(e.to_dict()).decode())
     return 0

@@ -1,0 +1,68 @@
+"""Incidents as JSON-ready dicts: ISO times (CST), hex cells, ``overdue`` and ``allowed_actions``; personal fields
+removed for roles that read aggregates only. Other values go to :func:`twin.encoding.dumps` as they are."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from twin.access.roles import Role
+from twin.encoding import loads
+from twin.incidents.lifecycle import Incident, allowed_actions, as_time
+
+__all__ = ["PERSONAL_FIELDS", "iso", "incident_dict", "frame_rows"]
+
+#: Fields about people (the reporter and what they said); never shown to analysts.
+PERSONAL_FIELDS = ("reporter", "description", "attachments")
+
+
+def iso(v: object) -> str | None:
+    """A time as ISO-8601 in CST (``None`` for missing values)."""
+    if v is None or v is pd.NaT or (isinstance(v, float) and np.isnan(v)):
+        return None
+    if isinstance(v, pd.Timestamp | dt.datetime):
+        return as_time(v).isoformat()
+    return str(v)
+
+
+def incident_dict(inc: Incident, role: Role, now: dt.datetime) -> dict[str, Any]:
+    """One incident with ``overdue`` (at ``now``) and ``allowed_actions``."""
+    d = dataclasses.asdict(inc)
+    for k, v in list(d.items()):
+        if isinstance(v, dt.datetime):
+            d[k] = v.isoformat()
+    d["cell"] = format(int(inc.cell), "x") if inc.cell else None
+    d["attachments"] = [dict(a) for a in inc.attachments]
+    d["overdue"] = inc.overdue(now)
+    d["allowed_actions"] = allowed_actions(inc.state)
+    if not role.can_see_records:
+        for k in PERSONAL_FIELDS:
+            d.pop(k, None)
+    return d
+
+
+def frame_rows(df: pd.DataFrame, role: Role, overdue: np.ndarray) -> list[dict[str, Any]]:
+    """Rows of an incident frame (:meth:`twin.incidents.store.IncidentStore.frame`) with their ``overdue`` flags."""
+    cols = [c for c in df.columns if not c.endswith("_now")]
+    if not role.can_see_records:
+        cols = [c for c in cols if c not in PERSONAL_FIELDS]
+    out = []
+    for r, late in zip(df[cols].to_dict("records"), overdue, strict=True):
+        row: dict[str, Any] = {}
+        for k, v in r.items():
+            if k == "cell":
+                row[k] = format(int(v), "x") if v else None
+            elif k == "attachments":
+                row[k] = loads(v or "[]") if isinstance(v, str) else list(v or [])
+            elif isinstance(v, pd.Timestamp | dt.datetime) or v is pd.NaT:
+                row[k] = iso(v)
+            else:
+                row[k] = v
+        row["overdue"] = bool(late)
+        row["allowed_actions"] = allowed_actions(str(r["state"]))
+        out.append(row)
+    return out

@@ -1,0 +1,101 @@
+"""``POST /edits``: one grid-boundary edit (editor right in scope), committed as a new partition version.
+
+The request names the op (``move_cells``, ``move_area``, ``split_grid``, ``merge_grids``, ``redraw_grid``); the
+route parses its cells and drawn geometry (WGS84) and hands an :class:`~twin.partition.edit_ops.EditOp` to the one
+edit dispatch, :func:`twin.partition.edit_ops.apply_edit`. A stale ``base_version`` gives 409.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+from pydantic import BaseModel, Field
+from shapely.geometry.base import BaseGeometry
+
+from twin.access.policy import check_edit
+from twin.errors import PermissionDenied, ValidationError
+from twin.model import Twin
+from twin.partition.edit_ops import EditOp, apply_edit
+from twin.partition.versions import commit, load_partition
+from twin.query.areas import parse_area
+from twin.service._responses import json_response
+from twin.service._state import ServiceState, service
+from twin.service.deps import Audit, Audited
+
+__all__ = ["router", "EditRequest", "edit_op", "run_edit"]
+
+router = APIRouter(tags=["versions"])
+
+
+class EditRequest(BaseModel):
+    """One grid edit, committed as a new partition version on top of ``base_version``."""
+
+    op: Literal["move_cells", "move_area", "split_grid", "merge_grids", "redraw_grid"]
+    base_version: int = Field(ge=1, description="the version you edited (the head when you loaded it)")
+    reason: str = Field(min_length=1, max_length=500)
+    cells: list[str] | None = Field(None, max_length=20_000, description="move_cells: H3 cells (hex)")
+    to_grid: str | None = Field(None, max_length=20, description="move_cells / move_area: target grid")
+    area: dict[str, Any] | None = Field(None, description="move_area: GeoJSON area (WGS84)")
+    grid_code: str | None = Field(None, max_length=20, description="split_grid / redraw_grid")
+    k: int = Field(2, ge=2, le=10, description="split_grid: number of parts")
+    grid_codes: list[str] | None = Field(None, max_length=50, description="merge_grids")
+    into: str | None = Field(None, max_length=20, description="merge_grids: surviving code")
+    polygon: dict[str, Any] | None = Field(None, description="redraw_grid: new outline (GeoJSON, WGS84)")
+    clip: bool = False
+
+
+@router.post("/edits", summary="Edit grid boundaries (editor right in scope); new version")
+def edit(request: Request, a: Audited, req: EditRequest) -> Response:
+    """The new version, its parent, cells moved and the grids touched, added and removed."""
+    a.version = req.base_version
+    return json_response(run_edit(service(request), a, req))
+
+
+def _need(req: EditRequest, name: str) -> Any:
+    v = getattr(req, name)
+    if v is None:
+        raise ValidationError(f"op {req.op!r} needs field {name!r}.")
+    return v
+
+
+def _hex_cells(cells: list[str]) -> list[int]:
+    try:
+        return [int(str(c), 16) for c in cells]
+    except ValueError as e:
+        raise ValidationError(f"cells must be H3 cell ids in hex (e.g. '8b4117...'): {e}") from e
+
+
+def edit_op(req: EditRequest, t: Twin, a: Audit) -> EditOp:
+    """The :class:`EditOp` of a request: hex cells → ids; ``area``/``polygon`` parsed as WGS84 areas inside the
+    district (and noted on the audit record ``a``)."""
+    cells = _hex_cells(_need(req, "cells")) if req.op == "move_cells" else None
+    geometry: BaseGeometry | None = None
+    if req.op in ("move_area", "redraw_grid"):
+        parsed = parse_area(_need(req, "area" if req.op == "move_area" else "polygon"), district=t.district)
+        a.area, a.area_km2 = parsed.geometry, parsed.area_km2
+        geometry = parsed.geometry
+    return EditOp(req.op, grid_code=req.grid_code, to_grid=req.to_grid, cells=cells, geometry=geometry,
+                  grid_codes=req.grid_codes, into=req.into, k=req.k, clip=req.clip)
+
+
+def run_edit(svc: ServiceState, a: Audit, req: EditRequest) -> dict[str, Any]:
+    """Check the editor right, apply the edit to ``base_version``, check the touched grids are in the caller's
+    scope, commit, and build the new head before returning (so the editor's next reads see it)."""
+    role = a.role
+    if not role.can_edit:
+        raise PermissionDenied(f"user {role.user!r} (role {role.name}) has no editor right; grid edits need a "
+                               "district, town or community editor.")
+    base = svc.twins.base_twin()
+    t, vid = svc.twins.at(str(req.base_version))
+    p = load_partition(svc.store, base, vid)
+    res = apply_edit(p, edit_op(req, t, a))
+    check_edit(role, t, res.grids_touched)
+    new = commit(svc.store, res.partition, base_version=vid, author=role.user, reason=req.reason)
+    a.version = new
+    svc.twins.at(str(new))
+    a.counts = {"cells_moved": res.cells_moved, "grids_touched": len(res.grids_touched)}
+    a.detail = f"{req.op} on version {vid} → {new}: {req.reason}"
+    return {"version": new, "parent": vid, "op": req.op, "cells_moved": res.cells_moved,
+            "grids_touched": res.grids_touched, "grids_added": res.grids_added, "grids_removed": res.grids_removed}

@@ -1,0 +1,45 @@
+"""``GET /versions`` (the partition versions, oldest first) and ``GET /versions/{a}/diff/{b}``."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Annotated
+
+from fastapi import APIRouter, Request
+from fastapi import Path as PathParam
+from fastapi.responses import Response
+
+from twin.partition.versions import diff_versions, head_version, list_versions
+from twin.service._responses import json_response
+from twin.service._state import service
+from twin.service._twins import check_version
+from twin.service.deps import Audited
+
+__all__ = ["router"]
+
+router = APIRouter(tags=["versions"])
+
+_Version = Annotated[str, PathParam(max_length=20)]
+
+
+@router.get("/versions", summary="Partition versions, oldest first")
+def versions_list(request: Request, a: Audited) -> Response:
+    """Every version (id, parent, author, reason, time, grid count) and the head."""
+    svc = service(request)
+    svc.twins.base_twin()  # registers the base version on first use
+    vs = list_versions(svc.store)
+    a.version = head_version(svc.store)
+    a.counts = {"versions": len(vs)}
+    return json_response({"head": a.version, "versions": [asdict(v) for v in vs]})
+
+
+@router.get("/versions/{a_version}/diff/{b_version}", summary="What changed from a to b")
+def versions_diff(request: Request, a: Audited, a_version: _Version, b_version: _Version) -> Response:
+    """Grids added, removed and changed, cells and residents moved, balance before and after."""
+    svc = service(request)
+    for v in (a_version, b_version):
+        check_version(v)
+    d = diff_versions(svc.store, svc.twins.base_twin(), a_version, b_version)
+    a.version = f"{d.a}..{d.b}"
+    a.counts = {"grids_changed": len(d.grids_changed), "cells_moved": d.cells_moved}
+    return json_response(d.to_dict())
