@@ -10,8 +10,9 @@ import twin
 from twin.crs import to_metric
 from twin.errors import ValidationError
 from twin.model import ages_on
-from twin.partition.balance import balance_report, cell_counts, cell_workload, grid_polygons
+from twin.partition.balance import balance_report, grid_polygons
 from twin.partition.model import partition_from_twin
+from twin.partition.workload import cell_counts, cell_workload
 
 
 @pytest.fixture(scope="module")

@@ -48,7 +48,7 @@ def test_rebalance_balances_within_communities(t: twin.Twin, result) -> None:
 def test_rebalance_keeps_most_residents_in_their_grid(t: twin.Twin, result) -> None:
     base = partition_from_twin(t)
     moved = result.partition.grid_code != base.grid_code
-    from twin.partition.balance import cell_counts
+    from twin.partition.workload import cell_counts
 
     res = cell_counts(t)["residents"].to_numpy()
     assert result.moved_share == pytest.approx(res[moved].sum() / res.sum())

@@ -130,7 +130,7 @@ def test_undo_of_the_base_is_refused(store: Store, t: twin.Twin) -> None:
 
 
 def test_diff_counts_what_moved(store: Store, t: twin.Twin) -> None:
-    from twin.partition.balance import cell_counts
+    from twin.partition.workload import cell_counts
 
     p = partition_from_twin(t)
     p2 = split_grid(p, G, k=2)

@@ -10,36 +10,32 @@ share is its community's workload divided by the number of grids of that communi
 district-wide mean, coefficient of variation (CV = std / mean) and max/min of grid workloads, area in km² and
 Polsby–Popper compactness ``4πA / P²`` (1 for a disc), both measured in EPSG:4547 on the grid polygons (the union
 of the grid's cells clipped to the district).
+
+The per-cell figures (:func:`~twin.partition.workload.cell_counts`, :func:`~twin.partition.workload.cell_workload`,
+:data:`~twin.partition.workload.COUNT_COLUMNS`) live in :mod:`twin.partition.workload`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+import geopandas as gpd
 import numpy as np
 import pandas as pd
 
 from twin.crs import to_metric
 from twin.errors import PartitionError, ValidationError
-from twin.model import ages_on
+from twin.model import Twin
 from twin.partition.model import Partition, check_partition
 from twin.partition.polygons import units_to_polygons
 from twin.partition.regions import label_components
-from twin.partition.workload import DEFAULT_WEIGHTS, workload
-
-if TYPE_CHECKING:
-    import geopandas as gpd
-
-    from twin.model import Twin
+from twin.partition.workload import COUNT_COLUMNS, cell_counts, cell_workload
 
 __all__ = [
-    "COUNT_COLUMNS",
     "DEFAULT_THRESHOLD",
     "BalanceReport",
-    "cell_counts",
-    "cell_workload",
     "grid_stats",
     "grid_polygons",
     "balance_report",
@@ -48,88 +44,7 @@ __all__ = [
     "edit_effect",
 ]
 
-COUNT_COLUMNS = ("residents", "dwellings", "businesses", "key_persons", "incidents")
 DEFAULT_THRESHOLD = 0.10  # flag grids whose workload is more than 10 % off their community-level ideal
-
-
-def cell_counts(twin: Twin, *, incidents: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Counts per cell (rows aligned with ``twin.cells``): residents, dwellings, businesses, key_persons, incidents.
-
-    ``incidents`` (optional) has a ``cell`` column (``uint64``) or ``lng``/``lat`` (WGS84 degrees); each row counts
-    one incident in its cell. Without it the column is 0. The incident-free counts are cached in ``twin.cache``.
-    """
-    base = twin.cache.get("cell_counts")
-    if base is None:
-        cells = twin.cells["cell"].to_numpy()
-        n = len(cells)
-        b = twin.buildings
-        b_idx = _cell_index(cells, b["cell"].to_numpy())
-        ok = b_idx >= 0
-        p = twin.persons
-        age = ages_on(p["birth_date"].to_numpy(), twin.as_of)
-        key = (p["disabled"].to_numpy() | p["low_income"].to_numpy() | p["pregnant"].to_numpy()) | (age >= 80)
-        # persons → building row → cell
-        bid = b["building_id"].to_numpy()
-        if np.array_equal(bid, np.arange(len(b))):
-            p_b = p["building_id"].to_numpy()
-        else:
-            p_b = pd.Index(bid).get_indexer(p["building_id"].to_numpy())
-        res_b = np.bincount(p_b[p_b >= 0], minlength=len(b))
-        key_b = np.bincount(p_b[(p_b >= 0) & key], minlength=len(b))
-        biz_b = b["businesses"].to_numpy(float)
-        base = pd.DataFrame({
-            "residents": np.bincount(b_idx[ok], weights=res_b[ok], minlength=n),
-            "dwellings": np.bincount(b_idx[ok], weights=b["dwellings"].to_numpy(float)[ok], minlength=n),
-            "businesses": np.bincount(b_idx[ok], weights=biz_b[ok], minlength=n),
-            "key_persons": np.bincount(b_idx[ok], weights=key_b[ok], minlength=n),
-            "incidents": np.zeros(n),
-        })
-        twin.cache["cell_counts"] = base
-    out = base.copy()
-    if incidents is not None:
-        out["incidents"] = _incident_counts(twin, incidents)
-    return out
-
-
-def _cell_index(table: np.ndarray, cells: np.ndarray) -> np.ndarray:
-    cells = np.asarray(cells, dtype=np.uint64)
-    pos = np.searchsorted(table, cells)
-    pos[pos >= len(table)] = 0
-    return np.where(table[pos] == cells, pos, -1)
-
-
-def _incident_counts(twin: Twin, incidents: pd.DataFrame) -> np.ndarray:
-    table = twin.cells["cell"].to_numpy()
-    if "cell" in incidents.columns:
-        cells = incidents["cell"].to_numpy(np.uint64)
-    elif {"lng", "lat"} <= set(incidents.columns):
-        from twin.cells import PARTITION_RES, latlng_to_cells
-
-        cells = latlng_to_cells(incidents["lat"].to_numpy(float), incidents["lng"].to_numpy(float), PARTITION_RES)
-    else:
-        raise ValidationError(f"incidents need a 'cell' column or 'lng'/'lat' columns; got {list(incidents.columns)}.")
-    idx = _cell_index(table, cells)
-    return np.bincount(idx[idx >= 0], minlength=len(table)).astype(float)
-
-
-def cell_workload(twin: Twin, *, weights: Mapping[str, float] | None = None,
-                  incidents: pd.DataFrame | None = None) -> np.ndarray:
-    """Workload per cell (aligned with ``twin.cells``) with :data:`twin.partition.workload.DEFAULT_WEIGHTS` updated by
-    ``weights`` (e.g. ``{"incidents": 3.0}``); an unknown weight name raises :class:`ValidationError`."""
-    _check_weights(weights)
-    counts = cell_counts(twin, incidents=incidents)
-    return workload({k: counts[k].to_numpy() for k in COUNT_COLUMNS}, weights)
-
-
-def _check_weights(weights: Mapping[str, float] | None) -> None:
-    if not weights:
-        return
-    unknown = sorted(set(weights) - set(DEFAULT_WEIGHTS))
-    if unknown:
-        raise ValidationError(f"unknown workload weight(s) {unknown}; known: {sorted(DEFAULT_WEIGHTS)}.")
-    bad = {k: v for k, v in weights.items() if not np.isfinite(v) or v < 0}
-    if bad:
-        raise ValidationError(f"workload weights must be finite and ≥ 0; got {bad}.")
 
 
 def grid_polygons(twin: Twin, p: Partition, *, grids: Iterable[str] | None = None) -> gpd.GeoDataFrame:

@@ -1,12 +1,13 @@
 """The one edit dispatch: an :class:`EditOp` (what the HTTP service, the app and the CLI receive) → the matching
 :mod:`twin.partition.edits` operation → an :class:`EditResult` with the new partition and what it changed.
 
-Drawn geometry is WGS84 (EPSG:4326). Callers parse and validate user geometry first
-(:func:`twin.query.areas.parse_area` for areas); permission checks and commits stay with the caller.
+Drawn geometry is WGS84 (EPSG:4326, x = longitude, y = latitude). Callers parse and validate user geometry first
+(:func:`twin.query.areas.parse_area` for areas); permission checks and commits stay with the caller, which can
+check its rights on :attr:`EditResult.grids_touched` before committing.
 
 >>> res = apply_edit(p, EditOp("split_grid", grid_code="440604010001002", k=2))   # doctest: +SKIP
 >>> res.grids_added                                                              # doctest: +SKIP
-['440604010001452', '440604010001453']
+['440604010001452']
 """
 
 from __future__ import annotations
@@ -16,13 +17,14 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
+from shapely.geometry import MultiPolygon, Polygon
 from shapely.geometry.base import BaseGeometry
 
 from twin.errors import ValidationError
 from twin.partition import edits
 from twin.partition.model import Partition
 
-__all__ = ["EDIT_OPS", "EditOp", "EditResult", "apply_edit"]
+__all__ = ["EDIT_OPS", "EditKind", "EditOp", "EditResult", "apply_edit"]
 
 EditKind = Literal["move_cells", "move_area", "split_grid", "merge_grids", "redraw_grid"]
 EDIT_OPS: tuple[str, ...] = ("move_cells", "move_area", "split_grid", "merge_grids", "redraw_grid")
@@ -30,18 +32,36 @@ EDIT_OPS: tuple[str, ...] = ("move_cells", "move_area", "split_grid", "merge_gri
 
 @dataclass(frozen=True)
 class EditOp:
-    """One boundary edit.
+    """One boundary edit, as the adapters receive it.
 
-    ``move_cells``: ``cells`` (uint64 H3 res-11 ids) → ``to_grid``; ``move_area``: cells whose centre is in
-    ``geometry`` → ``to_grid``; ``split_grid``: ``grid_code`` into ``k`` balanced parts, or along ``geometry`` (a
-    line or a polygon's outline); ``merge_grids``: ``grid_codes`` (``into`` keeps that code); ``redraw_grid``:
-    ``grid_code`` becomes ``geometry`` (``clip`` keeps it inside its community).
+    Attributes
+    ----------
+    op : {"move_cells", "move_area", "split_grid", "merge_grids", "redraw_grid"}
+        The operation (:data:`EDIT_OPS`).
+    grid_code : str, optional
+        ``split_grid``, ``redraw_grid``: the grid edited.
+    to_grid : str, optional
+        ``move_cells``, ``move_area``: the grid receiving the cells.
+    cells : sequence, optional
+        ``move_cells``: H3 res-11 cells as ``uint64`` ints or hex strings (``"8b4117…"``).
+    geometry : BaseGeometry, optional
+        WGS84. ``move_area``: cells whose centre is inside move; ``split_grid``: a line drawn across the grid (a
+        polygon's outline is used as the line); without it the split is automatic; ``redraw_grid``: the new
+        outline.
+    grid_codes : sequence of str, optional
+        ``merge_grids``: the grids merged (at least two).
+    into : str, optional
+        ``merge_grids``: the code the merged grid keeps (default: the first of ``grid_codes``).
+    k : int
+        ``split_grid`` without ``geometry``: number of parts of near-equal workload (≥ 2).
+    clip : bool
+        ``redraw_grid``: keep only the polygon's part inside the grid's community instead of rejecting it.
     """
 
     op: EditKind
     grid_code: str | None = None
     to_grid: str | None = None
-    cells: Sequence[int] | None = None
+    cells: Sequence[int | str] | np.ndarray | None = None
     geometry: BaseGeometry | None = None
     grid_codes: Sequence[str] | None = None
     into: str | None = None
@@ -58,7 +78,20 @@ class EditOp:
 
 @dataclass(frozen=True)
 class EditResult:
-    """The partition after an edit and what changed (codes of the partition before the edit)."""
+    """The partition after an edit and what changed.
+
+    Attributes
+    ----------
+    partition : Partition
+        The new, validated partition (the input partition is never modified).
+    cells_moved : int
+        Cells whose grid changed.
+    grids_touched : list of str
+        Grids of the partition *before* the edit whose cells changed, or that were split or merged (sorted);
+        the grids an editor needs rights on.
+    grids_added, grids_removed : list of str
+        Grid codes new in / gone from the grid table (sorted).
+    """
 
     partition: Partition
     cells_moved: int
@@ -68,24 +101,91 @@ class EditResult:
 
 
 def apply_edit(p: Partition, op: EditOp) -> EditResult:
-    """Apply ``op`` to ``p`` (never modified); raises :class:`twin.errors.PartitionError` when the result breaks
-    a partition rule and :class:`ValidationError` for an unknown op or a missing field."""
+    """Apply ``op`` to ``p`` with the matching :mod:`twin.partition.edits` function.
+
+    Parameters
+    ----------
+    p : Partition
+        The partition edited (never modified).
+    op : EditOp
+        The edit.
+
+    Returns
+    -------
+    EditResult
+        The new partition, equal to what the edits function returns, and what changed.
+
+    Raises
+    ------
+    ValidationError
+        Unknown op, a field the op needs is missing or of the wrong kind (the message names it).
+    PartitionError
+        The result would break a partition rule (:mod:`twin.partition.model`).
+    NotFoundError
+        An unknown grid code.
+    """
     if op.op == "move_cells":
-        p2 = edits.move_cells(p, np.asarray(op.need("cells"), dtype=np.uint64), str(op.need("to_grid")))
+        p2 = edits.move_cells(p, _cells(op), _text(op, "to_grid"))
     elif op.op == "move_area":
-        p2 = edits.move_area(p, op.need("geometry"), str(op.need("to_grid")))  # type: ignore[arg-type]
+        p2 = edits.move_area(p, _geometry(op), _text(op, "to_grid"))
     elif op.op == "split_grid":
         line = op.geometry
-        if line is not None and line.geom_type in ("Polygon", "MultiPolygon"):
+        if isinstance(line, (Polygon, MultiPolygon)):
             line = line.boundary
-        p2 = edits.split_grid(p, str(op.need("grid_code")), k=int(op.k), line=line)
+        p2 = edits.split_grid(p, _text(op, "grid_code"), k=_k(op), line=line)
     elif op.op == "merge_grids":
-        p2 = edits.merge_grids(p, [str(c) for c in op.need("grid_codes")], into=op.into)  # type: ignore[attr-defined]
+        p2 = edits.merge_grids(p, _codes(op), into=op.into)
     elif op.op == "redraw_grid":
-        p2 = edits.redraw_grid(p, str(op.need("grid_code")), op.need("geometry"), clip=bool(op.clip))  # type: ignore[arg-type]
+        p2 = edits.redraw_grid(p, _text(op, "grid_code"), _geometry(op), clip=bool(op.clip))
     else:
         raise ValidationError(f"unknown edit {op.op!r}; use one of {list(EDIT_OPS)}.")
     return _result(p, p2, op)
+
+
+def _text(op: EditOp, name: str) -> str:
+    return str(op.need(name))
+
+
+def _geometry(op: EditOp) -> BaseGeometry:
+    g = op.need("geometry")
+    if not isinstance(g, BaseGeometry):
+        raise ValidationError(f"edit {op.op!r}: 'geometry' must be a shapely geometry in WGS84, got "
+                              f"{type(g).__name__}; parse GeoJSON first (twin.query.areas.parse_area).")
+    return g
+
+
+def _codes(op: EditOp) -> list[str]:
+    v = op.need("grid_codes")
+    if isinstance(v, str) or not isinstance(v, Sequence | np.ndarray):
+        raise ValidationError(f"edit {op.op!r}: 'grid_codes' must be a list of grid codes, got {v!r}.")
+    return [str(c) for c in v]
+
+
+def _k(op: EditOp) -> int:
+    """``k`` as an int (an integral number or numeric string); the range is checked by the split itself."""
+    try:
+        k = int(op.k)
+        integral = not isinstance(op.k, bool) and (isinstance(op.k, str) or k == op.k)
+    except (TypeError, ValueError):
+        integral = False
+    if not integral:
+        raise ValidationError(f"edit {op.op!r}: 'k' must be an integer ≥ 2, got {op.k!r}.")
+    return k
+
+
+def _cells(op: EditOp) -> np.ndarray:
+    """``uint64`` cells from ints or hex strings; :class:`ValidationError` shows the first bad value."""
+    v = op.need("cells")
+    if isinstance(v, str) or not isinstance(v, Sequence | np.ndarray):
+        raise ValidationError(f"edit {op.op!r}: 'cells' must be a list of H3 cells, got {v!r}.")
+    out = np.empty(len(v), dtype=np.uint64)
+    for i, c in enumerate(v):
+        try:
+            out[i] = int(c, 16) if isinstance(c, str) else int(c)
+        except (TypeError, ValueError, OverflowError):
+            raise ValidationError(f"edit {op.op!r}: cell {c!r} is not an H3 cell id (a uint64 or hex string like "
+                                  "'8b4117...').") from None
+    return out
 
 
 def _result(p: Partition, p2: Partition, op: EditOp) -> EditResult:

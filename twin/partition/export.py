@@ -10,19 +10,17 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import geopandas as gpd
 
 from twin.crs import STORAGE_CRS
 from twin.errors import ValidationError
 from twin.io import atomic_write
-from twin.partition.balance import COUNT_COLUMNS, grid_stats
+from twin.model import Twin
+from twin.partition.balance import grid_stats
 from twin.partition.model import Partition
 from twin.partition.polygons import units_to_polygons
-
-if TYPE_CHECKING:
-    from twin.model import Twin
+from twin.partition.workload import COUNT_COLUMNS
 
 __all__ = ["EXPORT_FORMATS", "grids_frame", "export_grids"]
 

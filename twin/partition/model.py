@@ -19,7 +19,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -28,10 +28,9 @@ import scipy.sparse as sp
 from twin.cells import cells_adjacency, cells_to_latlng
 from twin.crs import lnglat_to_xy
 from twin.errors import NotFoundError, PartitionError, ValidationError
+from twin.model import Twin
 from twin.partition.regions import label_components
-
-if TYPE_CHECKING:
-    from twin.model import Twin
+from twin.partition.workload import cell_workload
 
 __all__ = [
     "GRID_COLUMNS",
@@ -64,7 +63,7 @@ class Partition:
     xy : np.ndarray
         Cell centres in EPSG:4547 metres, shape (n, 2).
     weight : np.ndarray
-        Workload per cell (:func:`twin.partition.balance.cell_workload`); used by automatic splits and the re-partition.
+        Workload per cell (:func:`twin.partition.workload.cell_workload`); used by automatic splits and the re-partition.
     adjacency : scipy.sparse.csr_matrix
         Edge-sharing neighbours among ``cells``.
     """
@@ -145,9 +144,8 @@ class Partition:
     def index_of_cells(self, cells: Iterable[int] | np.ndarray) -> np.ndarray:
         """Row index of each ``uint64`` cell; :class:`PartitionError` names cells outside the district."""
         arr = np.asarray(list(cells) if not isinstance(cells, np.ndarray) else cells, dtype=np.uint64)
-        pos = np.searchsorted(self.cells, arr)
-        pos[pos >= len(self.cells)] = 0
-        bad = self.cells[pos] != arr
+        pos = pd.Index(self.cells).get_indexer(arr)
+        bad = pos < 0
         if bad.any():
             raise PartitionError(f"{int(bad.sum())} of {len(arr)} cells are not cells of the district "
                                  f"(first: {int(arr[bad][0]):x}).")
@@ -186,26 +184,17 @@ def _grid_table(grids: pd.DataFrame) -> pd.DataFrame:
 
 
 def _labels_of(codes_per_cell: np.ndarray, grid_codes: np.ndarray) -> np.ndarray:
-    grid_codes = np.asarray(grid_codes, dtype=object)
-    order = np.argsort(grid_codes.astype(str), kind="stable")
-    sorted_codes = grid_codes[order].astype(str)
-    values = np.asarray(codes_per_cell, dtype=object).astype(str)
-    if len(sorted_codes) == 0:
-        return np.full(len(values), -1, dtype=np.int64)
-    pos = np.searchsorted(sorted_codes, values)
-    pos[pos >= len(sorted_codes)] = 0
-    hit = sorted_codes[pos] == values
-    return np.where(hit, order[pos], -1).astype(np.int64)
+    """Index of each cell's code in ``grid_codes`` (unique), -1 for codes not in it."""
+    index = pd.Index(np.asarray(grid_codes, dtype=object).astype(str))
+    return index.get_indexer(np.asarray(codes_per_cell, dtype=object).astype(str)).astype(np.int64)
 
 
 def partition_from_twin(twin: Twin, *, weights: dict[str, float] | None = None) -> Partition:
     """The twin's own partition (``twin.cells.grid_code`` and ``twin.grids``) as a :class:`Partition`.
 
-    Cell workload uses :func:`twin.partition.balance.cell_workload` with ``weights``; the adjacency is cached in
+    Cell workload uses :func:`twin.partition.workload.cell_workload` with ``weights``; the adjacency is cached in
     ``twin.cache["adjacency"]`` (shared with :func:`twin.partition.validate.validate`).
     """
-    from twin.partition.balance import cell_workload
-
     key = f"partition:{sorted((weights or {}).items())}"
     hit = twin.cache.get(key)
     if hit is not None:
@@ -368,9 +357,34 @@ def _in_comm(current: np.ndarray, comm_of_grid: dict[str, str], comm: str) -> np
 
 
 def neighbour_grids(p: Partition, grid_code: str) -> list[str]:
-    """Codes of the grids sharing a cell edge with ``grid_code`` in partition ``p`` (sorted; any community).
+    """Codes of the grids that share at least one H3 cell edge with ``grid_code`` in partition ``p``.
 
-    Raises :class:`NotFoundError` for an unknown code.
+    This is the twin's one definition of neighbouring grids (the app's dossier, the editing panel and the
+    contiguity rule all use it): two grids are neighbours when a cell of one is edge-adjacent to a cell of the
+    other (``p.adjacency``), whatever their communities. Grids that only touch at a corner, or whose clipped
+    polygons merely touch along the district boundary, are not neighbours. No geometry or CRS is involved.
+
+    Parameters
+    ----------
+    p : Partition
+        The partition (e.g. :func:`partition_from_twin` or a stored version).
+    grid_code : str
+        The grid whose neighbours are wanted.
+
+    Returns
+    -------
+    list of str
+        Neighbouring grid codes, sorted; the grid itself and unassigned cells are left out.
+
+    Raises
+    ------
+    NotFoundError
+        ``grid_code`` is not a grid of ``p``.
+
+    Examples
+    --------
+    >>> neighbour_grids(partition_from_twin(t), "440604010001001")      # doctest: +SKIP
+    ['440604010001002', '440604010001005']
     """
     idx = p.cells_of(grid_code)
     nb = np.unique(p.adjacency[idx].indices)

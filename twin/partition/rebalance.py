@@ -22,20 +22,20 @@ residents keep their grid). All distances in EPSG:4547 metres.
 
 from __future__ import annotations
 
+import heapq
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from twin.errors import PartitionError, ValidationError
+from twin.model import Twin
 from twin.partition.model import Partition, grid_name_for, next_grid_codes, partition_from_twin, validate_partition
 from twin.partition.regions import allocate_counts, bisect_labels, repair_contiguity
-
-if TYPE_CHECKING:
-    from twin.model import Twin
+from twin.partition.workload import cell_counts, cell_workload
 
 __all__ = ["RebalanceResult", "rebalance", "rebalance_partition", "allocate_grids", "community_deviation"]
 
@@ -79,8 +79,6 @@ def allocate_grids(community_workload: pd.Series, n_grids: int) -> pd.Series:
     """Grids per community (index = community code), at least 1 each, chosen to minimise the variance of grid
     workloads when every grid gets its community's ideal: greedily give the next grid to the community whose
     ``W² / (k (k + 1))`` is largest (Huntington–Hill priority; exact for this separable convex objective)."""
-    import heapq
-
     weights = np.maximum(community_workload.to_numpy(float), 1e-9)
     if n_grids < len(weights):
         raise ValidationError(f"{n_grids} grids cannot cover {len(weights)} communities "
@@ -143,12 +141,8 @@ def rebalance(twin: Twin, n_grids: int = 478, *, partition: Partition | None = N
         ``partition`` (validated: every cell assigned, grids contiguous and nested), the allocation per community,
         ``before``/``after`` figures (CV, max deviation from the community ideal), the share of residents moved.
     """
-    from twin.partition.balance import cell_counts
-
     base = partition if partition is not None else partition_from_twin(twin, weights=dict(weights or {}))
     if partition is not None and weights:
-        from twin.partition.balance import cell_workload
-
         base = replace(base, weight=cell_workload(twin, weights=weights), meta={})
     res = cell_counts(twin)["residents"].to_numpy() if residents is None else np.asarray(residents, float)
     return rebalance_partition(base, n_grids, residents=res, beta=beta, gamma=gamma, tolerance=tolerance,

@@ -10,6 +10,8 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.csgraph import connected_components
 
+from twin.errors import ValidationError
+
 __all__ = ["power_assign", "bisect_labels", "repair_contiguity", "label_components", "allocate_counts"]
 
 
@@ -39,7 +41,8 @@ def allocate_counts(weights: np.ndarray, total: int, *, minimum: int = 1) -> np.
     weights = np.asarray(weights, dtype=float)
     n = len(weights)
     if total < minimum * n:
-        raise ValueError(f"cannot give {n} groups at least {minimum} each out of {total}")
+        raise ValidationError(f"cannot give {n} groups at least {minimum} each out of {total}; lower the minimum "
+                              "or raise the total.")
     rest = total - minimum * n
     # proportional share of the total, less the minimum already given, never negative
     ideal = weights / weights.sum() * total

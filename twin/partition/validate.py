@@ -1,10 +1,16 @@
-"""`twin validate`: check the partition and hierarchy of a twin and report."""
+"""`twin validate`: check the partition and hierarchy of a twin and report every problem.
+
+Unlike :func:`twin.partition.model.check_partition` (the rules of a :class:`~twin.partition.model.Partition`,
+used by every edit), this checks a whole built twin: the NBS hierarchy, the grid polygons against the real
+district boundary (areas in km², EPSG:4547) and the grid workers.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
 import numpy as np
+import pandas as pd
 import shapely
 
 from twin.cells import cells_adjacency
@@ -37,19 +43,40 @@ class ValidationReport:
 
 
 def validate(twin: Twin, *, cell_grid: np.ndarray | None = None) -> ValidationReport:
-    """Check: every cell in exactly one grid, every grid in one community of its NBS town, grids (and
-    communities, towns) contiguous, the union of grids equals the district (difference in km² and %).
+    """Check the partition and hierarchy of ``twin`` and report every problem found.
 
-    ``cell_grid`` (grid code per ``twin.cells`` row) checks another partition than the twin's own.
+    Checks: every cell in exactly one grid, every grid in one community of its NBS town, grids (and communities,
+    towns) contiguous over edge-sharing H3 cells, the union of the grid polygons (WGS84) equals the district
+    (difference and overlap in km², measured in EPSG:4547), every grid has a grid worker.
+
+    Parameters
+    ----------
+    twin : Twin
+        The loaded twin.
+    cell_grid : np.ndarray, optional
+        Grid code per ``twin.cells`` row, to check another partition than the twin's own.
+
+    Returns
+    -------
+    ValidationReport
+        ``problems`` (empty = valid) and the ``figures`` checked.
     """
     rep = ValidationReport()
     cells = twin.cells["cell"].to_numpy()
     codes = twin.cells["grid_code"].to_numpy().astype(str) if cell_grid is None else np.asarray(cell_grid, str)
-    grids = twin.grids
-    # cells: unique, each assigned to a known grid
+    _check_cells(rep, cells, codes, set(twin.grids["grid_code"]))
+    comm = nbs_communities().set_index("community_code")
+    _check_nesting(rep, twin, comm)
+    _check_contiguity(rep, twin, cells, codes, comm)
+    _check_coverage(rep, twin)
+    _count_figures(rep, twin, n_cells=len(cells))
+    return rep
+
+
+def _check_cells(rep: ValidationReport, cells: np.ndarray, codes: np.ndarray, known: set[str]) -> None:
+    """Cells unique, each assigned to a known grid; every grid has cells."""
     if len(np.unique(cells)) != len(cells):
         rep.problems.append(f"{len(cells) - len(np.unique(cells))} cells appear more than once")
-    known = set(grids["grid_code"])
     unassigned = np.flatnonzero((codes == "") | (codes == "None"))
     if len(unassigned):
         rep.problems.append(f"{len(unassigned)} cells belong to no grid (first: {int(cells[unassigned[0]]):x})")
@@ -59,8 +86,11 @@ def validate(twin: Twin, *, cell_grid: np.ndarray | None = None) -> ValidationRe
     empty = sorted(known - set(codes))
     if empty:
         rep.problems.append(f"{len(empty)} grids have no cells: {empty[:5]}")
-    # nesting: grid → community → town as in the NBS list
-    comm = nbs_communities().set_index("community_code")
+
+
+def _check_nesting(rep: ValidationReport, twin: Twin, comm: pd.DataFrame) -> None:
+    """Grid → community → town as in the NBS list."""
+    grids = twin.grids
     towns = set(nbs_towns()["town_code"])
     bad_comm = grids.loc[~grids["community_code"].isin(comm.index), "grid_code"].tolist()
     if bad_comm:
@@ -72,13 +102,17 @@ def validate(twin: Twin, *, cell_grid: np.ndarray | None = None) -> ValidationRe
         rep.problems.append(f"{len(wrong_town)} grids sit in a town other than their community's: {wrong_town[:5]}")
     if set(twin.communities["town_code"]) - towns:
         rep.problems.append("communities name towns not in the NBS list")
-    # contiguity
+
+
+def _check_contiguity(rep: ValidationReport, twin: Twin, cells: np.ndarray, codes: np.ndarray,
+                      comm: pd.DataFrame) -> None:
+    """Grids, communities and towns each one piece of edge-sharing cells."""
     adj = twin.cache.get("adjacency")
     if adj is None:
         adj = twin.cache["adjacency"] = cells_adjacency(cells)
     code_to_i = {c: i for i, c in enumerate(sorted(set(codes)))}
     lab = np.array([code_to_i[c] for c in codes])
-    grid_comm = dict(zip(grids["grid_code"], grids["community_code"]))
+    grid_comm = dict(zip(twin.grids["grid_code"], twin.grids["community_code"]))
     comm_town = dict(zip(comm.index, comm["town_code"]))
     for level, labels_of in (
         ("grid", lab),
@@ -96,7 +130,11 @@ def validate(twin: Twin, *, cell_grid: np.ndarray | None = None) -> ValidationRe
         pieces = np.bincount(lab[np.unique(comp, return_index=True)[1]], minlength=len(code_to_i))
         split = [inv[int(i)] for i in np.flatnonzero(pieces > 1)]
         rep.problems.append(f"non-contiguous grids: {split[:10]}")
-    # coverage: union of grids vs district
+
+
+def _check_coverage(rep: ValidationReport, twin: Twin) -> None:
+    """Union of the grid polygons vs the district, and overlap between grids (km², EPSG:4547)."""
+    grids = twin.grids
     union = shapely.union_all(grids.geometry.values)
     d_km2 = area_km2(twin.district)
     u_km2 = area_km2(union)
@@ -110,7 +148,12 @@ def validate(twin: Twin, *, cell_grid: np.ndarray | None = None) -> ValidationRe
     rep.figures["overlap between grids km²"] = round(max(overlap_km2, 0.0), 4)
     if overlap_km2 > 0.001 * d_km2:
         rep.problems.append(f"grids overlap by {overlap_km2:.3f} km²")
-    rep.figures["cells"] = len(cells)
+
+
+def _count_figures(rep: ValidationReport, twin: Twin, *, n_cells: int) -> None:
+    """Counts of every level and record table; every grid needs a grid worker."""
+    grids = twin.grids
+    rep.figures["cells"] = n_cells
     rep.figures["towns"] = twin.towns["town_code"].nunique()
     rep.figures["communities"] = twin.communities["community_code"].nunique()
     rep.figures["grids"] = grids["grid_code"].nunique()
@@ -120,7 +163,6 @@ def validate(twin: Twin, *, cell_grid: np.ndarray | None = None) -> ValidationRe
         per_grid = twin.workers.groupby("grid_code").size().reindex(grids["grid_code"], fill_value=0)
         if (per_grid == 0).any():
             rep.problems.append(f"{int((per_grid == 0).sum())} grids have no grid worker")
-    return rep
 
 
 def _codes_to_int(codes: np.ndarray) -> np.ndarray:

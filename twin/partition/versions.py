@@ -20,18 +20,18 @@ import json
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from twin.errors import ConflictError, NotFoundError, PartitionError, ValidationError
+from twin.model import Twin
+from twin.partition.balance import balance_report
 from twin.partition.model import GRID_COLUMNS, Partition, partition_from_twin, reassign_workers, validate_partition
 from twin.partition.polygons import units_to_polygons
+from twin.partition.workload import cell_counts
 from twin.store.sql import Store, open_store
-
-if TYPE_CHECKING:
-    from twin.model import Twin
 
 __all__ = [
     "BASE_VERSION",
@@ -147,7 +147,7 @@ def _encode(p: Partition) -> tuple[bytes, str]:
     return blob, json.dumps(grids, ensure_ascii=False)
 
 
-def _decode(blob: Any, grids_json: str, n_cells: int) -> tuple[np.ndarray, pd.DataFrame]:
+def _decode(blob: bytes | memoryview, grids_json: str, n_cells: int) -> tuple[np.ndarray, pd.DataFrame]:
     lab = np.frombuffer(zlib.decompress(bytes(blob)), dtype="<i4").astype(np.int64)
     if len(lab) != n_cells:
         raise PartitionError(f"stored assignment has {len(lab)} cells, expected {n_cells}: the version is damaged.")
@@ -326,15 +326,12 @@ def rollback(store: Store, twin: Twin, to_version: int | str, *, author: str,
 def diff_versions(store: Store, twin: Twin, a: int | str, b: int | str = "head", *,
                   weights: dict[str, float] | None = None) -> VersionDiff:
     """Grids added/removed/changed, cells/buildings/residents moved and the balance before/after from a to b."""
-    from twin.partition.balance import balance_report, cell_counts
-
     pa, pb = load_partition(store, twin, a), load_partition(store, twin, b)
     moved = pa.grid_code != pb.grid_code
     codes_a, codes_b = set(pa.grids["grid_code"]), set(pb.grids["grid_code"])
     changed = sorted((set(pa.grid_code[moved].tolist()) | set(pb.grid_code[moved].tolist())) - {""})
     counts = cell_counts(twin)
-    b_cells = np.searchsorted(pa.cells, twin.buildings["cell"].to_numpy())
-    b_cells = np.clip(b_cells, 0, len(pa.cells) - 1)
+    b_cells = pd.Index(pa.cells).get_indexer(twin.buildings["cell"].to_numpy())
     keep = ["grids", "mean", "cv", "max", "min", "max_over_min", "max_abs_dev", "flagged", "unassigned_cells"]
     before = balance_report(twin, pa, weights=weights, polygons=False).summary
     after = balance_report(twin, pb, weights=weights, polygons=False).summary
@@ -342,7 +339,7 @@ def diff_versions(store: Store, twin: Twin, a: int | str, b: int | str = "head",
         a=int(pa.meta["version"]), b=int(pb.meta["version"]),
         grids_added=sorted(codes_b - codes_a), grids_removed=sorted(codes_a - codes_b),
         grids_changed=[g for g in changed if g in codes_a and g in codes_b],
-        cells_moved=int(moved.sum()), buildings_moved=int(moved[b_cells].sum()),
+        cells_moved=int(moved.sum()), buildings_moved=int(moved[b_cells[b_cells >= 0]].sum()),
         residents_moved=int(counts["residents"].to_numpy()[moved].sum()),
         residents_total=int(counts["residents"].sum()),
         balance_before={k: before[k] for k in keep}, balance_after={k: after[k] for k in keep},
@@ -366,9 +363,8 @@ def twin_with_partition(twin: Twin, p: Partition, *, version: int | None = None)
                                                                      if c not in twin.grids.columns]
     grids = grids[cols]
     buildings = twin.buildings.copy(deep=False)
-    pos = np.clip(np.searchsorted(p.cells, buildings["cell"].to_numpy()), 0, len(p.cells) - 1)
-    hit = p.cells[pos] == buildings["cell"].to_numpy()
-    buildings["grid_code"] = pd.Categorical(np.where(hit, p.grid_code[pos], "").astype(str))
+    pos = pd.Index(p.cells).get_indexer(buildings["cell"].to_numpy())
+    buildings["grid_code"] = pd.Categorical(np.where(pos >= 0, p.grid_code[pos], "").astype(str))
     manifest = dict(twin.manifest)
     manifest["counts"] = dict(manifest.get("counts", {}), grids=len(grids))
     if version is not None:
