@@ -155,3 +155,28 @@ def test_gcj02_option_converts_back() -> None:
     assert a.geometry.symmetric_difference(INNER).area < 1e-14
     assert any("GCJ-02" in w for w in a.warnings)
     assert not parse_area(gcj).geometry.equals(INNER)  # without the option it is ~600 m off
+
+
+def test_shapely_mapping_and_geo_interface_are_accepted(default_twin: object) -> None:
+    """``shapely.geometry.mapping`` gives tuples, geopandas objects have ``__geo_interface__`` (and a crs): all
+    parse to the same area as the GeoJSON lists."""
+    import geopandas as gpd
+
+    import twin
+
+    poly = box(113.10, 23.02, 113.11, 23.03)
+    want = parse_area(json.loads(json.dumps(mapping(poly))))
+    frame = gpd.GeoDataFrame({"name": ["a"]}, geometry=[poly], crs="EPSG:4326")
+    for area in (mapping(poly), {"type": "Feature", "properties": {}, "geometry": mapping(poly)},
+                 frame, frame.geometry, frame.to_crs("EPSG:4547")):
+        got = parse_area(area)
+        assert got.area_km2 == pytest.approx(want.area_km2, rel=1e-6)
+        assert got.geometry.equals_exact(want.geometry, 1e-9) or got.geometry.symmetric_difference(
+            want.geometry).area < 1e-12
+    s = twin.summarize_area(default_twin, mapping(poly))
+    assert s.totals == twin.summarize_area(default_twin, poly).totals
+    with pytest.raises(ValidationError, match="not closed"):
+        parse_area({"type": "Polygon", "coordinates": (((113.10, 23.02), (113.11, 23.02), (113.11, 23.03),
+                                                        (113.10, 23.03)),)})
+    with pytest.raises(CRSError, match="projected"):  # no crs to reproject from: metres are refused
+        parse_area(gpd.GeoSeries([geometry_to_metric(poly)]))
