@@ -143,13 +143,13 @@ def _summarize(t: Twin, parsed: ParsedArea, *, role: Role, by: By, density: bool
         tables = _tables(part, core.breakdown, by, rows=np.flatnonzero(scoped.inside_mask),
                          communities=_all_in(mask, part.grid_community, len(part.community_codes)),
                          towns=_all_in(mask, part.grid_town, len(part.town_codes)))
+    seen = scoped.cells if scoped.cells is not None else cells[:0]
     dens = None
     if density:  # cells of the record scope only: per-cell counts outside it would split the outside aggregate
         dens = _density(t, pidx, core, cells)
-        dens = dens.loc[np.isin(cells, scoped.cells)].reset_index(drop=True)
+        dens = dens.loc[np.isin(cells, seen)].reset_index(drop=True)
     return AreaSummary(parsed.area_km2, parsed.clipped, list(parsed.warnings), scoped.totals,
-                       scoped.buildings_by_use, scoped.businesses_by_credit,
-                       scoped.cells if scoped.cells is not None else cells[:0], scoped.suppressed, _version(t),
+                       scoped.buildings_by_use, scoped.businesses_by_credit, seen, scoped.suppressed, _version(t),
                        dens, tables, scoped.outside, scoped.k)
 
 
