@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from twin.errors import ConflictError, IngestError, InvalidTransition, NotFoundError, ValidationError
+from twin.incidents.ingest import import_incidents
 from twin.incidents.lifecycle import CST, Transition, new_incident
 from twin.incidents.store import (
     IncidentStore,
@@ -20,7 +21,6 @@ from twin.incidents.store import (
     reassign_incident,
     report_incident,
 )
-from twin.incidents.synth import import_incidents
 from twin.store.sql import Store
 
 T0 = dt.datetime(2026, 11, 3, 9, 0, tzinfo=CST)

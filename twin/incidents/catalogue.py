@@ -22,6 +22,7 @@ from pathlib import Path
 import pandas as pd
 
 from twin.errors import IngestError, NotFoundError, ValidationError
+from twin.io import PACKAGE_DATA_DIR
 
 __all__ = [
     "LEVELS",
@@ -47,8 +48,6 @@ def load_catalogue(path: str | Path | None = None) -> pd.DataFrame:
     Raises :class:`IngestError` naming the file and the bad row (1-based data row) when a column is missing, a
     code is duplicated or malformed, a level is unknown or a time limit is not a positive number of hours.
     """
-    from twin.io import PACKAGE_DATA_DIR
-
     p = Path(path) if path is not None else PACKAGE_DATA_DIR / DEFAULT_CATALOGUE
     if not p.exists():
         raise IngestError(f"{p}: catalogue file not found.")

@@ -25,6 +25,7 @@ from twin.crs import lnglat_to_xy
 from twin.errors import InvalidTransition, NotFoundError, OutsideDistrictError, ValidationError
 from twin.incidents.catalogue import LEVELS, category_row, level_index
 from twin.incidents.lifecycle import OPEN_STATES, SEVERITIES, Incident, Transition, as_time, transition
+from twin.model import Twin
 
 __all__ = [
     "DISTRICT_CODE",
@@ -66,10 +67,10 @@ class Location:
                 "district": DISTRICT_CODE}[LEVELS[level_index(level)]]
 
 
-def locate_points(t: Any, lng: np.ndarray, lat: np.ndarray) -> pd.DataFrame:
+def locate_points(t: Twin, lng: np.ndarray, lat: np.ndarray) -> pd.DataFrame:
     """Cell, grid, community and town of each WGS84 point (codes ``""`` outside the partition).
 
-    ``t`` is a :class:`twin.model.Twin`; uses ``t.cells`` (``cell → grid_code``) and ``t.grids``.
+    Uses ``t.cells`` (``cell → grid_code``) and ``t.grids``.
     """
     lng = np.asarray(lng, dtype=float)
     lat = np.asarray(lat, dtype=float)
@@ -81,7 +82,7 @@ def locate_points(t: Any, lng: np.ndarray, lat: np.ndarray) -> pd.DataFrame:
     return pd.DataFrame({"cell": cells, "grid_code": grid, "community_code": comm, "town_code": town})
 
 
-def locate(t: Any, lng: float, lat: float) -> Location:
+def locate(t: Twin, lng: float, lat: float) -> Location:
     """Grid/community/town of one WGS84 point; :class:`OutsideDistrictError` when it is outside every grid."""
     row = locate_points(t, np.array([lng]), np.array([lat])).iloc[0]
     if not row["grid_code"]:
@@ -163,7 +164,7 @@ def choose_worker(board: pd.DataFrame, grid_code: str, lng: float, lat: float) -
 
 
 def place_incident(
-    t: Any, incident: Incident, board: pd.DataFrame, catalogue: pd.DataFrame, *, level: str | None = None
+    t: Twin, incident: Incident, board: pd.DataFrame, catalogue: pd.DataFrame, *, level: str | None = None
 ) -> tuple[dict[str, Any], str]:
     """Placement fields for dispatching ``incident`` and a note explaining the choice.
 
@@ -192,7 +193,7 @@ def place_incident(
 
 
 def dispatch(
-    t: Any, incident: Incident, *, board: pd.DataFrame, catalogue: pd.DataFrame, actor: str,
+    t: Twin, incident: Incident, *, board: pd.DataFrame, catalogue: pd.DataFrame, actor: str,
     now: dt.datetime | str, level: str | None = None,
 ) -> tuple[Incident, Transition]:
     """Dispatch a ``reported`` (or ``reopened``) incident: locate, choose the level and the worker, set the deadline."""

@@ -18,12 +18,13 @@ import calendar
 import datetime as dt
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from twin.errors import ValidationError
+from twin.io import atomic_write
+from twin.model import Twin
 
 __all__ = ["DEFAULT_FREQUENCY", "PLAN_COLUMNS", "working_days", "inspection_plan", "plan_summary",
            "write_plan_csv"]
@@ -52,7 +53,7 @@ def working_days(month: str | dt.date, *, holidays: Iterable[dt.date | str] = ()
 
 
 def inspection_plan(
-    t: Any, month: str | dt.date, *, frequency: Mapping[str, int] | None = None,
+    t: Twin, month: str | dt.date, *, frequency: Mapping[str, int] | None = None,
     holidays: Iterable[dt.date | str] = (), grid_codes: Iterable[str] | None = None,
 ) -> pd.DataFrame:
     """The month's inspection visits, one row per visit (columns :data:`PLAN_COLUMNS`).
@@ -131,6 +132,4 @@ def plan_summary(plan: pd.DataFrame) -> pd.DataFrame:
 
 def write_plan_csv(plan: pd.DataFrame, path: str | Path) -> Path:
     """Atomically write the plan as UTF-8 CSV (with BOM, so spreadsheet software shows Chinese text)."""
-    from twin.io import atomic_write
-
     return atomic_write(path, lambda p: plan.to_csv(p, index=False, encoding="utf-8-sig"))

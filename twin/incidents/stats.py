@@ -19,18 +19,26 @@ Rates are fractions 0–1 (NaN when the denominator is 0). Periods are calendar 
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
 import pandas as pd
 
+from twin.cells import PARTITION_RES, latlng_to_cells
 from twin.errors import ValidationError
 from twin.incidents.lifecycle import CLOSED_STATES, OPEN_STATES, as_time
+from twin.incidents.store import IncidentStore
+from twin.model import Twin
+from twin.store.sql import Store
 
-__all__ = ["STAT_COLUMNS", "incident_stats", "period_bounds", "incidents_per_grid", "incidents_per_cell"]
+__all__ = ["STAT_COLUMNS", "PeriodLike", "incident_stats", "period_bounds", "incidents_per_grid", "incidents_per_cell"]
 
 STAT_COLUMNS = ("n", "closed", "closure_rate", "on_time_rate", "median_handling_h", "followed_up",
                 "satisfaction_rate", "mean_satisfaction", "immediate_answer_rate")
+TimeLike: TypeAlias = dt.datetime | dt.date | str | pd.Timestamp
+PeriodLike: TypeAlias = str | pd.Period | tuple[TimeLike | None, TimeLike | None] | list[TimeLike | None] | None
+"""A reporting period: ``None`` (all time), ``"2026-11"``, ``"2026"``, ``"2026-11-03"``, a :class:`pandas.Period`
+or a ``(start, end)`` pair of dates/ISO strings (CST)."""
 _BY = {"grid": "grid_code", "community": "community_code", "town": "town_code", "district": None}
 
 
@@ -99,7 +107,7 @@ def _ratio(a: pd.Series, b: pd.Series) -> pd.Series:
     return (a / b.where(b > 0)).astype(float)
 
 
-def period_bounds(period: Any) -> tuple[dt.datetime | None, dt.datetime | None]:
+def period_bounds(period: PeriodLike) -> tuple[dt.datetime | None, dt.datetime | None]:
     """``[start, end)`` in CST for ``None`` (all time), ``"2026-11"``, ``"2026"``, ``"2026-11-03"``, a
     :class:`pandas.Period`, or a ``(start, end)`` pair of dates/ISO strings."""
     if period is None:
@@ -120,10 +128,8 @@ def period_bounds(period: Any) -> tuple[dt.datetime | None, dt.datetime | None]:
     return as_time(p.start_time.to_pydatetime()), as_time(p.end_time.to_pydatetime() + dt.timedelta(microseconds=1))
 
 
-def incidents_per_cell(store: Any, period: Any = None) -> pd.Series:
-    """Incidents reported in ``period`` per H3 res-11 cell (``uint64`` index), from the stored locations."""
-    from twin.cells import PARTITION_RES, latlng_to_cells
-
+def incidents_per_cell(store: Store | IncidentStore, period: PeriodLike = None) -> pd.Series:
+    """Incidents reported in ``period`` per H3 res-11 cell (``uint64`` index), from the stored locations (WGS84)."""
     istore = _istore(store)
     since, until = period_bounds(period)
     df = istore.frame(since=since, until=until)
@@ -134,7 +140,7 @@ def incidents_per_cell(store: Any, period: Any = None) -> pd.Series:
     return pd.Series(cells).value_counts().sort_index().rename("incidents")
 
 
-def incidents_per_grid(store: Any, t: Any, period: Any = None) -> pd.Series:
+def incidents_per_grid(store: Store | IncidentStore, t: Twin, period: PeriodLike = None) -> pd.Series:
     """Incidents reported in ``period`` per grid of ``t``'s partition (for the ``incidents`` workload weight).
 
     Counts are re-attributed through each incident's H3 cell, so an edited partition (a new ``t.cells``
@@ -150,7 +156,5 @@ def incidents_per_grid(store: Any, t: Any, period: Any = None) -> pd.Series:
     return out.astype(int)
 
 
-def _istore(store: Any) -> Any:
-    from twin.incidents.store import IncidentStore
-
+def _istore(store: Store | IncidentStore) -> IncidentStore:
     return store if isinstance(store, IncidentStore) else IncidentStore(store)

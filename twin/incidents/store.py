@@ -22,12 +22,24 @@ import dataclasses
 import datetime as dt
 import json
 from collections.abc import Iterable, Sequence
-from typing import Any
+from pathlib import Path
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
 
 from twin.errors import ConflictError, NotFoundError, ValidationError
+from twin.incidents._rows import (
+    FIELDS,
+    SCHEMA,
+    TIME_COLUMNS,
+    frame_to_rows,
+    incident_to_row,
+    iso,
+    iso_column,
+    row_to_incident,
+    typed_frame,
+)
 from twin.incidents.dispatch import (
     DUPLICATE_RADIUS_M,
     DUPLICATE_WINDOW_H,
@@ -38,8 +50,11 @@ from twin.incidents.dispatch import (
     reassign,
     worker_board,
 )
-from twin.incidents.lifecycle import CST, OPEN_STATES, Incident, Transition, as_time, new_incident, transition
-from twin.store.sql import Store
+from twin.incidents.lifecycle import OPEN_STATES, Incident, Transition, as_time, new_incident, transition
+from twin.model import Twin
+from twin.store.sql import Store, open_store
+
+_BATCH = 100  # rows per multi-row INSERT (7 parameters each; well under SQLite's and PostgreSQL's limits)
 
 __all__ = [
     "IncidentStore",
@@ -53,70 +68,14 @@ __all__ = [
     "TIME_COLUMNS",
 ]
 
-_BATCH = 100  # rows per multi-row INSERT (7 parameters each; well under SQLite's and PostgreSQL's limits)
-TIME_COLUMNS = ("reported_at", "deadline", "dispatched_at", "started_at", "resolved_at", "followed_up_at",
-                "updated_at")
-_FIELDS = [f.name for f in dataclasses.fields(Incident) if f.name != "id"]
-_SCHEMA = [
-    """CREATE TABLE IF NOT EXISTS incidents (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
-        category TEXT NOT NULL, lng REAL NOT NULL, lat REAL NOT NULL, reported_at TEXT NOT NULL,
-        channel TEXT NOT NULL, severity INTEGER NOT NULL, reporter TEXT, description TEXT, attachments TEXT,
-        answered_at_once INTEGER NOT NULL, state TEXT NOT NULL, cell BIGINT, grid_code TEXT, community_code TEXT,
-        town_code TEXT, level TEXT, handler_code TEXT, assignee TEXT, deadline TEXT, dispatched_at TEXT,
-        started_at TEXT, resolved_at TEXT, followed_up_at TEXT, updated_at TEXT, satisfaction INTEGER,
-        reopen_count INTEGER NOT NULL, escalations INTEGER NOT NULL, linked_reports INTEGER NOT NULL,
-        synthetic INTEGER NOT NULL, version INTEGER NOT NULL)""",
-    "CREATE INDEX IF NOT EXISTS incidents_state ON incidents (state)",
-    "CREATE INDEX IF NOT EXISTS incidents_grid ON incidents (grid_code)",
-    "CREATE INDEX IF NOT EXISTS incidents_assignee ON incidents (assignee)",
-    "CREATE INDEX IF NOT EXISTS incidents_cat_time ON incidents (category, reported_at)",
-    """CREATE TABLE IF NOT EXISTS incident_transitions (
-        id INTEGER PRIMARY KEY AUTOINCREMENT, incident_id BIGINT NOT NULL, action TEXT NOT NULL,
-        from_state TEXT NOT NULL, to_state TEXT NOT NULL, actor TEXT NOT NULL, at TEXT NOT NULL, reason TEXT,
-        detail TEXT)""",
-    "CREATE INDEX IF NOT EXISTS incident_transitions_incident ON incident_transitions (incident_id)",
-    """CREATE TABLE IF NOT EXISTS incident_links (
-        id INTEGER PRIMARY KEY AUTOINCREMENT, incident_id BIGINT NOT NULL, category TEXT NOT NULL,
-        lng REAL NOT NULL, lat REAL NOT NULL, reported_at TEXT NOT NULL, channel TEXT, reporter TEXT,
-        description TEXT, actor TEXT NOT NULL)""",
-    """CREATE TABLE IF NOT EXISTS worker_status (
-        worker_id TEXT PRIMARY KEY, status TEXT NOT NULL, lng REAL, lat REAL, updated_at TEXT NOT NULL,
-        version INTEGER NOT NULL)""",
-]
+class _Transaction(Protocol):
+    """What the store's ``transaction()`` yields (:mod:`twin.store.sql`): one open write transaction."""
 
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Any: ...
 
-def _iso(v: dt.datetime | None) -> str | None:
-    """Fixed-width ISO text in CST with microseconds, so text order is time order."""
-    return None if v is None else as_time(v).isoformat(timespec="microseconds")
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]: ...
 
-
-def _to_row(inc: Incident) -> list[Any]:
-    out: list[Any] = []
-    for name in _FIELDS:
-        v = getattr(inc, name)
-        if isinstance(v, dt.datetime):
-            v = _iso(v)
-        elif name == "attachments":
-            v = json.dumps(list(v), ensure_ascii=False)
-        elif isinstance(v, bool):
-            v = int(v)
-        out.append(v)
-    return out
-
-
-def _from_row(cols: Sequence[str], row: Sequence[Any]) -> Incident:
-    d = dict(zip(cols, row, strict=True))
-    for k in TIME_COLUMNS:
-        d[k] = None if d[k] is None else as_time(d[k])
-    d["attachments"] = tuple(json.loads(d["attachments"] or "[]"))
-    for k in ("answered_at_once", "synthetic"):
-        d[k] = bool(d[k])
-    for k in ("reporter", "description", "grid_code", "community_code", "town_code", "level", "handler_code",
-              "assignee"):
-        d[k] = d[k] or ""
-    d["cell"] = int(d["cell"] or 0)
-    return Incident(**d)
+    def insert(self, sql: str, params: Sequence[Any] = ()) -> int: ...
 
 
 class IncidentStore:
@@ -124,10 +83,10 @@ class IncidentStore:
 
     def __init__(self, store: Store) -> None:
         self.store = store
-        store.ensure_schema("incidents", _SCHEMA)
+        store.ensure_schema("incidents", SCHEMA)
 
     # -- incidents -----------------------------------------------------------------------------------------
-    def add(self, incident: Incident, *, actor: str, tx: Any = None) -> Incident:
+    def add(self, incident: Incident, *, actor: str, tx: _Transaction | None = None) -> Incident:
         """Insert a new incident (state ``reported`` or later for imported history) and its ``report`` record."""
         if incident.id is not None:
             raise ValidationError(f"incident already has id {incident.id}; add() stores new incidents only.")
@@ -137,10 +96,10 @@ class IncidentStore:
                 return self._add(tx2, inc, actor)
         return self._add(tx, inc, actor)
 
-    def _add(self, tx: Any, inc: Incident, actor: str) -> Incident:
-        cols = ", ".join(_FIELDS)
-        marks = ", ".join("?" for _ in _FIELDS)
-        new_id = tx.insert(f"INSERT INTO incidents ({cols}) VALUES ({marks})", _to_row(inc))
+    def _add(self, tx: _Transaction, inc: Incident, actor: str) -> Incident:
+        cols = ", ".join(FIELDS)
+        marks = ", ".join("?" for _ in FIELDS)
+        new_id = tx.insert(f"INSERT INTO incidents ({cols}) VALUES ({marks})", incident_to_row(inc))
         inc = dataclasses.replace(inc, id=new_id)
         self._log(tx, Transition(new_id, "report", "", "reported", actor, inc.reported_at,
                                  f"via {inc.channel}", {"category": inc.category}))
@@ -148,12 +107,12 @@ class IncidentStore:
 
     def get(self, incident_id: int) -> Incident:
         """The stored incident; :class:`NotFoundError` for an unknown id."""
-        cols = ["id", *_FIELDS]
+        cols = ["id", *FIELDS]
         rows = self.store.query(f"SELECT {', '.join(cols)} FROM incidents WHERE id = ?", (int(incident_id),))
         if not rows:
             n = self.store.query("SELECT COUNT(*), MIN(id), MAX(id) FROM incidents")[0]
             raise NotFoundError(f"no incident {incident_id!r} ({n[0]} stored, ids {n[1]}–{n[2]}).")
-        return _from_row(cols, rows[0])
+        return row_to_incident(cols, rows[0])
 
     def save(self, new: Incident, record: Transition) -> Incident:
         """Write ``new`` if the stored row is still at ``new.version`` (compare-and-set), with its audit record.
@@ -164,11 +123,11 @@ class IncidentStore:
         with self.store.transaction() as tx:
             return self._save(tx, new, record)
 
-    def _save(self, tx: Any, new: Incident, record: Transition) -> Incident:
+    def _save(self, tx: _Transaction, new: Incident, record: Transition) -> Incident:
         if new.id is None:
             raise ValidationError("save() needs a stored incident (id is None); use add() first.")
-        sets = ", ".join(f"{c} = ?" for c in _FIELDS if c != "version")
-        vals = [v for c, v in zip(_FIELDS, _to_row(new), strict=True) if c != "version"]
+        sets = ", ".join(f"{c} = ?" for c in FIELDS if c != "version")
+        vals = [v for c, v in zip(FIELDS, incident_to_row(new), strict=True) if c != "version"]
         cur = tx.execute(f"UPDATE incidents SET {sets}, version = version + 1 WHERE id = ? AND version = ?",
                          [*vals, new.id, new.version])
         if cur.rowcount != 1:
@@ -182,11 +141,11 @@ class IncidentStore:
         self._log(tx, dataclasses.replace(record, incident_id=new.id))
         return dataclasses.replace(new, version=new.version + 1)
 
-    def _log(self, tx: Any, r: Transition) -> None:
+    def _log(self, tx: _Transaction, r: Transition) -> None:
         tx.execute(
             "INSERT INTO incident_transitions (incident_id, action, from_state, to_state, actor, at, reason, detail) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (r.incident_id, r.action, r.from_state, r.to_state, r.actor, _iso(r.at), r.reason,
+            (r.incident_id, r.action, r.from_state, r.to_state, r.actor, iso(r.at), r.reason,
              json.dumps(dict(r.detail), ensure_ascii=False, default=str)),
         )
 
@@ -221,19 +180,19 @@ class IncidentStore:
                 params.extend(vs)
         if since is not None:
             where.append("reported_at >= ?")
-            params.append(_iso(as_time(since)))
+            params.append(iso(as_time(since)))
         if until is not None:
             where.append("reported_at < ?")
-            params.append(_iso(as_time(until)))
+            params.append(iso(as_time(until)))
         if assignee is not None:
             where.append("assignee = ?")
             params.append(assignee)
-        cols = ["id", *_FIELDS]
+        cols = ["id", *FIELDS]
         sql = f"SELECT {', '.join(cols)} FROM incidents"
         if where:
             sql += " WHERE " + " AND ".join(where)
         df = pd.DataFrame(self.store.query(sql + " ORDER BY id", params), columns=cols)
-        return _typed(df)
+        return typed_frame(df)
 
     def open_cases(self) -> pd.Series:
         """Open incidents per assigned worker id."""
@@ -247,12 +206,12 @@ class IncidentStore:
         return int(self.store.query("SELECT COUNT(*) FROM incidents")[0][0])
 
     # -- near-duplicates ------------------------------------------------------------------------------------
-    def link(self, tx: Any, master: Incident, report: Incident, *, actor: str) -> Incident:
+    def link(self, tx: _Transaction, master: Incident, report: Incident, *, actor: str) -> Incident:
         """Record ``report`` as a repeat of ``master`` (``linked_reports`` + 1, compare-and-set)."""
         tx.execute(
             "INSERT INTO incident_links (incident_id, category, lng, lat, reported_at, channel, reporter, "
             "description, actor) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (master.id, report.category, report.lng, report.lat, _iso(report.reported_at), report.channel,
+            (master.id, report.category, report.lng, report.lat, iso(report.reported_at), report.channel,
              report.reporter, report.description, actor),
         )
         new = dataclasses.replace(master, linked_reports=master.linked_reports + 1)
@@ -277,7 +236,7 @@ class IncidentStore:
         """
         if status not in ("online", "offline"):
             raise ValidationError(f"worker status must be 'online' or 'offline', got {status!r}.")
-        at = _iso(as_time(now))
+        at = iso(as_time(now))
         with self.store.transaction() as tx:
             row = tx.query("SELECT version, lng, lat FROM worker_status WHERE worker_id = ?" + self.store.lock_clause(),
                            (worker_id,))
@@ -310,43 +269,20 @@ class IncidentStore:
         audit trail of each row (``row`` = position in ``incidents``); without it one ``report`` record per incident
         is written. Returns the new ids in row order.
         """
-        df = incidents.copy()
-        for c in TIME_COLUMNS:
-            if c in df:
-                df[c] = _iso_col(df[c])
-        if "updated_at" not in df or df["updated_at"].isna().any():
-            df["updated_at"] = df.get("updated_at", pd.Series(None, index=df.index)).fillna(df["reported_at"])
-        defaults: dict[str, Any] = {"reporter": "", "description": "", "attachments": "[]", "answered_at_once": 0,
-                                    "state": "reported", "cell": 0, "satisfaction": None, "reopen_count": 0,
-                                    "escalations": 0, "linked_reports": 0, "synthetic": 0, "version": 1,
-                                    "deadline": None, "dispatched_at": None, "started_at": None,
-                                    "resolved_at": None, "followed_up_at": None}
-        for c in _FIELDS:
-            if c not in df:
-                df[c] = defaults.get(c, "")
-        for c in ("answered_at_once", "synthetic"):
-            df[c] = df[c].astype(bool).astype(int)
-        df["attachments"] = df["attachments"].map(
-            lambda a: a if isinstance(a, str) else json.dumps(list(a or ()), ensure_ascii=False))
-        df["version"] = 1
-        colvals = []
-        for c in _FIELDS:
-            v = df[c].to_numpy(dtype=object)
-            colvals.append([None if m else x for m, x in zip(pd.isna(v).tolist(), v.tolist())])
-        rows = [list(r) for r in zip(*colvals, strict=True)]
-        cols = ", ".join(_FIELDS)
-        marks = ", ".join("?" for _ in _FIELDS)
+        rows, reported_at = frame_to_rows(incidents)
+        cols = ", ".join(FIELDS)
+        marks = ", ".join("?" for _ in FIELDS)
         ids = np.empty(len(rows), dtype=np.int64)
         with self.store.transaction() as tx:
             for i, r in enumerate(rows):
                 ids[i] = tx.insert(f"INSERT INTO incidents ({cols}) VALUES ({marks})", r)
             if transitions is None:
-                tr = pd.DataFrame({"row": np.arange(len(df)), "action": "report", "from_state": "",
-                                   "to_state": "reported", "actor": actor, "at": df["reported_at"],
+                tr = pd.DataFrame({"row": np.arange(len(rows)), "action": "report", "from_state": "",
+                                   "to_state": "reported", "actor": actor, "at": reported_at,
                                    "reason": "imported"})
             else:
                 tr = transitions.copy()
-                tr["at"] = _iso_col(tr["at"])
+                tr["at"] = iso_column(tr["at"])
             cols_t = [ids[tr["row"].to_numpy(dtype=np.int64)].tolist()] + [
                 tr[c].to_numpy(dtype=object).tolist() for c in ("action", "from_state", "to_state", "actor", "at",
                                                                "reason")]
@@ -370,49 +306,19 @@ class IncidentStore:
         return n
 
 
-def _iso_col(s: pd.Series) -> np.ndarray:
-    """Datetime-like column → fixed-width ISO strings in CST, like :func:`_iso` (missing → None); vectorised."""
-    if s.dtype == object and s.map(lambda v: v is None or isinstance(v, dt.datetime)).all():
-        s = s.map(lambda v: None if v is None else as_time(v))
-    ts = pd.to_datetime(s, format="ISO8601") if not pd.api.types.is_datetime64_any_dtype(s) else s
-    ts = ts.dt.tz_localize(CST) if ts.dt.tz is None else ts.dt.tz_convert(CST)
-    local = ts.dt.tz_localize(None).to_numpy().astype("datetime64[us]")
-    text = np.char.add(np.datetime_as_string(local, unit="us").astype(object), "+08:00")
-    out = text.astype(object)
-    out[ts.isna().to_numpy()] = None
-    return out
-
-
-def _typed(df: pd.DataFrame) -> pd.DataFrame:
-    for c in TIME_COLUMNS:
-        df[c] = pd.to_datetime(df[c], format="ISO8601")
-        if df[c].dt.tz is None:
-            df[c] = df[c].dt.tz_localize(CST)
-        else:
-            df[c] = df[c].dt.tz_convert(CST)
-    for c in ("answered_at_once", "synthetic"):
-        df[c] = df[c].astype(bool)
-    df["satisfaction"] = pd.to_numeric(df["satisfaction"]).astype("Float64")
-    for c in ("grid_code", "community_code", "town_code", "assignee", "level", "handler_code"):
-        df[c] = df[c].fillna("").astype(str)
-    return df
-
-
-def open_incident_store(*, url: str | None = None, twin_root: Any = None) -> IncidentStore:
+def open_incident_store(*, url: str | None = None, twin_root: str | Path | None = None) -> IncidentStore:
     """The incident tables in the shared store (``url``, ``$TWIN_DATABASE_URL`` or ``<twin>/state.sqlite``)."""
-    from twin.store.sql import open_store
-
     return IncidentStore(open_store(url, twin_root=twin_root))
 
 
 # -- operations ---------------------------------------------------------------------------------------------
-def board_for(istore: IncidentStore, t: Any) -> pd.DataFrame:
+def board_for(istore: IncidentStore, t: Twin) -> pd.DataFrame:
     """The live worker board: ``t.workers`` + stored status/positions + open cases per worker."""
     return worker_board(t.workers, status=istore.worker_status(), open_cases=istore.open_cases())
 
 
 def report_incident(
-    istore: IncidentStore, t: Any, catalogue: pd.DataFrame, *, actor: str, auto_dispatch: bool = True,
+    istore: IncidentStore, t: Twin, catalogue: pd.DataFrame, *, actor: str, auto_dispatch: bool = True,
     radius_m: float = DUPLICATE_RADIUS_M, window_h: float = DUPLICATE_WINDOW_H, now: dt.datetime | str | None = None,
     **fields: Any,
 ) -> tuple[Incident, bool]:
@@ -427,19 +333,19 @@ def report_incident(
     """
     inc = new_incident(catalogue, **fields)
     locate(t, inc.lng, inc.lat)  # reject points outside every grid before writing anything
-    lo = _iso(inc.reported_at - dt.timedelta(hours=window_h))
+    lo = iso(inc.reported_at - dt.timedelta(hours=window_h))
     marks = ", ".join("?" for _ in OPEN_STATES)
-    cols = ["id", *_FIELDS]
+    cols = ["id", *FIELDS]
     with istore.store.transaction() as tx:
         rows = tx.query(
             f"SELECT {', '.join(cols)} FROM incidents WHERE category = ? AND state IN ({marks}) "
             "AND reported_at >= ? AND reported_at <= ?",
-            (inc.category, *OPEN_STATES, lo, _iso(inc.reported_at)),
+            (inc.category, *OPEN_STATES, lo, iso(inc.reported_at)),
         )
         cands = pd.DataFrame(rows, columns=cols)
         dup = find_duplicate(cands, inc, radius_m=radius_m, window_h=window_h) if rows else None
         if dup is not None:
-            master = _from_row(cols, next(r for r in rows if r[0] == dup))
+            master = row_to_incident(cols, next(r for r in rows if r[0] == dup))
             return istore.link(tx, master, inc, actor=actor), True
         stored = istore.add(inc, actor=actor, tx=tx)
     if auto_dispatch and stored.id is not None:
@@ -448,7 +354,7 @@ def report_incident(
 
 
 def dispatch_incident(
-    istore: IncidentStore, t: Any, catalogue: pd.DataFrame, incident_id: int, *, actor: str,
+    istore: IncidentStore, t: Twin, catalogue: pd.DataFrame, incident_id: int, *, actor: str,
     now: dt.datetime | str, level: str | None = None,
 ) -> Incident:
     """Dispatch a stored incident (automatic level and worker unless ``level`` is given)."""
@@ -476,7 +382,7 @@ def act_on_incident(
 
 
 def reassign_incident(
-    istore: IncidentStore, t: Any, incident_id: int, worker_id: str, *, actor: str, now: dt.datetime | str,
+    istore: IncidentStore, t: Twin, incident_id: int, worker_id: str, *, actor: str, now: dt.datetime | str,
     reason: str, allow_offline: bool = False,
 ) -> Incident:
     """Manually hand an incident to another worker (audited with ``reason``)."""
