@@ -22,6 +22,7 @@ from twin.crs import METRIC_CRS, STORAGE_CRS
 from twin.errors import IngestError
 from twin.ingest.vectors import read_vector_checked
 from twin.model import Twin
+from twin.partition.edits import _hand_to_neighbours
 from twin.partition.model import Partition, check_partition, partition_from_twin
 from twin.partition.regions import label_components
 
@@ -122,8 +123,6 @@ def import_grids(twin: Twin, path: str | Path, *, from_gcj02: bool = False, fill
     gaps = _gaps(base, grid_code)
     p = base.with_assignment(grid_code, table)
     if fill_gaps and len(gaps):
-        from twin.partition.edits import _hand_to_neighbours
-
         hole = np.flatnonzero(p.grid_code == "")
         codes2, stuck = _hand_to_neighbours(p, p.grid_code, hole, "")
         codes2[stuck] = ""

@@ -17,7 +17,7 @@ import pandas as pd
 import shapely
 from shapely.geometry.base import BaseGeometry
 
-from twin.cells import PARTITION_RES, cell_boundaries, latlng_to_cells
+from twin.cells import PARTITION_RES, cell_boundaries, cells_to_latlng, latlng_to_cells
 from twin.crs import METRIC_CRS, STORAGE_CRS, gcj02_to_wgs84
 from twin.errors import CRSError, GCJ02Warning, IngestError, OutsideDistrictError, PartitionError
 from twin.geography import nbs_communities
@@ -183,8 +183,6 @@ def read_grids(path: str | Path, district: BaseGeometry, cells: np.ndarray, comm
         problems.append(f"grids leave {gap_km2:.3f} km² of the district uncovered (next to grids {near[:10]})")
     if problems:
         raise PartitionError(f"{path}: " + "; ".join(problems))
-
-    from twin.cells import cells_to_latlng
 
     lat, lng = cells_to_latlng(cells)
     pts = gpd.GeoSeries(shapely.points(lng, lat), crs=STORAGE_CRS)

@@ -141,8 +141,9 @@ def build_twin(
     seeds = [int(s) for s in np.random.SeedSequence(seed).generate_state(12)]
 
     site = _site(opts.extent, log)
+    user_buildings = _read_user_buildings(site, opts, log)  # before the heavy steps: a bad file fails fast
     raster_path, r2c, persons_cell, sources = _population(site, opts, work, seeds[0], log)
-    buildings, sources["buildings"] = _buildings(site, opts, persons_cell, seeds[1], log)
+    buildings, sources["buildings"] = _buildings(site, user_buildings, persons_cell, seeds[1], log)
     persons, dwellings, businesses = _people(site, opts, buildings, persons_cell, seeds, log)
     res_cell, biz_cell, cell_work = _cell_counts(site, buildings, persons)
 
@@ -242,21 +243,28 @@ def _population(site: _Site, opts: _Inputs, work: Path, seed: int, log: Callable
     return raster_path, r2c, largest_remainder(r2c.counts, target), {"population": source}
 
 
-def _buildings(site: _Site, opts: _Inputs, persons_cell: np.ndarray, seed: int, log: Callable[[str], None]
-               ) -> tuple[gpd.GeoDataFrame, str]:
-    """Footprints (synthetic, or the user's file) with ``cell_idx``; returns them and their source."""
+def _read_user_buildings(site: _Site, opts: _Inputs, log: Callable[[str], None]) -> tuple[gpd.GeoDataFrame, str] | None:
+    """The user's footprints with ``cell_idx`` and their source, or None for synthetic buildings."""
     if opts.buildings_path is None:
-        log("buildings: synthetic footprints")
-        ind, com = land_use_intensity(site.lng, site.lat)
-        buildings = layout_buildings(site.cells, persons_cell, ind, com, site.area, seed=seed)
-        buildings["source"] = "synthetic"
-        return buildings, "synthetic"
+        return None
     log(f"buildings: reading {opts.buildings_path}")
     buildings = ingest.read_buildings(opts.buildings_path, site.area, site.cells, from_gcj02=opts.from_gcj02)
     buildings["source"] = f"user:{opts.buildings_path.name}"
     for note in buildings.attrs.get("notes", []):
         log(f"buildings: {note}")
     return buildings, f"user file {opts.buildings_path.name}"
+
+
+def _buildings(site: _Site, user: tuple[gpd.GeoDataFrame, str] | None, persons_cell: np.ndarray, seed: int,
+               log: Callable[[str], None]) -> tuple[gpd.GeoDataFrame, str]:
+    """Footprints with ``cell_idx`` (the user's, else synthetic ones laid out on the cells) and their source."""
+    if user is not None:
+        return user
+    log("buildings: synthetic footprints")
+    ind, com = land_use_intensity(site.lng, site.lat)
+    buildings = layout_buildings(site.cells, persons_cell, ind, com, site.area, seed=seed)
+    buildings["source"] = "synthetic"
+    return buildings, "synthetic"
 
 
 def _people(site: _Site, opts: _Inputs, buildings: gpd.GeoDataFrame, persons_cell: np.ndarray, seeds: list[int],
