@@ -146,6 +146,7 @@ class Incident:
 
     @property
     def is_open(self) -> bool:
+        """True in an open state (:data:`OPEN_STATES`)."""
         return self.state in OPEN_STATES
 
     def overdue(self, now: dt.datetime | str) -> bool:

@@ -31,7 +31,7 @@ from twin.incidents.store import IncidentStore
 from twin.model import Twin
 from twin.store.sql import Store
 
-__all__ = ["STAT_COLUMNS", "PeriodLike", "incident_stats", "period_bounds", "incidents_per_grid", "incidents_per_cell"]
+__all__ = ["STAT_COLUMNS", "TimeLike", "PeriodLike", "incident_stats", "period_bounds", "incidents_per_grid", "incidents_per_cell"]
 
 STAT_COLUMNS = ("n", "closed", "closure_rate", "on_time_rate", "median_handling_h", "followed_up",
                 "satisfaction_rate", "mean_satisfaction", "immediate_answer_rate")

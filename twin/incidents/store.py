@@ -203,6 +203,7 @@ class IncidentStore:
         return pd.Series({r[0]: int(r[1]) for r in rows}, dtype="int64")
 
     def count(self) -> int:
+        """Number of stored incidents."""
         return int(self.store.query("SELECT COUNT(*) FROM incidents")[0][0])
 
     # -- near-duplicates ------------------------------------------------------------------------------------
@@ -220,6 +221,7 @@ class IncidentStore:
         return self._save(tx, new, rec)
 
     def links(self, incident_id: int) -> pd.DataFrame:
+        """Near-duplicate reports linked to an incident (WGS84 points), oldest first."""
         rows = self.store.query("SELECT incident_id, category, lng, lat, reported_at, channel, reporter, description, "
                                 "actor FROM incident_links WHERE incident_id = ? ORDER BY id", (int(incident_id),))
         return pd.DataFrame(rows, columns=["incident_id", "category", "lng", "lat", "reported_at", "channel",
@@ -257,6 +259,8 @@ class IncidentStore:
             return ver + 1
 
     def worker_status(self) -> pd.DataFrame:
+        """Stored live status and last position (WGS84) per worker: ``worker_id``, ``status``, ``lng``, ``lat``,
+        ``updated_at``, ``version``."""
         rows = self.store.query("SELECT worker_id, status, lng, lat, updated_at, version FROM worker_status")
         return pd.DataFrame(rows, columns=["worker_id", "status", "lng", "lat", "updated_at", "version"])
 

@@ -94,6 +94,7 @@ class BalanceReport:
     problems: list[str] = field(default_factory=list)
 
     def to_text(self, *, top: int = 10) -> str:
+        """District figures, the ``top`` grids furthest from their ideal, and the rule breaks, as plain text."""
         s = self.summary
         lines = [
             f"grids {s['grids']}  workload mean {s['mean']:.0f}  CV {s['cv']:.3f}  max/min {s['max_over_min']:.2f}",

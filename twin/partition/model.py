@@ -39,6 +39,7 @@ __all__ = [
     "check_partition",
     "validate_partition",
     "next_grid_codes",
+    "grid_name_for",
     "reassign_workers",
     "neighbour_grids",
 ]
@@ -122,6 +123,7 @@ class Partition:
     # -- views -----------------------------------------------------------------------------------------------
     @property
     def n_grids(self) -> int:
+        """Number of grids in the grid table."""
         return len(self.grids)
 
     def with_assignment(self, grid_code: np.ndarray, grids: pd.DataFrame | None = None) -> Partition:
@@ -135,6 +137,7 @@ class Partition:
         return np.flatnonzero(self.grid_code == grid_code)
 
     def grid_row(self, grid_code: str) -> pd.Series:
+        """The grid table's row of ``grid_code``; :class:`NotFoundError` for an unknown code."""
         hit = self.grids.loc[self.grids["grid_code"] == str(grid_code)]
         if hit.empty:
             examples = ", ".join(self.grids["grid_code"].head(3))

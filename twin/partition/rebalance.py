@@ -37,7 +37,7 @@ from twin.partition.model import Partition, grid_name_for, next_grid_codes, part
 from twin.partition.regions import allocate_counts, bisect_labels, repair_contiguity
 from twin.partition.workload import cell_counts, cell_workload
 
-__all__ = ["RebalanceResult", "rebalance", "rebalance_partition", "allocate_grids", "community_deviation"]
+__all__ = ["DEFAULT_BETA", "DEFAULT_GAMMA", "DEFAULT_TOLERANCE", "RebalanceResult", "rebalance", "rebalance_partition", "allocate_grids", "community_deviation"]
 
 DEFAULT_BETA = 0.002  # cost of one more cut edge (cell side shared by two grids), in squared-deviation units
 DEFAULT_GAMMA = 0.2  # cost of moving one ideal grid's worth of residents away from their grid
@@ -59,11 +59,13 @@ class RebalanceResult:
     log: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
+        """Figures only (no partition), JSON-ready."""
         return {"grids": self.partition.n_grids, "before": self.before, "after": self.after,
                 "moved_share": round(self.moved_share, 6), "residents_moved": self.residents_moved,
                 "seconds": round(self.seconds, 2)}
 
     def to_text(self) -> str:
+        """Before → after figures as plain text."""
         b, a = self.before, self.after
         return "\n".join([
             f"grids {b['grids']} → {a['grids']} in {self.seconds:.1f} s",

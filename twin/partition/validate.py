@@ -31,9 +31,11 @@ class ValidationReport:
 
     @property
     def ok(self) -> bool:
+        """True when no problem was found."""
         return not self.problems
 
     def to_text(self) -> str:
+        """Figures and problems as plain text."""
         lines = ["Chancheng twin validation", "-" * 40]
         for k, v in self.figures.items():
             lines.append(f"{k:>34}: {v}")

@@ -109,6 +109,7 @@ class VersionDiff:
         return self.residents_moved / self.residents_total if self.residents_total else 0.0
 
     def to_dict(self) -> dict[str, Any]:
+        """JSON-ready figures."""
         return {"a": self.a, "b": self.b, "grids_added": self.grids_added, "grids_removed": self.grids_removed,
                 "grids_changed": self.grids_changed, "cells_moved": self.cells_moved,
                 "buildings_moved": self.buildings_moved, "residents_moved": self.residents_moved,
@@ -116,6 +117,7 @@ class VersionDiff:
                 "balance_after": self.balance_after}
 
     def to_text(self) -> str:
+        """The diff as plain text."""
         bb, ba = self.balance_before, self.balance_after
         lines = [
             f"version {self.a} → {self.b}",
@@ -228,6 +230,7 @@ def list_versions(store: Store) -> list[VersionInfo]:
 
 
 def version_info(store: Store, version: int | str) -> VersionInfo:
+    """Metadata of one version (an id, ``"base"`` or ``"head"``); :class:`NotFoundError` for an unknown one."""
     vid = resolve_version(store, version)
     return next(v for v in list_versions(store) if v.version == vid)
 
