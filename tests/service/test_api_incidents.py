@@ -275,3 +275,22 @@ def test_every_call_is_audited_and_the_chain_verifies(env):
     assert conflicts and all(e.outcome == "conflict" for e in conflicts)
     rep = audit.verify(env["store"])
     assert rep.ok, rep
+
+
+def test_report_point_forms_and_bad_points(env, t):
+    """A GeoJSON Feature with a Point is accepted like a Point; other shapes, empty or non-finite points are 422."""
+    c, keys, ga = env["c"], env["keys"], env["ga"]
+    lng, lat = _point_in(t, ga["grid_code"], 4)
+    feature = {"type": "Feature", "properties": {}, "geometry": {"type": "Point", "coordinates": [lng, lat]}}
+    r = c.post("/incidents", headers=H(keys["district"]), json={
+        "category": "service_streetlight", "point": feature, "reported_at": "2026-11-09T09:00", "dispatch": False})
+    assert r.status_code == 201, r.text
+    assert (r.json()["incident"]["lng"], r.json()["incident"]["lat"]) == (lng, lat)
+    for point in ({"type": "LineString", "coordinates": [[lng, lat], [lng, lat + 0.001]]},
+                  {"type": "Point", "coordinates": []}, {"type": "Point", "coordinates": [lng]},
+                  {"type": "Point", "coordinates": ["a", "b"]}, {"type": "Feature", "geometry": None},
+                  {"type": "Feature", "geometry": [1, 2]}):
+        _problem(c.post("/incidents", headers=H(keys["district"]), json={"category": "service_streetlight",
+                                                                          "point": point}), 422)
+    _problem(c.post("/incidents", headers=H(keys["district"]), json={
+        "category": "service_streetlight", "point": {"type": "Point", "coordinates": [lng, lat]}, "lng": lng}), 422)

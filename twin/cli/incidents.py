@@ -98,6 +98,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     c = common(isub.add_parser("categories", help="list the item-type catalogue"))
     c.set_defaults(func=_categories)
 
+    _register_inspections(sub)
+
+
+def _register_inspections(sub: argparse._SubParsersAction) -> None:
     ins = sub.add_parser("inspections", help="credit-based business inspection plans")
     insub = ins.add_subparsers(dest="inspections_command", required=True)
     p = insub.add_parser("plan", help="monthly plan per grid worker as CSV")

@@ -98,6 +98,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     u.add_argument("--reason", default=None)
     u.set_defaults(func=_undo)
 
+    _register_rebalance(sub)
+
+
+def _register_rebalance(sub: argparse._SubParsersAction) -> None:
     rb = sub.add_parser("rebalance", help="propose a balanced partition with exactly --grids grids")
     rb.add_argument("--grids", type=int, default=478)
     rb.add_argument("--twin", type=Path, default=None)
