@@ -16,7 +16,8 @@ from twin.testing import SMALL_COMMUNITIES, small_extent
 
 
 def _small(out, *, seed=7, **kw):
-    return build_twin(out, seed=seed, progress=False, extent=small_extent(), communities=list(SMALL_COMMUNITIES),
+    return build_twin(out, seed=seed, progress=False, extent=small_extent(radius_m=600.0),
+                      communities=list(SMALL_COMMUNITIES),
                       totals={"residents": 3000, "businesses": 500, "workers": 12, "cameras": 100}, n_grids=8, **kw)
 
 
@@ -113,14 +114,13 @@ def test_missing_input_file_is_named(tmp_path):
 
 
 def test_rebuild_keeps_mutable_state(tmp_path):
-    out = build_twin(tmp_path / "t", seed=3, scale=0.01, progress=False, extent=small_extent(),
-                     communities=list(SMALL_COMMUNITIES), n_grids=8)
+    out = _small(tmp_path / "t", seed=3)
     (out / "state.sqlite").write_bytes(b"versions, incidents, audit")
-    build_twin(out, seed=3, progress=False, extent=small_extent(), communities=list(SMALL_COMMUNITIES),
+    build_twin(out, seed=3, progress=False, extent=small_extent(radius_m=600.0), communities=list(SMALL_COMMUNITIES),
                n_grids=6)  # same cells, other grids: the state moves into the new twin
     assert (out / "state.sqlite").read_bytes() == b"versions, incidents, audit"
     assert len(twin.load(out).grids) == 6
-    build_twin(out, seed=3, progress=False, extent=small_extent(radius_m=700.0),
+    build_twin(out, seed=3, progress=False, extent=small_extent(radius_m=500.0),
                communities=list(SMALL_COMMUNITIES), n_grids=6)  # other cells: the state is archived beside it
     assert not (out / "state.sqlite").exists()
     archived = list(tmp_path.glob("t.state-*/state.sqlite"))
