@@ -115,17 +115,23 @@ def _register_inspections(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_plan)
 
 
-def _ctx(args: argparse.Namespace, *, need_twin: bool = True) -> tuple[Twin | None, IncidentStore, pd.DataFrame]:
+def _stores(args: argparse.Namespace) -> tuple[IncidentStore, pd.DataFrame]:
+    """The incident store (``--db``, default next to the twin) and the catalogue."""
     from twin.incidents.catalogue import load_catalogue
     from twin.incidents.store import IncidentStore
     from twin.io import default_twin_dir
-    from twin.model import load
     from twin.store.sql import open_store
 
-    root = args.twin or default_twin_dir()
-    t = load(root) if need_twin else None
-    istore = IncidentStore(open_store(args.db, twin_root=root))
-    return t, istore, load_catalogue(args.catalogue)
+    istore = IncidentStore(open_store(args.db, twin_root=args.twin or default_twin_dir()))
+    return istore, load_catalogue(args.catalogue)
+
+
+def _ctx(args: argparse.Namespace) -> tuple[Twin, IncidentStore, pd.DataFrame]:
+    """The twin, the incident store and the catalogue."""
+    from twin.io import default_twin_dir
+    from twin.model import load
+
+    return load(args.twin or default_twin_dir()), *_stores(args)
 
 
 def _now(value: str | None) -> dt.datetime:
@@ -199,7 +205,7 @@ def _dispatch(args: argparse.Namespace) -> int:
 def _transition(args: argparse.Namespace) -> int:
     from twin.incidents.store import act_on_incident
 
-    _, istore, cat = _ctx(args, need_twin=False)
+    istore, cat = _stores(args)
     inc = act_on_incident(istore, args.id, args.action, actor=args.actor, now=_now(args.at), reason=args.reason,
                           satisfaction=args.satisfaction, catalogue=cat, expected_version=args.expected_version)
     _show(inc, args)
@@ -209,7 +215,7 @@ def _transition(args: argparse.Namespace) -> int:
 def _list(args: argparse.Namespace) -> int:
     from twin.incidents.lifecycle import OPEN_STATES, overdue_mask
 
-    _, istore, _ = _ctx(args, need_twin=False)
+    istore, _ = _stores(args)
     states = args.state or (list(OPEN_STATES) if args.open or args.overdue else None)
     df = istore.frame(states=states, grid_codes=args.grid, categories=args.category)
     df["overdue"] = overdue_mask(df, _now(args.now))
@@ -229,7 +235,7 @@ def _list(args: argparse.Namespace) -> int:
 def _stats(args: argparse.Namespace) -> int:
     from twin.incidents.stats import incident_stats
 
-    _, istore, _ = _ctx(args, need_twin=False)
+    istore, _ = _stores(args)
     df = istore.frame(since=args.since, until=args.until)
     out = incident_stats(df, by=args.by, period=args.period, now=_now(args.now))
     if args.json_errors:
