@@ -13,7 +13,7 @@ import pandas as pd
 import streamlit as st
 
 from twin.encoding import dumps
-from twin.query.summary import AreaSummary
+from twin.query.results import AreaSummary
 
 __all__ = ["fmt_count", "summary_panel", "dossier_panel", "summary_csv", "csv_bytes", "TOTAL_LABELS", "KEY_LABELS"]
 

@@ -27,7 +27,7 @@ from twin.encoding import dumps
 from twin.partition.balance import grid_stats
 from twin.partition.model import neighbour_grids, partition_from_twin
 from twin.query.dossier import grid_counts
-from twin.query.summary import AreaSummary
+from twin.query.results import AreaSummary
 
 __all__ = [
     "get_twin", "twin_key", "OVERLAY_CATEGORIES", "GRID_METRICS", "overlay_frame", "static_layer", "hex_layers",

@@ -67,9 +67,9 @@ def _azp(t, base, n_grids: int, *, balance_objective: bool, communities: list | 
     from spopt.region import AZP
     from spopt.region.objective_function import ObjectiveFunction
 
-    from twin.partition.balance import cell_counts
     from twin.partition.model import validate_partition
     from twin.partition.rebalance import _community_start, allocate_grids
+    from twin.partition.workload import cell_counts
 
     class BalanceObjective(ObjectiveFunction):
         """Σ_g ((L_g − I) / I)² over regions, with an O(1)-ish update."""
@@ -155,10 +155,10 @@ def main() -> None:
     args = ap.parse_args()
 
     import twin
-    from twin.partition.balance import cell_counts
     from twin.partition.model import partition_from_twin
     from twin.partition.rebalance import rebalance
     from twin.partition.versions import twin_with_partition
+    from twin.partition.workload import cell_counts
 
     t = twin.load()
     t0 = time.perf_counter()

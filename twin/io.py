@@ -27,7 +27,6 @@ if TYPE_CHECKING:
     from rasterio.transform import Affine
 
 __all__ = [
-    "PACKAGE_DATA_DIR",
     "default_twin_dir",
     "atomic_write",
     "write_json",
@@ -43,9 +42,6 @@ __all__ = [
     "package_data",
 ]
 
-PACKAGE_DATA_DIR = Path(str(resources.files("twin") / "data"))
-"""The real geography shipped inside the package (``twin/data/``; a directory in a checkout and in a wheel install).
-Prefer :func:`package_data`, which also works for zipped installs."""
 
 _CHECKOUT = Path(__file__).resolve().parent.parent
 

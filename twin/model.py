@@ -34,7 +34,7 @@ import pandas as pd
 from shapely.geometry.base import BaseGeometry
 
 from twin.errors import NotFoundError, TwinNotBuiltError
-from twin.geography import district_boundary
+from twin.geography import twin_district
 from twin.io import default_twin_dir, read_json, read_table
 
 __all__ = ["Twin", "load", "TABLES", "GEO_TABLES", "AS_OF", "ages_on", "BUILDING_USES", "COUNT_KEYS", "CREDIT_COLOURS"]
@@ -135,7 +135,7 @@ def load(path: str | Path | None = None) -> Twin:
         raise TwinNotBuiltError(f"no twin at {root} (no manifest.json). Build one with `twin build --out {root}`.")
     manifest = read_json(manifest_path)
     frames: dict[str, Any] = {t: read_table(root / f"{t}.parquet", geo=t in GEO_TABLES) for t in TABLES}
-    twin = Twin(root=root, manifest=manifest, district=district_boundary(), **frames)
+    twin = Twin(root=root, manifest=manifest, district=twin_district(root), **frames)
     _attach_grid_codes(twin)
     return twin
 

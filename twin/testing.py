@@ -19,7 +19,6 @@ import shapely
 from shapely.geometry.base import BaseGeometry
 
 from twin.crs import geometry_to_storage, lnglat_to_xy
-from twin.geography import twin_district
 from twin.model import Twin, load
 from twin.synth.build import build_twin
 
@@ -50,5 +49,4 @@ def small_twin(tmp_dir: str | Path, *, seed: int = 7, n_grids: int = SMALL_GRIDS
         build_twin(root, seed=seed, n_grids=n_grids, progress=False, extent=small_extent(),
                    communities=list(SMALL_COMMUNITIES), totals=SMALL_TOTALS)
     t = load(root)
-    t.district = twin_district(root)  # until twin.model.load reads the extent itself
     return t

@@ -246,7 +246,7 @@ def _stats(args: argparse.Namespace) -> int:
 
 
 def _import(args: argparse.Namespace) -> int:
-    from twin.incidents.synth import import_incidents
+    from twin.incidents.ingest import import_incidents
 
     t, istore, cat = _ctx(args)
     res = import_incidents(istore, t, cat, args.file, actor=args.actor, auto_dispatch=args.dispatch)

@@ -72,7 +72,8 @@ def _read_area(path: Path) -> dict[str, Any]:
 
 def _query(args: argparse.Namespace) -> int:
     from twin.model import load
-    from twin.query.summary import records_in_area, summarize_area
+    from twin.query.records import records_in_area
+    from twin.query.summary import summarize_area
 
     area = _read_area(args.area)
     role = _role(args)

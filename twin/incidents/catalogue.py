@@ -22,7 +22,7 @@ from pathlib import Path
 import pandas as pd
 
 from twin.errors import IngestError, NotFoundError, ValidationError
-from twin.io import PACKAGE_DATA_DIR
+from twin.io import package_data
 
 __all__ = [
     "LEVELS",
@@ -43,12 +43,12 @@ _CODE_RE = re.compile(r"^[a-z0-9_]+$")
 
 
 def load_catalogue(path: str | Path | None = None) -> pd.DataFrame:
-    """The catalogue as a frame indexed by ``code`` (default: the shipped ``data/incident_catalogue.csv``).
+    """The catalogue as a frame indexed by ``code`` (default: the shipped ``twin/data/incident_catalogue.csv``).
 
     Raises :class:`IngestError` naming the file and the bad row (1-based data row) when a column is missing, a
     code is duplicated or malformed, a level is unknown or a time limit is not a positive number of hours.
     """
-    p = Path(path) if path is not None else PACKAGE_DATA_DIR / DEFAULT_CATALOGUE
+    p = Path(path) if path is not None else Path(str(package_data(DEFAULT_CATALOGUE)))
     if not p.exists():
         raise IngestError(f"{p}: catalogue file not found.")
     try:

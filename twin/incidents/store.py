@@ -21,9 +21,9 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -52,7 +52,7 @@ from twin.incidents.dispatch import (
 )
 from twin.incidents.lifecycle import OPEN_STATES, Incident, Transition, as_time, new_incident, transition
 from twin.model import Twin
-from twin.store.sql import Store, open_store
+from twin.store.sql import Store, Transaction, open_store
 
 _BATCH = 100  # rows per multi-row INSERT (7 parameters each; well under SQLite's and PostgreSQL's limits)
 
@@ -68,16 +68,6 @@ __all__ = [
     "TIME_COLUMNS",
 ]
 
-class _Transaction(Protocol):
-    """What the store's ``transaction()`` yields (:mod:`twin.store.sql`): one open write transaction."""
-
-    def execute(self, sql: str, params: Sequence[Any] = ()) -> Any: ...
-
-    def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]: ...
-
-    def insert(self, sql: str, params: Sequence[Any] = ()) -> int: ...
-
-
 class IncidentStore:
     """Incident tables on a :class:`twin.store.sql.Store` (creates them on first use)."""
 
@@ -86,7 +76,7 @@ class IncidentStore:
         store.ensure_schema("incidents", SCHEMA)
 
     # -- incidents -----------------------------------------------------------------------------------------
-    def add(self, incident: Incident, *, actor: str, tx: _Transaction | None = None) -> Incident:
+    def add(self, incident: Incident, *, actor: str, tx: Transaction | None = None) -> Incident:
         """Insert a new incident (state ``reported`` or later for imported history) and its ``report`` record."""
         if incident.id is not None:
             raise ValidationError(f"incident already has id {incident.id}; add() stores new incidents only.")
@@ -96,7 +86,7 @@ class IncidentStore:
                 return self._add(tx2, inc, actor)
         return self._add(tx, inc, actor)
 
-    def _add(self, tx: _Transaction, inc: Incident, actor: str) -> Incident:
+    def _add(self, tx: Transaction, inc: Incident, actor: str) -> Incident:
         cols = ", ".join(FIELDS)
         marks = ", ".join("?" for _ in FIELDS)
         new_id = tx.insert(f"INSERT INTO incidents ({cols}) VALUES ({marks})", incident_to_row(inc))
@@ -123,7 +113,7 @@ class IncidentStore:
         with self.store.transaction() as tx:
             return self._save(tx, new, record)
 
-    def _save(self, tx: _Transaction, new: Incident, record: Transition) -> Incident:
+    def _save(self, tx: Transaction, new: Incident, record: Transition) -> Incident:
         if new.id is None:
             raise ValidationError("save() needs a stored incident (id is None); use add() first.")
         sets = ", ".join(f"{c} = ?" for c in FIELDS if c != "version")
@@ -141,7 +131,7 @@ class IncidentStore:
         self._log(tx, dataclasses.replace(record, incident_id=new.id))
         return dataclasses.replace(new, version=new.version + 1)
 
-    def _log(self, tx: _Transaction, r: Transition) -> None:
+    def _log(self, tx: Transaction, r: Transition) -> None:
         tx.execute(
             "INSERT INTO incident_transitions (incident_id, action, from_state, to_state, actor, at, reason, detail) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -207,7 +197,7 @@ class IncidentStore:
         return int(self.store.query("SELECT COUNT(*) FROM incidents")[0][0])
 
     # -- near-duplicates ------------------------------------------------------------------------------------
-    def link(self, tx: _Transaction, master: Incident, report: Incident, *, actor: str) -> Incident:
+    def link(self, tx: Transaction, master: Incident, report: Incident, *, actor: str) -> Incident:
         """Record ``report`` as a repeat of ``master`` (``linked_reports`` + 1, compare-and-set)."""
         tx.execute(
             "INSERT INTO incident_links (incident_id, category, lng, lat, reported_at, channel, reporter, "

@@ -27,7 +27,6 @@ from twin.crs import lnglat_to_xy, xy_to_lnglat
 from twin.errors import IngestError
 from twin.incidents.catalogue import LEVEL_TIME_LIMIT_H, LEVELS
 from twin.incidents.dispatch import DISTRICT_CODE, locate_points
-from twin.incidents.ingest import import_incidents as import_incidents  # moved; old import path kept for callers
 from twin.incidents.ingest import read_incident_file as read_incident_file
 from twin.incidents.lifecycle import CST, as_time
 from twin.incidents.store import IncidentStore

@@ -22,7 +22,7 @@ from twin.crs import METRIC_CRS, STORAGE_CRS
 from twin.errors import IngestError
 from twin.ingest.vectors import read_vector_checked
 from twin.model import Twin
-from twin.partition.edits import _hand_to_neighbours
+from twin.partition.edits import hand_to_neighbours
 from twin.partition.model import Partition, check_partition, partition_from_twin
 from twin.partition.regions import label_components
 
@@ -124,7 +124,7 @@ def import_grids(twin: Twin, path: str | Path, *, from_gcj02: bool = False, fill
     p = base.with_assignment(grid_code, table)
     if fill_gaps and len(gaps):
         hole = np.flatnonzero(p.grid_code == "")
-        codes2, stuck = _hand_to_neighbours(p, p.grid_code, hole, "")
+        codes2, stuck = hand_to_neighbours(p, p.grid_code, hole, "")
         codes2[stuck] = ""
         notes.append(f"{len(hole) - len(stuck)} gap cell(s) handed to neighbouring grids of their community")
         p = base.with_assignment(codes2, table)

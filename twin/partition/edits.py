@@ -26,7 +26,7 @@ from twin.errors import PartitionError, ValidationError
 from twin.partition.model import Partition, grid_name_for, next_grid_codes, validate_partition
 from twin.partition.regions import bisect_labels, repair_contiguity
 
-__all__ = ["cells_in_area", "move_cells", "move_area", "split_grid", "merge_grids", "redraw_grid"]
+__all__ = ["cells_in_area", "move_cells", "move_area", "split_grid", "merge_grids", "redraw_grid", "hand_to_neighbours"]
 
 
 def _as_polygon(geom: BaseGeometry, what: str) -> BaseGeometry:
@@ -233,7 +233,7 @@ def redraw_grid(p: Partition, grid_code: str, polygon: BaseGeometry, *, clip: bo
                              "instead (merge_grids).")
     leftover = np.setdiff1d(old, inside)
     if len(leftover):
-        codes, stuck = _hand_to_neighbours(p, codes, leftover, grid_code)
+        codes, stuck = hand_to_neighbours(p, codes, leftover, grid_code)
         if len(stuck):
             raise PartitionError(f"{action} rejected: {len(stuck)} cell(s) of grid {grid_code} outside the polygon "
                                  f"touch no other grid of community {comm}; include them in the polygon.")
@@ -241,7 +241,7 @@ def redraw_grid(p: Partition, grid_code: str, polygon: BaseGeometry, *, clip: bo
     return _commit_local(p, codes, None, [grid_code, *losers], action)
 
 
-def _hand_to_neighbours(p: Partition, codes: np.ndarray, leftover: np.ndarray,
+def hand_to_neighbours(p: Partition, codes: np.ndarray, leftover: np.ndarray,
                         grid_code: str) -> tuple[np.ndarray, np.ndarray]:
     """Give each left-over cell to the neighbouring grid (same community, not ``grid_code``) it shares most edges
     with, growing inward from the edge until nothing changes. Returns (codes, cells that found no grid)."""

@@ -41,16 +41,9 @@ from twin.query._index import (
     point_index,
 )
 from twin.query.areas import AreaLike, ParsedArea, area_geometry, parse_area
-from twin.query.records import MAX_PAGE_SIZE as MAX_PAGE_SIZE  # noqa: F401  (old import path, see below)
-from twin.query.records import RECORD_KINDS as RECORD_KINDS  # noqa: F401
-from twin.query.records import RecordPage as RecordPage  # noqa: F401
-from twin.query.records import records_in_area as records_in_area  # noqa: F401
 from twin.query.results import AreaSummary, _Table
 
 __all__ = ["AreaSummary", "By", "summarize_area", "summarize_parsed", "COUNT_KEYS", "DENSITY_KEYS"]
-
-# records_in_area, RecordPage, RECORD_KINDS and MAX_PAGE_SIZE moved to twin.query.records; the names above are
-# kept importable from here until twin/__init__, twin.cli.query and twin.service import them from there.
 
 DENSITY_KEYS = ("residents", "disabled", "low_income", "pregnant", "elderly_70", "elderly_80")
 By = Literal["grid", "community", "town"] | None

@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Store", "open_store"]
+__all__ = ["Store", "Transaction", "open_store"]
 
 
 class Store:
@@ -90,7 +90,7 @@ class Store:
         self._schemas.add(name)
 
     @contextmanager
-    def transaction(self) -> Iterator[_Tx]:
+    def transaction(self) -> Iterator[Transaction]:
         """A write transaction: commits on success, rolls back on any exception."""
         con = self.connection
         if self.dialect == "sqlite":
@@ -98,7 +98,7 @@ class Store:
         else:
             con.execute("BEGIN")
         try:
-            yield _Tx(self, con)
+            yield Transaction(self, con)
         except BaseException:
             con.execute("ROLLBACK")
             raise
@@ -110,7 +110,7 @@ class Store:
         return list(cur.fetchall())
 
 
-class _Tx:
+class Transaction:
     def __init__(self, store: Store, con: Any) -> None:
         self._store = store
         self._con = con
