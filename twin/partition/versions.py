@@ -31,7 +31,7 @@ from twin.partition.balance import balance_report
 from twin.partition.model import GRID_COLUMNS, Partition, partition_from_twin, reassign_workers, validate_partition
 from twin.partition.polygons import units_to_polygons
 from twin.partition.workload import cell_counts
-from twin.store.sql import Store, open_store
+from twin.store.sql import Store, Transaction, open_store
 
 __all__ = [
     "BASE_VERSION",
@@ -237,13 +237,17 @@ def version_info(store: Store, version: int | str) -> VersionInfo:
 
 # -- commit --------------------------------------------------------------------------------------------------
 def commit(store: Store, partition: Partition, *, base_version: int | str, author: str, reason: str,
-           twin: Twin | None = None) -> int:
+           twin: Twin | None = None, audit: Callable[[Transaction, int], object] | None = None) -> int:
     """Store ``partition`` as a new version whose parent is ``base_version``; return the new version id.
 
     The partition is validated first (every rule of :mod:`twin.partition.model`). Raises :class:`ConflictError` naming
     the head when ``base_version`` is not the head (someone committed since you started), and
     :class:`PartitionError` for an invalid partition or one made for other cells than the stored versions.
     With ``twin`` the base version is recorded first if the store is new.
+
+    ``audit(tx, new_version)`` is called inside the commit transaction, after the head has moved: it writes the
+    edit's audit entry (e.g. ``twin.access.audit.append(store, ..., tx=tx)``) so that the version and its audit
+    entry commit together or not at all. If it raises, nothing is committed.
     """
     if not str(author).strip():
         raise ValidationError("a commit needs an author (who made the edit).")
@@ -277,6 +281,8 @@ def commit(store: Store, partition: Partition, *, base_version: int | str, autho
         if _BEFORE_HEAD_UPDATE is not None:
             _BEFORE_HEAD_UPDATE()
         tx.execute("UPDATE partition_head SET version = ? WHERE name = 'head'", (vid,))
+        if audit is not None:
+            audit(tx, vid)
     return vid
 
 
