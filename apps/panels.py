@@ -100,12 +100,16 @@ def summary_panel(summary: AreaSummary, *, title: str, geojson: dict[str, Any], 
                        mime="application/geo+json")
 
 
-def dossier_panel(dossier: dict[str, Any], neighbours: list[tuple[str, str]]) -> None:
-    """A grid's dossier: where it is, what it holds, who works it and their status, its neighbours."""
+def dossier_panel(dossier: dict[str, Any], neighbours: list[tuple[str, str]], *, version: str = "",
+                  live_status: dict[str, str] | None = None) -> None:
+    """A grid's dossier: where it is, what it holds, who works it and their status, its neighbours.
+
+    ``version`` names the partition version the dossier is of; ``live_status`` (worker id → online/offline from the
+    store's worker board) overrides the build-time status."""
     g, c = dossier["grid"], dossier["counts"]
     st.subheader(f"Grid dossier 网格档案 · {g['grid_name']}")
     st.markdown(f"**{g['town_name']}** › **{g['community_name']}** › `{g['grid_code']}` · "
-                f"{g['area_km2']:.3f} km² · {g['n_cells']} cells")
+                f"{g['area_km2']:.3f} km² · {g['n_cells']} cells" + (f" · {version}" if version else ""))
     _metrics(c, {"residents": "Residents 常住人口", "dwellings": "Dwellings 房屋", "buildings": "Buildings 建筑"})
     _metrics(c, KEY_LABELS)
     cols = st.columns(4)
@@ -113,9 +117,11 @@ def dossier_panel(dossier: dict[str, Any], neighbours: list[tuple[str, str]]) ->
     for col, k in zip(cols[1:], ("green", "yellow", "red")):
         col.metric(_CREDIT[k], fmt_count(c.get(f"credit_{k}")))
     st.markdown("**Grid workers 网格员**")
-    workers = pd.DataFrame(dossier["workers"])
+    workers = pd.DataFrame(dossier["workers"] or [])
     if workers.empty:
         st.write("no worker assigned")
     else:
+        if live_status:
+            workers["status"] = [live_status.get(str(w), s) for w, s in zip(workers["worker_id"], workers["status"])]
         st.dataframe(workers[["worker_id", "name", "status"]], hide_index=True)
     st.markdown("**Neighbouring grids 相邻网格**: " + ("、".join(f"{n} ({code})" for code, n in neighbours) or "none"))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -24,13 +25,15 @@ from layers.serialize import layer_to_json
 from twin.access.roles import ANALYST, DISTRICT, Role
 from twin.cells import PARTITION_RES, latlng_to_cells
 from twin.encoding import dumps
+from twin.partition import versions
 from twin.partition.balance import grid_stats
 from twin.partition.model import neighbour_grids, partition_from_twin
 from twin.query.dossier import grid_counts
 from twin.query.results import AreaSummary
+from twin.store.sql import Store, open_store
 
 __all__ = [
-    "get_twin", "twin_key", "OVERLAY_CATEGORIES", "GRID_METRICS", "overlay_frame", "static_layer", "hex_layers",
+    "get_twin", "twin_key", "HeadTwin", "app_store", "store_url", "head_twin", "OVERLAY_CATEGORIES", "GRID_METRICS", "overlay_frame", "static_layer", "hex_layers",
     "grid_table", "grid_metric_values", "grid_metric_layer", "buildings_layer_json", "search_options",
     "unit_geometry", "grid_neighbours", "cell_at", "grid_at", "summary_of", "area_id", "LayerJSON", "ROLES",
 ]
@@ -73,8 +76,52 @@ def get_twin() -> twin.Twin:
 
 
 def twin_key(t: twin.Twin) -> str:
-    """Cache key of a loaded twin (its folder and checksums): the ``key`` argument of the cached builders here."""
-    return str(t.root) + ":" + str(t.manifest.get("checksums", t.manifest.get("seed")))[:64]
+    """Cache key of a loaded twin (its folder and checksums, and the partition version of a checked-out twin): the
+    ``key`` argument of the cached builders here."""
+    key = str(t.root) + ":" + str(t.manifest.get("checksums", t.manifest.get("seed")))[:64]
+    version = t.manifest.get("partition_version")
+    return key if version is None else f"{key}:v{version}"
+
+
+def store_url(t: twin.Twin) -> str:
+    """The state store's URL for ``t`` (``$TWIN_DATABASE_URL`` or ``<twin>/state.sqlite``)."""
+    return open_store(twin_root=t.root).url
+
+
+@st.cache_resource(show_spinner=False)
+def app_store(url: str) -> Store:
+    """One :class:`Store` per URL and server process (partition versions, incidents, worker status)."""
+    return open_store(url)
+
+
+@dataclass(frozen=True)
+class HeadTwin:
+    """The twin at the head partition version, the version id (``None`` before any version is stored) and a label
+    naming it on screen."""
+
+    twin: twin.Twin
+    version: int | None
+    label: str
+
+
+def head_twin(base: twin.Twin | None = None) -> HeadTwin:
+    """The twin as of the store's **head** partition version (:func:`twin.partition.versions.checkout`, cached per
+    version in the base twin), so counts, search, dossiers, area tables and layers all follow the last commit.
+
+    One small query per call (the head id); a new head is checked out once per server process (≈ 2–4 s: grid
+    polygons and the partition index). Before any version is stored the built twin is its own head (version 1).
+    """
+    base = base if base is not None else get_twin()
+    store = app_store(store_url(base))
+    try:
+        vid = versions.head_version(store)
+    except twin.NotFoundError:
+        return HeadTwin(base, None, f"partition v{versions.BASE_VERSION} (built) · {len(base.grids)} grids")
+    if vid == versions.BASE_VERSION:
+        t = base
+    else:
+        t = versions.checkout(base, vid, store=store)
+    return HeadTwin(t, vid, f"partition v{vid} (head) · {len(t.grids)} grids")
 
 
 # --- overlays -------------------------------------------------------------------------------------------------
@@ -121,7 +168,7 @@ def hex_layers(_t: twin.Twin, key: str, category: str, res_choice: str,
 
 @st.cache_resource(show_spinner=False)
 def static_layer(_t: twin.Twin, key: str, name: str) -> LayerJSON:
-    """One cached static layer by name: district, boundary-*, labels-*, workers, cameras, businesses."""
+    """One cached static layer by name: district, boundary-*, labels-*, workers, cameras, cameras-agg, businesses."""
     t = _t
     if name == "district-fill":
         layer = boundaries.district_layer(t.district, layer_id=name)
@@ -137,6 +184,9 @@ def static_layer(_t: twin.Twin, key: str, name: str) -> LayerJSON:
         layer = points.workers_layer(t.workers)
     elif name == "cameras":
         layer = points.cameras_layer(t.cameras)
+    elif name == "cameras-agg":
+        layer = hexagons.point_count_layer(t.cameras["lng"].to_numpy(), t.cameras["lat"].to_numpy(), res=8,
+                                           layer_id=name, color=(186, 104, 255), label="cameras")
     elif name == "businesses":
         layer = points.businesses_layer(points.businesses_by_building(t.businesses, t.buildings))
     else:

@@ -1,7 +1,10 @@
-"""一张图 · The "one map" of Chancheng District: layers, lasso drawing, area summaries and grid dossiers.
+"""一张图 · The "one map" of Chancheng District: layers, lasso drawing, area summaries, grid dossiers, live
+incidents and workers, and the command-centre screen (``?screen=1``).
 
 Run: ``make app`` (or ``.venv/bin/streamlit run apps/streamlit_app.py``). Thin wiring only:
-widgets → :mod:`twin` → :mod:`layers` → the ``deck_map`` component (apps/components/deckmap).
+widgets → :mod:`twin` → :mod:`layers` → the ``deck_map`` component (apps/components/deckmap). This script is the
+app's entry: it names the pages (``st.navigation``) and is the "One map" page itself; everything shown follows the
+store's head partition version (:func:`apps.state.head_twin`).
 """
 
 from __future__ import annotations
@@ -21,10 +24,11 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 import twin  # noqa: E402
-from apps import edit, panels, state  # noqa: E402
+from apps import edit, live, panels, screen, state  # noqa: E402
 from apps.components.deckmap import VendorMissingError, deck_map, ensure_vendor  # noqa: E402
 from layers import boundaries, colors, hexagons  # noqa: E402
 from layers import buildings as building_layers  # noqa: E402
+from layers.incidents import category_label  # noqa: E402
 from layers.serialize import layer_to_json  # noqa: E402
 from twin.encoding import to_jsonable  # noqa: E402
 from twin.query.areas import parse_area  # noqa: E402
@@ -34,37 +38,19 @@ BASEMAP_URL = os.environ.get("TWIN_BASEMAP_URL", "https://tile.openstreetmap.org
 MAP_HEIGHT = 860
 FLY_ZOOM = {"town": 12.6, "community": 14.2, "grid": 15.3}
 MAX_TOUCHED_CELLS = 20_000
+PAGE_TITLE = "One map 一张图"
 
-st.set_page_config(page_title="Chancheng one map 禅城一张图", page_icon="🗺️", layout="wide",
-                   initial_sidebar_state="expanded")
-st.markdown("<style>.block-container{padding-top:3.6rem;padding-bottom:0;max-width:100%}"
-            "[data-testid='stMetricValue']{font-size:1.55rem}</style>", unsafe_allow_html=True)
 
-try:
-    ensure_vendor()
-    t = state.get_twin()
-except (twin.TwinError, VendorMissingError) as e:
-    st.error(str(e))
-    st.stop()
-KEY = state.twin_key(t)
-ss = st.session_state
-for k, v in {"area": None, "seen_seq": None, "fly": None, "dossier": None, "bbox": None, "draw_count": 0,
-             "upload_id": None, "clear_seq": 0}.items():
-    ss.setdefault(k, v)
-
-# edit mode (apps/edit/): its own map events, layers and panel
-ectx: edit.EditContext | None = None
-if str(ss.get("mode", "")).startswith("Edit"):
-    try:
-        ectx = edit.context(t, KEY)
-    except twin.TwinError as e:
-        st.error(f"Edit mode unavailable: {e}")
-
+def _is_screen() -> bool:
+    return str(st.query_params.get("screen", "")).lower() in ("1", "true", "yes")
 
 # --- events from the map (handled before the map is drawn, so it shows their result) -------------------------
 
 def _set_area(geojson: dict[str, Any], title: str, source: str) -> None:
-    st.session_state.area = {"geojson": geojson, "title": title, "source": source}
+    ss = st.session_state
+    ss.area = {"geojson": geojson, "title": title, "source": source}
+    if source != "draw":  # a searched / uploaded area replaces the drawn one: its outline leaves the map
+        ss.clear_seq = ss.get("clear_seq", 0) + 1
 
 
 def _handle(t: twin.Twin, ectx: edit.EditContext | None, ev: dict[str, Any]) -> None:
@@ -72,12 +58,15 @@ def _handle(t: twin.Twin, ectx: edit.EditContext | None, ev: dict[str, Any]) -> 
     opens the grid's dossier, a view change moves the buildings' bbox, clear forgets the area."""
     ss = st.session_state
     kind = ev.get("event")
-    if ectx is not None and kind in ("draw", "click", "clear"):
+    if ectx is not None and kind in ("draw", "click", "clear", "brush"):
         edit.handle_map_event(ectx, ev)
         return
     if kind == "draw" and ev.get("geojson"):
         ss.draw_count += 1
         _set_area(ev["geojson"], f"Drawn area #{ss.draw_count}", "draw")
+    elif kind == "click" and ev.get("layer") == "incidents" and (ev.get("properties") or {}).get("id"):
+        ss.incident = int(ev["properties"]["id"])
+        ss.inc_id = ss.incident  # the Incidents page opens it too
     elif kind == "click":
         code = str((ev.get("properties") or {}).get("grid_code", "") or state.grid_at(t, ev.get("coordinate")))
         if code:
@@ -88,12 +77,6 @@ def _handle(t: twin.Twin, ectx: edit.EditContext | None, ev: dict[str, Any]) -> 
         ss.bbox = (w - dx, s - dy, e + dx, n + dy)
     elif kind == "clear":
         ss.area = None
-
-
-ev = ss.get("map")
-if isinstance(ev, dict) and ev.get("seq") != ss.seen_seq:
-    ss.seen_seq = ev.get("seq")
-    _handle(t, ectx, ev)
 
 
 def _pick(t: twin.Twin, level: str, code: str, label: str) -> None:
@@ -114,156 +97,276 @@ def _on_search(t: twin.Twin, key: str) -> None:
         _pick(t, level, code, choice)
 
 
-# --- sidebar: widgets ------------------------------------------------------------------------------------------
+# --- the page ---------------------------------------------------------------------------------------------------
 
-with st.sidebar:
-    st.markdown("## 禅城区 · 一张图")
-    st.caption(f"Synthetic twin · {t.manifest['counts']['residents']:,} residents · {len(t.grids)} grids · "
-               f"as of {t.as_of}")
-    mode = st.radio("Mode", ["Explore 浏览", "Edit grids 网格调整"], horizontal=True, key="mode")
-    st.selectbox("Find a grid / community / town (name or code)", list(state.search_options(t, KEY)), index=None,
-                 placeholder="e.g. 澜石 or 440604010001001", key="search", on_change=_on_search,
-                 args=(t, KEY))
-    upload = st.file_uploader("Upload an area (GeoJSON, WGS84)", type=["geojson", "json"], key="upload")
-    role_name = st.radio("Role", ["district 区级", "analyst 分析员 (suppressed)"], horizontal=True, key="role")
-    role_key = "district" if role_name.startswith("district") else "analyst"
-    role = state.ROLES[role_key]
-    st.markdown("### Layers")
-    show_bounds = st.checkbox("Boundaries: towns / communities / grids", True, key="lyr_bounds")
-    show_labels = st.checkbox("Names 名称", True, key="lyr_labels")
-    show_hex = st.checkbox("Hexagon overlay (H3)", True, key="lyr_hex")
-    overlay = st.selectbox("Overlay", list(state.OVERLAY_CATEGORIES), key="overlay",
-                           format_func=lambda k: state.OVERLAY_CATEGORIES[k][0])
-    res_choice = st.select_slider("Hexagon resolution", ["auto", "8", "9", "10"], value="auto", key="res")
-    show_metric = st.checkbox("Colour grids by a metric", False, key="lyr_metric")
-    metric = st.selectbox("Grid metric", list(state.GRID_METRICS), key="metric",
-                          format_func=lambda k: state.GRID_METRICS[k])
-    show_buildings = st.checkbox(f"3D buildings (zoom ≥ {building_layers.MIN_ZOOM})", True, key="lyr_buildings")
-    show_business = st.checkbox("Businesses by credit colour", False, key="lyr_business")
-    show_workers = st.checkbox("Grid workers online/offline", True, key="lyr_workers")
-    show_cameras = st.checkbox("Cameras 视频", False, key="lyr_cameras")
-    show_basemap = st.checkbox("Web basemap (needs internet)", False, key="lyr_basemap")
-    if st.button("Clear area and dossier", key="clear"):
-        ss.area, ss.dossier = None, None
-        ss.clear_seq += 1
-
-if upload is not None and upload.file_id != ss.upload_id:
-    ss.upload_id = upload.file_id
+def explore_page() -> None:
+    """The one map: sidebar widgets, the map (its live layers refresh by themselves), the summary / dossier panel."""
+    if _is_screen():
+        screen.screen_page()
+        return
+    st.markdown("<style>.block-container{padding-top:3.6rem;padding-bottom:0;max-width:100%}"
+                "[data-testid='stMetricValue']{font-size:1.55rem}</style>", unsafe_allow_html=True)
     try:
-        parsed = parse_area(upload.getvalue(), district=t.district)
-        _set_area(to_jsonable(parsed.geometry), f"Uploaded: {upload.name}", "upload")
-        b = parsed.geometry.bounds
-        ss.fly = {"seq": time.time(), "longitude": (b[0] + b[2]) / 2, "latitude": (b[1] + b[3]) / 2, "zoom": 13.5}
-    except twin.TwinError as e:
-        st.sidebar.error(f"{upload.name}: {e}")
+        ensure_vendor()
+        base = state.get_twin()
+        head = state.head_twin(base)
+    except (twin.TwinError, VendorMissingError) as e:
+        st.error(str(e))
+        st.stop()
+    t = head.twin
+    KEY = state.twin_key(t)
+    ss = st.session_state
+    for k, v in {"area": None, "seen_seq": None, "fly": None, "dossier": None, "bbox": None, "draw_count": 0,
+                 "upload_id": None, "clear_seq": 0, "incident": None}.items():
+        ss.setdefault(k, v)
 
-# --- the area query -------------------------------------------------------------------------------------------
+    # edit mode (apps/edit/): its own map events, layers and panel; it works on the stored versions itself
+    ectx: edit.EditContext | None = None
+    if str(ss.get("mode", "")).startswith("Edit"):
+        try:
+            ectx = edit.context(base, state.twin_key(base))
+        except twin.TwinError as e:
+            st.error(f"Edit mode unavailable: {e}")
 
-summary, query_ms, query_error = None, 0.0, None
-if ss.area is not None and ectx is None:
-    t0 = time.perf_counter()
-    try:
-        summary = state.summary_of(t, ss.area["geojson"], role)
-    except twin.TwinError as e:
-        query_error = str(e)
-    query_ms = (time.perf_counter() - t0) * 1000
+    ev = ss.get("map")
+    if isinstance(ev, dict) and ev.get("seq") != ss.seen_seq:
+        ss.seen_seq = ev.get("seq")
+        if ss.dossier and ss.dossier not in set(t.grids["grid_code"].astype(str)):
+            ss.dossier = None
+        _handle(t, ectx, ev)
+    if ss.dossier and ss.dossier not in set(t.grids["grid_code"].astype(str)):
+        ss.dossier = None  # a grid of an older version
 
-# --- layers (bottom → top) ------------------------------------------------------------------------------------
+    # --- sidebar: widgets ------------------------------------------------------------------------------------------
 
-layer_list: list[tuple[str, str]] = [state.static_layer(t, KEY, "district-fill")]
-zoom_ranges: dict[str, tuple[float, float]] = {}
-legends: list[dict[str, Any]] = []
-if show_metric:
-    lyr, legend = state.grid_metric_layer(t, KEY, metric)
-    layer_list.append(lyr)
-    legends.append(legend)
-if show_hex:
-    hex_json, ranges, legend = state.hex_layers(t, KEY, overlay, res_choice, role_key)
-    layer_list += hex_json
-    zoom_ranges.update(ranges)
-    legends.append(legend)
-if summary is not None and 0 < len(summary.cells) <= MAX_TOUCHED_CELLS:
-    layer_list.append(("touched-cells", layer_to_json(hexagons.touched_cells_layer(summary.cells))))
-if show_bounds:
-    for name in ("boundary-grid", "boundary-community", "boundary-town"):
-        layer_list.append(state.static_layer(t, KEY, name))
-    zoom_ranges["boundary-grid"] = (12.0, 24.0)
-    legends.append({"title": "Boundaries (synthetic)", "rows": [
-        {"kind": "line", "color": colors.rgba_to_css(colors.LEVEL_COLORS[lv][0]), "label": lbl}
-        for lv, lbl in (("district", "District 区"), ("town", "Town 镇街"), ("community", "Community 村居"),
-                        ("grid", "Grid 网格 (zoom ≥ 12)"))]})
-if show_buildings and ss.bbox is not None:
-    layer_list.append(state.buildings_layer_json(t, ss.bbox))
-    zoom_ranges["buildings-3d"] = (building_layers.MIN_ZOOM, 24.0)
-    legends.append({"title": "Buildings by use (zoomed in)", "rows": [
-        {"color": colors.rgba_to_css(c), "label": u} for u, c in colors.USE_COLORS.items()]})
-if show_business:
-    layer_list.append(state.static_layer(t, KEY, "businesses"))
-    zoom_ranges["businesses"] = (12.5, 24.0)
-    legends.append({"title": "Businesses (worst credit, zoom ≥ 12.5)", "rows": [
-        {"color": colors.rgba_to_css(c), "label": k} for k, c in colors.CREDIT_COLORS.items()]})
-if show_cameras:
-    layer_list.append(state.static_layer(t, KEY, "cameras"))
-    zoom_ranges["cameras"] = (12.5, 24.0)
-    legends.append({"title": "Cameras (zoom ≥ 12.5)", "rows": [{"color": "rgba(186,104,255,0.9)", "label": "camera"}]})
-if show_workers:
-    layer_list.append(state.static_layer(t, KEY, "workers"))
-    legends.append({"title": "Grid workers 网格员", "rows": [
-        {"color": colors.rgba_to_css(c), "label": k} for k, c in colors.STATUS_COLORS.items()]})
-if ss.area is not None:
-    layer_list.append(("query-area", layer_to_json(boundaries.area_layer(ss.area["geojson"]))))
-if show_labels:
-    layer_list.append(state.static_layer(t, KEY, "labels-town"))
-    layer_list.append(state.static_layer(t, KEY, "labels-community"))
-    layer_list.append(state.static_layer(t, KEY, "labels-grid"))
+    with st.sidebar:
+        st.markdown("## 禅城区 · 一张图")
+        st.caption(f"Synthetic twin · {t.manifest['counts']['residents']:,} residents · {head.label} · "
+                   f"as of {t.as_of}")
+        st.radio("Mode", ["Explore 浏览", "Edit grids 网格调整"], horizontal=True, key="mode")
+        st.selectbox("Find a grid / community / town (name or code)", list(state.search_options(t, KEY)), index=None,
+                     placeholder="e.g. 澜石 or 440604010001001", key="search", on_change=_on_search,
+                     args=(t, KEY))
+        upload = st.file_uploader("Upload an area (GeoJSON, WGS84)", type=["geojson", "json"], key="upload")
+        role_name = st.radio("Role", ["district 区级", "analyst 分析员 (suppressed)"], horizontal=True, key="role")
+        role_key = "district" if role_name.startswith("district") else "analyst"
+        role = state.ROLES[role_key]
+        st.markdown("### Layers")
+        show_bounds = st.checkbox("Boundaries: towns / communities / grids", True, key="lyr_bounds")
+        show_labels = st.checkbox("Names 名称", True, key="lyr_labels")
+        show_hex = st.checkbox("Hexagon overlay (H3)", True, key="lyr_hex")
+        overlay = st.selectbox("Overlay", list(state.OVERLAY_CATEGORIES), key="overlay",
+                               format_func=lambda k: state.OVERLAY_CATEGORIES[k][0])
+        res_choice = st.select_slider("Hexagon resolution", ["auto", "8", "9", "10"], value="auto", key="res")
+        show_metric = st.checkbox("Colour grids by a metric", False, key="lyr_metric")
+        metric = st.selectbox("Grid metric", list(state.GRID_METRICS), key="metric",
+                              format_func=lambda k: state.GRID_METRICS[k])
+        show_buildings = st.checkbox(f"3D buildings (zoom ≥ {building_layers.MIN_ZOOM})", True, key="lyr_buildings")
+        show_business = st.checkbox("Businesses by credit colour", False, key="lyr_business")
+        show_incidents = st.checkbox("Open incidents 在办事件 (live)", True, key="lyr_incidents")
+        show_workers = st.checkbox("Grid workers 网格员 (live status)", True, key="lyr_workers")
+        show_cameras = st.checkbox("Cameras 视频", False, key="lyr_cameras")
+        show_basemap = st.checkbox("Web basemap (needs internet)", False, key="lyr_basemap",
+                                   help="OpenStreetMap tiles. Offline (as on this server) the map says the tiles are "
+                                        "unreachable and shows the district outline only.")
+        if st.button("Clear area and dossier", key="clear"):
+            ss.area, ss.dossier, ss.incident = None, None, None
+            ss.clear_seq += 1
+
+    if upload is not None and upload.file_id != ss.upload_id:
+        ss.upload_id = upload.file_id
+        try:
+            parsed = parse_area(upload.getvalue(), district=t.district)
+            _set_area(to_jsonable(parsed.geometry), f"Uploaded: {upload.name}", "upload")
+            b = parsed.geometry.bounds
+            ss.fly = {"seq": time.time(), "longitude": (b[0] + b[2]) / 2, "latitude": (b[1] + b[3]) / 2, "zoom": 13.5}
+        except twin.TwinError as e:
+            st.sidebar.error(f"{upload.name}: {e}")
+
+    # --- the area query -------------------------------------------------------------------------------------------
+
+    summary, query_ms, query_error = None, 0.0, None
+    if ss.area is not None and ectx is None:
+        t0 = time.perf_counter()
+        try:
+            summary = state.summary_of(t, ss.area["geojson"], role)
+        except twin.TwinError as e:
+            query_error = str(e)
+        query_ms = (time.perf_counter() - t0) * 1000
+
+
+    # --- layers (bottom → top); the live ones (incidents, workers) are added by the map fragment ---------------
+    below: list[tuple[str, str]] = [state.static_layer(t, KEY, "district-fill")]
+    above: list[tuple[str, str]] = []
+    zoom_ranges: dict[str, tuple[float, float]] = {}
+    legends: list[dict[str, Any]] = []
+    if show_metric:
+        lyr, legend = state.grid_metric_layer(t, KEY, metric)
+        below.append(lyr)
+        legends.append(dict(legend, layers=["grid-metric"]))
+    if show_hex:
+        hex_json, ranges, legend = state.hex_layers(t, KEY, overlay, res_choice, role_key)
+        below += hex_json
+        zoom_ranges.update(ranges)
+        legends.append(dict(legend, layers=[i for i, _ in hex_json]))
+    if summary is not None and 0 < len(summary.cells) <= MAX_TOUCHED_CELLS:
+        below.append(("touched-cells", layer_to_json(hexagons.touched_cells_layer(summary.cells))))
+    if show_bounds:
+        for name in ("boundary-grid", "boundary-community", "boundary-town"):
+            below.append(state.static_layer(t, KEY, name))
+        zoom_ranges["boundary-grid"] = (12.0, 24.0)
+        legends.append(_boundary_legend())
+    if show_buildings and ss.bbox is not None:
+        below.append(state.buildings_layer_json(t, ss.bbox))
+        zoom_ranges["buildings-3d"] = (building_layers.MIN_ZOOM, 24.0)
+        legends.append({"title": "Buildings by use", "layers": ["buildings-3d"], "rows": [
+            {"color": colors.rgba_to_css(c), "label": u} for u, c in colors.USE_COLORS.items()]})
+    if show_business:
+        below.append(state.static_layer(t, KEY, "businesses"))
+        zoom_ranges["businesses"] = (12.5, 24.0)
+        legends.append({"title": "Businesses (worst credit colour)", "layers": ["businesses"], "rows": [
+            {"color": colors.rgba_to_css(c), "label": k} for k, c in colors.CREDIT_COLORS.items()]})
+    if show_cameras:
+        below += [state.static_layer(t, KEY, "cameras-agg"), state.static_layer(t, KEY, "cameras")]
+        zoom_ranges["cameras-agg"] = (0.0, live.POINTS_MIN_ZOOM)
+        zoom_ranges["cameras"] = (live.POINTS_MIN_ZOOM, 24.0)
+        legends.append(_camera_legend())
+    if ss.area is not None:
+        above.append(("query-area", layer_to_json(boundaries.area_layer(ss.area["geojson"]))))
+    if show_labels:
+        above += _label_layers(t, KEY, zoom_ranges)
+
+    # --- page -------------------------------------------------------------------------------------------------
+    col_map, col_panel = st.columns([0.64, 0.36], gap="small")
+    # The panel is filled first: its deltas reach the browser before the map's, so the summary is on screen while
+    # the map iframe is still drawing its next frame.
+    with col_panel:
+        if ectx is not None:
+            edit.render(ectx)
+        else:
+            _panel(t, head, summary, query_ms, query_error)
+
+    b = t.district.bounds
+    view = {"longitude": (b[0] + b[2]) / 2, "latitude": (b[1] + b[3]) / 2, "zoom": 11.4, "pitch": 0, "bearing": 0}
+    map_args = {"key": "map", "height": MAP_HEIGHT, "view": view, "fly_to": ss.fly,
+                "loaded_bbox": ss.bbox if show_buildings else None,
+                "view_events_min_zoom": building_layers.MIN_ZOOM if show_buildings else None,
+                "basemap_url": BASEMAP_URL if show_basemap else None, "clear_drawn_seq": ss.clear_seq}
+    with col_map:
+        if ectx is not None:
+            layer_list, zr, lg = edit.map_layers(ectx)
+            deck_map(layer_list, zoom_ranges=zr, legends=lg, brush=edit.brush_args(ectx), **map_args)
+        else:
+            _live_map(t, head.label, below, above, zoom_ranges, legends, map_args,
+                      incidents=show_incidents, workers=show_workers)
+
+    if os.environ.get("TWIN_APP_TIMING"):
+        print(f"[app] {time.time() * 1000:.0f} script run {1000 * (time.perf_counter() - _T_START):.0f} ms "
+              f"(query {query_ms:.0f} ms, {len(below) + len(above)} static layers)", file=sys.stderr, flush=True)
+
+
+def _boundary_legend() -> dict[str, Any]:
+    return {"title": "Boundaries (synthetic)", "layers": ["boundary-town", "boundary-community", "boundary-grid"],
+            "rows": [{"kind": "line", "color": colors.rgba_to_css(colors.LEVEL_COLORS[lv][0]), "label": lbl}
+                     for lv, lbl in (("district", "District 区"), ("town", "Town 镇街"),
+                                     ("community", "Community 村居"), ("grid", "Grid 网格 (zoom ≥ 12)"))]}
+
+
+def _camera_legend() -> dict[str, Any]:
+    return {"title": "Cameras 视频", "layers": ["cameras-agg", "cameras"], "rows": [
+        {"color": "rgba(186,104,255,0.6)", "label": f"count per hexagon (zoom < {live.POINTS_MIN_ZOOM:g})"},
+        {"color": "rgba(186,104,255,0.9)", "label": "camera"}]}
+
+
+def _label_layers(t: twin.Twin, key: str, zoom_ranges: dict[str, tuple[float, float]]) -> list[tuple[str, str]]:
     zoom_ranges["labels-town"] = (0.0, 13.0)
     zoom_ranges["labels-community"] = (12.8, 15.0)
     zoom_ranges["labels-grid"] = (15.0, 24.0)
+    return [state.static_layer(t, key, f"labels-{lv}") for lv in ("town", "community", "grid")]
 
-if ectx is not None:
-    layer_list, zoom_ranges, legends = edit.map_layers(ectx)
 
-# --- page -----------------------------------------------------------------------------------------------------
+@st.fragment(run_every=live.LIVE_EVERY_S)
+def _live_map(t: twin.Twin, version_label: str, below: list[tuple[str, str]], above: list[tuple[str, str]],
+              zoom_ranges: dict[str, tuple[float, float]], legends: list[dict[str, Any]], map_args: dict[str, Any],
+              *, incidents: bool, workers: bool) -> None:
+    """The map with its live layers, re-run on its own every ``LIVE_EVERY_S`` (a fragment: only this part of the
+    page runs; the map component keeps its view and re-parses only the layers whose JSON changed). A map event
+    (click, drawing) reruns the whole page, which handles it."""
+    ss = st.session_state
+    ev = ss.get("map")
+    if isinstance(ev, dict) and ev.get("seq") != ss.get("seen_seq"):
+        st.rerun()  # the page handles the event (dossier, summary) before drawing
+    try:
+        snap = _live_state(t)
+    except twin.TwinError as e:
+        st.warning(f"Live layers unavailable: {e}")
+        snap = None
+    layers, ranges, lg = list(below), dict(zoom_ranges), list(legends)
+    if snap is not None:
+        live_json, live_ranges, live_legends = live.live_layers(snap, incidents=incidents, workers=workers)
+        layers += live_json
+        ranges.update(live_ranges)
+        lg = live_legends + lg
+        st.caption(f"● live {snap.now:%H:%M:%S} · {len(snap.open):,} open incidents "
+                   f"({int(snap.open['overdue'].sum()):,} overdue) · {snap.workers_online}/{len(snap.board)} workers "
+                   f"online · **{version_label}**")
+    deck_map(layers + above, zoom_ranges=ranges, legends=lg, **map_args)
 
-col_map, col_panel = st.columns([0.64, 0.36], gap="small")
-# The panel is filled first: its deltas reach the browser before the map's (large) new layer JSON, so the
-# summary is on screen while the map iframe is still drawing its next frame.
-with col_panel:
-    if ectx is not None:
-        edit.render(ectx)
-    else:
-        if query_error:
-            st.error(query_error)
-        if summary is not None:
-            panels.summary_panel(summary, title=ss.area["title"], geojson=ss.area["geojson"], ms=query_ms,
-                                 file_stem=f"area_{state.area_id(ss.area['geojson'])}")
-        if ss.dossier:
-            try:
-                d = grid_dossier(t, ss.dossier)
-                nb = state.grid_neighbours(t, ss.dossier)
-                names = t.grids.set_index("grid_code")["grid_name"]
-                panels.dossier_panel(d, [(c, str(names.get(c, c))) for c in nb])
-            except twin.TwinError as e:
-                st.error(str(e))
-        if summary is None and not ss.dossier and not query_error:
-            st.subheader("Draw an area 圈选")
-            st.markdown("Use **◯ Lasso** (press, drag around, release) or **⬠ Polygon** (click corners, double-click) "
-                        "on the map, pick a unit in the search box, or upload a GeoJSON. Click a grid for its dossier.")
-            c = t.manifest["counts"]
-            st.caption(f"District: {c['residents']:,} residents · {c['dwellings']:,} dwellings · "
-                       f"{c['businesses']:,} businesses · {c['workers']} grid workers · {c['cameras']:,} cameras")
 
-with col_map:
-    b = t.district.bounds
-    deck_map(layer_list, key="map", height=MAP_HEIGHT, zoom_ranges=zoom_ranges, legends=legends,
-             view={"longitude": (b[0] + b[2]) / 2, "latitude": (b[1] + b[3]) / 2, "zoom": 11.4, "pitch": 0,
-                   "bearing": 0},
-             fly_to=ss.fly,
-             loaded_bbox=ss.bbox if show_buildings else None,
-             view_events_min_zoom=building_layers.MIN_ZOOM if show_buildings else None,
-             basemap_url=BASEMAP_URL if show_basemap else None, clear_drawn_seq=ss.clear_seq)
+def _live_state(t: twin.Twin) -> live.LiveState:
+    table = state.grid_table(t, state.twin_key(t))
+    return live.live_state(live.incident_store(state.store_url(t)), t, now=live.now_cst(),
+                           residents=int(t.manifest["counts"]["residents"]),
+                           key_persons=int(table["key_persons"].sum()))
 
-if os.environ.get("TWIN_APP_TIMING"):
-    print(f"[app] {time.time() * 1000:.0f} script run {1000 * (time.perf_counter() - _T_START):.0f} ms "
-          f"(query {query_ms:.0f} ms, {len(layer_list)} layers, {sum(len(j) for _, j in layer_list):,} chars)",
-          file=sys.stderr, flush=True)
+
+def _panel(t: twin.Twin, head: state.HeadTwin, summary: Any, query_ms: float, query_error: str | None) -> None:
+    """The side panel of Explore: the clicked incident, the area summary, the grid dossier, or a hint."""
+    ss = st.session_state
+    if query_error:
+        st.error(query_error)
+    if ss.incident:
+        _incident_card(t, int(ss.incident))
+    if summary is not None:
+        panels.summary_panel(summary, title=ss.area["title"], geojson=ss.area["geojson"], ms=query_ms,
+                             file_stem=f"area_{state.area_id(ss.area['geojson'])}")
+    if ss.dossier:
+        try:
+            d = grid_dossier(t, ss.dossier)
+            nb = state.grid_neighbours(t, ss.dossier)
+            names = t.grids.set_index("grid_code")["grid_name"]
+            status = live.incident_store(state.store_url(t)).worker_status()
+            panels.dossier_panel(d, [(c, str(names.get(c, c))) for c in nb], version=head.label,
+                                 live_status=dict(zip(status["worker_id"].astype(str), status["status"].astype(str))))
+        except twin.TwinError as e:
+            st.error(str(e))
+    if summary is None and not ss.dossier and not query_error and not ss.incident:
+        st.subheader("Draw an area 圈选")
+        st.markdown("Use **◯ Lasso** (press, drag around, release) or **⬠ Polygon** (click corners, double-click) "
+                    "on the map, pick a unit in the search box, or upload a GeoJSON. Click a grid for its dossier, "
+                    "an incident to open it.")
+        c = t.manifest["counts"]
+        st.caption(f"District: {c['residents']:,} residents · {c['dwellings']:,} dwellings · "
+                   f"{c['businesses']:,} businesses · {c['workers']} grid workers · {c['cameras']:,} cameras · "
+                   f"{head.label}")
+
+
+def _incident_card(t: twin.Twin, incident_id: int) -> None:
+    try:
+        inc = live.incident_store(state.store_url(t)).get(incident_id)
+    except twin.TwinError as e:
+        st.error(str(e))
+        return
+    cat = live.catalogue()
+    st.subheader(f"Incident 事件 #{inc.id} · {category_label(inc.category, cat)}")
+    st.markdown(f"state **{inc.state}** · level **{inc.level or '-'}** · grid `{inc.grid_code or '-'}` · worker "
+                f"{inc.assignee or '-'} · reported {inc.reported_at:%Y-%m-%d %H:%M} · deadline "
+                f"{inc.deadline.strftime('%Y-%m-%d %H:%M') if inc.deadline else '-'}")
+    st.page_link(INCIDENTS_PAGE, label="Act on it in Incidents 事件 →", icon="🚨")
+
+
+INCIDENTS_PAGE = st.Page("pages/1_Incidents.py", title="Incidents 事件", icon="🚨", url_path="Incidents")
+pages = [st.Page(explore_page, title=PAGE_TITLE, icon="🗺️", default=True), INCIDENTS_PAGE]
+st.set_page_config(page_title="Chancheng one map 禅城一张图", page_icon="🗺️", layout="wide",
+                   initial_sidebar_state="collapsed" if _is_screen() else "expanded")
+st.navigation(pages, position="hidden" if _is_screen() else "sidebar").run()

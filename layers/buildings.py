@@ -59,7 +59,7 @@ def building_layer(buildings: gpd.GeoDataFrame, *, layer_id: str = "buildings-3d
         raise ValueError(f"unknown color_by {color_by!r}; use 'use' or 'value'")
     data = {
         "polygon": coords,
-        "height_m": buildings["height_m"].round(1).tolist(),
+        "height_m": buildings["height_m"].astype(float).round(1).tolist(),  # float32 → 34.7, not 34.70000076…
         "fill": fill,
         "use": buildings["use"].astype(str).tolist(),
         "building_id": buildings["building_id"].astype(int).tolist(),

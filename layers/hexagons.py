@@ -13,8 +13,10 @@ import pandas as pd
 import pydeck as pdk
 
 from layers.colors import ClassedScale
+from twin.cells import latlng_to_cells
 
-__all__ = ["cells_to_hex", "hexagon_layer", "touched_cells_layer", "ZOOM_FOR_RES", "res_for_zoom"]
+__all__ = ["cells_to_hex", "hexagon_layer", "touched_cells_layer", "point_count_layer", "ZOOM_FOR_RES",
+           "res_for_zoom"]
 
 #: Which overlay resolution to show at which map zoom: res → [min_zoom, max_zoom).
 ZOOM_FOR_RES: dict[int, tuple[float, float]] = {8: (0.0, 12.5), 9: (12.5, 14.5), 10: (14.5, 24.0)}
@@ -73,3 +75,30 @@ def touched_cells_layer(cells: np.ndarray, *, layer_id: str = "touched-cells",
     data = pd.DataFrame({"hex": cells_to_hex(cells)})
     return pdk.Layer("H3HexagonLayer", data=data, id=layer_id, get_hexagon="hex", get_fill_color=list(color),
                      filled=True, stroked=False, extruded=False, pickable=False)
+
+
+def point_count_layer(lng: np.ndarray, lat: np.ndarray, *, res: int, layer_id: str, color: Sequence[int],
+                      label: str, split: np.ndarray | None = None, split_label: str = "") -> pdk.Layer:
+    """Points (WGS84 degrees) counted per H3 cell of ``res``: one hexagon per non-empty cell, more opaque for
+    more points (the district view of workers or cameras instead of hundreds of overlapping dots).
+
+    ``split`` (a boolean per point, e.g. "online") adds a second count to the tooltip, named ``split_label``.
+    """
+    lng_a, lat_a = np.asarray(lng, dtype=float), np.asarray(lat, dtype=float)
+    if len(lng_a) != len(lat_a):
+        raise ValueError(f"{len(lng_a)} longitudes for {len(lat_a)} latitudes")
+    cells = latlng_to_cells(lat_a, lng_a, res)
+    frame = pd.DataFrame({"cell": cells, "n": 1, "k": np.ones(len(cells), int) if split is None
+                          else np.asarray(split, dtype=bool).astype(int)})
+    per = frame.groupby("cell", sort=True).sum()
+    n = per["n"].to_numpy()
+    top = float(np.quantile(n, 0.95)) if len(n) else 1.0
+    alpha = np.clip(70 + 170 * n / max(top, 1.0), 70, 240).astype(int)
+    r, g, b = (int(c) for c in color[:3])
+    data = pd.DataFrame({"hex": cells_to_hex(per.index.to_numpy()), "fill": [[r, g, b, int(a)] for a in alpha],
+                         "n": n, "k": per["k"].to_numpy()})
+    tip = f"<b>{{n}}</b> {label}" + (f"<br/>{{k}} {split_label}" if split is not None else "") + \
+        "<br/><i>zoom in for each one</i>"
+    return pdk.Layer("H3HexagonLayer", data=data, id=layer_id, get_hexagon="hex", get_fill_color="fill",
+                     filled=True, stroked=True, get_line_color=[r, g, b, 255], line_width_min_pixels=1,
+                     extruded=False, pickable=True, high_precision="auto", tooltip_html=tip)

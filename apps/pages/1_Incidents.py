@@ -18,17 +18,23 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 import twin  # noqa: E402
-from apps import state  # noqa: E402
+from apps import live, state  # noqa: E402
 from apps.components.deckmap import VendorMissingError, deck_map, ensure_vendor  # noqa: E402
 from apps.panels import csv_bytes  # noqa: E402
-from layers.incidents import incident_workers_layer, incidents_layer, inspections_layer  # noqa: E402
+from layers.incidents import (  # noqa: E402
+    LEVEL_LABELS,
+    category_label,
+    incident_workers_layer,
+    incidents_layer,
+    inspections_layer,
+)
 from layers.serialize import layer_to_json  # noqa: E402
-from twin.incidents.catalogue import LEVELS, load_catalogue  # noqa: E402
+from twin.incidents.catalogue import LEVELS  # noqa: E402
+from twin.incidents.dispatch import nearest_workers  # noqa: E402
 from twin.incidents.inspections import inspection_plan, plan_summary  # noqa: E402
 from twin.incidents.lifecycle import CST, OPEN_STATES, STATES, allowed_actions, overdue_mask  # noqa: E402
 from twin.incidents.stats import incident_stats  # noqa: E402
 from twin.incidents.store import (  # noqa: E402
-    IncidentStore,
     act_on_incident,
     board_for,
     dispatch_incident,
@@ -36,21 +42,10 @@ from twin.incidents.store import (  # noqa: E402
     reassign_incident,
 )
 from twin.incidents.synth import seed_incidents  # noqa: E402
-from twin.store.sql import open_store  # noqa: E402
 
 MAX_MAP_POINTS = 5_000
 
-st.set_page_config(page_title="Incidents 事件", page_icon="🚨", layout="wide")
-
-
-@st.cache_resource(show_spinner=False)
-def _istore(root: str) -> IncidentStore:
-    return IncidentStore(open_store(twin_root=root))
-
-
-@st.cache_resource(show_spinner=False)
-def _catalogue() -> pd.DataFrame:
-    return load_catalogue()
+st.set_page_config(page_title="Incidents 事件 · Chancheng", page_icon="🚨", layout="wide")
 
 
 @st.cache_data(show_spinner="Planning inspections …")
@@ -58,13 +53,24 @@ def _plan(_t: twin.Twin, key: str, month: str, green: int, yellow: int, red: int
     return inspection_plan(_t, month, frequency={"green": green, "yellow": yellow, "red": red})
 
 
-def _map(t: twin.Twin, layers: list[pdk.Layer], *, key: str, height: int) -> None:
-    """The same deck.gl component as the one map (tooltips are templates, the district outline underneath)."""
+def _map(t: twin.Twin, layers: list[pdk.Layer], *, key: str, height: int) -> dict | None:
+    """The same deck.gl component as the one map (tooltips are templates, the district outline underneath);
+    returns its last event (a click on an incident selects it)."""
     b = t.district.bounds
-    deck_map([state.static_layer(t, state.twin_key(t), "district-fill"), *((lyr.id, layer_to_json(lyr)) for lyr in layers)],
-             key=key, height=height,
-             view={"longitude": (b[0] + b[2]) / 2, "latitude": (b[1] + b[3]) / 2, "zoom": 11.3, "pitch": 0,
-                   "bearing": 0})
+    return deck_map([state.static_layer(t, state.twin_key(t), "district-fill"),
+                     *((lyr.id, layer_to_json(lyr)) for lyr in layers)], key=key, height=height,
+                    view={"longitude": (b[0] + b[2]) / 2, "latitude": (b[1] + b[3]) / 2, "zoom": 11.3, "pitch": 0,
+                          "bearing": 0})
+
+
+def _select_from_map() -> None:
+    """A click on an incident dot opens that incident below (the map's event is in session state)."""
+    ev = st.session_state.get("incident-map")
+    if isinstance(ev, dict) and ev.get("seq") != st.session_state.get("inc_map_seq"):
+        st.session_state["inc_map_seq"] = ev.get("seq")
+        iid = (ev.get("properties") or {}).get("id") if ev.get("event") == "click" else None
+        if iid and ev.get("layer") == "incidents":
+            st.session_state["inc_id"] = int(iid)
 
 
 try:
@@ -73,9 +79,10 @@ except VendorMissingError as e:
     st.error(str(e))
     st.stop()
 try:
-    t = state.get_twin()
-    istore = _istore(str(t.root))
-    cat = _catalogue()
+    head = state.head_twin()  # dispatching and the board follow the head partition version
+    t = head.twin
+    istore = live.incident_store(state.store_url(t))
+    cat = live.catalogue()
 except twin.TwinError as e:
     st.error(str(e))
     st.stop()
@@ -84,6 +91,7 @@ now = dt.datetime.now(CST).replace(microsecond=0)
 actor = st.sidebar.text_input("Acting as 操作人", value=ss.get("actor", "district-admin"), key="actor")
 
 st.title("事件 Incidents — report → dispatch → handle → follow up")
+st.caption(f"Synthetic incident history (labelled synthetic) · {head.label}")
 if istore.count() == 0:
     st.info("No incidents stored yet. Seed a SYNTHETIC 12-month history (≈ 30,000 cases, labelled synthetic) "
             "or import real ones with `twin incidents import FILE`.")
@@ -97,13 +105,17 @@ if istore.count() == 0:
 sb = st.sidebar
 sb.header("Filters")
 states = sb.multiselect("State", STATES, default=list(OPEN_STATES))
-cats = sb.multiselect("Category", list(cat.index), format_func=lambda c: f"{cat.loc[c, 'name_zh']} {c}")
+cats = sb.multiselect("Category", list(cat.index), format_func=lambda c: category_label(c, cat))
 grid = sb.text_input("Grid code (blank = all)").strip()
 only_overdue = sb.checkbox("Overdue only 超时")
-days = sb.slider("Reported in the last … days", 1, 400, 30)
+latest = live.latest_report(istore) or now
+end = min(now, latest)
+days = sb.slider("Reported in the … days up to the latest report", 1, 400, 30,
+                 help=f"The window ends at the latest report ({end:%Y-%m-%d %H:%M}), so a history that ended a "
+                      "while ago still shows its newest incidents.")
 try:
     q = istore.frame(states=states or None, categories=cats or None, grid_codes=[grid] if grid else None,
-                     since=now - dt.timedelta(days=days))
+                     since=end - dt.timedelta(days=days))
 except twin.TwinError as e:
     st.error(str(e))
     st.stop()
@@ -122,21 +134,32 @@ with tab_queue:
     c4.metric("Linked repeat reports", f"{int(q['linked_reports'].sum()):,}")
     board = board_for(istore, t)
     shown = q.head(MAX_MAP_POINTS)
-    _map(t, [incidents_layer(shown, overdue=shown["overdue"].to_numpy()), incident_workers_layer(board)],
-         key="incident-map", height=480)
+    _select_from_map()
+    _map(t, [incidents_layer(shown, overdue=shown["overdue"].to_numpy(), catalogue=cat),
+             incident_workers_layer(board)], key="incident-map", height=480)
     cols = ["id", "state", "overdue", "category", "severity", "channel", "reported_at", "grid_code", "level",
             "handler_code", "assignee", "deadline", "linked_reports", "version"]
-    st.dataframe(q[cols].head(1000), hide_index=True, height=300)
+    table = q[cols].head(1000).copy()
+    table["category"] = [category_label(c, cat) for c in table["category"].astype(str)]
+    table["level"] = [LEVEL_LABELS.get(v, v) for v in table["level"].fillna("").astype(str)]
+    st.caption("Click a row (or an incident on the map) to open it below.")
+    picked = st.dataframe(table, hide_index=True, height=300, on_select="rerun", selection_mode="single-row",
+                          key="inc_table")
+    rows = picked.selection.rows if picked is not None else []
+    if rows and st.session_state.get("inc_table_pick") != int(table["id"].iloc[rows[0]]):
+        st.session_state["inc_table_pick"] = int(table["id"].iloc[rows[0]])
+        st.session_state["inc_id"] = st.session_state["inc_table_pick"]
 
     st.subheader("Act on an incident")
-    default_id = int(q["id"].iloc[0]) if len(q) else 1
-    iid = st.number_input("Incident id", min_value=1, value=default_id, step=1)
+    if "inc_id" not in st.session_state:
+        st.session_state["inc_id"] = int(q["id"].iloc[0]) if len(q) else 1
+    iid = st.number_input("Incident id", min_value=1, step=1, key="inc_id")
     try:
         inc = istore.get(int(iid))
     except twin.TwinError as e:
         st.error(str(e))
         st.stop()
-    st.caption(f"#{inc.id} · {cat.loc[inc.category, 'name_zh']} ({inc.category}) · state **{inc.state}** · level "
+    st.caption(f"#{inc.id} · {category_label(inc.category, cat)} · state **{inc.state}** · level "
                f"{inc.level or '-'} · handler {inc.handler_code or '-'} · assignee {inc.assignee or '-'} · "
                f"deadline {inc.deadline.isoformat() if inc.deadline else '-'} · v{inc.version}")
     actions = allowed_actions(inc.state)
@@ -146,8 +169,13 @@ with tab_queue:
         act = st.selectbox("Action", actions)
         reason = st.text_input("Reason (required for reassign / escalate / reopen)")
         sat = st.slider("Satisfaction 满意度", 1, 5, 5) if act == "follow_up" else None
-        worker = st.selectbox("To worker", board.loc[board["status"] == "online", "worker_id"]) \
-            if act == "reassign" else None
+        worker = None
+        if act == "reassign":  # nearest available (online) workers first, with distance and open cases
+            near = nearest_workers(board, inc.lng, inc.lat, k=12)
+            near = near[near["worker_id"] != (inc.assignee or "")]
+            labels = {str(r.worker_id): f"{r.worker_id} {r.name} · {r.dist_m:,.0f} m · grid {r.grid_code} · "
+                                        f"{int(r.open_cases)} open" for r in near.itertuples()}
+            worker = st.selectbox("To worker (nearest available first)", list(labels), format_func=labels.get)
         lvl = None
         if act == "escalate":
             higher = [x for x in LEVELS if not inc.level or LEVELS.index(x) > LEVELS.index(inc.level)]

@@ -99,7 +99,11 @@ def deck_map(layers: Sequence[tuple[str, str]], *, view: Mapping[str, float], ke
              zoom_ranges: Mapping[str, tuple[float, float]] | None = None, legends: Sequence[Mapping] = (),
              fly_to: Mapping[str, Any] | None = None,
              loaded_bbox: Sequence[float] | None = None, view_events_min_zoom: float | None = None,
-             basemap_url: str | None = None, clear_drawn_seq: int | None = None) -> dict[str, Any] | None:
+             basemap_url: str | None = None, clear_drawn_seq: int | None = None,
+             hud: Mapping[str, Any] | None = None, screen: bool = False, fill_height: bool = False,
+             legend_collapsed: bool = False, hidden: Sequence[str] = (),
+             fit_bounds: Sequence[float] | None = None,
+             brush: Mapping[str, Any] | None = None) -> dict[str, Any] | None:
     """Show the map; return the last event (see module doc) or ``None`` before any.
 
     Parameters
@@ -114,9 +118,32 @@ def deck_map(layers: Sequence[tuple[str, str]], *, view: Mapping[str, float], ke
         Layers shown only inside that zoom range (e.g. finer hexagons when zoomed in), switched in the browser.
     fly_to : dict with ``seq``
         Move the view when ``seq`` changes (e.g. to a picked grid).
+    legends : list of dict
+        ``{"title", "rows": [{"color", "label", "kind": "line" | "ring" | None}], "layers": [ids]}``. The legend is
+        collapsible, lists only entries whose layers are shown at the current zoom, and each entry with ``layers``
+        has a box that switches those layers off/on in the browser (no rerun).
+    hud : dict
+        Command-centre overlay: ``title``, ``subtitle``, ``updated``, ``kpis`` ([{key, label, value, sub, tone}]),
+        ``alarms`` ([{id, kind, at, text}]), ``alarm_hours``; a clock (CST) ticks in the browser.
+    screen : bool
+        Command-centre styling: no drawing toolbar, text ≥ 18 px and scaled with the window (1 vw).
+    fill_height : bool
+        Make the map as tall as the browser window (full-bleed screen mode); ``height`` is the fallback.
+    hidden : list of ids
+        Layers switched off in the legend when the map first appears (the user switches them on there).
+    fit_bounds : (west, south, east, north)
+        Initial view fitted to these WGS84 bounds in the map's actual size (instead of ``view``'s zoom).
+    basemap_url : str
+        Web tiles; probed first, and when unreachable (no internet) the map says so and draws no tile layer.
+    brush : dict
+        Edit mode's brush (:func:`apps.edit.brush_args`): adds a "🖌 Brush" tool that paints H3 res-11 cells into
+        ``target`` with a live balance box, and returns ``{"event": "brush", "target", "cells": [hex…]}`` per stroke.
     """
     return _component(layers=[[i, _by_reference(j)] for i, j in layers], view=dict(view), zoom_ranges=dict(zoom_ranges or {}),
                       legends=list(legends), fly_to=dict(fly_to) if fly_to else None,
                       loaded_bbox=list(loaded_bbox) if loaded_bbox else None,
                       view_events_min_zoom=view_events_min_zoom, basemap_url=basemap_url,
-                      clear_drawn_seq=clear_drawn_seq, height=height, key=key, default=None)
+                      clear_drawn_seq=clear_drawn_seq, height=height, hud=dict(hud) if hud else None,
+                      screen=screen, fill_height=fill_height, legend_collapsed=legend_collapsed, hidden=list(hidden),
+                      fit_bounds=list(fit_bounds) if fit_bounds else None, key=key,
+                      brush=dict(brush) if brush else None, default=None)

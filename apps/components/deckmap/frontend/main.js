@@ -30,7 +30,8 @@
   const state = {
     args: null, viewState: null, flySeq: null, mode: "pan", cache: new Map(), visibleKey: "",
     sketchPx: [], cursorPx: null, drawn: null, hover: null, firstPaint: null, renders: 0, lastSent: null, loadedBBox: null,
-    viewTimer: null, height: 0,
+    viewTimer: null, height: 0, hidden: new Set(), legends: [], legendCollapsed: null, renderSig: null,
+    basemapOk: null, hud: null,
   };
   const api = { state, firstPaint: null, lastDrawn: null, drawEndAt: null, renders: 0 };
   // True when every layer file has arrived and every visible layer is loaded (for tests and screenshots).
@@ -75,6 +76,8 @@
     const r = (state.args.zoom_ranges || {})[id];
     return !r || (zoom >= r[0] && zoom < r[1]);
   }
+  // shown = in its zoom range and not switched off in the legend
+  function isShown(id, zoom) { return !state.hidden.has(id) && inZoom(id, zoom); }
 
   // Large layers arrive as "@layers/<sha1>.json" (a file served with the component): fetched once, cached by name.
   const fetched = new Map();  // ref → JSON text, or a pending Promise
@@ -137,9 +140,31 @@
   }
   window.addEventListener("resize", () => { sizeSketch(); drawSketch(); });
 
+  // The web basemap needs internet: one tile is probed first; unreachable → a notice and no tile layer (offline the
+  // map is the district outline and the twin's own layers, which is how it is meant to look here).
+  function probeBasemap(url) {
+    if (state.basemapProbe === url) return;
+    state.basemapProbe = url;
+    state.basemapOk = null;
+    const img = new Image();
+    const done = (ok) => {
+      if (state.basemapProbe !== url) return;
+      state.basemapOk = ok;
+      el("notice").textContent = ok ? "" : "Web basemap unreachable (it needs internet): showing the district outline only.";
+      el("notice").style.display = ok ? "none" : "block";
+      if (ok) updateLayers();
+    };
+    const timer = setTimeout(() => done(false), 4000);
+    img.onload = () => { clearTimeout(timer); done(true); };
+    img.onerror = () => { clearTimeout(timer); done(false); };
+    img.src = url.replace("{z}", "1").replace("{x}", "1").replace("{y}", "0");
+  }
+
   function basemapLayer() {
     const url = state.args.basemap_url;
-    if (!url) return [];
+    if (!url) { state.basemapProbe = null; el("notice").style.display = "none"; return []; }
+    probeBasemap(url);
+    if (state.basemapOk !== true) return [];
     return [new D.TileLayer({
       id: "_basemap", data: url, minZoom: 0, maxZoom: 19, tileSize: 256,
       renderSubLayers: (props) => {
@@ -157,21 +182,21 @@
       let layer;
       try { layer = convertLayer(id, json); } catch (e) { showError("layer " + id + ": " + e); continue; }
       if (!layer) continue;
-      layers.push(layer.clone({ visible: inZoom(id, zoom) }));
+      layers.push(layer.clone({ visible: isShown(id, zoom) }));
     }
     deckgl.setProps({ layers: basemapLayer().concat(layers, drawLayers()) });
     state.visibleKey = visibleKey(zoom);
   }
 
   function visibleKey(zoom) {
-    return state.args.layers.map(([id]) => (inZoom(id, zoom) ? "1" : "0")).join("");
+    return state.args.layers.map(([id]) => (isShown(id, zoom) ? "1" : "0")).join("");
   }
 
   // ---- view changes ----
   function onView() {
     if (!state.args) return;
     const zoom = currentView().zoom;
-    if (visibleKey(zoom) !== state.visibleKey) updateLayers();
+    if (visibleKey(zoom) !== state.visibleKey) { updateLayers(); drawLegend(); }
     el("status").textContent = `zoom ${zoom.toFixed(1)} · ${currentView().longitude.toFixed(4)}, ${currentView().latitude.toFixed(4)}`;
     clearTimeout(state.viewTimer);
     state.viewTimer = setTimeout(maybeSendView, 450);
@@ -198,7 +223,8 @@
     if (!info || !info.object || !info.layer || state.mode !== "pan") return null;
     const t = info.layer.props.tooltipHtml;
     if (!t) return null;
-    return { html: fill(t, info.object), style: { background: "rgba(11,20,38,0.95)", color: "#fff", fontSize: "14px",
+    return { html: fill(t, info.object), style: { background: "rgba(11,20,38,0.95)", color: "#fff",
+      fontSize: state.args && state.args.screen ? "max(18px, 1vw)" : "14px", zIndex: 30,
       border: "1px solid #3c5a8a", borderRadius: "6px", padding: "6px 8px",
       fontFamily: "Noto Sans CJK SC, sans-serif" } };
   }
@@ -328,33 +354,271 @@
     onView();
   };
 
-  // ---- legend ----
+  // ---- legend: collapsible; only the layers visible at this zoom; a box per entry switches its layers ----
   function renderLegend(legends) {
+    state.legends = legends || [];
+    if (state.legendCollapsed === null) state.legendCollapsed = !!(state.args && state.args.legend_collapsed);
+    drawLegend();
+  }
+  function legendVisible(lg, zoom) {  // an entry without layer ids is always shown
+    const ids = lg.layers || [];
+    return !ids.length || ids.some((id) => inZoom(id, zoom) && (state.args.layers || []).some(([i]) => i === id));
+  }
+  function drawLegend() {
     const box = el("legend");
-    if (!legends || !legends.length) { box.style.display = "none"; return; }
+    if (!state.args || !state.legends.length) { box.style.display = "none"; return; }
+    const zoom = currentView().zoom || 11;
+    const shown = state.legends.map((lg, i) => [lg, i]).filter(([lg]) => legendVisible(lg, zoom));
     box.style.display = "block";
-    box.innerHTML = legends.map((lg) => {
-      const rows = lg.rows.map((r) => `<div class="row"><span class="${r.kind === "line" ? "line" : "sw"}" style="${
-        r.kind === "line" ? "border-top-color" : "background"}:${r.color}"></span><span>${escapeHtml(r.label)}</span></div>`).join("");
-      return `<h4>${escapeHtml(lg.title)}</h4>${rows}`;
+    const head = `<div class="lg-head" id="legend-head">${state.legendCollapsed ? "▸" : "▾"} Legend 图例 ` +
+      `<span class="lg-n">(${shown.length})</span></div>`;
+    if (state.legendCollapsed) { box.innerHTML = head; return; }
+    box.innerHTML = head + shown.map(([lg, i]) => {
+      const ids = lg.layers || [];
+      const on = !ids.length || !ids.every((id) => state.hidden.has(id));
+      const toggle = ids.length ? `<input type="checkbox" data-lg="${i}" ${on ? "checked" : ""}/>` : "";
+      const rows = on ? lg.rows.map((r) => `<div class="row"><span class="${r.kind === "line" ? "line" : r.kind === "ring" ? "ring" : "sw"}" style="${
+        r.kind === "line" ? "border-top-color" : r.kind === "ring" ? "border-color" : "background"}:${r.color}"></span><span>${escapeHtml(r.label)}</span></div>`).join("") : "";
+      return `<h4><label>${toggle}${escapeHtml(lg.title)}</label></h4>${rows}`;
     }).join("");
   }
+  el("legend").addEventListener("click", (ev) => {
+    if (ev.target.closest("#legend-head")) { state.legendCollapsed = !state.legendCollapsed; drawLegend(); return; }
+    const cb = ev.target.closest("input[data-lg]");
+    if (!cb) return;
+    const lg = state.legends[Number(cb.dataset.lg)];
+    for (const id of lg.layers || []) { if (cb.checked) state.hidden.delete(id); else state.hidden.add(id); }
+    updateLayers();
+    drawLegend();
+  });
+  api.hidden = state.hidden;
+
+  // ---- command-centre overlay: title, clock, KPI tiles, alarm strip (screen mode) ----
+  function renderHud(hud) {
+    const box = el("hud");
+    state.hud = hud || null;
+    if (!hud) { box.style.display = "none"; return; }
+    box.style.display = "block";
+    el("hud-title").textContent = hud.title || "";
+    el("hud-sub").textContent = hud.subtitle || "";
+    el("kpis").innerHTML = (hud.kpis || []).map((k) => `<div class="kpi ${k.tone || ""}" data-kpi="${escapeHtml(k.key)}">` +
+      `<div class="kpi-label">${escapeHtml(k.label)}</div><div class="kpi-value">${escapeHtml(k.value)}</div>` +
+      `<div class="kpi-sub">${escapeHtml(k.sub || "")}</div></div>`).join("");
+    const alarms = hud.alarms || [];
+    el("alarms").innerHTML = `<span class="al-head">ALARMS 告警</span>` + (alarms.length ? alarms.map((a) =>
+      `<span class="alarm ${a.kind}" data-id="${a.id}">${escapeHtml(a.at)} ${escapeHtml(a.text)}</span>`).join("")
+      : `<span class="alarm none">no new level-3/4 escalations or overdue cases in the last ${hud.alarm_hours || 6} h</span>`);
+    el("hud-updated").textContent = hud.updated ? `live · updated ${hud.updated}` : "";
+    tickClock();
+  }
+  function tickClock() {
+    if (!state.hud) return;
+    const now = new Date(Date.now() + 8 * 3600 * 1000);  // CST (UTC+08:00), whatever the browser's zone
+    const p = (n) => String(n).padStart(2, "0");
+    el("clock").textContent = `${now.getUTCFullYear()}-${p(now.getUTCMonth() + 1)}-${p(now.getUTCDate())} ` +
+      `${p(now.getUTCHours())}:${p(now.getUTCMinutes())}:${p(now.getUTCSeconds())} CST`;
+  }
+  setInterval(tickClock, 1000);
+
+  // ---- height: fixed, or the whole window of the page (screen mode, full-bleed) ----
+  function fitHeight() {
+    const a = state.args;
+    if (!a) return;
+    let h = a.height || 720;
+    if (a.fill_height) { try { h = window.parent.innerHeight; } catch (e) { h = window.innerHeight || h; } }
+    if (h !== state.height) {
+      state.height = h;
+      container.style.height = h + "px";
+      sizeSketch();
+      post("streamlit:setFrameHeight", { height: h });
+    }
+  }
+  try { window.parent.addEventListener("resize", fitHeight); } catch (e) { /* cross-origin parent */ }
+
   function escapeHtml(s) { return String(s).replace(/[&<>"]/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;" }[c])); }
+
+  // ---- brush (edit mode): paint H3 res-11 cells into a target grid, balance live in the browser ----
+  // Python sends args.brush = {target, radius, painted: [hex], color, grids: [[code, name, workload, ideal,
+  // community]] (target first), cells: {hex: [grid index, workload]}, error}. The pointer path → cells (h3-js);
+  // they are drawn on a 2D canvas (no WebGL frame per move) and the live box recomputes the grids' deviation.
+  // On release one {"event": "brush", target, cells} goes to Python, which previews the whole painting as one edit.
+  const brush = { args: null, stroke: null, pending: [], hover: [], lastPx: null, canvas: null, box: null, btn: null,
+    viewSig: "" };
+  api.brush = brush;
+  function brushEls() {
+    if (brush.canvas) return;
+    brush.canvas = document.createElement("canvas");
+    brush.canvas.id = "brush-canvas";
+    brush.canvas.style.cssText = "position:absolute;left:0;top:0;z-index:5;pointer-events:none";
+    container.appendChild(brush.canvas);
+    brush.box = document.createElement("div");
+    brush.box.id = "brush-box";
+    brush.box.style.cssText = "position:absolute;top:10px;right:10px;z-index:11;display:none;max-width:420px;" +
+      "background:rgba(11,20,38,0.92);color:#e8eefc;border:1px solid #ffd600;border-radius:8px;padding:8px 12px;" +
+      "font-size:15px;line-height:1.45";
+    container.appendChild(brush.box);
+  }
+  function brushButton(on) {
+    if (on && !brush.btn) {
+      brush.btn = document.createElement("button");
+      brush.btn.id = "btn-brush";
+      brush.btn.title = "Brush: drag over neighbouring grids to paint their cells into the selected grid";
+      brush.btn.textContent = "🖌 Brush";
+      brush.btn.onclick = () => {
+        setMode("brush");
+        brush.btn.classList.add("active");
+        el("hint").textContent = "drag to paint cells into the selected grid; release to preview";
+      };
+      el("toolbar").insertBefore(brush.btn, el("btn-clear"));
+      for (const m of ["pan", "lasso", "polygon"]) el("btn-" + m).addEventListener("click", () => {
+        brush.btn && brush.btn.classList.remove("active"); drawBrush();
+      });
+    } else if (!on && brush.btn) {
+      if (state.mode === "brush") setMode("pan");
+      brush.btn.remove();
+      brush.btn = null;
+    }
+  }
+  function brushCellsAt(px) {
+    const b = brush.args;
+    const ll = deckgl.getViewports()[0].unproject(px);
+    const c = window.h3.latLngToCell(ll[1], ll[0], 11);
+    return b.radius > 0 ? window.h3.gridDisk(c, b.radius) : [c];
+  }
+  function brushPaintTo(px) {  // every cell along the segment from the last pointer position (no gaps)
+    const from = brush.lastPx || px;
+    const n = Math.max(1, Math.ceil(Math.hypot(px[0] - from[0], px[1] - from[1]) / 4));
+    for (let i = 1; i <= n; i++) {
+      const p = [from[0] + (px[0] - from[0]) * i / n, from[1] + (px[1] - from[1]) * i / n];
+      for (const h of brushCellsAt(p)) brush.stroke.add(h);
+    }
+    brush.lastPx = px;
+  }
+  function brushAll() {
+    const s = new Set(brush.args ? brush.args.painted : []);
+    for (const h of brush.pending) s.add(h);
+    if (brush.stroke) for (const h of brush.stroke) s.add(h);
+    return s;
+  }
+  function drawBrush() {
+    brushEls();
+    const cv = brush.canvas, r = container.getBoundingClientRect(), dpr = window.devicePixelRatio || 1;
+    if (cv.width !== Math.round(r.width * dpr) || cv.height !== Math.round(r.height * dpr)) {
+      cv.width = Math.round(r.width * dpr); cv.height = Math.round(r.height * dpr);
+      cv.style.width = r.width + "px"; cv.style.height = r.height + "px";
+    }
+    const ctx = cv.getContext("2d");
+    ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+    ctx.clearRect(0, 0, r.width, r.height);
+    const vp = deckgl.getViewports()[0];
+    if (state.mode !== "brush" || !brush.args || !vp) return;
+    const hexPath = (h) => {
+      const ring = window.h3.cellToBoundary(h);
+      ctx.beginPath();
+      ring.forEach(([lat, lng], i) => { const p = vp.project([lng, lat]); if (i) ctx.lineTo(p[0], p[1]); else ctx.moveTo(p[0], p[1]); });
+      ctx.closePath();
+    };
+    const cells = brush.args.cells, tgt = brush.args.grids[0];
+    ctx.lineWidth = 1.5;
+    for (const h of brushAll()) {
+      const c = cells[h];
+      const bad = !c || (brush.args.grids[c[0]][4] !== tgt[4]);
+      hexPath(h);
+      ctx.fillStyle = bad ? "rgba(255,64,129,0.45)" : "rgba(255,214,0,0.45)";
+      ctx.strokeStyle = bad ? "#ff4081" : "#ffd600";
+      ctx.fill(); ctx.stroke();
+    }
+    ctx.strokeStyle = "rgba(255,255,255,0.9)";
+    for (const h of brush.hover) { hexPath(h); ctx.stroke(); }
+  }
+  function brushLive() {  // workload and deviation of the grids involved, as painted so far (before → now)
+    const b = brush.args;
+    brushEls();
+    if (!b) { brush.box.style.display = "none"; return; }
+    const work = b.grids.map((g) => g[2]);
+    let outside = 0, foreign = 0, n = 0;
+    for (const h of brushAll()) {
+      const c = b.cells[h];
+      if (!c) { outside += 1; continue; }
+      if (c[0] === 0) continue;
+      if (b.grids[c[0]][4] !== b.grids[0][4]) { foreign += 1; continue; }
+      work[c[0]] -= c[1]; work[0] += c[1]; n += 1;
+    }
+    const fmt = (x) => Math.round(x).toLocaleString("en-US");
+    const pct = (x) => (x >= 0 ? "+" : "") + (100 * x).toFixed(1) + " %";
+    const col = (d) => (Math.abs(d) > 0.10 ? "#ff8a80" : Math.abs(d) > 0.05 ? "#ffd180" : "#b9f6ca");
+    const rows = b.grids.map((g, i) => [g, i]).filter(([g, i]) => i === 0 || Math.abs(work[i] - g[2]) > 1e-9)
+      .map(([g, i]) => {
+        const d0 = g[2] / g[3] - 1, d1 = work[i] / g[3] - 1;
+        return `<div>${i === 0 ? "🖌 " : ""}<b>${escapeHtml(g[1])}</b> workload ${fmt(g[2])} → <b>${fmt(work[i])}</b> · ` +
+          `<span style="color:${col(d0)}">${pct(d0)}</span> → <b style="color:${col(d1)}">${pct(d1)}</b></div>`;
+      }).join("");
+    let warn = "";
+    if (foreign) warn += `<div style="color:#ff8a80">✕ ${foreign} cell(s) in another community: a grid must stay inside its community</div>`;
+    if (outside) warn += `<div style="color:#ffd180">${outside} cell(s) outside the neighbouring grids (checked on release)</div>`;
+    if (b.error) warn += `<div style="color:#ff8a80">✕ ${escapeHtml(b.error)}</div>`;
+    brush.box.innerHTML = `<div style="color:#ffd600;font-weight:bold">Brush · ${n} cell(s) move · live balance</div>${rows}${warn}`;
+    brush.box.style.display = state.mode === "brush" || brushAll().size ? "block" : "none";
+    api.brushLiveAt = performance.now();
+  }
+  container.addEventListener("pointerdown", (ev) => {
+    if (state.mode !== "brush" || !brush.args || onToolbar(ev) || ev.button !== 0) return;
+    brush.stroke = new Set();
+    brush.lastPx = null;
+    brushPaintTo(pixel(ev));
+    container.setPointerCapture(ev.pointerId);
+    drawBrush(); brushLive();
+  }, true);
+  container.addEventListener("pointermove", (ev) => {
+    if (state.mode !== "brush" || !brush.args || onToolbar(ev)) return;
+    const px = pixel(ev);
+    if (brush.stroke) brushPaintTo(px);
+    brush.hover = brushCellsAt(px);
+    drawBrush();
+    if (brush.stroke) brushLive();
+  }, true);
+  container.addEventListener("pointerup", (ev) => {
+    if (state.mode !== "brush" || !brush.stroke) return;
+    const cells = Array.from(brush.stroke);
+    brush.stroke = null;
+    brush.lastPx = null;
+    if (!cells.length) return;
+    brush.pending = brush.pending.concat(cells);
+    api.brushSentAt = performance.now();
+    send("brush", { target: brush.args.target, cells });
+    drawBrush(); brushLive();
+  }, true);
+  function brushRender(b) {  // a render from Python: new brush arguments (or none: no grid selected)
+    brush.args = b || null;
+    brush.pending = [];
+    brushButton(!!brush.args);
+    drawBrush(); brushLive();
+  }
+  (function brushViewLoop() {  // keep the painted cells under the map while zooming in brush mode
+    if (state.mode === "brush" && brush.args) {
+      const v = currentView(), sig = `${v.longitude},${v.latitude},${v.zoom}`;
+      if (sig !== brush.viewSig) { brush.viewSig = sig; drawBrush(); }
+    }
+    requestAnimationFrame(brushViewLoop);
+  })();
+  window.addEventListener("message", (ev) => {
+    const d = ev.data;
+    if (d && d.type === "streamlit:render" && d.args) {
+      try { brushRender(d.args.brush); } catch (e) { showError("brush: " + (e && e.stack || e)); }
+    }
+  });
 
   // ---- render from Python ----
   function onRender(args) {
     const tr0 = performance.now();
     const first = state.args === null;
     state.args = args;
-    if (args.height && args.height !== state.height) {
-      state.height = args.height;
-      container.style.height = args.height + "px";
-      sizeSketch();
-      post("streamlit:setFrameHeight", { height: args.height });
-    }
+    fitHeight();
+    document.body.classList.toggle("screen", !!args.screen);
     const fly = args.fly_to;
+    if (first && args.hidden) for (const id of args.hidden) state.hidden.add(id);
     if (first && args.view) {
-      state.viewState = Object.assign({}, args.view);
+      state.viewState = Object.assign({}, args.view, fitView(args.fit_bounds));
       deckgl.setProps({ initialViewState: state.viewState });
       if (fly) state.flySeq = fly.seq;
     } else if (fly && fly.seq !== state.flySeq) {
@@ -364,19 +628,49 @@
       deckgl.setProps({ initialViewState: state.viewState });
       setTimeout(onView, 700);
     }
-    if (args.clear_drawn_seq != null && args.clear_drawn_seq !== state.clearSeq) { state.clearSeq = args.clear_drawn_seq; if (!first) state.drawn = null; }
+    let cleared = false;
+    if (args.clear_drawn_seq != null && args.clear_drawn_seq !== state.clearSeq) {
+      state.clearSeq = args.clear_drawn_seq;
+      if (!first && state.drawn) { state.drawn = null; cleared = true; }
+    }
     const keep = new Set(args.layers.map(([id]) => id));
     for (const id of Array.from(state.cache.keys())) if (!keep.has(id)) state.cache.delete(id);
+    const wasSketch = state.sketchClosed;
     if (state.sketchClosed) { state.sketchClosed = false; state.sketchPx = []; drawSketch(); }
-    // let the Streamlit page paint its update (e.g. the summary) before the WebGL frame
-    clearTimeout(state.renderTimer);
-    state.renderTimer = setTimeout(updateLayers, first ? 0 : 300);
+    // A rerun that changed no layer (e.g. a click that opens a dossier, a live refresh with nothing new) costs no
+    // WebGL frame: the layers are re-set only when their ids, JSON or zoom ranges changed.
+    const sig = renderSignature(args);
+    const changed = first || cleared || sig !== state.renderSig || wasSketch;
+    state.renderSig = sig;
+    if (changed) {
+      // let the Streamlit page paint its update (e.g. the summary) before the WebGL frame
+      clearTimeout(state.renderTimer);
+      state.renderTimer = setTimeout(updateLayers, first ? 0 : 300);
+      api.layerUpdates = (api.layerUpdates || 0) + 1;
+    }
     renderLegend(args.legends);
+    renderHud(args.hud);
     api.renders += 1;
     api.lastRenderAt = performance.now();
     api.layerIds = args.layers.map(([id]) => id);
     console.log(`deckmap render ${(performance.now() - tr0).toFixed(0)} ms, ${args.layers.length} layers, ` +
       `${args.layers.reduce((s, l) => s + l[1].length, 0)} chars`);
+  }
+
+  // the view that shows bounds [w, s, e, n] in this map's size, leaving room for the overlay's KPI column
+  function fitView(bounds) {
+    if (!bounds) return {};
+    const w = container.clientWidth || 1200, h = state.height || container.clientHeight || 800;
+    try {
+      const vp = new D.WebMercatorViewport({ width: w, height: h });
+      const f = vp.fitBounds([[bounds[0], bounds[1]], [bounds[2], bounds[3]]], {
+        padding: { left: Math.round(w * 0.17), right: Math.round(w * 0.1), top: Math.round(h * 0.09), bottom: Math.round(h * 0.08) } });
+      return { longitude: f.longitude, latitude: f.latitude, zoom: f.zoom };
+    } catch (e) { return {}; }
+  }
+
+  function renderSignature(args) {
+    return JSON.stringify([args.layers, args.zoom_ranges || {}, args.basemap_url || ""]);
   }
 
   window.addEventListener("message", (ev) => {

@@ -1,0 +1,169 @@
+"""Live data for the one map: open incidents and the worker board read from the shared store on every refresh,
+turned into map layers, KPI tiles and alarms (the command-centre screen and Explore's live layers).
+
+Everything here is read, never written: the incident store is the one the service (``twin serve``) and the
+Incidents page write to, so a report made anywhere shows on every open screen at its next refresh
+(``LIVE_EVERY_S`` / ``SCREEN_EVERY_S``, Streamlit fragments with ``run_every``; see docs/app.md).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+import twin
+from layers import colors, hexagons
+from layers import incidents as incident_layers
+from layers.serialize import layer_to_json
+from twin.incidents.catalogue import load_catalogue
+from twin.incidents.lifecycle import CST, OPEN_STATES, overdue_mask
+from twin.incidents.store import IncidentStore, board_for
+from twin.store.sql import open_store
+
+__all__ = ["LIVE_EVERY_S", "SCREEN_EVERY_S", "NEW_MINUTES", "ALARM_HOURS", "POINTS_MIN_ZOOM", "LiveState",
+           "incident_store", "catalogue", "live_state", "live_layers", "latest_report", "now_cst"]
+
+#: seconds between refreshes of Explore's live layers and of the command-centre screen
+LIVE_EVERY_S = 3.0
+SCREEN_EVERY_S = 2.0
+#: incidents reported this recently are highlighted ("new")
+NEW_MINUTES = 30
+#: the alarm strip lists level-3/4 cases and deadlines passed within this many hours
+ALARM_HOURS = 6
+#: below this zoom workers and cameras are drawn as counts per H3 res-8 hexagon, above it one dot each
+POINTS_MIN_ZOOM = 14.0
+AGG_RES = 8
+
+
+def now_cst() -> dt.datetime:
+    """The current time in CST (UTC+08:00), whole seconds."""
+    return dt.datetime.now(CST).replace(microsecond=0)
+
+
+@st.cache_resource(show_spinner=False)
+def incident_store(url: str) -> IncidentStore:
+    """One :class:`IncidentStore` per store URL and server process."""
+    return IncidentStore(open_store(url))
+
+
+@st.cache_resource(show_spinner=False)
+def catalogue() -> pd.DataFrame:
+    """The incident catalogue (category code → Chinese / English name, level, time limit)."""
+    return load_catalogue()
+
+
+def latest_report(istore: IncidentStore) -> dt.datetime | None:
+    """Time of the most recent report in the store (``None`` when it is empty): the default queue window ends there,
+    so a demo history that ended a month ago still shows its latest incidents."""
+    rows = istore.store.query("SELECT MAX(reported_at) FROM incidents")
+    return None if not rows or rows[0][0] is None else pd.Timestamp(rows[0][0]).to_pydatetime()
+
+
+@dataclass
+class LiveState:
+    """One read of the live store: open incidents (with ``overdue`` and ``new`` flags), the worker board, the KPI
+    tiles and the alarms, as of ``now``."""
+
+    now: dt.datetime
+    open: pd.DataFrame
+    board: pd.DataFrame
+    kpis: list[dict[str, Any]] = field(default_factory=list)
+    alarms: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def workers_online(self) -> int:
+        return int((self.board["status"] == "online").sum())
+
+
+def _closure_today(istore: IncidentStore, now: dt.datetime) -> tuple[int, int]:
+    start = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    today = istore.frame(since=start)
+    return int((~today["state"].isin(OPEN_STATES)).sum()), len(today)
+
+
+def live_state(istore: IncidentStore, t: twin.Twin, *, now: dt.datetime, residents: int, key_persons: int) -> LiveState:
+    """Read the store once: open incidents, worker board, KPI tiles and alarms as of ``now``."""
+    cat = catalogue()
+    inc = istore.frame(states=OPEN_STATES)
+    inc["overdue"] = overdue_mask(inc, now) if len(inc) else np.zeros(0, bool)
+    reported = pd.to_datetime(inc["reported_at"])
+    inc["new"] = (reported >= now - dt.timedelta(minutes=NEW_MINUTES)).to_numpy() if len(inc) else np.zeros(0, bool)
+    board = board_for(istore, t)
+    closed, today_n = _closure_today(istore, now)
+    online = int((board["status"] == "online").sum())
+    n_open, n_late = len(inc), int(inc["overdue"].sum())
+    kpis = [
+        {"key": "residents", "label": "Residents 常住人口", "value": f"{residents:,}"},
+        {"key": "key_persons", "label": "Key populations 重点人群", "value": f"{key_persons:,}"},
+        {"key": "open", "label": "Open incidents 在办事件", "value": f"{n_open:,}",
+         "sub": f"{int(inc['new'].sum())} new in {NEW_MINUTES} min"},
+        {"key": "overdue", "label": "Overdue 超时", "value": f"{n_late:,}", "tone": "bad" if n_late else "ok"},
+        {"key": "closure", "label": "Closed today 今日结案率",
+         "value": f"{100 * closed / today_n:.0f} %" if today_n else "–", "sub": f"{closed} of {today_n} reported today"},
+        {"key": "workers", "label": "Workers online 在线网格员", "value": f"{online:,}", "sub": f"of {len(board):,}"},
+    ]
+    return LiveState(now, inc, board, kpis, _alarms(inc, cat, now))
+
+
+def _alarms(inc: pd.DataFrame, cat: pd.DataFrame, now: dt.datetime) -> list[dict[str, Any]]:
+    """New level-3/4 cases (town / district, changed within ``ALARM_HOURS``) and newly overdue ones, newest first."""
+    if inc.empty:
+        return []
+    since = now - dt.timedelta(hours=ALARM_HOURS)
+    updated = pd.to_datetime(inc["updated_at"].fillna(inc["reported_at"]))
+    deadline = pd.to_datetime(inc["deadline"])
+    high = inc["level"].isin(["town", "district"]).to_numpy() & (updated >= since).to_numpy()
+    late = inc["overdue"].to_numpy(dtype=bool) & (deadline >= since).to_numpy()
+    out = []
+    for i in np.flatnonzero(high | late):
+        r = inc.iloc[i]
+        kind = "escalation" if high[i] else "overdue"
+        at = updated.iloc[i] if high[i] else deadline.iloc[i]
+        out.append({"id": int(r["id"]), "kind": kind, "at": at.strftime("%H:%M"), "ts": at.timestamp(),
+                    "text": f"#{int(r['id'])} {incident_layers.category_label(str(r['category']), cat)} · "
+                            f"{incident_layers.LEVEL_LABELS.get(str(r['level']), str(r['level']))}"
+                            + (" · OVERDUE 超时" if kind == "overdue" else "")})
+    return sorted(out, key=lambda a: -a["ts"])[:8]
+
+
+def live_layers(live: LiveState, *, incidents: bool = True, workers: bool = True
+                ) -> tuple[list[tuple[str, str]], dict[str, tuple[float, float]], list[dict[str, Any]]]:
+    """Map layers of the live state: open incidents by level (overdue ringed, new ones haloed) and grid workers
+    from the store's board (counts per hexagon below :data:`POINTS_MIN_ZOOM`, dots above).
+    Returns (layers, zoom ranges, legends); legends name their layer ids (the map shows only visible ones)."""
+    out: list[tuple[str, str]] = []
+    ranges: dict[str, tuple[float, float]] = {}
+    legends: list[dict[str, Any]] = []
+    if workers and len(live.board):
+        b = live.board
+        online = (b["status"] == "online").to_numpy()
+        out.append(("workers-agg", layer_to_json(hexagons.point_count_layer(
+            b["lng"].to_numpy(), b["lat"].to_numpy(), res=AGG_RES, layer_id="workers-agg", color=(0, 200, 110),
+            label="grid workers", split=online, split_label="online now"))))
+        out.append(("workers", layer_to_json(incident_layers.incident_workers_layer(b, layer_id="workers"))))
+        ranges["workers-agg"] = (0.0, POINTS_MIN_ZOOM)
+        ranges["workers"] = (POINTS_MIN_ZOOM, 24.0)
+        legends.append({"title": f"Grid workers 网格员 (live · {live.workers_online} online)",
+                        "layers": ["workers-agg", "workers"], "rows": [
+                            {"color": "rgba(0,200,110,0.6)", "label": f"count per hexagon (zoom < {POINTS_MIN_ZOOM:g})"},
+                            *({"color": colors.rgba_to_css(c), "label": k} for k, c in colors.STATUS_COLORS.items())]})
+    if incidents:
+        inc = live.open
+        cat = catalogue()
+        out.append(("incidents", layer_to_json(incident_layers.open_incidents_layer(
+            inc, overdue=inc["overdue"].to_numpy(dtype=bool), catalogue=cat))))
+        new = inc[inc["new"].to_numpy(dtype=bool)]
+        out.append(("incidents-new", layer_to_json(incident_layers.new_incidents_layer(new))))
+        legends.append({"title": f"Open incidents 在办事件 ({len(inc):,})", "layers": ["incidents", "incidents-new"],
+                        "rows": [*({"color": colors.rgba_to_css(c), "label": incident_layers.LEVEL_LABELS[k]}
+                                   for k, c in incident_layers.LEVEL_COLORS.items()),
+                                 {"kind": "ring", "color": colors.rgba_to_css(incident_layers.OVERDUE_COLOR),
+                                  "label": "overdue 超时"},
+                                 {"kind": "ring", "color": colors.rgba_to_css(incident_layers.NEW_COLOR),
+                                  "label": f"new (< {NEW_MINUTES} min)"}]})
+    return out, ranges, legends
