@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from twin.access.roles import Role
 from twin.cells import PARTITION_RES, latlng_to_cells
 from twin.crs import lnglat_to_xy
 from twin.errors import InvalidTransition, NotFoundError, OutsideDistrictError, ValidationError
@@ -43,6 +44,7 @@ __all__ = [
     "reassign",
     "escalate",
     "find_duplicate",
+    "visible_to",
 ]
 
 DISTRICT_CODE = "440604"
@@ -249,6 +251,27 @@ def escalate(
     changes = {"level": lvl, "handler_code": loc.code_at(lvl), "assignee": ""}
     return transition(incident, "escalate", actor=actor, now=now, reason=reason, changes=changes,
                       catalogue=catalogue)
+
+
+_SCOPE_COL = {"grid": "grid_code", "community": "community_code", "town": "town_code"}
+
+
+def visible_to(candidates: pd.DataFrame, t: Twin, role: Role) -> np.ndarray:
+    """Boolean per incident row (``grid_code``, ``community_code``, ``town_code``, ``lng``, ``lat``): the incident
+    lies in ``role``'s units — by the codes stored at dispatch, else located in the current partition — so a
+    report is only ever linked to an incident its reporter may see (the same rule as the service's scope)."""
+    if role.scope_level == "district":
+        return np.ones(len(candidates), dtype=bool)
+    col = _SCOPE_COL[role.scope_level]
+    codes = candidates[col].fillna("").astype(str).to_numpy(dtype=object) if col in candidates else \
+        np.full(len(candidates), "", dtype=object)
+    blank = codes == ""
+    if blank.any():
+        loc = locate_points(t, candidates["lng"].to_numpy(dtype=float)[blank],
+                            candidates["lat"].to_numpy(dtype=float)[blank])
+        codes = codes.copy()
+        codes[blank] = loc[col].to_numpy(dtype=object)
+    return np.isin(codes.astype(str), np.asarray(role.scope_codes, dtype=str))
 
 
 def find_duplicate(

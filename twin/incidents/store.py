@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from twin.access.roles import DISTRICT, Role
 from twin.errors import ConflictError, NotFoundError, ValidationError
 from twin.incidents._rows import (
     FIELDS,
@@ -48,6 +49,7 @@ from twin.incidents.dispatch import (
     find_duplicate,
     locate,
     reassign,
+    visible_to,
     worker_board,
 )
 from twin.incidents.lifecycle import OPEN_STATES, Incident, Transition, as_time, new_incident, transition
@@ -314,7 +316,7 @@ def board_for(istore: IncidentStore, t: Twin) -> pd.DataFrame:
 def report_incident(
     istore: IncidentStore, t: Twin, catalogue: pd.DataFrame, *, actor: str, auto_dispatch: bool = True,
     radius_m: float = DUPLICATE_RADIUS_M, window_h: float = DUPLICATE_WINDOW_H, now: dt.datetime | str | None = None,
-    **fields: Any,
+    role: Role = DISTRICT, **fields: Any,
 ) -> tuple[Incident, bool]:
     """Record a report: validate, check it is inside a grid, link it to an open near-duplicate or store it new.
 
@@ -323,7 +325,9 @@ def report_incident(
     ``auto_dispatch`` a new case is dispatched at ``now`` (default: the report time). Returns
     ``(incident, linked)``; ``linked`` is True when the report was attached to an existing incident.
     The duplicate check and the insert run in one write transaction, so two simultaneous identical reports
-    cannot both become new cases.
+    cannot both become new cases. A report is linked only to an incident inside the reporter's units
+    (``role``, :func:`twin.incidents.dispatch.visible_to`); near an incident the reporter may not see it
+    becomes a new case, so linking never reveals another unit's incident.
     """
     inc = new_incident(catalogue, **fields)
     locate(t, inc.lng, inc.lat)  # reject points outside every grid before writing anything
@@ -337,7 +341,9 @@ def report_incident(
             (inc.category, *OPEN_STATES, lo, iso(inc.reported_at)),
         )
         cands = pd.DataFrame(rows, columns=cols)
-        dup = find_duplicate(cands, inc, radius_m=radius_m, window_h=window_h) if rows else None
+        if rows:
+            cands = cands[visible_to(cands, t, role)]
+        dup = find_duplicate(cands, inc, radius_m=radius_m, window_h=window_h) if len(cands) else None
         if dup is not None:
             master = row_to_incident(cols, next(r for r in rows if r[0] == dup))
             return istore.link(tx, master, inc, actor=actor), True

@@ -25,6 +25,17 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from twin.access.policy import (
+    DEFAULT_POLICY,
+    AccessPolicy,
+    base_units,
+    grid_scope_mask,
+    publish_groups,
+    published_sum,
+    sees_everything,
+    unit_table,
+)
+from twin.access.roles import DISTRICT, Role
 from twin.errors import ConflictError, NotFoundError, PartitionError, ValidationError
 from twin.model import Twin
 from twin.partition.balance import balance_report
@@ -97,16 +108,19 @@ class VersionDiff:
     grids_removed: list[str]
     grids_changed: list[str]
     cells_moved: int
-    buildings_moved: int
-    residents_moved: int
+    buildings_moved: int | None
+    residents_moved: int | None
     residents_total: int
     balance_before: dict[str, Any] = field(default_factory=dict)
     balance_after: dict[str, Any] = field(default_factory=dict)
+    outside: dict[str, Any] | None = None
+    """For roles that do not see everything: the moves outside their record scope as published whole units
+    (``buildings_moved``, ``residents_moved``: ``None`` = suppressed), the units counted and ``rounded_to``."""
 
     @property
     def moved_share(self) -> float:
-        """Share of residents whose grid changed."""
-        return self.residents_moved / self.residents_total if self.residents_total else 0.0
+        """Share of residents whose grid changed (0 when the moved residents are suppressed)."""
+        return (self.residents_moved or 0) / self.residents_total if self.residents_total else 0.0
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready figures."""
@@ -114,7 +128,7 @@ class VersionDiff:
                 "grids_changed": self.grids_changed, "cells_moved": self.cells_moved,
                 "buildings_moved": self.buildings_moved, "residents_moved": self.residents_moved,
                 "moved_share": round(self.moved_share, 6), "balance_before": self.balance_before,
-                "balance_after": self.balance_after}
+                "balance_after": self.balance_after, "outside_scope": self.outside}
 
     def to_text(self) -> str:
         """The diff as plain text."""
@@ -127,7 +141,7 @@ class VersionDiff:
             f"moved: {self.cells_moved} cells, {self.buildings_moved} buildings, {self.residents_moved} residents "
             f"({100 * self.moved_share:.2f} %)",
         ]
-        if bb and ba:
+        if bb.get("cv") is not None and ba.get("cv") is not None:
             lines.append(f"grids {bb['grids']} → {ba['grids']}; CV {bb['cv']:.3f} → {ba['cv']:.3f}; max |dev| "
                          f"{100 * bb['max_abs_dev']:.1f} % → {100 * ba['max_abs_dev']:.1f} %")
         return "\n".join(lines)
@@ -333,26 +347,62 @@ def rollback(store: Store, twin: Twin, to_version: int | str, *, author: str,
 
 # -- diff ----------------------------------------------------------------------------------------------------
 def diff_versions(store: Store, twin: Twin, a: int | str, b: int | str = "head", *,
-                  weights: dict[str, float] | None = None) -> VersionDiff:
-    """Grids added/removed/changed, cells/buildings/residents moved and the balance before/after from a to b."""
+                  weights: dict[str, float] | None = None, role: Role = DISTRICT,
+                  policy: AccessPolicy = DEFAULT_POLICY) -> VersionDiff:
+    """Grids added/removed/changed, cells/buildings/residents moved and the balance before/after from a to b,
+    as ``role`` may see them (:mod:`twin.access.policy`).
+
+    A role that sees everything (the default district role) gets every figure exactly. For other roles, moves
+    of cells in their record scope at both versions are exact; the rest is answered from whole fixed units
+    (the built grids more than half of whose out-of-scope cells moved, each suppressed below k or rounded to a
+    multiple of k) in ``outside`` — so a diff never shows how many residents one moved building held — and the
+    balance summaries (exact workloads of grids outside the scope) are left out.
+    """
     pa, pb = load_partition(store, twin, a), load_partition(store, twin, b)
     moved = pa.grid_code != pb.grid_code
     codes_a, codes_b = set(pa.grids["grid_code"]), set(pb.grids["grid_code"])
     changed = sorted((set(pa.grid_code[moved].tolist()) | set(pb.grid_code[moved].tolist())) - {""})
     counts = cell_counts(twin)
     b_cells = pd.Index(pa.cells).get_indexer(twin.buildings["cell"].to_numpy())
+    per_cell = np.column_stack([np.bincount(b_cells[b_cells >= 0], minlength=len(pa.cells)),
+                                np.rint(counts["residents"].to_numpy(dtype=float))]).astype(np.int64)
     keep = ["grids", "mean", "cv", "max", "min", "max_over_min", "max_abs_dev", "flagged", "unassigned_cells"]
-    before = balance_report(twin, pa, weights=weights, polygons=False).summary
-    after = balance_report(twin, pb, weights=weights, polygons=False).summary
-    return VersionDiff(
-        a=int(pa.meta["version"]), b=int(pb.meta["version"]),
-        grids_added=sorted(codes_b - codes_a), grids_removed=sorted(codes_a - codes_b),
-        grids_changed=[g for g in changed if g in codes_a and g in codes_b],
-        cells_moved=int(moved.sum()), buildings_moved=int(moved[b_cells[b_cells >= 0]].sum()),
-        residents_moved=int(counts["residents"].to_numpy()[moved].sum()),
-        residents_total=int(counts["residents"].sum()),
-        balance_before={k: before[k] for k in keep}, balance_after={k: after[k] for k in keep},
-    )
+    common: dict[str, Any] = {"a": int(pa.meta["version"]), "b": int(pb.meta["version"]), "grids_added": sorted(codes_b - codes_a),
+              "grids_removed": sorted(codes_a - codes_b),
+              "grids_changed": [g for g in changed if g in codes_a and g in codes_b], "cells_moved": int(moved.sum())}
+    if sees_everything(role):
+        before = balance_report(twin, pa, weights=weights, polygons=False).summary
+        after = balance_report(twin, pb, weights=weights, polygons=False).summary
+        return VersionDiff(**common, buildings_moved=int(per_cell[moved, 0].sum()),
+                           residents_moved=int(per_cell[moved, 1].sum()), residents_total=int(per_cell[:, 1].sum()),
+                           balance_before={k: before[k] for k in keep}, balance_after={k: after[k] for k in keep})
+    inside = _in_scope_cells(pa, role) & _in_scope_cells(pb, role)
+    unit_codes, unit = base_units(twin)
+    table = unit_table(per_cell, ~inside, unit, len(unit_codes), policy.k_for(role))
+    group = np.where(moved, 0, 1)  # group 0: moved cells, group 1: the rest (for the district total)
+    pub, counted = publish_groups(table, ~inside, unit, group, 2)
+    exact_moved = per_cell[moved & inside].sum(axis=0)
+    exact_all = per_cell[inside].sum(axis=0)
+    tot = published_sum(pub)
+
+    def plus(exact: int, p: int) -> int | None:
+        return None if p < 0 else int(exact) + int(p)
+
+    out_moved = [None if v < 0 else int(v) for v in pub[0].tolist()]
+    return VersionDiff(**common, buildings_moved=plus(exact_moved[0], pub[0, 0]),
+                       residents_moved=plus(exact_moved[1], pub[0, 1]),
+                       residents_total=plus(exact_all[1], tot[1]) or 0,
+                       balance_before={"grids": int(pa.n_grids)}, balance_after={"grids": int(pb.n_grids)},
+                       outside={"buildings_moved": out_moved[0], "residents_moved": out_moved[1],
+                                "grids": [str(c) for c in unit_codes[counted[0]]],
+                                "rounded_to": policy.k_for(role)})
+
+
+def _in_scope_cells(p: Partition, role: Role) -> np.ndarray:
+    """Per cell of ``p``: its grid is in ``role``'s record scope."""
+    inside = grid_scope_mask(role, p.grids)
+    pos = pd.Index(p.grids["grid_code"].astype(str)).get_indexer(np.asarray(p.grid_code, dtype=str))
+    return (pos >= 0) & inside[np.maximum(pos, 0)]
 
 
 # -- time travel ---------------------------------------------------------------------------------------------

@@ -4,7 +4,8 @@ A record belongs to the grid of its building's H3 cell (``t.buildings["grid_code
 of all grids add up to the twin's totals. The table of per-grid counts is computed once per twin object
 (≈ 0.5 s for the default twin; a checked-out version is its own twin object) and cached in ``t.cache``.
 What a caller sees of a dossier is decided by :func:`twin.access.policy.scoped_dossier` (the same call the HTTP
-``/grids/{code}`` route makes): inside the record scope everything, outside it suppressed counts and no workers.
+``/grids/{code}`` route makes): inside the record scope everything; outside it no workers and counts answered
+from whole fixed units (the built grids), each suppressed below k or rounded to a multiple of k.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import shapely
 from twin.access.policy import DEFAULT_POLICY, AccessPolicy, scoped_dossier
 from twin.access.roles import DISTRICT, Role
 from twin.model import Twin, ages_on
+from twin.query._cells import ensure_cell_values
 
 __all__ = ["grid_dossier", "grid_counts", "DOSSIER_COUNTS"]
 
@@ -113,6 +115,7 @@ def grid_dossier(t: Twin, grid_code: str, *, role: Role = DISTRICT,
     PermissionDenied
         ``policy.outside == "deny"`` and the grid is outside a scoped role's record scope.
     """
+    ensure_cell_values(t)  # the engine answers out-of-scope dossiers from them (also for the service's re-scoping)
     return scoped_dossier(_raw_dossier(t, str(grid_code)), role, t, policy)
 
 

@@ -2,11 +2,19 @@
 
 Each building's records count in the res-``res`` parent of the building's res-11 cell, so the cell counts of a
 category sum exactly to the twin's total. What a role sees is decided by :mod:`twin.access.policy` (the same
-rules as the HTTP ``/overlays`` route): cells wholly inside the role's record scope are exact; the other cells —
-every cell for analysts — have counts ``0 < count < k`` suppressed, plus as many more of the smallest as it takes
-for the suppressed cells to add up to ≥ k (:func:`twin.access.suppression.suppress_cells`), so the district total
-minus the published cells does not reveal them. A suppressed row says ``suppressed=True`` and
-``count``/``density_km2`` are missing (``<NA>``), never 0.
+rules as the HTTP ``/overlays`` route). A role that sees everything gets every cell exactly. For any other role
+the part of the district outside its record scope is published **once, at one base resolution**
+(:data:`twin.access.policy.OVERLAY_BASE_RES`, res 9): the out-of-scope part of each base cell is one publishable
+unit (:func:`twin.access.policy.publish`: suppressed below ``k``, else rounded to a multiple of ``k``), and
+
+* at the base resolution a cell shows its exact in-scope part plus its published out-of-scope part;
+* a coarser cell (res 8) shows the exact in-scope part plus the sum of its base children's published
+  out-of-scope parts (:func:`twin.access.policy.published_sum`), so a coarse cell minus its published children
+  is always 0 outside the scope;
+* a finer cell (res 10) is shown only when it lies wholly inside the record scope; any other finer cell is
+  suppressed (finer out-of-scope units would split the base units).
+
+A suppressed row says ``suppressed=True`` and ``count``/``density_km2`` are missing (``<NA>``), never 0.
 """
 
 from __future__ import annotations
@@ -14,7 +22,14 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from twin.access.policy import DEFAULT_POLICY, AccessPolicy, record_scope_mask, sees_everything, suppress_cells
+from twin.access.policy import (
+    DEFAULT_POLICY,
+    OVERLAY_BASE_RES,
+    AccessPolicy,
+    publish,
+    record_scope_mask,
+    sees_everything,
+)
 from twin.access.roles import DISTRICT, Role
 from twin.cells import cells_to_parent
 from twin.errors import ValidationError
@@ -74,14 +89,10 @@ def overlay(t: Twin, category: str, *, res: int = 9, role: Role = DISTRICT, k: i
     col = pidx.col(category)
     counts = group_sum(group, pidx.feats[:, col:col + 1], len(parents))[:, 0]
 
-    if sees_everything(role):
-        hide = np.zeros(len(parents), dtype=bool)
+    if not sees_everything(role):
+        counts, hide = _scoped_counts(t, role, int(res), int(k), col, counts, parent_of_cell, len(parents))
     else:
-        cell_grid = partition_index(t).cell_grid
-        mask = record_scope_mask(role, t)
-        cell_ok = (cell_grid >= 0) & mask[np.maximum(cell_grid, 0)]
-        out_of_scope = np.bincount(parent_of_cell, weights=(~cell_ok).astype(float), minlength=len(parents))
-        hide = suppress_cells(counts, out_of_scope == 0, int(k))
+        hide = np.zeros(len(parents), dtype=bool)
     density = counts / areas
     return pd.DataFrame({
         "cell": parents,
@@ -89,6 +100,35 @@ def overlay(t: Twin, category: str, *, res: int = 9, role: Role = DISTRICT, k: i
         "density_km2": pd.arrays.FloatingArray(np.where(hide, 0.0, density), hide.copy()),
         "suppressed": hide,
     })
+
+
+def _scoped_counts(t: Twin, role: Role, res: int, k: int, col: int, counts: np.ndarray,  # noqa: PLR0913
+                   parent_of_cell: np.ndarray, n_parents: int) -> tuple[np.ndarray, np.ndarray]:
+    """Counts and suppression flags at ``res`` for a role that does not see everything (module docstring)."""
+    pidx = point_index(t)
+    cell_grid = partition_index(t).cell_grid
+    mask = record_scope_mask(role, t)
+    cell_open = (cell_grid >= 0) & mask[np.maximum(cell_grid, 0)]
+    closed_cells = np.bincount(parent_of_cell, weights=(~cell_open).astype(float), minlength=n_parents) > 0
+    if res > OVERLAY_BASE_RES:  # finer than the base: only cells wholly inside the record scope
+        return np.where(closed_cells, 0, counts), closed_cells
+    cp = pidx.points.cell_pos
+    point_open = np.where(cp >= 0, cell_open[np.maximum(cp, 0)], False)
+    base_parents, base_of_cell, _ = _parents(t, OVERLAY_BASE_RES)
+    base = np.where(cp >= 0, base_of_cell[np.maximum(cp, 0)], -1)
+    feat = pidx.feats[:, col:col + 1]
+    closed = group_sum(np.where(point_open, -1, base), feat, len(base_parents))[:, 0]
+    pub = publish(closed, k)  # one published unit per base cell: its out-of-scope part
+    if res == OVERLAY_BASE_RES:
+        up = np.arange(len(base_parents))
+    else:  # each base cell's parent at ``res`` (both sorted unique sets of the partition cells' parents)
+        up = np.searchsorted(_parents(t, res)[0], cells_to_parent(base_parents, res))
+    open_counts = group_sum(np.where(cp >= 0, parent_of_cell[np.maximum(cp, 0)], -1),
+                            np.where(point_open[:, None], feat, 0), n_parents)[:, 0]
+    closed_sum = np.bincount(up, weights=np.maximum(pub, 0), minlength=n_parents).astype(np.int64)
+    any_hidden = np.bincount(up, weights=(pub < 0).astype(float), minlength=n_parents) > 0
+    hide = (closed_sum == 0) & any_hidden
+    return np.where(hide, 0, open_counts + closed_sum), hide
 
 
 def _parents(t: Twin, res: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

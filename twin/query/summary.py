@@ -8,7 +8,7 @@ geopandas do): a building — and every resident, dwelling and business in it �
 What a role sees (分权分域, 可用不可见) is decided by :func:`twin.access.policy.scope_area`, the engine the HTTP
 service uses too: a role whose record scope is the whole district gets every count exactly (a fast path with
 no suppression cost); any other role gets the grids of its record scope exactly and the rest of the area as
-one aggregate with complementary suppression (``docs/privacy.md``).
+one aggregate of whole outside grids, each rounded to a multiple of k or suppressed (``docs/privacy.md``).
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from twin.access.policy import (
 from twin.access.roles import DISTRICT, Role
 from twin.errors import ValidationError
 from twin.model import COUNT_KEYS, Twin
+from twin.query._cells import ensure_cell_values
 from twin.query._cover import Breakdown, Core, UnitCache, area_core, unit_cache
 from twin.query._index import (
     CREDIT_COLOURS,
@@ -128,7 +129,7 @@ def _summarize(t: Twin, parsed: ParsedArea, *, role: Role, by: By, density: bool
     cells = pidx.cell_ids[core.cell_pos]
     if sees_everything(role):
         return _exact(t, parsed, pidx, part, core, cells, by=by, density=density, k=policy.k_for(role))
-    counts = _area_counts(pidx, part, core, cells)
+    counts = _area_counts(t, pidx, part, core, cells)
     scoped = scope_area(counts, role, t, policy)
     tables: dict[str, Mapping[str, Any]] = {}
     if by is not None and core.breakdown is not None:
@@ -157,7 +158,7 @@ def _exact(t: Twin, parsed: ParsedArea, pidx: PointIndex, part: PartitionIndex, 
     dens = _density(t, pidx, core, cells) if density else None
     return AreaSummary(parsed.area_km2, parsed.clipped, list(parsed.warnings), totals, by_use, by_credit, cells,
                        [], _version(t), dens, tables, None, k,
-                       _counts=_lazy(lambda: _area_counts(pidx, part, core, cells)))
+                       _counts=_lazy(lambda: _area_counts(t, pidx, part, core, cells)))
 
 
 def _lazy(make: Callable[[], AreaCounts]) -> Callable[[], AreaCounts]:
@@ -171,14 +172,16 @@ def _lazy(make: Callable[[], AreaCounts]) -> Callable[[], AreaCounts]:
     return get
 
 
-def _area_counts(pidx: PointIndex, part: PartitionIndex, core: Core, cells: np.ndarray) -> AreaCounts:
+def _area_counts(t: Twin, pidx: PointIndex, part: PartitionIndex, core: Core, cells: np.ndarray) -> AreaCounts:
     """Exact per-grid sums of every index column (counts, uses, credit colours) of the touched grids."""
+    ensure_cell_values(t)
     per_grid = group_sum(part.point_grid, pidx.feats, len(part.grid_codes), rows=core.inside.indices())
     values = per_grid[core.gi]
     g = part.cell_grid[core.cell_pos]
     cell_grids = np.where(g >= 0, part.grid_codes[np.maximum(g, 0)], "").astype(str)
     return AreaCounts(part.grid_codes[core.gi].astype(str), pidx.columns, values,
-                      np.asarray(core.sums, dtype=np.int64) - values.sum(axis=0), cells, cell_grids)
+                      np.asarray(core.sums, dtype=np.int64) - values.sum(axis=0), cells, cell_grids,
+                      cell_rows=core.cell_pos)
 
 
 def _all_in(grid_mask: np.ndarray, parent: np.ndarray, n: int) -> np.ndarray:

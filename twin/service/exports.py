@@ -29,14 +29,16 @@ _MEDIA = {"geojson": GEOJSON_MEDIA_TYPE, "gpkg": "application/geopackage+sqlite3
 @router.get("/exports/grids", summary="The grid layer of a version (GeoJSON/GPKG/GeoParquet)")
 def export(request: Request, a: Audited, version: VersionQ = None,
            format: Annotated[str, Query(pattern="^(geojson|gpkg|parquet)$")] = "geojson") -> Response:
-    """Grid polygons with grid/community/town codes and workload (aggregates), WGS84."""
+    """Grid polygons with grid/community/town codes, counts and workload, WGS84. Counts are exact for grids in
+    the caller's record scope; other grids' counts are published units (suppressed below k, else rounded to a
+    multiple of k; ``in_scope`` false), the same values their dossiers show."""
     svc = service(request)
     _, vid = svc.twins.at(version)
     a.version = vid
     base = svc.twins.base_twin()
     p = load_partition(svc.store, base, vid)
     tmp = Path(tempfile.mkdtemp(prefix="twin-export-"))
-    path = export_grids(base, p, tmp / f"grids_v{vid}.{format}", version=vid)
+    path = export_grids(base, p, tmp / f"grids_v{vid}.{format}", version=vid, role=a.role, policy=svc.policy)
     a.counts = {"grids": int(p.n_grids)}
     return FileResponse(path, media_type=_MEDIA[format], filename=path.name,
                         background=BackgroundTask(shutil.rmtree, tmp, ignore_errors=True))

@@ -33,7 +33,6 @@ from twin.service._incident_json import PERSONAL_FIELDS, frame_rows, incident_di
 from twin.service._incident_scope import (
     LEVEL_COL,
     get_scoped,
-    in_scope,
     need_actor,
     now,
     scope_text,
@@ -221,7 +220,8 @@ def _check_filters(tables: IncidentTables, states: list[str] | None, categories:
              summary="Report an incident (located and dispatched in the current partition; near-duplicates linked)")
 def incidents_report(request: Request, a: Audited, req: ReportRequest) -> Response:
     """201 with the new incident, or 200 with ``linked: true`` and the open incident this report repeats
-    (same category, ≤ 100 m, ≤ 24 h). The point must lie in a grid of the caller's scope."""
+    (same category, ≤ 100 m, ≤ 24 h, and inside the caller's scope: an incident of another unit is never
+    linked or revealed — the report becomes a new case). The point must lie in a grid of the caller's scope."""
     svc = service(request)
     t, vid = svc.twins.at(None)
     a.version = vid
@@ -240,12 +240,11 @@ def incidents_report(request: Request, a: Audited, req: ReportRequest) -> Respon
         tables.istore, t, tables.catalogue, actor=a.role.user, auto_dispatch=req.dispatch, now=reported_at,
         category=req.category, lng=lng, lat=lat, reported_at=reported_at, channel=req.channel,
         severity=req.severity, reporter=req.reporter, description=req.description,
-        attachments=req.attachments, answered_at_once=req.answered_at_once)
+        attachments=req.attachments, answered_at_once=req.answered_at_once, role=a.role)
     a.counts = {"incidents": 1, "linked": int(linked)}
     a.detail = f"{'linked to' if linked else 'new'} incident {inc.id} ({req.category})"
-    body: dict[str, Any] = {"linked": linked, "incident_id": inc.id}
-    if not linked or in_scope(a.role, t, inc):
-        body["incident"] = incident_dict(inc, a.role, now())
+    body: dict[str, Any] = {"linked": linked, "incident_id": inc.id,
+                            "incident": incident_dict(inc, a.role, now())}  # linked only within your scope
     return json_response(body, status=200 if linked else 201)
 
 
