@@ -3,7 +3,8 @@
 Button actions run as Streamlit ``on_click`` callbacks (before the script), so the map drawn in the same run
 already shows their result. Every edit goes through the one edit dispatch
 :func:`twin.partition.edit_ops.apply_edit`; every write through :mod:`twin.partition.versions`. A rejected edit
-or write leaves its :class:`twin.TwinError` message in ``ed_error`` (a conflict in ``ed_conflict``).
+or write leaves its :class:`twin.TwinError` message in ``ed_error`` and the failing control in ``ed_error_at`` (a
+conflict in ``ed_conflict``), so the panel shows it next to that control.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import numpy as np
+import pandas as pd
 import shapely.geometry
 import streamlit as st
 from shapely.geometry.base import BaseGeometry
@@ -25,11 +28,14 @@ from twin.partition import versions
 from twin.partition.balance import edit_effect
 from twin.partition.edit_ops import EditOp, apply_edit
 from twin.partition.model import Partition
+from twin.partition.workload import cell_counts
 
-__all__ = ["EDIT_BUTTONS", "MSG_KEYS", "clear_messages", "edit_op", "preview", "set_preview", "commit", "discard",
-           "reload", "undo", "rollback", "fly_to_grid"]
+__all__ = ["EDIT_BUTTONS", "MSG_KEYS", "clear_messages", "fail", "edit_op", "preview", "set_preview", "named_grids",
+           "commit", "discard", "reload", "undo", "redo", "can_redo", "rollback", "fly_to_grid"]
 
-MSG_KEYS = ("ed_error", "ed_conflict", "ed_notice")
+#: ``ed_error_at`` names the control whose action failed (``ops``, ``brush``, ``commit``, ``versions``,
+#: ``rebalance``): the panel shows the error next to that control, not at the top
+MSG_KEYS = ("ed_error", "ed_error_at", "ed_conflict", "ed_notice")
 #: the app's edit buttons → the :class:`EditOp` kind each one sends to ``apply_edit``
 EDIT_BUTTONS: dict[str, str] = {"split_k": "split_grid", "split_drawn": "split_grid", "merge": "merge_grids",
                                 "redraw": "redraw_grid", "move": "move_area"}
@@ -39,6 +45,12 @@ def clear_messages() -> None:
     """Forget the last error, conflict and notice."""
     for k in MSG_KEYS:
         st.session_state[k] = None
+
+
+def fail(where: str, message: str) -> None:
+    """Keep ``message`` as the error of the control ``where`` (shown next to it)."""
+    st.session_state["ed_error"] = message
+    st.session_state["ed_error_at"] = where
 
 
 def _drawn_geometry(ss: Mapping[str, Any]) -> BaseGeometry:
@@ -77,40 +89,67 @@ def preview(button: str, title: str, **extra: Any) -> None:
     try:
         res = apply_edit(p, edit_op(button, ss))
     except twin.TwinError as e:
-        ss["ed_error"] = str(e)
+        fail("ops", str(e))
         return
     set_preview(state.get_twin(), p, res.partition, base=base, op=button, title=title, **extra)
 
 
+def named_grids(t: twin.Twin, p: Partition, p2: Partition, grids: pd.DataFrame) -> pd.DataFrame:
+    """The touched grids of an edit effect (``grids``: :attr:`EditEffect.grids`) with their names (after the edit,
+    else before) and residents before → after (``residents_before`` / ``_after``, NaN where the grid does not
+    exist)."""
+    names = {**dict(zip(p.grids["grid_code"], p.grids["grid_name"])),
+             **dict(zip(p2.grids["grid_code"], p2.grids["grid_name"]))}
+    res = cell_counts(t)["residents"].to_numpy(float)
+    out = grids.copy()
+    out.insert(1, "grid_name", [names.get(c, c) for c in out["grid_code"]])
+    for part, suffix in ((p, "before"), (p2, "after")):
+        lab, codes = part.labels()
+        ok = lab >= 0
+        per = pd.Series(np.bincount(lab[ok], weights=res[ok], minlength=len(codes)), index=codes)
+        out[f"residents_{suffix}"] = out["grid_code"].map(per)
+    return out
+
+
 def set_preview(t: twin.Twin, p: Partition, p2: Partition, *, base: int, op: str, title: str,
-                **extra: Any) -> None:
-    """Keep ``p2`` (proposed from ``p``, the version ``base``) as the preview with its balance effect and layer."""
+                keep_brush: bool = False, **extra: Any) -> None:
+    """Keep ``p2`` (proposed from ``p``, the version ``base``) as the preview with its balance effect, its grids by
+    name and its layer: the proposed grids filled by their new deviation (same scale as the deviation map)."""
     eff = edit_effect(t, p, p2)
-    layer = layer_to_json(edit_layers.outline_layer(eff.shapes, layer_id="edit-preview", fill_alpha=40))
+    named = named_grids(t, p, p2, eff.grids)
+    shapes = eff.shapes[["grid_code", "geometry"]].merge(named, on="grid_code", how="left")
+    layer = layer_to_json(edit_layers.preview_layer(shapes, layer_id="edit-preview"))
+    if not keep_brush:
+        st.session_state["ed_brush"] = None
     st.session_state["ed_preview"] = {"op": op, "title": title, "base": base, "partition": p2, "effect": eff,
-                                      "layer": layer, **extra}
+                                      "named": named, "layer": layer, **extra}
 
 
 def _move_to(vid: int, notice: str) -> None:
-    """Edit from version ``vid`` (the head) from now on, with nothing previewed."""
+    """Edit from version ``vid`` (the head) from now on, with nothing previewed or painted."""
     ss = st.session_state
     ss["ed_base"] = vid
     ss["ed_version"] = vid
     ss["ed_preview"] = None
+    ss["ed_brush"] = None
     ss["ed_notice"] = notice
 
 
-def _write_version(write: Callable[[], int], what: str) -> None:
-    """Run one versioned write; a conflict offers a reload, any other TwinError is shown as it is."""
+def _write_version(write: Callable[[], int], what: str, where: str) -> int | None:
+    """Run one versioned write; a conflict offers a reload, any other TwinError is shown as it is, next to the
+    control ``where``. Returns the new version, or None."""
     try:
         vid = write()
     except twin.ConflictError as e:
-        st.session_state["ed_conflict"] = {"message": str(e), "head": versions.head_version(current_store())}
-        return
+        st.session_state["ed_conflict"] = {"message": str(e), "head": versions.head_version(current_store()),
+                                           "at": where}
+        st.session_state["ed_error_at"] = where
+        return None
     except twin.TwinError as e:
-        st.session_state["ed_error"] = str(e)
-        return
+        fail(where, str(e))
+        return None
     _move_to(vid, f"{what}: version {vid} is now the head.")
+    return vid
 
 
 def commit() -> None:
@@ -119,17 +158,20 @@ def commit() -> None:
     clear_messages()
     pv = ss.get("ed_preview")
     if pv is None:
-        ss["ed_error"] = "nothing to commit: preview an edit first."
+        fail("commit", "nothing to commit: preview an edit first.")
         return
-    _write_version(lambda: versions.commit(current_store(), pv["partition"], base_version=int(ss["ed_base"]),
-                                           author=str(ss.get("ed_author", "")), reason=str(ss.get("ed_reason", ""))),
-                   f"committed {pv['title']}")
+    if _write_version(lambda: versions.commit(current_store(), pv["partition"], base_version=int(ss["ed_base"]),
+                                              author=str(ss.get("ed_author", "")),
+                                              reason=str(ss.get("ed_reason", ""))),
+                      f"committed {pv['title']}", "commit") is not None:
+        ss["ed_redo"] = None
 
 
 def discard() -> None:
     """Drop the preview."""
     clear_messages()
     st.session_state["ed_preview"] = None
+    st.session_state["ed_brush"] = None
 
 
 def reload() -> None:
@@ -137,6 +179,7 @@ def reload() -> None:
     head = versions.head_version(current_store())
     clear_messages()
     _move_to(head, f"reloaded: editing from version {head} (the head).")
+    st.session_state["ed_redo"] = None
 
 
 def undo() -> None:
@@ -144,9 +187,35 @@ def undo() -> None:
     ss = st.session_state
     clear_messages()
     base = int(ss["ed_base"])
-    _write_version(lambda: versions.undo(current_store(), state.get_twin(), author=str(ss.get("ed_author", "")),
-                                         base_version=base),
-                   f"undid version {base}")
+    vid = _write_version(lambda: versions.undo(current_store(), state.get_twin(), author=str(ss.get("ed_author", "")),
+                                               base_version=base),
+                         f"undid version {base}", "versions")
+    if vid is not None:  # redo = a new version equal to the undone one, on top of the undo
+        ss["ed_redo"] = {"from": vid, "to": base}
+
+
+def can_redo(ss: Mapping[str, Any]) -> int | None:
+    """The version a redo would restore (the one the last undo undid) when the editor is still on that undo."""
+    r = ss.get("ed_redo")
+    return int(r["to"]) if r and ss.get("ed_base") == r["from"] else None
+
+
+def redo() -> None:
+    """After an undo: add a version equal to the undone version (:func:`twin.partition.versions.rollback` to it,
+    guarded by the undo version as the base)."""
+    ss = st.session_state
+    clear_messages()
+    target = can_redo(ss)
+    if target is None:
+        fail("versions", "nothing to redo: redo follows an undo made from this session's current version.")
+        return
+    base = int(ss["ed_base"])
+    vid = _write_version(lambda: versions.rollback(current_store(), state.get_twin(), target,
+                                                   author=str(ss.get("ed_author", "")), base_version=base,
+                                                   reason=f"redo version {target} (undone by version {base})"),
+                         f"redid version {target}", "versions")
+    if vid is not None:
+        ss["ed_redo"] = None
 
 
 def rollback() -> None:
@@ -154,9 +223,10 @@ def rollback() -> None:
     ss = st.session_state
     clear_messages()
     target = int(ss["ed_version"])
-    _write_version(lambda: versions.rollback(current_store(), state.get_twin(), target,
-                                             author=str(ss.get("ed_author", "")), base_version=int(ss["ed_base"])),
-                   f"rolled back to version {target}")
+    if _write_version(lambda: versions.rollback(current_store(), state.get_twin(), target,
+                                                author=str(ss.get("ed_author", "")), base_version=int(ss["ed_base"])),
+                      f"rolled back to version {target}", "versions") is not None:
+        ss["ed_redo"] = None
 
 
 def fly_to_grid(version: int) -> None:

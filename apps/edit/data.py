@@ -23,7 +23,7 @@ from twin.partition.model import Partition
 from twin.store.sql import Store, open_store
 
 __all__ = ["ViewData", "EditContext", "store_url", "edit_store", "view_data", "current_store", "current_view",
-           "version_diff", "context"]
+           "version_diff", "diff_view", "context"]
 
 
 @dataclass
@@ -91,6 +91,44 @@ def _diff_cached(_t: twin.Twin, key: str, url: str, a: int, b: int) -> versions.
 def version_diff(ctx: EditContext, a: int, b: int) -> versions.VersionDiff:
     """:func:`twin.partition.versions.diff_versions` of versions ``a`` → ``b`` (cached)."""
     return _diff_cached(ctx.t, ctx.key, ctx.store.url, a, b)
+
+
+@st.cache_resource(show_spinner="Comparing the versions …", max_entries=16)
+def _diff_view_cached(_t: twin.Twin, key: str, url: str, a: int, b: int) -> tuple[pd.DataFrame, str]:
+    d = versions.diff_versions(edit_store(url), _t, a, b)
+    va, vb = view_data(_t, key, url, a), view_data(_t, key, url, b)
+    cols = ["grid_code", "grid_name", "workload", "residents", "deviation"]
+    ta = va.table[va.table["grid_code"] != "UNASSIGNED"][cols].set_index("grid_code")
+    tb = vb.table[vb.table["grid_code"] != "UNASSIGNED"][cols].set_index("grid_code")
+    status = {**{g: "changed" for g in d.grids_changed}, **{g: "added" for g in d.grids_added},
+              **{g: "removed" for g in d.grids_removed}}
+    codes = sorted(status)
+    table = pd.DataFrame({"grid_code": codes, "status": [status[c] for c in codes]})
+    table["grid_name"] = [tb["grid_name"].get(c, ta["grid_name"].get(c, c)) for c in codes]
+    for col in ("workload", "residents", "deviation"):
+        table[f"{col}_a"] = [ta[col].get(c, float("nan")) for c in codes]
+        table[f"{col}_b"] = [tb[col].get(c, float("nan")) for c in codes]
+    shapes = pd.concat([vb.grids[vb.grids["grid_code"].isin([c for c in codes if status[c] != "removed"])],
+                        va.grids[va.grids["grid_code"].isin(d.grids_removed)]], ignore_index=True)
+    frame = gpd.GeoDataFrame(shapes[["grid_code", "grid_name", "geometry"]], geometry="geometry", crs="EPSG:4326")
+    frame = frame.merge(table, on=["grid_code", "grid_name"], how="left")
+
+    def fmt_dev(v: float) -> str:
+        return "–" if pd.isna(v) else f"{100 * v:+.1f} %"
+
+    frame["label"] = [f"v{a} → v{b}: workload {'–' if pd.isna(x) else f'{x:,.0f}'} → "
+                      f"{'–' if pd.isna(y) else f'{y:,.0f}'}, deviation {fmt_dev(u)} → {fmt_dev(w)}"
+                      for x, y, u, w in zip(frame["workload_a"], frame["workload_b"], frame["deviation_a"],
+                                            frame["deviation_b"])]
+    layer = layer_to_json(edit_layers.diff_layer(frame[["grid_code", "grid_name", "status", "label", "geometry"]]))
+    return table, layer
+
+
+def diff_view(ctx: EditContext, a: int, b: int) -> tuple[pd.DataFrame, str]:
+    """Versions ``a`` → ``b`` for the eye: one row per grid added / removed / changed (``status``, ``grid_name``,
+    ``workload``, ``residents`` and ``deviation`` as ``_a`` and ``_b``) and the map layer highlighting them
+    (:func:`layers.edit.diff_layer`; removed grids drawn with their shape in ``a``). Cached per pair."""
+    return _diff_view_cached(ctx.t, ctx.key, ctx.store.url, int(a), int(b))
 
 
 def current_store() -> Store:

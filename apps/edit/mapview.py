@@ -9,7 +9,8 @@ import numpy as np
 import streamlit as st
 
 from apps import state
-from apps.edit.data import EditContext
+from apps.edit import brush
+from apps.edit.data import EditContext, diff_view
 from layers import boundaries
 from layers import edit as edit_layers
 from layers.serialize import layer_to_json
@@ -32,7 +33,9 @@ def grid_at(p: Partition, coordinate: Sequence[float] | None) -> str:
 
 
 def handle_map_event(ctx: EditContext, ev: dict[str, Any]) -> None:
-    """A click selects the grid under it (in the viewed version); a drawing becomes the edit's shape."""
+    """A click selects the grid under it (in the viewed version); a drawing becomes the edit's shape; a brush
+    stroke (``{"event": "brush", "target": grid, "cells": [hex…]}``) is painted into the target
+    (:func:`apps.edit.brush.paint`)."""
     ss = st.session_state
     kind = ev.get("event")
     if kind == "click":
@@ -45,6 +48,8 @@ def handle_map_event(ctx: EditContext, ev: dict[str, Any]) -> None:
         ss["ed_drawn"] = gj.get("geometry", gj)
     elif kind == "clear":
         ss["ed_drawn"] = None
+    elif kind == "brush" and ev.get("target"):
+        brush.paint(ctx, str(ev["target"]), list(ev.get("cells") or []))
 
 
 def map_layers(ctx: EditContext) -> tuple[list[state.LayerJSON], dict[str, tuple[float, float]],
@@ -62,11 +67,24 @@ def map_layers(ctx: EditContext) -> tuple[list[state.LayerJSON], dict[str, tuple
         out.append(("edit-selected", layer_to_json(edit_layers.outline_layer(
             sel, layer_id="edit-selected", color=[255, 255, 255, 255], width_px=3.0))))
     preview = ss.get("ed_preview")
+    rows = [{"kind": "line", "color": "rgba(255,255,255,1)", "label": "selected grid"}]
     if preview is not None:
         out.append(("edit-preview", preview["layer"]))
-    rows = [{"kind": "line", "color": "rgba(255,255,255,1)", "label": "selected grid"},
-            {"kind": "line", "color": edit_layers.rgba_to_css(edit_layers.PREVIEW_COLOR),
-             "label": "proposed grids (preview)"}]
+        legends[0]["title"] = (f"Deviation from the community ideal (version {ctx.view}; proposed grids: "
+                               "after the edit)")
+        rows.append({"kind": "line", "color": edit_layers.rgba_to_css(edit_layers.PREVIEW_COLOR),
+                     "label": "proposed grids, filled by their new deviation"})
+    painted = brush.painted_cells()
+    if painted:
+        out.append(("edit-brush", layer_to_json(edit_layers.painted_cells_layer(painted))))
+        rows.append({"kind": "line", "color": edit_layers.rgba_to_css(edit_layers.BRUSH_COLOR),
+                     "label": f"painted cells ({len(painted)})"})
+    if ss.get("ed_diff_show") and ss.get("ed_diff_a") is not None and ss.get("ed_diff_a") != ss.get("ed_diff_b"):
+        _, diff_json = diff_view(ctx, int(ss["ed_diff_a"]), int(ss["ed_diff_b"]))
+        out.append(("edit-diff", diff_json))
+        legends.append({"title": f"Version {ss['ed_diff_a']} → {ss['ed_diff_b']}", "rows": [
+            {"kind": "line", "color": edit_layers.rgba_to_css(c), "label": f"grid {k}"}
+            for k, c in edit_layers.DIFF_COLORS.items()]})
     if ss.get("ed_drawn"):
         out.append(("edit-drawn", layer_to_json(boundaries.area_layer(ss["ed_drawn"], layer_id="edit-drawn"))))
         rows.append({"kind": "line", "color": "rgba(0,200,255,1)", "label": "drawn shape"})

@@ -14,19 +14,76 @@ import pandas as pd
 import streamlit as st
 
 import twin
-from apps.edit import actions
-from apps.edit.data import EditContext, version_diff, view_data
+from apps.edit import actions, brush
+from apps.edit.data import EditContext, diff_view, version_diff, view_data
 from apps.edit.preview import preview_section
 from twin.partition.balance import DEFAULT_THRESHOLD
 from twin.partition.model import neighbour_grids
 
-__all__ = ["TARGET_GRIDS", "render"]
+__all__ = ["TARGET_GRIDS", "render", "error_here"]
 
 TARGET_GRIDS = 478
 
 
 def _pct(x: float | None) -> str:
     return "–" if x is None or not np.isfinite(x) else f"{100 * x:+.1f} %"
+
+
+def error_here(where: str) -> None:
+    """The error (or conflict) of the control ``where``, shown right next to it."""
+    ss = st.session_state
+    if ss.get("ed_error_at") != where:
+        return
+    if ss.get("ed_error"):
+        st.error(ss["ed_error"])
+    c = ss.get("ed_conflict")
+    if c:
+        st.error(f"Conflict: {c['message']}")
+        st.button(f"Reload version {c['head']} (the head) and redo the edit", key="ed_reload",
+                  on_click=actions.reload)
+
+
+def _diff_rows(table: pd.DataFrame, a: int, b: int) -> pd.DataFrame:
+    def arrow(x: float, y: float, fmt: str) -> str:
+        return " → ".join("–" if pd.isna(v) else fmt.format(v) for v in (x, y))
+
+    return pd.DataFrame({
+        "name": table["grid_name"], "grid": table["grid_code"], "status": table["status"],
+        f"workload v{a} → v{b}": [arrow(x, y, "{:,.0f}") for x, y in zip(table["workload_a"], table["workload_b"])],
+        "residents": [arrow(x, y, "{:,.0f}") for x, y in zip(table["residents_a"], table["residents_b"])],
+        "deviation": [arrow(x, y, "{:+.1%}") for x, y in zip(table["deviation_a"], table["deviation_b"])],
+    })
+
+
+def _compare(ctx: EditContext) -> None:
+    """A visual diff of any two versions: the changed grids highlighted on the map and listed by name."""
+    ids = [v.version for v in reversed(ctx.history)]
+    if len(ids) < 2:
+        return
+    info = {v.version: v for v in ctx.history}
+    ss = st.session_state
+    if ss.get("ed_diff_a") not in ids:
+        ss["ed_diff_a"] = info[ctx.view].parent or ids[-1]
+    if ss.get("ed_diff_b") not in ids:
+        ss["ed_diff_b"] = ctx.view
+    c1, c2, c3 = st.columns([0.33, 0.33, 0.34], vertical_alignment="bottom")
+    c1.selectbox("Compare version", ids, key="ed_diff_a", format_func=lambda v: f"v{v}")
+    c2.selectbox("with version", ids, key="ed_diff_b", format_func=lambda v: f"v{v}")
+    c3.toggle("Show on the map", key="ed_diff_show")
+    a, b = int(ss["ed_diff_a"]), int(ss["ed_diff_b"])
+    if a == b:
+        st.caption("pick two different versions")
+        return
+    d = version_diff(ctx, a, b)
+    table, _ = diff_view(ctx, a, b)
+    st.markdown(f"**Version {a} → {b}**: {len(d.grids_changed)} grids changed, {len(d.grids_added)} added, "
+                f"{len(d.grids_removed)} removed · {d.cells_moved:,} cells, {d.residents_moved:,} residents moved "
+                f"({100 * d.moved_share:.2f} %) · CV {d.balance_before['cv']:.3f} → {d.balance_after['cv']:.3f}")
+    if len(table):
+        rows = _diff_rows(table, a, b)
+        st.dataframe(rows, hide_index=True, height=min(36 * (len(rows) + 1), 260), key="ed_diff_table")
+    if ss.get("ed_diff_show"):
+        st.caption("on the map: changed grids cyan, added green, removed pink (hover for before → after)")
 
 
 def _history(ctx: EditContext) -> None:
@@ -58,29 +115,35 @@ def _version_bar(ctx: EditContext) -> None:
         tags += " · your base" if v == ctx.base else ""
         return f"v{v} · {i.author} · {i.created_at[:16].replace('T', ' ')} · {i.reason[:40]}{tags}"
 
-    c0, c1, c2 = st.columns([0.22, 0.56, 0.22], vertical_alignment="bottom")
-    c0.text_input("Author 调整人", key="ed_author", placeholder="your name")
+    c0, c1, c2, c3 = st.columns([0.2, 0.5, 0.15, 0.15], vertical_alignment="bottom")
+    if st.session_state.get("ed_preview") is None:  # with a preview the author field sits by Commit
+        c0.text_input("Author 调整人", key="ed_author", placeholder="your name")
     c1.selectbox("Version 版本 (view any: time travel)", [v.version for v in reversed(ctx.history)], key="ed_version",
                  format_func=label)
-    c2.button("↶ Undo last", key="ed_undo", on_click=actions.undo, disabled=info[ctx.base].parent is None,
+    c2.button("↶ Undo", key="ed_undo", on_click=actions.undo, disabled=info[ctx.base].parent is None,
               help="adds a new version equal to your base version's parent")
+    redo_to = actions.can_redo(st.session_state)
+    c3.button("↷ Redo", key="ed_redo_btn", on_click=actions.redo, disabled=redo_to is None,
+              help=f"adds a new version equal to version {redo_to} (the one undone)" if redo_to else
+              "redo follows an undo")
     if ctx.read_only:
         st.info(f"Viewing version {ctx.view} (read-only; your edits start from version {ctx.base}). "
                 "The map and the balance show this version.")
         st.button(f"Roll back to version {ctx.view}", key="ed_rollback", on_click=actions.rollback)
-    with st.expander("History and diff", expanded=False):
+    error_here("versions")
+    with st.expander("History and diff 版本对比", expanded=bool(st.session_state.get("ed_diff_show"))):
         _history(ctx)
+        _compare(ctx)
+
+
+_PLACES = ("ops", "brush", "commit", "versions", "rebalance")
 
 
 def _messages() -> None:
+    """The last notice, and errors of no particular control (those of a control are shown next to it)."""
     ss = st.session_state
-    if ss.get("ed_error"):
-        st.error(ss["ed_error"])
-    if ss.get("ed_conflict"):
-        c = ss["ed_conflict"]
-        st.error(f"Conflict: {c['message']}")
-        st.button(f"Reload version {c['head']} (the head) and redo the edit", key="ed_reload",
-                  on_click=actions.reload)
+    if ss.get("ed_error_at") not in _PLACES:
+        error_here(ss.get("ed_error_at"))  # type: ignore[arg-type]
     if ss.get("ed_notice"):
         st.success(ss["ed_notice"])
 
@@ -135,11 +198,30 @@ def _operations(ctx: EditContext, code: str, neighbours: list[str]) -> None:
               args=("redraw", f"redraw {code} from the drawn polygon"))
     c3.button("Move shape's cells here", key="ed_move", on_click=actions.preview, disabled=not drawn,
               args=("move", f"move the drawn area to {code}"))
+    error_here("ops")
+    _brush_section(ctx, code)
+
+
+def _brush_section(ctx: EditContext, code: str) -> None:
+    """The brush: paints cells of neighbouring grids into the selected grid (the map's 🖌 Brush mode)."""
+    ss = st.session_state
+    name = str(ctx.data.table.set_index("grid_code").at[code, "grid_name"])
+    painted = brush.painted_cells(code)
+    st.markdown(f"**Brush 画刷** — choose **🖌 Brush** on the map and drag over neighbouring grids: their cells "
+                f"move into **{name}**; the box on the map shows the balance as you paint, this panel after each "
+                "stroke; Commit writes the whole painting as one version.")
+    c1, c2, c3 = st.columns([0.4, 0.3, 0.3], vertical_alignment="bottom")
+    ss.setdefault("ed_brush_radius", 1)
+    c1.select_slider("brush size (rings of cells)", brush.BRUSH_RADII, key="ed_brush_radius", format_func=lambda r: f"{r} ({1 + 3 * r * (r + 1)} cells)")
+    c2.markdown(f"painted: **{len(painted)}** cell(s)")
+    c3.button("Clear paint", key="ed_brush_clear", on_click=brush.clear_paint, disabled=not painted)
+    error_here("brush")
 
 
 def _rebalance_section(ctx: EditContext) -> None:
     c1, c2 = st.columns([0.4, 0.6], vertical_alignment="bottom")
     n = int(c1.number_input("grids wanted", min_value=147, max_value=900, value=TARGET_GRIDS, step=1, key="ed_n"))
+    error_here("rebalance")
     if not c2.button(f"Propose {n} grids (twin.rebalance)", key="ed_propose"):
         return
     actions.clear_messages()
@@ -152,7 +234,7 @@ def _rebalance_section(ctx: EditContext) -> None:
                                 title=f"re-partition into {n} grids", moved_share=res.moved_share,
                                 seconds=time.perf_counter() - t0, text=res.to_text())
         except twin.TwinError as e:
-            st.session_state["ed_error"] = str(e)
+            actions.fail("rebalance", str(e))
     st.rerun()
 
 
@@ -187,10 +269,11 @@ def render(ctx: EditContext) -> None:
     _version_bar(ctx)
     _messages()
     picked = _grid_section(ctx)
-    preview_section()
+    preview_section(error_here)
     if picked and not ctx.read_only:
         _operations(ctx, *picked)
     if not ctx.read_only:
-        with st.expander(f"Propose {TARGET_GRIDS} grids (automatic re-partition)", expanded=False):
+        with st.expander(f"Propose {TARGET_GRIDS} grids (automatic re-partition)",
+                         expanded=st.session_state.get("ed_error_at") == "rebalance"):
             _rebalance_section(ctx)
     _balance_section(ctx)

@@ -4,6 +4,8 @@ and the Commit / Discard buttons. Numbers come from :func:`twin.partition.balanc
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pandas as pd
 import streamlit as st
 
@@ -21,15 +23,21 @@ def _arrow(a: float, b: float, fmt: str) -> str:
 
 
 def touched_table(grids: pd.DataFrame) -> pd.DataFrame:
-    """The touched grids of an edit effect as shown: status, workload and deviation before → after, km², PP."""
+    """The touched grids of an edit as shown, by name: status, workload, residents and deviation before → after,
+    km², Polsby–Popper (``grids``: :attr:`EditEffect.grids`, with ``grid_name`` / ``residents_*`` when known —
+    :func:`apps.edit.actions.named_grids`)."""
     g = grids
-    return pd.DataFrame({
-        "grid": g["grid_code"], "status": g["status"],
-        "workload": [_arrow(a, b, "{:,.0f}") for a, b in zip(g["workload_before"], g["workload_after"])],
-        "deviation": [_arrow(a, b, "{:+.1%}") for a, b in zip(g["deviation_before"], g["deviation_after"])],
-        "km²": [_num(v, "{:.3f}") for v in g["area_km2"]],
-        "Polsby–Popper": [_num(v, "{:.2f}") for v in g["polsby_popper"]],
-    })
+    name = g["grid_name"] if "grid_name" in g else g["grid_code"]
+    out = {"name": list(name), "grid": g["grid_code"], "status": g["status"],
+           "workload": [_arrow(a, b, "{:,.0f}") for a, b in zip(g["workload_before"], g["workload_after"])]}
+    if "residents_before" in g:
+        out["residents"] = [_arrow(a, b, "{:,.0f}") for a, b in zip(g["residents_before"], g["residents_after"])]
+    out["deviation"] = [_arrow(a, b, "{:+.1%}") for a, b in zip(g["deviation_before"], g["deviation_after"])]
+    out["km²"] = [_num(v, "{:.3f}") for v in g["area_km2"]]
+    out["Polsby–Popper"] = [_num(v, "{:.2f}") for v in g["polsby_popper"]]
+    order = {"added": 0, "changed": 1, "removed": 2, "ideal changed": 3}
+    df = pd.DataFrame(out)
+    return df.iloc[sorted(range(len(df)), key=lambda i: (order.get(str(df["status"].iloc[i]), 9), str(df["name"].iloc[i])))]
 
 
 def _community_caption(comm: pd.DataFrame) -> str:
@@ -41,19 +49,28 @@ def _community_caption(comm: pd.DataFrame) -> str:
             f"{comm['cv_after'].mean():.3f}")
 
 
-def preview_section() -> None:
-    """The previewed edit, if any, with its commit form."""
+def _names(grids: pd.DataFrame, status: str) -> str:
+    sub = grids[grids["status"] == status]
+    names = (sub["grid_name"] if "grid_name" in sub else sub["grid_code"]).astype(str).tolist()
+    if len(names) > 6:
+        return "、".join(names[:6]) + f" … (+{len(names) - 6})"
+    return "、".join(names)
+
+
+def preview_section(error_here: Callable[[str], None]) -> None:
+    """The previewed edit, if any, with its commit form (``error_here("commit")`` shows a failed commit right
+    under the Commit button)."""
     pv = st.session_state.get("ed_preview")
     if pv is None:
         return
     eff = pv["effect"]
+    grids = pv.get("named", eff.grids)
     s = eff.summary
     st.subheader(f"Preview: {pv['title']}")
-    new = eff.grids.loc[eff.grids["status"] == "added", "grid_code"].tolist()
-    gone = eff.grids.loc[eff.grids["status"] == "removed", "grid_code"].tolist()
-    st.caption(f"outlined in magenta on the map · {s['cells_moved']:,} cells change grid · grids "
-               f"{s['grids_before']} → {s['grids_after']}" + (f" · new {new}" if new else "")
-               + (f" · removed {gone}" if gone else ""))
+    new, gone = _names(grids, "added"), _names(grids, "removed")
+    st.caption(f"on the map: proposed grids filled by their **new** deviation (same legend), outlined in yellow · "
+               f"{s['cells_moved']:,} cells change grid · grids {s['grids_before']} → {s['grids_after']}"
+               + (f" · new: {new}" if new else "") + (f" · removed: {gone}" if gone else ""))
     cols = st.columns(3)
     cols[0].metric("District CV", f"{s['cv_after']:.4f}", f"{s['cv_after'] - s['cv_before']:+.4f}",
                    delta_color="inverse")
@@ -63,10 +80,13 @@ def preview_section() -> None:
         cols[2].metric("Residents moved", f"{100 * pv['moved_share']:.2f} %", help=f"{pv['seconds']:.1f} s")
     else:
         cols[2].metric("Grids touched", f"{len(eff.grids)}")
-    table = touched_table(eff.grids)
-    st.dataframe(table, hide_index=True, height=min(36 * (len(table) + 1), 260))
+    table = touched_table(grids)
+    st.dataframe(table, hide_index=True, height=min(36 * (len(table) + 1), 260), key="ed_preview_table")
     st.caption(_community_caption(eff.communities))
-    st.text_input("Reason 原因", key="ed_reason", placeholder="why this edit (stored with the version; author at the top)")
+    c0, c1 = st.columns([0.35, 0.65])
+    c0.text_input("Author 调整人", key="ed_author", placeholder="your name")
+    c1.text_input("Reason 原因", key="ed_reason", placeholder="why this edit (stored with the version)")
     c1, c2 = st.columns(2)
     c1.button(f"✔ Commit (on version {pv['base']})", key="ed_commit", on_click=actions.commit, type="primary")
     c2.button("✕ Discard", key="ed_discard", on_click=actions.discard)
+    error_here("commit")

@@ -259,3 +259,179 @@ def test_edit_buttons_map_to_edit_ops():
         edit_op("move", {"ed_grid": "g1"})
     with pytest.raises(twin.ValidationError, match="unknown edit button"):
         edit_op("explode", ss)
+
+
+# --- brush, redo, visual diff, errors next to their control (issue 14) -------------------------------------------
+
+def _map_args(at: AppTest) -> dict:
+    """The arguments the app sent to the map component in the last run (layers, legends, brush …)."""
+    import json
+
+    return json.loads(at.get("component_instance")[0].proto.json_args)
+
+
+def _brush_cells(p, code: str) -> tuple[list[str], list[str]]:
+    """Two strokes for the brush: cells of a same-community neighbour that touch ``code`` and can move one after the
+    other (checked with the core's move_cells), as hex strings."""
+    from layers.hexagons import cells_to_hex
+
+    comm = dict(zip(p.grids["grid_code"], p.grids["community_code"]))
+    mine = set(p.cells_of(code).tolist())
+    for other in (n for n in neighbour_grids(p, code) if comm[n] == comm[code]):
+        border = [int(i) for i in p.cells_of(other) if mine & set(p.adjacency[int(i)].indices.tolist())]
+        for a in border:
+            for b in border:
+                if a == b:
+                    continue
+                try:
+                    edits.move_cells(p, p.cells[[a]], code)
+                    edits.move_cells(p, p.cells[[a, b]], code)
+                except PartitionError:
+                    continue
+                return cells_to_hex(p.cells[[a]]), cells_to_hex(p.cells[[b]])
+    raise AssertionError(f"no paintable pair of cells next to grid {code}")
+
+
+def test_brush_paints_strokes_live_and_commits_them_as_one_version(store_url, default_twin, code):
+    from twin.partition.edit_ops import EditOp, apply_edit
+
+    at = _edit_app()
+    _select(at, code)
+    store = open_store(store_url)
+    p = versions.load_partition(store, default_twin, 1)
+    # the map gets what it needs to paint and to show the balance live: the target first, its neighbours' cells
+    b = _map_args(at)["brush"]
+    assert b["target"] == code and b["grids"][0][0] == code and b["painted"] == []
+    table = balance_report(default_twin, p, polygons=False).table.set_index("grid_code")
+    assert {g[0] for g in b["grids"]} == {code, *neighbour_grids(p, code)}
+    assert all(g[2] == pytest.approx(table.at[g[0], "workload"], abs=0.01) for g in b["grids"])
+    first, second = _brush_cells(p, code)
+    assert b["cells"][first[0]][0] != 0  # a neighbour's cell, with its workload
+    # stroke 1, stroke 2 (the component's "brush" events): each previews the whole painting as one move_cells
+    at.session_state["map"] = {"event": "brush", "seq": 11, "target": code, "cells": first}
+    at.run()
+    _ok(at)
+    at.session_state["map"] = {"event": "brush", "seq": 12, "target": code, "cells": second}
+    at.run()
+    _ok(at)
+    assert not at.error
+    pv = at.session_state["ed_preview"]
+    expected = apply_edit(p, EditOp("move_cells", cells=first + second, to_grid=code)).partition
+    assert pv["op"] == "brush" and pv["partition"].assignment_equals(expected)
+    assert pv["effect"].summary["cells_moved"] == 2
+    assert sorted(_map_args(at)["brush"]["painted"]) == sorted(first + second)
+    # the balance panel of the preview: the target's workload before → after, by name
+    named = pv["named"].set_index("grid_code")
+    rep_after = balance_report(default_twin, expected, polygons=False).table.set_index("grid_code")
+    assert named.at[code, "workload_after"] == pytest.approx(rep_after.at[code, "workload"])
+    assert named.at[code, "residents_after"] == rep_after.at[code, "residents"]
+    shown = next(d.value for d in at.dataframe if "residents" in d.value.columns and "name" in d.value.columns)
+    assert named.at[code, "grid_name"] in set(shown["name"])
+    ids = [i for i, _ in _map_args(at)["layers"]]
+    assert "edit-preview" in ids and "edit-brush" in ids
+    # an invalid stroke (a cell of another community) is dropped; the rule is shown next to the brush
+    comm = dict(zip(p.grids["grid_code"], p.grids["community_code"]))
+    foreign = next((n for n in neighbour_grids(p, code) if comm[n] != comm[code]), None)
+    if foreign is not None:
+        from layers.hexagons import cells_to_hex
+
+        at.session_state["map"] = {"event": "brush", "seq": 13, "target": code,
+                                   "cells": cells_to_hex(p.cells[p.cells_of(foreign)[:1]])}
+        at.run()
+        _ok(at)
+        assert at.session_state["ed_error_at"] == "brush"
+        assert len(at.error) == 1 and "a grid must stay inside its community" in at.error[0].value
+        assert "must stay inside its community" in _map_args(at)["brush"]["error"]
+        assert at.session_state["ed_preview"]["partition"].assignment_equals(expected)  # the painting is kept
+    # commit: the whole painting is ONE version
+    _commit(at, "ann", "brush: two cells")
+    assert not at.error
+    assert versions.head_version(store) == 2 and [v.version for v in versions.list_versions(store)] == [1, 2]
+    assert versions.load_partition(store, default_twin, 2).assignment_equals(expected)
+    assert at.session_state["ed_brush"] is None and _map_args(at)["brush"]["painted"] == []
+
+
+def test_preview_layer_fills_proposed_grids_by_their_new_deviation(store_url, default_twin, code):
+    import json
+
+    from layers.edit import opaque_deviation_colors
+
+    at = _edit_app()
+    _select(at, code)
+    at.button(key="ed_split").click().run()
+    _ok(at)
+    pv = at.session_state["ed_preview"]
+    layer = json.loads(pv["layer"])
+    feats = {f["properties"]["grid_code"]: f["properties"] for f in layer["data"]["features"]}
+    named = pv["named"].set_index("grid_code")
+    assert set(feats) == set(pv["effect"].shapes["grid_code"])
+    for g, props in feats.items():  # filled (opaque) by the deviation after the edit, on the map's scale
+        assert props["fill"] == opaque_deviation_colors([named.at[g, "deviation_after"]])[0]
+        assert props["grid_name"] == named.at[g, "grid_name"] and "→" in props["dev"]
+    assert layer["filled"] is True and layer["pickable"] is True
+
+
+def test_commit_without_author_shows_the_error_next_to_commit(store_url, default_twin, code):
+    at = _edit_app()
+    _select(at, code)
+    at.button(key="ed_split").click().run()
+    at.button(key="ed_commit").click().run()
+    _ok(at)
+    assert at.session_state["ed_error_at"] == "commit"
+    assert len(at.error) == 1 and "needs an author" in at.error[0].value
+    # shown after the Commit button (in the preview's form), not at the top of the panel
+    keys = [getattr(e, "key", None) for e in at.main]
+    flat = list(at.main)
+    assert flat.index(at.error[0]) > flat.index(at.button(key="ed_commit")), keys
+
+
+def test_redo_after_undo_restores_the_undone_version(store_url, default_twin, code):
+    at = _edit_app()
+    _select(at, code)
+    assert at.button(key="ed_redo_btn").disabled  # nothing undone yet
+    at.button(key="ed_split").click().run()
+    _commit(at, "ann", "split")
+    store = open_store(store_url)
+    at.button(key="ed_undo").click().run()
+    _ok(at)
+    assert versions.head_version(store) == 3 and not at.button(key="ed_redo_btn").disabled
+    at.button(key="ed_redo_btn").click().run()
+    _ok(at)
+    assert not at.error
+    head = versions.head_version(store)
+    info = versions.version_info(store, head)
+    assert (head, info.parent, info.author) == (4, 3, "ann") and "redo version 2" in info.reason
+    assert versions.load_partition(store, default_twin, 4).assignment_equals(
+        versions.load_partition(store, default_twin, 2))
+    assert at.session_state["ed_base"] == 4 and at.button(key="ed_redo_btn").disabled
+
+
+def test_visual_diff_between_any_two_versions(store_url, default_twin, code):
+    at = _edit_app()
+    _select(at, code)
+    at.button(key="ed_split").click().run()
+    _commit(at, "ann", "split")
+    store = open_store(store_url)
+    at.session_state["ed_diff_a"] = 1
+    at.session_state["ed_diff_b"] = 2
+    at.session_state["ed_diff_show"] = True
+    at.run()
+    _ok(at)
+    d = versions.diff_versions(store, default_twin, 1, 2)
+    shown = next(x.value for x in at.dataframe if "workload v1 → v2" in x.value.columns)
+    assert set(shown["grid"]) == set(d.grids_added + d.grids_changed + d.grids_removed)
+    assert set(shown["status"]) == {"added", "changed"}
+    p2 = versions.load_partition(store, default_twin, 2)
+    names = dict(zip(p2.grids["grid_code"], p2.grids["grid_name"]))
+    assert all(n == names[g] for n, g in zip(shown["name"], shown["grid"]))
+    args = _map_args(at)
+    layer = dict(args["layers"])["edit-diff"]
+    import json
+
+    if layer.startswith("@"):
+        from apps.components.deckmap import FRONTEND
+
+        layer = (FRONTEND / layer[1:]).read_text()
+    feats = json.loads(layer)["data"]["features"]
+    assert {f["properties"]["grid_code"] for f in feats} == set(d.grids_added + d.grids_changed)
+    assert any(lg["title"] == "Version 1 → 2" for lg in args["legends"])
