@@ -1,26 +1,40 @@
-"""Append-only, tamper-evident audit log (操作日志留痕) in the shared store.
+"""Append-only, tamper-evident audit log (操作日志留痕) in the shared store, anchored outside it.
 
 Every query and edit appends one :class:`Entry`: who (user, role), when (UTC, microseconds), what (endpoint,
 method, area hash and area in km² measured in EPSG:4547, counts returned, partition version), outcome and HTTP
 status. Entries are numbered ``seq = 1, 2, …`` and each carries ``prev_hash`` (the previous entry's ``hash``) and
-``hash = sha256(canonical JSON of its own fields + prev_hash)``; the first entry's ``prev_hash`` is
-:data:`GENESIS`. A one-row head table holds the last ``seq``/``hash``: appenders lock it, so concurrent writers
-(threads, processes, PostgreSQL sessions) never fork the chain, and deleting the newest entries is detected too.
+``hash = HMAC-SHA256(key, canonical JSON of its own fields + prev_hash)``; the first entry's ``prev_hash`` is
+:data:`GENESIS`. The key is kept outside the database (``$TWIN_AUDIT_KEY`` or an ``audit.key`` file with mode 0600,
+see :mod:`twin.access._audit_key`), so someone who can write the database cannot recompute hashes after an edit,
+deletion or forged append. A one-row head table holds the last ``seq``/``hash``: appenders lock it, so concurrent
+writers (threads, processes, PostgreSQL sessions) never fork the chain.
 
-Append-only is enforced by database triggers (UPDATE/DELETE abort). Someone with raw database access can drop the
-triggers, but then :func:`verify` reports the first entry whose hash or link no longer matches.
+Truncation (deleting the newest entries and moving the head back, or emptying the log) leaves a valid shorter chain,
+so signed **checkpoints** ``(log, seq, hash, time, reason, HMAC)`` are appended to ``audit_checkpoints.jsonl`` beside
+the key: on a process's first append, then at least every :data:`CHECKPOINT_EVERY` entries and at most
+:data:`CHECKPOINT_SECONDS` after an unanchored entry (a timer), at service shutdown and on demand (:func:`checkpoint`,
+``twin audit checkpoint``). A process also remembers the newest entry it saw: if the head ever moves back under
+it, it writes that entry as a checkpoint at once. :func:`verify` checks every HMAC, link and number, the head,
+every checkpoint against the log (one at a seq the log no longer has, or with another hash, means truncation or
+rewrite) and every area footprint against its hash.
 
-Area footprints are kept once per distinct area in ``audit_areas`` (GeoJSON text; on PostgreSQL with PostGIS also
-a ``geometry(Geometry, 4326)`` column with a GiST index) so that "who looked at this place?" is one query
-(:func:`entries_touching`).
+Append-only is also enforced by database triggers (UPDATE/DELETE abort) on the log and the footprints.
+
+Area footprints are kept once per distinct area in ``audit_areas`` (GeoJSON text of the normalised area; on
+PostgreSQL with PostGIS also a ``geometry(Geometry, 4326)`` column with a GiST index) so that "who looked at this
+place?" is one query (:func:`entries_touching`). The entry's ``area_hash`` (covered by its HMAC) is the hash of the
+footprint, so a replaced footprint is detected.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import hmac
 import json
+import os
 import threading
+import time
 from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -28,17 +42,22 @@ from typing import Any
 import shapely
 from shapely.geometry.base import BaseGeometry
 
+from twin.access._audit_key import CHECKPOINT_FILE, append_line, audit_dir, load_key, log_id, read_lines
 from twin.crs import area_km2 as _area_km2
 from twin.store.pg import schema_lock_statement
-from twin.store.sql import Store
+from twin.store.sql import Store, Transaction
 
 _SCHEMA_LOCK = threading.Lock()
 
 __all__ = [
     "Entry",
+    "Checkpoint",
     "VerifyReport",
     "GENESIS",
+    "CHECKPOINT_EVERY",
+    "CHECKPOINT_SECONDS",
     "append",
+    "checkpoint",
     "entries",
     "verify",
     "area_hash",
@@ -47,8 +66,13 @@ __all__ = [
 ]
 
 GENESIS = "0" * 64
+#: a checkpoint at least every this many entries (per process) …
+CHECKPOINT_EVERY = 1000
+#: … and at most this many seconds after an entry that no checkpoint covers yet.
+CHECKPOINT_SECONDS = 1.0
 _FIELDS = ("seq", "ts", "user_name", "role", "endpoint", "method", "area_hash", "area_km2", "counts", "version",
            "outcome", "status", "detail", "prev_hash")
+_MAX_PROBLEMS = 20
 
 _SCHEMA_COMMON = (
     """CREATE TABLE IF NOT EXISTS audit_log (
@@ -82,17 +106,17 @@ _SCHEMA_COMMON = (
     )""",
 )
 
-_SQLITE_GUARDS = (
-    """CREATE TRIGGER IF NOT EXISTS audit_log_no_update BEFORE UPDATE ON audit_log
-       BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END""",
-    """CREATE TRIGGER IF NOT EXISTS audit_log_no_delete BEFORE DELETE ON audit_log
-       BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END""",
-)
+_SQLITE_GUARDS = tuple(
+    f"""CREATE TRIGGER IF NOT EXISTS {table}_no_{op} BEFORE {op.upper()} ON {table}
+       BEGIN SELECT RAISE(ABORT, '{table} is append-only'); END"""
+    for table in ("audit_log", "audit_areas") for op in ("update", "delete"))
 
 _PG_GUARDS = (
     """CREATE OR REPLACE FUNCTION audit_log_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
-       BEGIN RAISE EXCEPTION 'audit_log is append-only'; END $$""",
+       BEGIN RAISE EXCEPTION USING MESSAGE = TG_TABLE_NAME || ' is append-only'; END $$""",
     """CREATE OR REPLACE TRIGGER audit_log_no_change BEFORE UPDATE OR DELETE ON audit_log
+       FOR EACH ROW EXECUTE FUNCTION audit_log_append_only()""",
+    """CREATE OR REPLACE TRIGGER audit_areas_no_change BEFORE UPDATE OR DELETE ON audit_areas
        FOR EACH ROW EXECUTE FUNCTION audit_log_append_only()""",
 )
 
@@ -104,7 +128,8 @@ _PG_GEOM = (
 
 @dataclass(frozen=True)
 class Entry:
-    """One audit entry. ``area_km2`` is measured in EPSG:4547; ``counts`` maps what was returned to how many."""
+    """One audit entry. ``area_km2`` is measured in EPSG:4547; ``counts`` maps what was returned to how many;
+    ``hash`` is the keyed HMAC-SHA256 of the other fields."""
 
     seq: int
     ts: str
@@ -126,9 +151,21 @@ class Entry:
         return asdict(self)
 
 
+@dataclass(frozen=True)
+class Checkpoint:
+    """A signed statement "log ``log`` had entry ``seq`` with hash ``hash`` at ``ts``", kept outside the database."""
+
+    log: str
+    seq: int
+    hash: str
+    ts: str
+    reason: str
+
+
 @dataclass
 class VerifyReport:
-    """Result of :func:`verify`: ``ok``, how many entries were checked and the first broken one (if any)."""
+    """Result of :func:`verify`: ``ok``, how many entries and checkpoints were checked, the first broken entry (if
+    any), the first problem (``reason``) and all problems found (up to 20)."""
 
     ok: bool
     n_entries: int
@@ -136,14 +173,33 @@ class VerifyReport:
     reason: str = ""
     head_seq: int = 0
     problems: list[str] = field(default_factory=list)
+    n_checkpoints: int = 0
 
     def to_text(self) -> str:
         if self.ok:
-            return f"audit log OK: {self.n_entries} entries, chain intact up to seq {self.head_seq}."
-        return f"audit log BROKEN at seq {self.first_broken_seq}: {self.reason}"
+            return (f"audit log OK: {self.n_entries} entries, chain intact up to seq {self.head_seq}, "
+                    f"{self.n_checkpoints} checkpoint(s) match.")
+        where = f" at seq {self.first_broken_seq}" if self.first_broken_seq is not None else ""
+        more = "".join(f"\n  - {p}" for p in self.problems[1:])
+        return f"audit log BROKEN{where}: {self.reason}{more}"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+@dataclass
+class _Anchor:
+    """What this process knows of one log: the newest entry it saw and its last checkpoint."""
+
+    seen_seq: int = 0
+    seen_hash: str = GENESIS
+    cp_seq: int = -1
+    cp_time: float = 0.0
+    timer: threading.Timer | None = None
+
+
+_anchors: dict[str, _Anchor] = {}
+_anchor_lock = threading.Lock()
 
 
 def _ensure(store: Store) -> None:
@@ -163,57 +219,158 @@ def _canonical_km2(x: float | None) -> float | None:
     return None if x is None else round(float(x), 6)
 
 
-def _entry_hash(fields: Mapping[str, Any]) -> str:
-    payload = {k: fields[k] for k in _FIELDS}
-    text = json.dumps(payload, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+def _mac(key: bytes, kind: str, payload: Mapping[str, Any]) -> str:
+    text = json.dumps({**payload, "kind": kind}, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hmac.new(key, text.encode("utf-8"), hashlib.sha256).hexdigest()
+
+
+def _entry_hash(key: bytes, fields: Mapping[str, Any]) -> str:
+    return _mac(key, "audit-entry", {k: fields[k] for k in _FIELDS})
+
+
+def _normalised(geom: BaseGeometry) -> BaseGeometry:
+    return shapely.normalize(shapely.set_precision(geom, 1e-7))
 
 
 def area_hash(geom: BaseGeometry) -> str:
     """SHA-256 of the area's normalised WKB (WGS84, coordinates rounded to 1e-7°, ≈ 1 cm)."""
-    g = shapely.normalize(shapely.set_precision(geom, 1e-7))
-    return hashlib.sha256(shapely.to_wkb(g, hex=False)).hexdigest()
+    return hashlib.sha256(shapely.to_wkb(_normalised(geom), hex=False)).hexdigest()
 
 
 def append(store: Store, *, user: str, role: str, endpoint: str, method: str = "GET",
            area: BaseGeometry | None = None, area_km2: float | None = None, counts: Mapping[str, int] | None = None,
-           version: str | int | None = None, outcome: str = "ok", status: int = 200, detail: str = "") -> Entry:
-    """Append one entry in its own transaction and return it.
+           version: str | int | None = None, outcome: str = "ok", status: int = 200, detail: str = "",
+           tx: Transaction | None = None) -> Entry:
+    """Append one entry and return it; durable when this returns (or, with ``tx``, when ``tx`` commits).
 
     ``area`` (WGS84) is hashed and its footprint kept in ``audit_areas``; ``area_km2`` defaults to its area
     measured in EPSG:4547. ``counts`` are the numbers of things returned (suppressed cells are not counted).
+    ``tx``: write inside this open transaction of ``store`` (the entry then commits or rolls back with the change
+    it records, e.g. a partition version: :func:`twin.partition.versions.commit`).
     """
     _ensure(store)
+    key = load_key(store, create=True)
+    assert key is not None
     ahash = None
     footprint = None
     if area is not None:
         ahash = area_hash(area)
         if area_km2 is None:
             area_km2 = _area_km2(area)
-        footprint = shapely.to_geojson(area)
+        footprint = shapely.to_geojson(_normalised(area))
     cnt = {str(k): int(v) for k, v in (counts or {}).items()}
     fields: dict[str, Any] = {
         "ts": dt.datetime.now(dt.UTC).isoformat(timespec="microseconds"),
-        "user_name": str(user), "role": str(role), "endpoint": str(endpoint), "method": str(method).upper(),
+        "user_name": str(user), "role": str(role), "endpoint": str(endpoint)[:200], "method": str(method).upper()[:10],
         "area_hash": ahash, "area_km2": _canonical_km2(area_km2), "counts": cnt,
-        "version": None if version is None else str(version), "outcome": str(outcome), "status": int(status),
+        "version": None if version is None else str(version)[:40], "outcome": str(outcome), "status": int(status),
         "detail": str(detail)[:500],
     }
-    with store.transaction() as tx:
-        seq0, prev = tx.query("SELECT seq, hash FROM audit_head WHERE id = 1" + store.lock_clause())[0]
-        fields["seq"] = int(seq0) + 1
-        fields["prev_hash"] = str(prev)
-        h = _entry_hash(fields)
-        tx.execute(
-            "INSERT INTO audit_log (seq, ts, user_name, role, endpoint, method, area_hash, area_km2, counts, version, "
-            "outcome, status, detail, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (fields["seq"], fields["ts"], fields["user_name"], fields["role"], fields["endpoint"], fields["method"],
-             ahash, fields["area_km2"], json.dumps(cnt, sort_keys=True), fields["version"], fields["outcome"],
-             fields["status"], fields["detail"], fields["prev_hash"], h))
-        tx.execute("UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1", (fields["seq"], h))
-        if footprint is not None and ahash is not None:
-            _store_area(store, tx, ahash, footprint, fields["area_km2"])
-    return Entry(**{**fields, "hash": h})
+    if tx is not None:
+        entry, regressed = _append_in(store, tx, key, fields, footprint)
+    else:
+        with store.transaction() as own:
+            entry, regressed = _append_in(store, own, key, fields, footprint)
+    if regressed is not None:  # the head moved back under us: anchor what we saw before, at once
+        _write_checkpoint(store, key, *regressed, reason=f"head moved back to seq {int(entry.seq) - 1}")
+    if tx is None:
+        _after_commit(store, key, entry)
+    return entry
+
+
+def _append_in(store: Store, tx: Transaction, key: bytes, fields: dict[str, Any],
+               footprint: str | None) -> tuple[Entry, tuple[int, str] | None]:
+    seq0, prev = tx.query("SELECT seq, hash FROM audit_head WHERE id = 1" + store.lock_clause())[0]
+    seq0, prev = int(seq0), str(prev)
+    with _anchor_lock:
+        a = _anchors.setdefault(store.url, _Anchor())
+        regressed = ((a.seen_seq, a.seen_hash) if a.seen_seq > seq0 or (a.seen_seq == seq0 and a.seen_hash != prev)
+                     else None)
+    fields["seq"] = seq0 + 1
+    fields["prev_hash"] = prev
+    h = _entry_hash(key, fields)
+    tx.execute(
+        "INSERT INTO audit_log (seq, ts, user_name, role, endpoint, method, area_hash, area_km2, counts, version, "
+        "outcome, status, detail, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (fields["seq"], fields["ts"], fields["user_name"], fields["role"], fields["endpoint"], fields["method"],
+         fields["area_hash"], fields["area_km2"], json.dumps(fields["counts"], sort_keys=True), fields["version"],
+         fields["outcome"], fields["status"], fields["detail"], fields["prev_hash"], h))
+    tx.execute("UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1", (fields["seq"], h))
+    if footprint is not None and fields["area_hash"] is not None:
+        _store_area(store, tx, fields["area_hash"], footprint, fields["area_km2"])
+    return Entry(**{**fields, "hash": h}), regressed
+
+
+def _after_commit(store: Store, key: bytes, entry: Entry) -> None:
+    """Remember the entry; checkpoint it now (first append of this process, every N entries, T seconds since
+    the last checkpoint) or within T seconds (a timer)."""
+    now = time.monotonic()
+    due = False
+    with _anchor_lock:
+        a = _anchors.setdefault(store.url, _Anchor())
+        if entry.seq > a.seen_seq:
+            a.seen_seq, a.seen_hash = entry.seq, entry.hash
+        if a.cp_seq < 0 or a.seen_seq - a.cp_seq >= CHECKPOINT_EVERY or now - a.cp_time >= CHECKPOINT_SECONDS:
+            due = True
+            a.cp_seq, a.cp_time = a.seen_seq, now
+            seq, h = a.seen_seq, a.seen_hash
+        elif a.timer is None:
+            a.timer = threading.Timer(CHECKPOINT_SECONDS, _flush, (store, key))
+            a.timer.daemon = True
+            a.timer.start()
+    if due:
+        _write_checkpoint(store, key, seq, h, reason="cadence")
+
+
+def _flush(store: Store, key: bytes) -> None:
+    """Timer: checkpoint the newest entry this process wrote if no checkpoint covers it yet."""
+    with _anchor_lock:
+        a = _anchors.setdefault(store.url, _Anchor())
+        a.timer = None
+        if a.seen_seq <= a.cp_seq:
+            return
+        a.cp_seq, a.cp_time = a.seen_seq, time.monotonic()
+        seq, h = a.seen_seq, a.seen_hash
+    try:
+        _write_checkpoint(store, key, seq, h, reason="timer")
+    except Exception:  # noqa: BLE001 - a background flush must never raise (the next append retries)
+        with _anchor_lock:
+            a.cp_seq = min(a.cp_seq, seq - 1)
+
+
+def _write_checkpoint(store: Store, key: bytes, seq: int, h: str, *, reason: str) -> Checkpoint:
+    cp = Checkpoint(log_id(store), int(seq), str(h), dt.datetime.now(dt.UTC).isoformat(timespec="microseconds"),
+                    reason)
+    payload = {**asdict(cp), "pid": os.getpid()}
+    line = json.dumps({**payload, "mac": _mac(key, "audit-checkpoint", payload)}, sort_keys=True,
+                      ensure_ascii=False, separators=(",", ":"))
+    path = audit_dir(store)
+    path.mkdir(parents=True, exist_ok=True)
+    append_line(path / CHECKPOINT_FILE, line)
+    return cp
+
+
+def checkpoint(store: Store, *, reason: str = "on demand") -> Checkpoint | None:
+    """Write a signed checkpoint of the current head to the checkpoint file (``None`` for an empty log).
+
+    If this process saw a newer entry than the head now shows (the head moved back), that entry is checkpointed
+    too, so :func:`verify` reports the truncation.
+    """
+    _ensure(store)
+    key = load_key(store, create=True)
+    assert key is not None
+    seq, h = store.query("SELECT seq, hash FROM audit_head WHERE id = 1")[0]
+    seq, h = int(seq), str(h)
+    with _anchor_lock:
+        a = _anchors.setdefault(store.url, _Anchor())
+        seen = (a.seen_seq, a.seen_hash)
+        if seq >= a.seen_seq:
+            a.cp_seq, a.cp_time = seq, time.monotonic()
+    if seen[0] > seq or (seen[0] == seq and seen[1] != h):
+        _write_checkpoint(store, key, *seen, reason=f"head moved back to seq {seq}")
+    if seq == 0:
+        return None
+    return _write_checkpoint(store, key, seq, h, reason=reason)
 
 
 def _store_area(store: Store, tx: Any, ahash: str, geojson: str, km2: float) -> None:
@@ -271,38 +428,144 @@ def entries(store: Store, *, since_seq: int = 0, user: str | None = None, limit:
         last = int(rows[-1][0])
 
 
-def verify(store: Store) -> VerifyReport:
-    """Walk the chain from seq 1: recompute every hash, check links, numbering and the head.
+class _Findings:
+    """Problems found by :func:`verify`, each with the first entry it concerns."""
 
-    Returns a :class:`VerifyReport`; ``first_broken_seq`` is the first entry that was altered, inserted,
-    removed (a gap) or whose link to its predecessor is broken.
+    def __init__(self) -> None:
+        self.items: list[tuple[int | None, str]] = []
+
+    def add(self, seq: int | None, text: str) -> None:
+        if len(self.items) < _MAX_PROBLEMS:
+            self.items.append((seq, text))
+
+
+def verify(store: Store) -> VerifyReport:
+    """Check the whole log against its key and its checkpoints.
+
+    Walks the chain from seq 1 recomputing every keyed hash and checking links and numbering; checks the head;
+    checks every signed checkpoint of this log (a checkpoint at a seq the log no longer has means entries were
+    removed from the end; one whose hash differs means the log was rewritten) and that at least one anchors a
+    non-empty log; checks every area footprint against the area hash its entries carry. Returns a
+    :class:`VerifyReport` whose ``first_broken_seq`` is the first entry altered, forged, removed or relinked.
     """
     _ensure(store)
-    prev = GENESIS
-    expect = 1
-    n = 0
+    key = load_key(store, create=False)
+    found = _Findings()
+    cps, bad_lines = _read_checkpoints(store, key)
+    want = {cp.seq for cp in cps}
+    hashes: dict[int, str] = {}
+    area_first: dict[str, int] = {}
+    prev, expect, n, last_good = GENESIS, 1, 0, 0
     for e in entries(store):
         n += 1
+        if key is None:
+            break
+        broken = False
         if e.seq != expect:
-            return VerifyReport(False, n, expect, f"entry seq {expect} is missing (next stored entry is {e.seq}).",
-                                expect - 1)
-        if e.prev_hash != prev:
-            return VerifyReport(False, n, e.seq, "prev_hash does not match the previous entry's hash "
-                                f"({e.prev_hash[:12]}… ≠ {prev[:12]}…): an earlier entry was changed or removed.",
-                                e.seq - 1)
-        fields = e.to_dict()
-        fields["area_km2"] = _canonical_km2(e.area_km2)
-        if _entry_hash(fields) != e.hash:
-            return VerifyReport(False, n, e.seq, "the entry's content does not match its hash (it was edited).",
-                                e.seq - 1)
-        prev = e.hash
-        expect += 1
-    head_seq, head_hash = store.query("SELECT seq, hash FROM audit_head WHERE id = 1")[0]
-    if int(head_seq) != expect - 1 or str(head_hash) != prev:
-        return VerifyReport(False, n, expect, f"the head says the last entry is seq {head_seq} but the log ends at "
-                            f"seq {expect - 1}: entries were removed from the end (or the head was altered).",
-                            expect - 1)
-    return VerifyReport(True, n, None, "", expect - 1)
+            found.add(expect, f"entry seq {expect} is missing (next stored entry is {e.seq}).")
+            broken = True
+        elif e.prev_hash != prev:
+            found.add(e.seq, "prev_hash does not match the previous entry's hash "
+                             f"({e.prev_hash[:12]}… ≠ {prev[:12]}…): an earlier entry was changed or removed.")
+            broken = True
+        else:
+            fields = e.to_dict()
+            fields["area_km2"] = _canonical_km2(e.area_km2)
+            if not hmac.compare_digest(_entry_hash(key, fields), e.hash):
+                found.add(e.seq, "the entry's content does not match its keyed hash (it was edited, or forged "
+                                 "without the audit key).")
+                broken = True
+        if not broken and not found.items:
+            last_good = e.seq
+        if e.seq in want:
+            hashes[e.seq] = e.hash
+        if e.area_hash is not None:
+            area_first.setdefault(e.area_hash, e.seq)
+        prev, expect = e.hash, e.seq + 1
+    if key is None:
+        if n or cps or bad_lines:
+            found.add(1 if n else None, f"no audit key: set $TWIN_AUDIT_KEY or put the deployment's {'audit.key'} "
+                                        f"in {audit_dir(store)} (--audit-dir / $TWIN_AUDIT_DIR).")
+        return _report(found, n, 0, 0)
+    last = expect - 1
+    head, head_hash = store.query("SELECT seq, hash FROM audit_head WHERE id = 1")[0]
+    if int(head) != last or str(head_hash) != prev:
+        found.add(last + 1, f"the head says the last entry is seq {head} but the log ends at seq {last}: entries "
+                            "were removed from the end (or the head was altered).")
+    _check_checkpoints(cps, bad_lines, hashes, last, found)
+    _check_footprints(store, area_first, found)
+    return _report(found, n, last_good, len(cps))
+
+
+def _report(found: _Findings, n: int, last_good: int, n_cps: int) -> VerifyReport:
+    if not found.items:
+        return VerifyReport(True, n, None, "", last_good, [], n_cps)
+    seqs = [s for s, _ in found.items if s is not None]
+    return VerifyReport(False, n, min(seqs) if seqs else None, found.items[0][1], last_good,
+                        [t for _, t in found.items], n_cps)
+
+
+def _read_checkpoints(store: Store, key: bytes | None) -> tuple[list[Checkpoint], list[str]]:
+    """This log's checkpoints with a valid signature, and the problems with lines that have none."""
+    me = log_id(store)
+    path = audit_dir(store) / CHECKPOINT_FILE
+    good: list[Checkpoint] = []
+    bad: list[str] = []
+    for i, line in enumerate(read_lines(path), 1):
+        try:
+            obj = json.loads(line)
+            mac = obj.pop("mac")
+            cp = Checkpoint(str(obj["log"]), int(obj["seq"]), str(obj["hash"]), str(obj["ts"]), str(obj["reason"]))
+        except (ValueError, KeyError, TypeError, AttributeError):
+            bad.append(f"{path.name} line {i} is not a checkpoint (the file was edited).")
+            continue
+        if key is None or not hmac.compare_digest(_mac(key, "audit-checkpoint", obj), str(mac)):
+            bad.append(f"{path.name} line {i} has a bad signature (altered, forged, or signed with another key).")
+        elif cp.log == me:
+            good.append(cp)
+    return good, bad
+
+
+def _check_checkpoints(cps: list[Checkpoint], bad_lines: list[str], hashes: dict[int, str], last: int,
+                       found: _Findings) -> None:
+    for text in bad_lines:
+        found.add(None, text)
+    for cp in sorted(cps, key=lambda c: c.seq):
+        if cp.seq > last:
+            found.add(last + 1, f"checkpoint of {cp.ts} ({cp.reason}) vouches for entry seq {cp.seq}, but the log "
+                                f"ends at seq {last}: entries were removed from the end.")
+        elif hashes.get(cp.seq) != cp.hash:
+            found.add(cp.seq, f"checkpoint of {cp.ts} says entry seq {cp.seq} had hash {cp.hash[:12]}…, the log has "
+                              f"{str(hashes.get(cp.seq))[:12]}…: the log was rewritten from there.")
+    if last > 0 and not cps:
+        found.add(None, "no checkpoint anchors this log: the checkpoint file was removed, the audit directory is "
+                        "wrong (--audit-dir / $TWIN_AUDIT_DIR), or the whole log was replaced.")
+
+
+def _check_footprints(store: Store, area_first: dict[str, int], found: _Findings) -> None:
+    geom = store.dialect == "postgresql" and _postgis(store)
+    rows = store.query("SELECT area_hash, geojson" + (", ST_AsBinary(geom)" if geom else ", NULL")
+                       + " FROM audit_areas ORDER BY area_hash")
+    stored = set()
+    for ahash, gj, wkb in rows:
+        stored.add(ahash)
+        seq = area_first.get(ahash)
+        if seq is None:
+            found.add(None, f"footprint {str(ahash)[:12]}… belongs to no entry (inserted, or its entries were "
+                            "removed).")
+            continue
+        try:
+            same = area_hash(shapely.from_geojson(gj)) == ahash
+            if same and wkb is not None:
+                same = area_hash(shapely.from_wkb(bytes(wkb))) == ahash
+        except (shapely.errors.ShapelyError, ValueError, TypeError):
+            same = False
+        if not same:
+            found.add(seq, f"the footprint of area {str(ahash)[:12]}… (first queried in entry seq {seq}) does not "
+                           "match its hash: it was replaced.")
+    for ahash, seq in area_first.items():
+        if ahash not in stored:
+            found.add(seq, f"the footprint of area {ahash[:12]}… (entry seq {seq}) is missing.")
 
 
 def entries_touching(store: Store, geom: BaseGeometry, *, limit: int = 1000) -> list[Entry]:

@@ -7,8 +7,15 @@ A user has a name, a role (``district``, ``town``, ``community``, ``grid_worker`
 constant time (:func:`hmac.compare_digest`). The plain key is shown once, when it is issued.
 
 Verified keys are remembered in-process for :data:`CACHE_TTL_S` seconds (keyed by a SHA-256 of the key, never the
-key itself) so that a busy client does not pay the scrypt cost on every request; revoking a key clears the cache of
-this process, other processes notice within the TTL.
+key itself) so that a busy client does not pay the scrypt cost on every request; but the key's row (revoked? user
+active? role and scope) is re-read at most :data:`REVALIDATE_S` seconds apart (one indexed query, no hashing), so a
+revocation or a role change takes effect within that time in every process (at once in the revoking process).
+
+Bad keys are cheap to reject again: a rejected key (by its SHA-256) is rejected without hashing for
+:data:`NEGATIVE_TTL_S` seconds, and after :data:`MAX_FAILURES` failed checks of one key id within
+:data:`FAILURE_WINDOW_S` seconds, further secrets for that key id are rejected without hashing until the window
+ends. Both apply alike to unknown key ids and to known ones with a wrong secret, and the first check of any key
+always costs one scrypt hash, so timing still does not reveal which key ids exist.
 
 >>> from twin.store.sql import open_store
 >>> store = open_store("sqlite:////tmp/doc-auth.sqlite")
@@ -28,6 +35,7 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NoReturn
 
 from twin.access.roles import Role, make_role
 from twin.errors import AuthenticationError, ConflictError, NotFoundError, ValidationError
@@ -45,9 +53,18 @@ __all__ = [
     "user_role",
     "hash_secret",
     "CACHE_TTL_S",
+    "REVALIDATE_S",
+    "NEGATIVE_TTL_S",
+    "MAX_FAILURES",
+    "FAILURE_WINDOW_S",
 ]
 
-CACHE_TTL_S = 30.0
+CACHE_TTL_S = 3600.0
+REVALIDATE_S = 0.5
+NEGATIVE_TTL_S = 30.0
+MAX_FAILURES = 5
+FAILURE_WINDOW_S = 10.0
+_CACHE_MAX = 10_000
 _SCRYPT = {"n": 2**14, "r": 8, "p": 1, "dklen": 32}  # ≈ 16 MiB, tens of ms per hash
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
 _KEY_RE = re.compile(r"^tw_([0-9a-f]{12})_([A-Za-z0-9_-]{20,128})$")
@@ -89,7 +106,17 @@ class User:
                 "can_edit": self.can_edit, "created_at": self.created_at, "active": self.active}
 
 
-_cache: dict[str, tuple[float, Role]] = {}
+@dataclass
+class _Verified:
+    role: Role
+    key_id: str
+    expires: float
+    checked: float
+
+
+_cache: dict[str, _Verified] = {}
+_rejected: dict[str, tuple[float, str]] = {}
+_failures: dict[str, tuple[float, int]] = {}
 _cache_lock = threading.Lock()
 
 
@@ -199,22 +226,34 @@ def user_role(user: User) -> Role:
 def authenticate(store: Store, key: str | None) -> Role:
     """The role of the user holding ``key``.
 
-    Raises :class:`AuthenticationError` (HTTP 401) for a missing, malformed, unknown or revoked key, or an
-    inactive user. The message never echoes the secret.
+    Raises :class:`AuthenticationError` (HTTP 401) for a missing, malformed, unknown or revoked key, an inactive
+    user, or a key id with too many recent failures. The message never echoes the secret.
     """
     if not key:
         raise AuthenticationError("no API key: send 'Authorization: Bearer <key>' (create one with `twin users add`).")
     m = _KEY_RE.match(key.strip())
     if not m:
         raise AuthenticationError("malformed API key: keys look like tw_<12 hex>_<secret>.")
+    key_id, secret = m.group(1), m.group(2)
     digest = hashlib.sha256(key.strip().encode()).hexdigest()
     now = time.monotonic()
     with _cache_lock:
         hit = _cache.get(digest)
-    if hit is not None and hit[0] > now:
-        return hit[1]
-    key_id, secret = m.group(1), m.group(2)
+        if hit is not None and hit.expires > now:
+            if now - hit.checked < REVALIDATE_S:
+                return hit.role
+        else:
+            hit = None
+            neg = _rejected.get(digest)
+            if neg is not None and neg[0] > now:
+                raise AuthenticationError(neg[1])
+            start, n = _failures.get(key_id, (now, 0))
+            if n >= MAX_FAILURES and now - start < FAILURE_WINDOW_S:
+                raise AuthenticationError(f"too many failed checks of key id {key_id}; retry in "
+                                          f"{FAILURE_WINDOW_S - (now - start):.0f} s.")
     _ensure(store)
+    if hit is not None:  # verified before: re-read the key's row only (revoked? user active? role?)
+        return _revalidate(store, digest, hit, now)
     rows = store.query(
         "SELECT k.salt, k.hash, k.revoked, u.name, u.role, u.scope, u.can_edit, u.created_at, u.active "
         "FROM api_keys k JOIN users u ON u.name = k.user_name WHERE k.key_id = ?", (key_id,))
@@ -222,16 +261,46 @@ def authenticate(store: Store, key: str | None) -> Role:
     salt, stored = (bytes(rows[0][0]), bytes(rows[0][1])) if rows else (b"\0" * 16, b"\0" * 32)
     ok = hmac.compare_digest(hash_secret(secret, salt), stored)
     if not rows or not ok:
-        raise AuthenticationError(f"unknown API key (key id {key_id}).")
+        _reject(digest, key_id, now, f"unknown API key (key id {key_id}).")
     if rows[0][2]:
-        raise AuthenticationError(f"API key {key_id} was revoked; ask an administrator for a new one.")
+        _reject(digest, key_id, now, f"API key {key_id} was revoked; ask an administrator for a new one.")
     user = _row_to_user(rows[0][3:])
     if not user.active:
-        raise AuthenticationError(f"user {user.name!r} is deactivated.")
+        _reject(digest, key_id, now, f"user {user.name!r} is deactivated.")
     role = user_role(user)
     with _cache_lock:
-        if len(_cache) > 10_000:
+        if len(_cache) > _CACHE_MAX:
             _cache.clear()
-        _cache[digest] = (now + CACHE_TTL_S, role)
+        _cache[digest] = _Verified(role, key_id, now + CACHE_TTL_S, now)
+        _failures.pop(key_id, None)
     return role
 
+
+def _reject(digest: str, key_id: str, now: float, message: str) -> NoReturn:
+    """Remember a failed check (this key, and one more failure for its key id), then raise."""
+    with _cache_lock:
+        if len(_rejected) > _CACHE_MAX:
+            _rejected.clear()
+        if len(_failures) > _CACHE_MAX:
+            _failures.clear()
+        _rejected[digest] = (now + NEGATIVE_TTL_S, message)
+        start, n = _failures.get(key_id, (now, 0))
+        _failures[key_id] = (start, n + 1) if now - start < FAILURE_WINDOW_S else (now, 1)
+    raise AuthenticationError(message)
+
+
+def _revalidate(store: Store, digest: str, hit: _Verified, now: float) -> Role:
+    rows = store.query("SELECT k.revoked, u.name, u.role, u.scope, u.can_edit, u.created_at, u.active FROM api_keys k "
+                       "JOIN users u ON u.name = k.user_name WHERE k.key_id = ?", (hit.key_id,))
+    user = _row_to_user(rows[0][1:]) if rows else None
+    if user is None or rows[0][0] or not user.active:
+        with _cache_lock:
+            _cache.pop(digest, None)
+        why = (f"API key {hit.key_id} was revoked; ask an administrator for a new one." if user is not None and
+               rows[0][0] else f"user {hit.role.user!r} is deactivated." if user is not None else
+               f"unknown API key (key id {hit.key_id}).")
+        _reject(digest, hit.key_id, now, why)
+    role = user_role(user)
+    with _cache_lock:
+        _cache[digest] = _Verified(role, hit.key_id, hit.expires, now)
+    return role

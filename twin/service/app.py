@@ -34,6 +34,7 @@ from twin.service import (
     versions,
     workers,
 )
+from twin.service._audit_trail import AuditTrail
 from twin.service._body_limit import MAX_BODY_BYTES, BodyLimit
 from twin.service._handlers import install_handlers
 from twin.service._problems import problem, status_for
@@ -80,6 +81,7 @@ def create_app(twin_root: str | Path | None = None, database_url: str | None = N
     app.state.svc = svc
     install_handlers(app)
     app.add_middleware(BodyLimit, limit=int(max_body_bytes))
+    app.add_middleware(AuditTrail)  # outermost: audits every keyed request, 413s included, before it is answered
     for module in _ROUTERS:
         app.include_router(module.router)
     return app

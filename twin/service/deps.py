@@ -2,12 +2,15 @@
 
 Every authenticated call — and every rejected key — appends one entry to the audit log (:mod:`twin.access.audit`):
 who, endpoint, area hash and km², counts returned, version, outcome, status. An endpoint fills the :class:`Audit`
-record it receives (``a: Audited``); it is written once, when the request ends or fails.
+record it receives (``a: Audited``). The entry is written by the audit middleware (:mod:`._audit_trail`) when the
+response starts, before any byte of it leaves — or earlier, inside the transaction of the change it records
+(:func:`commit_audit` for partition commits), or by :func:`write_audit` when an endpoint answers a rejection itself.
+The middleware authenticates the key once and hands the result to :func:`caller` through an :class:`AuditSlot`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
@@ -21,20 +24,23 @@ from twin.errors import AuthenticationError
 from twin.service._problems import status_for
 from twin.service._state import ServiceState, service
 from twin.service._twins import EXAMPLE_AREA
+from twin.store.sql import Store, Transaction
 
-__all__ = ["Audit", "Audited", "Caller", "VersionQ", "AreaBody", "audited", "caller", "key_from", "write_audit",
-           "write_error", "route_path"]
+__all__ = ["Audit", "AuditSlot", "Audited", "Caller", "VersionQ", "AreaBody", "SLOT", "audited", "caller",
+           "commit_audit", "finish_audit", "key_from", "outcome_for", "write_audit", "write_error", "route_path"]
 
 VersionQ = Annotated[str | None, Query(description="partition version id, 'base' or 'head' (default)",
                                        max_length=20)]
 AreaBody = Annotated[dict[str, Any], Body(description="GeoJSON Polygon/MultiPolygon, Feature or FeatureCollection "
                                                       "in WGS84 (lng, lat)", examples=[EXAMPLE_AREA])]
 _OUTCOMES = {401: "unauthenticated", 403: "denied", 404: "not_found", 409: "conflict"}
+#: the ASGI scope key of a request's :class:`AuditSlot`
+SLOT = "twin.audit"
 
 
 @dataclass
 class Audit:
-    """The audit record of one request, filled by the endpoint; written once by :func:`audited`."""
+    """The audit record of one request, filled by the endpoint; written once (see the module docstring)."""
 
     role: Role
     endpoint: str
@@ -45,6 +51,35 @@ class Audit:
     version: int | str | None = None
     detail: str = ""
     written: bool = False
+    written_status: int | None = None
+
+
+@dataclass
+class AuditSlot:
+    """What the audit middleware knows of one request: the key's check (role or rejection), the endpoint's
+    :class:`Audit` record once :func:`audited` made it, and whether the request's entry is written."""
+
+    endpoint: str
+    method: str
+    key: str | None = None
+    role: Role | None = None
+    auth_error: AuthenticationError | None = None
+    ctx: Audit | None = None
+    done: bool = False
+
+    def authenticate(self, store: Store) -> None:
+        """Check ``key`` once (blocking: scrypt on a cache miss); remember the role or the rejection."""
+        try:
+            self.role = authenticate(store, self.key)
+        except AuthenticationError as e:
+            self.auth_error = e
+
+
+def outcome_for(status: int) -> str:
+    """The audit outcome of an HTTP status."""
+    if status < 400:
+        return "ok"
+    return _OUTCOMES.get(status, "rejected" if status < 500 else "error")
 
 
 def key_from(authorization: str | None, x_api_key: str | None) -> str | None:
@@ -66,7 +101,15 @@ def route_path(request: Request) -> str:
 
 def caller(request: Request, authorization: Annotated[str | None, Header()] = None,
            x_api_key: Annotated[str | None, Header()] = None) -> Role:
-    """The caller's role; a missing or bad key is audited and raises :class:`AuthenticationError` (401)."""
+    """The caller's role; a missing or bad key raises :class:`AuthenticationError` (401), audited by the
+    middleware (or here, when the app runs without it)."""
+    slot: AuditSlot | None = request.scope.get(SLOT)
+    if slot is not None:
+        if slot.role is not None:
+            return slot.role
+        if slot.auth_error is not None:
+            raise slot.auth_error
+        return authenticate(service(request).store, None)  # no key: raises
     svc = service(request)
     try:
         return authenticate(svc.store, key_from(authorization, x_api_key))
@@ -80,11 +123,16 @@ Caller = Annotated[Role, Depends(caller)]
 
 
 def audited(request: Request, role: Caller) -> Iterator[Audit]:
-    """Yield the request's :class:`Audit` record; write it as ``ok`` or with the outcome of the error raised."""
+    """Yield the request's :class:`Audit` record (the middleware writes it before the response leaves)."""
     ctx = Audit(role, route_path(request), request.method)
     request.state.audit = ctx
+    slot: AuditSlot | None = request.scope.get(SLOT)
+    if slot is not None:
+        slot.ctx = ctx
+        yield ctx
+        return
     svc = service(request)
-    try:
+    try:  # without the middleware (an app assembled by hand): write here, after the endpoint
         yield ctx
     except BaseException as e:
         write_error(svc, ctx, e)
@@ -96,17 +144,54 @@ Audited = Annotated[Audit, Depends(audited)]
 
 
 def write_error(svc: ServiceState, ctx: Audit, e: BaseException) -> None:
-    """Write ``ctx`` with the outcome and status of the error ``e`` (500s name only the error class)."""
+    """Write ``ctx`` now with the outcome and status of the error ``e`` (500s name only the error class)."""
     s = status_for(e)
-    outcome = _OUTCOMES.get(s, "rejected" if s < 500 else "error")
-    write_audit(svc, ctx, outcome, s, str(e) if s < 500 else type(e).__name__)
+    write_audit(svc, ctx, outcome_for(s), s, str(e) if s < 500 else type(e).__name__)
 
 
 def write_audit(svc: ServiceState, ctx: Audit, outcome: str, status: int, detail: str) -> None:
-    """Append ``ctx`` to the audit log, once."""
+    """Append ``ctx`` to the audit log now, once (for an answer the endpoint builds itself)."""
     if ctx.written:
         return
-    ctx.written = True
-    audit.append(svc.store, user=ctx.role.user, role=ctx.role.name, endpoint=ctx.endpoint, method=ctx.method,
+    _append(svc.store, ctx, outcome, status, detail)
+
+
+def _append(store: Store, ctx: Audit, outcome: str, status: int, detail: str, tx: Transaction | None = None) -> None:
+    audit.append(store, user=ctx.role.user, role=ctx.role.name, endpoint=ctx.endpoint, method=ctx.method,
                  area=ctx.area, area_km2=ctx.area_km2, counts=ctx.counts, version=ctx.version, outcome=outcome,
-                 status=status, detail=detail)
+                 status=status, detail=detail, tx=tx)
+    ctx.written, ctx.written_status = True, status
+
+
+def commit_audit(svc: ServiceState, ctx: Audit) -> Callable[[Transaction, int], None]:
+    """The ``audit`` hook of :func:`twin.partition.versions.commit`: writes ``ctx`` as ``ok`` (with the new
+    version) inside the commit transaction, so the version and its audit entry are durable together.
+
+    >>> new = commit(svc.store, p, base_version=vid, author=..., reason=..., audit=commit_audit(svc, a))  # doctest: +SKIP
+    """
+
+    def write(tx: Transaction, version: int) -> None:
+        ctx.version = version
+        _append(svc.store, ctx, "ok", 200, ctx.detail or f"committed version {version}", tx)
+
+    return write
+
+
+def finish_audit(store: Store, slot: AuditSlot, status: int, detail: str) -> None:
+    """Write the request's entry (called by the middleware before the response leaves): the endpoint's record,
+    else the caller's, else the rejected key's; nothing for a public request without a key."""
+    if slot.done:
+        return
+    slot.done = True
+    ctx = slot.ctx
+    if ctx is not None:
+        if ctx.written and (status < 400 or (ctx.written_status or 0) >= 400):
+            return  # written in the change's transaction, or by the endpoint with its final status
+        ctx.written = False
+        _append(store, ctx, outcome_for(status), status, ctx.detail if status < 400 else detail or ctx.detail)
+    elif slot.role is not None:
+        audit.append(store, user=slot.role.user, role=slot.role.name, endpoint=slot.endpoint, method=slot.method,
+                     outcome=outcome_for(status), status=status, detail=detail)
+    elif slot.auth_error is not None or status == 401:
+        audit.append(store, user="-", role="-", endpoint=slot.endpoint, method=slot.method, outcome="unauthenticated",
+                     status=status, detail=str(slot.auth_error) if slot.auth_error is not None else detail)

@@ -1,0 +1,131 @@
+"""Pure ASGI middleware: audit before answer.
+
+Every request that carries an API key, and every 401, gets its audit entry written — durably, in the store — before
+the first byte of its response leaves: the status line is held back until :func:`~.deps.finish_audit` returns.
+That covers requests the app rejects before any endpoint runs (unknown route 404, 405, 413 from the body limit,
+422/400 from request validation) and server errors (500: the exception passes through here). The key is
+checked once, here, and handed to :func:`~.deps.caller` through the request's :class:`~.deps.AuditSlot`.
+
+At shutdown (ASGI lifespan) it writes an audit checkpoint (:func:`twin.access.audit.checkpoint`); for a
+PostgreSQL store served from an explicit twin directory it keeps the audit key and checkpoints there.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable, MutableMapping
+from functools import partial
+from typing import Any
+
+import anyio
+
+from twin.access import audit
+from twin.access._audit_key import use_audit_dir
+from twin.service._state import ServiceState
+from twin.service.deps import SLOT, AuditSlot, finish_audit, key_from
+
+__all__ = ["AuditTrail"]
+
+Message = MutableMapping[str, Any]
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+_MAX_DETAIL_BODY = 65_536
+
+
+class AuditTrail:
+    """Audit every keyed request (and every 401) before its response starts; checkpoint the log at shutdown.
+
+    Parameters
+    ----------
+    app : the wrapped ASGI application (register this middleware last, so that it wraps the body limit).
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self.app(scope, _lifespan_receive(scope, receive), send)
+            return
+        svc: ServiceState | None = getattr(getattr(scope.get("app"), "state", None), "svc", None)
+        if scope["type"] != "http" or svc is None:
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers") or []}
+        slot = AuditSlot(str(scope.get("path", ""))[:200], str(scope.get("method", "")),
+                         key_from(headers.get("authorization"), headers.get("x-api-key")))
+        scope[SLOT] = slot
+        if slot.key is not None:
+            await anyio.to_thread.run_sync(slot.authenticate, svc.store)
+        held: Message | None = None
+
+        async def finish(status: int, detail: str) -> None:
+            route = scope.get("route")
+            slot.endpoint = str(getattr(route, "path", None) or slot.endpoint)
+            await anyio.to_thread.run_sync(partial(finish_audit, svc.store, slot, status, detail))
+
+        async def send_audited(msg: Message) -> None:
+            nonlocal held
+            if slot.done:
+                await send(msg)
+            elif msg["type"] == "http.response.start" and int(msg["status"]) < 400:
+                await finish(int(msg["status"]), "")
+                await send(msg)
+            elif msg["type"] == "http.response.start":
+                held = msg  # an error: wait for its body to audit the problem's detail
+            elif msg["type"] == "http.response.body" and held is not None:
+                start, held = held, None
+                await finish(int(start["status"]), _detail(msg))
+                await send(start)
+                await send(msg)
+            else:
+                await send(msg)
+
+        try:
+            await self.app(scope, receive, send_audited)
+        except BaseException as e:
+            if not slot.done:
+                with anyio.CancelScope(shield=True):
+                    await finish(500, type(e).__name__)
+            raise
+        if held is not None:  # an error start without a body
+            await finish(int(held["status"]), "")
+            await send(held)
+        elif not slot.done:
+            with anyio.CancelScope(shield=True):
+                await finish(499, "the client left before an answer was sent")
+
+
+def _detail(msg: Message) -> str:
+    """The ``detail`` of a problem+json body (``""`` if it is not one)."""
+    body = msg.get("body", b"")
+    if msg.get("more_body") or len(body) > _MAX_DETAIL_BODY:
+        return ""
+    try:
+        obj = json.loads(body)
+    except ValueError:
+        return ""
+    return str(obj.get("detail", "")) if isinstance(obj, dict) else ""
+
+
+def _lifespan_receive(scope: Scope, receive: Receive) -> Receive:
+    """``receive`` for the lifespan scope: at startup place the audit files of a PostgreSQL store in the served
+    twin directory; at shutdown checkpoint the audit log first."""
+
+    async def wrapped() -> Message:
+        msg = await receive()
+        svc: ServiceState | None = getattr(getattr(scope.get("app"), "state", None), "svc", None)
+        if svc is None:
+            return msg
+        if msg["type"] == "lifespan.startup" and svc.store.dialect == "postgresql" and svc.twins.twin_root:
+            use_audit_dir(svc.store, svc.twins.twin_root)
+        elif msg["type"] == "lifespan.shutdown":
+            try:
+                await anyio.to_thread.run_sync(partial(audit.checkpoint, svc.store, reason="shutdown"))
+            except Exception:  # noqa: BLE001 - shutting down: the next start's first append checkpoints again
+                pass
+        return msg
+
+    return wrapped
