@@ -1,4 +1,4 @@
-"""``twin serve``, ``twin users add|list|key|revoke``, ``twin audit verify|tail``."""
+"""``twin serve``, ``twin users add|list|key|revoke``, ``twin audit verify|checkpoint|tail``."""
 
 from __future__ import annotations
 
@@ -50,9 +50,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     au = sub.add_parser("audit", help="the tamper-evident audit log")
     asub = au.add_subparsers(dest="audit_command", required=True)
-    v = asub.add_parser("verify", help="check the hash chain; exit 1 and name the first broken entry")
+    v = asub.add_parser("verify", help="check the keyed hash chain, the head, the checkpoints and the footprints; "
+                                       "exit 1 and name the first broken entry")
     _store_args(v)
     v.set_defaults(func=_audit_verify)
+    cp = asub.add_parser("checkpoint", help="write a signed checkpoint of the head to audit_checkpoints.jsonl")
+    _store_args(cp)
+    cp.set_defaults(func=_audit_checkpoint)
     tl = asub.add_parser("tail", help="print the last entries as JSON lines")
     tl.add_argument("-n", type=int, default=20)
     _store_args(tl)
@@ -62,12 +66,21 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _store_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--twin", type=Path, default=None, help="twin directory (its state.sqlite is the default store)")
     p.add_argument("--database-url", default=None, help="postgresql://… or a SQLite path")
+    p.add_argument("--audit-dir", type=Path, default=None,
+                   help="where the audit key and checkpoints are (default: $TWIN_AUDIT_DIR, else the SQLite "
+                        "database's directory, else the twin directory)")
 
 
 def _store(args: argparse.Namespace) -> Store:
+    from twin.access._audit_key import use_audit_dir
     from twin.store.sql import open_store
 
-    return open_store(args.database_url, twin_root=args.twin)
+    store = open_store(args.database_url, twin_root=args.twin)
+    if args.audit_dir is not None:
+        use_audit_dir(store, args.audit_dir)
+    elif store.dialect == "postgresql" and args.twin is not None:
+        use_audit_dir(store, args.twin)
+    return store
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -172,6 +185,19 @@ def _audit_verify(args: argparse.Namespace) -> int:
     rep = verify(_store(args))
     print(rep.to_text())
     return 0 if rep.ok else 1
+
+
+def _audit_checkpoint(args: argparse.Namespace) -> int:
+    from twin.access._audit_key import CHECKPOINT_FILE, audit_dir
+    from twin.access.audit import checkpoint
+
+    store = _store(args)
+    cp = checkpoint(store)
+    if cp is None:
+        print("audit log is empty: nothing to checkpoint.")
+    else:
+        print(f"checkpoint: seq {cp.seq} hash {cp.hash[:16]}… → {audit_dir(store) / CHECKPOINT_FILE}")
+    return 0
 
 
 def _audit_tail(args: argparse.Namespace) -> int:
