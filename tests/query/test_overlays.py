@@ -57,23 +57,34 @@ def test_counts_match_a_groupby(t: twin.Twin) -> None:
     assert int(got.drop(want.index).sum()) == 0
 
 
-def test_analyst_sees_suppressed_cells_not_zeros(t: twin.Twin) -> None:
-    full = overlay(t, "pregnant", res=10)
-    anon = overlay(t, "pregnant", res=10, role=ANALYST)
+def test_analyst_sees_rounded_or_suppressed_cells_never_zeros(t: twin.Twin) -> None:
+    """Outside the record scope the base resolution (res 9) publishes each cell rounded to a multiple of k or
+    suppressed (never 0 for a positive count); res 8 is the sum of the published res-9 cells; res 10 is not
+    published outside the scope."""
+    full = overlay(t, "pregnant", res=9)
+    anon = overlay(t, "pregnant", res=9, role=ANALYST)
     small = (full["count"] > 0) & (full["count"] < ANALYST.k)
     assert small.any()
     assert (anon["suppressed"] == small).all()
     assert anon.loc[small, "count"].isna().all() and anon.loc[small, "density_km2"].isna().all()
-    assert (anon.loc[~small, "count"] == full.loc[~small, "count"]).all()
-    bigger_k = overlay(t, "pregnant", res=10, role=ANALYST, k=20)
+    pub = anon.loc[~small, "count"].astype(int)
+    truth = full.loc[~small, "count"].astype(int)
+    assert (pub % ANALYST.k == 0).all() and ((pub - truth).abs() <= ANALYST.k // 2).all()
+    bigger_k = overlay(t, "pregnant", res=9, role=ANALYST, k=20)
     assert bigger_k["suppressed"].sum() > anon["suppressed"].sum()
+    coarse = overlay(t, "pregnant", res=8, role=ANALYST).set_index("cell")
+    parent = cells_to_parent(anon["cell"].to_numpy(), 8)
+    sums = anon.assign(parent=parent, c=anon["count"].fillna(0).astype(int)).groupby("parent")["c"].sum()
+    shown = ~coarse["suppressed"]
+    assert (coarse.loc[shown, "count"].astype(int) == sums.loc[coarse.index[shown]]).all()
+    assert overlay(t, "pregnant", res=10, role=ANALYST)["suppressed"].all()
 
 
-def test_scoped_role_suppresses_outside_its_scope_only(t: twin.Twin) -> None:
+def test_scoped_role_exact_inside_its_scope_only(t: twin.Twin) -> None:
     town = str(t.towns["town_code"].iloc[0])
-    o = overlay(t, "pregnant", res=10, role=make_role("town", [town]))
     full = overlay(t, "pregnant", res=10)
-    assert o["suppressed"].any()
+    o = overlay(t, "pregnant", res=10, role=make_role("town", [town]))
+    assert o["suppressed"].any() and not o["suppressed"].all()
     assert (o.loc[~o["suppressed"], "count"] == full.loc[~o["suppressed"], "count"]).all()
 
 

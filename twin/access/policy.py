@@ -268,7 +268,11 @@ def _outside_of(t: Twin, role: Role, k: int, cell_rows: np.ndarray, keys: Sequen
         cache[ckey] = (t.cells, closed, table)
     rows = np.asarray(cell_rows, dtype=np.int64)
     pub, counted = publish_groups(table, closed[rows], unit[rows], np.zeros(len(rows), dtype=np.int64), 1)
-    return pub[0], [str(c) for c in codes[counted[0]]]
+    out = pub[0]
+    touched = unit[rows][closed[rows] & (unit[rows] >= 0)]
+    if len(touched) and not counted[0][touched].all():  # parts of units too small to publish: never a bare 0
+        out = np.where(out == 0, SUPPRESSED, out)
+    return out, [str(c) for c in codes[counted[0]]]
 
 
 def _as_int_or_none(v: int) -> int | None:
@@ -453,7 +457,8 @@ def scope_area(counts: AreaCounts, role: Role, t: Twin, policy: AccessPolicy = D
     built partition's grids, :func:`base_units`): every unit whose out-of-scope cells the area touches more
     than half of (:func:`counted_units`) adds its *whole* out-of-scope counts, each unit published on its own
     (:func:`publish`: suppressed below ``k``, else rounded to a multiple of ``k``) and summed
-    (:func:`published_sum`) into one outside vector — count keys, ``use_*`` and ``credit_*`` together. Totals and the use/credit breakdowns are inside + outside, ``None`` where the outside is suppressed.
+    (:func:`published_sum`) into one outside vector — count keys, ``use_*`` and ``credit_*`` together. Units
+    touched but not counted are left out; when they are, a sum of 0 is suppressed rather than shown as 0. Totals and the use/credit breakdowns are inside + outside, ``None`` where the outside is suppressed.
     Every outside number is a sum over one fixed table of rounded grid counts, whatever the area: two areas
     (or an area and a dossier, or two versions) differ outside the scope by a multiple of ``k``.
 
