@@ -39,6 +39,7 @@ TimeLike: TypeAlias = dt.datetime | dt.date | str | pd.Timestamp
 PeriodLike: TypeAlias = str | pd.Period | tuple[TimeLike | None, TimeLike | None] | list[TimeLike | None] | None
 """A reporting period: ``None`` (all time), ``"2026-11"``, ``"2026"``, ``"2026-11-03"``, a :class:`pandas.Period`
 or a ``(start, end)`` pair of dates/ISO strings (CST)."""
+_MIN_YEAR, _MAX_YEAR = 1900, 2200  # periods are calendar periods of incidents; far from datetime's years 1–9999
 _BY = {"grid": "grid_code", "community": "community_code", "town": "town_code", "district": None}
 
 
@@ -121,11 +122,16 @@ def period_bounds(period: PeriodLike) -> tuple[dt.datetime | None, dt.datetime |
             raise ValidationError(f"period end {b.isoformat()} is not after its start {a.isoformat()}.")
         return a, b
     try:
-        p = period if isinstance(period, pd.Period) else pd.Period(str(period))
-    except (ValueError, TypeError) as e:
+        p = period if isinstance(period, pd.Period) else pd.Period(str(period).strip())
+        if pd.isna(p):  # "", "NaN", "NaT" parse to NaT
+            raise ValueError("no period")
+        start, end = p.start_time.to_pydatetime(), p.end_time.to_pydatetime() + dt.timedelta(microseconds=1)
+    except (ValueError, TypeError, OverflowError) as e:  # OverflowError: the end of year 9999
         raise ValidationError(f"period {period!r} is not like '2026-11', '2026' or ('2026-01-01', '2026-07-01').") \
             from e
-    return as_time(p.start_time.to_pydatetime()), as_time(p.end_time.to_pydatetime() + dt.timedelta(microseconds=1))
+    if not (_MIN_YEAR <= start.year and end.year <= _MAX_YEAR):
+        raise ValidationError(f"period {period!r} is outside the years {_MIN_YEAR}–{_MAX_YEAR}.")
+    return as_time(start), as_time(end)
 
 
 def incidents_per_cell(store: Store | IncidentStore, period: PeriodLike = None) -> pd.Series:

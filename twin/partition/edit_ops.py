@@ -20,6 +20,7 @@ import numpy as np
 from shapely.geometry import MultiPolygon, Polygon
 from shapely.geometry.base import BaseGeometry
 
+from twin.cells import PARTITION_RES
 from twin.errors import ValidationError
 from twin.partition import edits
 from twin.partition.model import Partition
@@ -28,6 +29,7 @@ __all__ = ["EDIT_OPS", "EditKind", "EditOp", "EditResult", "apply_edit"]
 
 EditKind = Literal["move_cells", "move_area", "split_grid", "merge_grids", "redraw_grid"]
 EDIT_OPS: tuple[str, ...] = ("move_cells", "move_area", "split_grid", "merge_grids", "redraw_grid")
+_HEX = frozenset("0123456789abcdefABCDEF")
 
 
 @dataclass(frozen=True)
@@ -174,18 +176,41 @@ def _k(op: EditOp) -> int:
 
 
 def _cells(op: EditOp) -> np.ndarray:
-    """``uint64`` cells from ints or hex strings; :class:`ValidationError` shows the first bad value."""
+    """``uint64`` cells from ints or hex strings; :class:`ValidationError` shows the first bad value.
+
+    Each must be an H3 cell id of resolution :data:`twin.cells.PARTITION_RES` (checked on its bits: cell mode,
+    resolution, base cell 0–121, unused digits 7): negative, oversized, signed or non-hex strings and other H3
+    modes or resolutions are rejected here; valid ids outside the district are the partition's to reject.
+    """
     v = op.need("cells")
     if isinstance(v, str) or not isinstance(v, Sequence | np.ndarray):
         raise ValidationError(f"edit {op.op!r}: 'cells' must be a list of H3 cells, got {v!r}.")
     out = np.empty(len(v), dtype=np.uint64)
     for i, c in enumerate(v):
-        try:
-            out[i] = int(c, 16) if isinstance(c, str) else int(c)
-        except (TypeError, ValueError, OverflowError):
-            raise ValidationError(f"edit {op.op!r}: cell {c!r} is not an H3 cell id (a uint64 or hex string like "
-                                  "'8b4117...').") from None
+        cell = _cell_id(c)
+        if cell is None:
+            shown = c if not isinstance(c, str) or len(c) <= 40 else c[:40] + "…"
+            raise ValidationError(f"edit {op.op!r}: cell {shown!r} is not an H3 res-{PARTITION_RES} cell id (a "
+                                  "uint64 or 15 hex digits like '8b4117...').")
+        out[i] = cell
     return out
+
+
+def _cell_id(c: object) -> int | None:
+    """The id of an H3 res-11 cell given as an int or a hex string, or None."""
+    if isinstance(c, str):
+        s = c.strip()
+        if not 1 <= len(s) <= 16 or not all(ch in _HEX for ch in s):
+            return None
+        n = int(s, 16)
+    elif isinstance(c, int | np.integer) and not isinstance(c, bool | np.bool_):
+        n = int(c)
+    else:
+        return None
+    if not 0 <= n < 2**64 or n >> 59 != 1 or (n >> 52) & 0xF != PARTITION_RES or (n >> 45) & 0x7F > 121:
+        return None  # reserved bit + mode (1 = cell), resolution, base cell
+    unused = 15 - PARTITION_RES  # digits after the resolution are all 7 (binary 111)
+    return n if n & ((1 << 3 * unused) - 1) == (1 << 3 * unused) - 1 else None
 
 
 def _result(p: Partition, p2: Partition, op: EditOp) -> EditResult:

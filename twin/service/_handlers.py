@@ -37,7 +37,7 @@ async def _request_invalid(request: Request, exc: Exception) -> JSONResponse:
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     s = int(exc.status_code)
-    return problem(s, title_for(exc, s), str(exc.detail), request.url.path)
+    return problem(s, title_for(exc, s), str(exc.detail), request.url.path, headers=exc.headers)
 
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -16,9 +16,10 @@ import pandas as pd
 from twin.access.roles import Role
 from twin.errors import NotFoundError, PermissionDenied, ValidationError
 from twin.incidents.dispatch import locate_points
-from twin.incidents.lifecycle import CST, Incident, as_time
+from twin.incidents.lifecycle import CST, Incident
 from twin.incidents.store import IncidentStore
 from twin.model import Twin
+from twin.service._params import client_time
 
 __all__ = ["LEVEL_COL", "now", "when", "unit_codes", "in_scope", "get_scoped", "scope_text", "scoped_frame",
            "need_actor"]
@@ -37,7 +38,7 @@ def when(value: str | None, what: str) -> dt.datetime:
     """Client time (ISO; naive = CST) or now; never more than a few minutes in the future."""
     if value is None or not str(value).strip():
         return now()
-    t = as_time(value, what=what)
+    t = client_time(value, what=what)
     if t > now() + _FUTURE_SLACK:
         raise ValidationError(f"{what} {value!r} is in the future (server time {now().isoformat()}).")
     return t

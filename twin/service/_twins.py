@@ -12,12 +12,12 @@ from pathlib import Path
 from typing import Any
 
 from twin.access.roles import DISTRICT
-from twin.errors import ValidationError
 from twin.model import Twin, load
 from twin.partition.model import partition_from_twin
 from twin.partition.versions import BASE_VERSION, checkout, ensure_base, resolve_version
 from twin.query.dossier import grid_counts
 from twin.query.summary import summarize_area
+from twin.service._params import parse_version
 from twin.store.sql import Store
 
 __all__ = ["EXAMPLE_AREA", "Twins", "check_version"]
@@ -30,10 +30,9 @@ EXAMPLE_AREA: dict[str, Any] = {
 
 
 def check_version(version: str) -> str:
-    """``version`` if it is a number, ``head`` or ``base``; :class:`ValidationError` otherwise."""
-    if version not in ("head", "base") and not version.isdigit():
-        raise ValidationError(f"version must be a number, 'head' or 'base'; got {version!r}.")
-    return version
+    """``head``, ``base`` or the version number (ASCII digits, 1 … 2⁶³−1) of ``version``;
+    :class:`ValidationError` otherwise (:func:`twin.service._params.parse_version`)."""
+    return parse_version(version)
 
 
 class Twins:
@@ -77,8 +76,8 @@ class Twins:
     def at(self, version: str | None) -> tuple[Twin, int]:
         """The twin as of ``version`` (a number, ``base`` or ``head``; default head) and the resolved version id."""
         base = self.base_twin()
-        default = version in (None, "", "head")
-        v = "head" if default else check_version(str(version).strip())
+        v = parse_version(version)
+        default = v == "head"
         vid = resolve_version(self.store, v)
         if vid == BASE_VERSION:
             return base, vid

@@ -14,10 +14,13 @@ from __future__ import annotations
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import anyio
 from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
 
 from twin.access.policy import MAX_PAGE_SIZE, AccessPolicy
 from twin.model import Twin
@@ -37,7 +40,7 @@ from twin.service import (
 from twin.service._audit_trail import AuditTrail
 from twin.service._body_limit import MAX_BODY_BYTES, BodyLimit
 from twin.service._handlers import install_handlers
-from twin.service._problems import problem, status_for
+from twin.service._problems import document_problems, problem, status_for
 from twin.service._state import ServiceState
 from twin.service._twins import Twins
 from twin.service.edits import EditRequest
@@ -84,7 +87,16 @@ def create_app(twin_root: str | Path | None = None, database_url: str | None = N
     app.add_middleware(AuditTrail)  # outermost: audits every keyed request, 413s included, before it is answered
     for module in _ROUTERS:
         app.include_router(module.router)
+    app.openapi = partial(_openapi, app)  # type: ignore[method-assign]
     return app
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """The OpenAPI schema with the problem+json error responses (:func:`._problems.document_problems`)."""
+    if app.openapi_schema is None:
+        app.openapi_schema = document_problems(get_openapi(
+            title=app.title, version=app.version, description=app.description, routes=app.routes))
+    return app.openapi_schema
 
 
 def app_from_env() -> FastAPI:

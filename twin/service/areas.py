@@ -17,10 +17,11 @@ from twin.model import Twin
 from twin.query.areas import ParsedArea, parse_area
 from twin.query.records import RecordKind, records_in_area
 from twin.query.summary import summarize_parsed
+from twin.service._params import VersionQ
 from twin.service._records import RECORD_KINDS, record_rows
 from twin.service._responses import json_response
 from twin.service._state import ServiceState, service
-from twin.service.deps import AreaBody, Audit, Audited, VersionQ
+from twin.service.deps import AreaBody, Audit, Audited
 
 __all__ = ["router"]
 

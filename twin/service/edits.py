@@ -20,6 +20,7 @@ from twin.model import Twin
 from twin.partition.edit_ops import EditOp, apply_edit
 from twin.partition.versions import commit, load_partition
 from twin.query.areas import parse_area
+from twin.service._params import MAX_VERSION
 from twin.service._responses import json_response
 from twin.service._state import ServiceState, service
 from twin.service.deps import Audit, Audited
@@ -33,7 +34,7 @@ class EditRequest(BaseModel):
     """One grid edit, committed as a new partition version on top of ``base_version``."""
 
     op: Literal["move_cells", "move_area", "split_grid", "merge_grids", "redraw_grid"]
-    base_version: int = Field(ge=1, description="the version you edited (the head when you loaded it)")
+    base_version: int = Field(ge=1, le=MAX_VERSION, description="the version you edited (the head when you loaded it)")
     reason: str = Field(min_length=1, max_length=500)
     cells: list[str] | None = Field(None, max_length=20_000, description="move_cells: H3 cells (hex)")
     to_grid: str | None = Field(None, max_length=20, description="move_cells / move_area: target grid")
@@ -60,17 +61,10 @@ def _need(req: EditRequest, name: str) -> Any:
     return v
 
 
-def _hex_cells(cells: list[str]) -> list[int]:
-    try:
-        return [int(str(c), 16) for c in cells]
-    except ValueError as e:
-        raise ValidationError(f"cells must be H3 cell ids in hex (e.g. '8b4117...'): {e}") from e
-
-
 def edit_op(req: EditRequest, t: Twin, a: Audit) -> EditOp:
-    """The :class:`EditOp` of a request: hex cells → ids; ``area``/``polygon`` parsed as WGS84 areas inside the
+    """The :class:`EditOp` of a request: hex cells as given (apply_edit checks them); ``area``/``polygon`` parsed as WGS84 areas inside the
     district (and noted on the audit record ``a``)."""
-    cells = _hex_cells(_need(req, "cells")) if req.op == "move_cells" else None
+    cells = _need(req, "cells") if req.op == "move_cells" else None  # checked by apply_edit
     geometry: BaseGeometry | None = None
     if req.op in ("move_area", "redraw_grid"):
         parsed = parse_area(_need(req, "area" if req.op == "move_area" else "polygon"), district=t.district)

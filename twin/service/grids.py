@@ -11,10 +11,11 @@ from fastapi.responses import Response
 from twin.access.policy import MAX_PAGE_SIZE, record_scope, scoped_dossier
 from twin.errors import PermissionDenied
 from twin.query.dossier import grid_dossier
+from twin.service._params import VersionQ
 from twin.service._records import RECORD_KINDS, grid_record_ids, record_rows
 from twin.service._responses import json_response
 from twin.service._state import service
-from twin.service.deps import Audited, VersionQ
+from twin.service.deps import Audited
 
 __all__ = ["router"]
 

@@ -16,9 +16,10 @@ from twin.access.policy import record_scope
 from twin.access.roles import Role
 from twin.encoding import dumps
 from twin.model import Twin
+from twin.service._params import VersionQ
 from twin.service._responses import GEOJSON_MEDIA_TYPE, geojson_response
 from twin.service._state import service
-from twin.service.deps import Audited, VersionQ
+from twin.service.deps import Audited
 
 __all__ = ["router", "hierarchy_geojson"]
 

@@ -25,7 +25,7 @@ from twin.access.policy import MAX_PAGE_SIZE, record_scope
 from twin.encoding import loads
 from twin.errors import ConflictError, InvalidTransition, NotFoundError, PermissionDenied, ValidationError
 from twin.incidents.dispatch import dispatch, escalate, locate, reassign
-from twin.incidents.lifecycle import STATES, Incident, Transition, allowed_actions, as_time, overdue_mask, transition
+from twin.incidents.lifecycle import STATES, Incident, Transition, allowed_actions, overdue_mask, transition
 from twin.incidents.stats import STAT_COLUMNS, incident_stats, period_bounds
 from twin.incidents.store import board_for, report_incident
 from twin.model import Twin
@@ -39,6 +39,7 @@ from twin.service._incident_scope import (
     scoped_frame,
     when,
 )
+from twin.service._params import MAX_VERSION, client_time
 from twin.service._problems import problem
 from twin.service._responses import json_response
 from twin.service._state import IncidentTables, ServiceState, service
@@ -89,7 +90,7 @@ def point_of(req: ReportRequest) -> tuple[float, float]:
             raise ValidationError("give the location either as 'point' or as 'lng'/'lat', not both.")
         try:
             p = shape(g)
-        except (TypeError, ValueError, AttributeError, shapely.errors.ShapelyError) as e:
+        except (TypeError, ValueError, OverflowError, AttributeError, shapely.errors.ShapelyError) as e:
             raise ValidationError(f"GeoJSON Point coordinates must be [lng, lat], got {g.get('coordinates')!r}.") from e
         if not isinstance(p, Point) or p.is_empty:
             raise ValidationError(f"GeoJSON Point coordinates must be [lng, lat], got {g.get('coordinates')!r}.")
@@ -109,7 +110,7 @@ class ActionRequest(BaseModel):
     allow_offline: bool = Field(False, description="reassign: allow an offline worker")
     level: Literal["grid", "community", "town", "district"] | None = Field(
         None, description="dispatch: force the level; escalate: the target level (default: one up)")
-    expected_version: int | None = Field(None, ge=1, description="the version you acted on (stale → 409)")
+    expected_version: int | None = Field(None, ge=1, le=MAX_VERSION, description="the version you acted on (stale → 409)")
     at: str | None = Field(None, max_length=40, description="ISO time of the action (default: now, CST)")
 
 
@@ -135,7 +136,7 @@ def incidents_stats(request: Request, a: Audited,
     a.version = vid
     df = scoped_frame(svc.incidents().istore, a.role, t, since=since, until=until)
     stats = incident_stats(df, by=by, period=period.upper() if period else None,
-                           now=None if now is None else as_time(now, what="now"))
+                           now=None if now is None else client_time(now, what="now"))
     rows = _stat_rows(stats)
     a.counts = {"incidents": len(df), "rows": len(rows)}
     a.detail = f"by={by} period={period}"

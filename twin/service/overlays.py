@@ -10,9 +10,10 @@ from fastapi import Path as PathParam
 from fastapi.responses import Response
 
 from twin.query.overlays import overlay
+from twin.service._params import VersionQ
 from twin.service._responses import json_response
 from twin.service._state import service
-from twin.service.deps import Audited, VersionQ
+from twin.service.deps import Audited
 
 __all__ = ["router", "overlay_cells_json"]
 

@@ -10,16 +10,17 @@ from fastapi import Path as PathParam
 from fastapi.responses import Response
 
 from twin.partition.versions import diff_versions, head_version, list_versions
+from twin.service._params import VERSION_PATTERN, parse_version
 from twin.service._responses import json_response
 from twin.service._state import service
-from twin.service._twins import check_version
 from twin.service.deps import Audited
 
 __all__ = ["router"]
 
 router = APIRouter(tags=["versions"])
 
-_Version = Annotated[str, PathParam(max_length=20)]
+_Version = Annotated[str, PathParam(max_length=20, pattern=VERSION_PATTERN,
+                                     description="version id, 'base' or 'head'")]
 
 
 @router.get("/versions", summary="Partition versions, oldest first")
@@ -37,9 +38,8 @@ def versions_list(request: Request, a: Audited) -> Response:
 def versions_diff(request: Request, a: Audited, a_version: _Version, b_version: _Version) -> Response:
     """Grids added, removed and changed, cells and residents moved, balance before and after."""
     svc = service(request)
-    for v in (a_version, b_version):
-        check_version(v)
-    d = diff_versions(svc.store, svc.twins.base_twin(), a_version, b_version)
+    va, vb = parse_version(a_version, what="a_version"), parse_version(b_version, what="b_version")
+    d = diff_versions(svc.store, svc.twins.base_twin(), va, vb)
     a.version = f"{d.a}..{d.b}"
     a.counts = {"grids_changed": len(d.grids_changed), "cells_moved": d.cells_moved}
     return json_response(d.to_dict())

@@ -16,6 +16,7 @@ from twin.access.policy import record_scope, worker_summary
 from twin.errors import NotFoundError, ValidationError
 from twin.incidents.store import board_for
 from twin.service._incident_scope import need_actor, scope_text, when
+from twin.service._params import MAX_VERSION
 from twin.service._responses import json_response
 from twin.service._state import service
 from twin.service.deps import Audited
@@ -31,7 +32,7 @@ class WorkerStatusRequest(BaseModel):
     status: Literal["online", "offline"]
     lng: float | None = None
     lat: float | None = None
-    expected_version: int | None = Field(None, ge=0, description="worker status version you read (stale → 409)")
+    expected_version: int | None = Field(None, ge=0, le=MAX_VERSION, description="worker status version you read (stale → 409)")
     at: str | None = Field(None, max_length=40)
 
 
