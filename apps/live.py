@@ -131,6 +131,29 @@ def _alarms(inc: pd.DataFrame, cat: pd.DataFrame, now: dt.datetime) -> list[dict
     return sorted(out, key=lambda a: -a["ts"])[:8]
 
 
+def _signature(frame: pd.DataFrame, cols: list[str]) -> str:
+    return str(int(pd.util.hash_pandas_object(frame[cols], index=False).sum())) + f":{len(frame)}"
+
+
+@st.cache_resource(show_spinner=False, max_entries=8)
+def _incident_json(_inc: pd.DataFrame, sig: str) -> tuple[str, str]:
+    """(open incidents layer, new-incidents halo) JSON, rebuilt only when the incidents' signature changes."""
+    layer = incident_layers.open_incidents_layer(_inc, overdue=_inc["overdue"].to_numpy(dtype=bool),
+                                                 catalogue=catalogue())
+    new = _inc[_inc["new"].to_numpy(dtype=bool)]
+    return layer_to_json(layer), layer_to_json(incident_layers.new_incidents_layer(new))
+
+
+@st.cache_resource(show_spinner=False, max_entries=8)
+def _worker_json(_board: pd.DataFrame, sig: str) -> tuple[str, str]:
+    """(workers per hexagon, one dot per worker) JSON of the live board, rebuilt only when it changed."""
+    online = (_board["status"] == "online").to_numpy()
+    agg = hexagons.point_count_layer(_board["lng"].to_numpy(), _board["lat"].to_numpy(), res=AGG_RES,
+                                     layer_id="workers-agg", color=(0, 200, 110), label="grid workers",
+                                     split=online, split_label="online now")
+    return layer_to_json(agg), layer_to_json(incident_layers.incident_workers_layer(_board, layer_id="workers"))
+
+
 def live_layers(live: LiveState, *, incidents: bool = True, workers: bool = True
                 ) -> tuple[list[tuple[str, str]], dict[str, tuple[float, float]], list[dict[str, Any]]]:
     """Map layers of the live state: open incidents by level (overdue ringed, new ones haloed) and grid workers
@@ -141,11 +164,8 @@ def live_layers(live: LiveState, *, incidents: bool = True, workers: bool = True
     legends: list[dict[str, Any]] = []
     if workers and len(live.board):
         b = live.board
-        online = (b["status"] == "online").to_numpy()
-        out.append(("workers-agg", layer_to_json(hexagons.point_count_layer(
-            b["lng"].to_numpy(), b["lat"].to_numpy(), res=AGG_RES, layer_id="workers-agg", color=(0, 200, 110),
-            label="grid workers", split=online, split_label="online now"))))
-        out.append(("workers", layer_to_json(incident_layers.incident_workers_layer(b, layer_id="workers"))))
+        agg, dots = _worker_json(b, _signature(b, ["worker_id", "status", "lng", "lat", "open_cases", "grid_code"]))
+        out += [("workers-agg", agg), ("workers", dots)]
         ranges["workers-agg"] = (0.0, POINTS_MIN_ZOOM)
         ranges["workers"] = (POINTS_MIN_ZOOM, 24.0)
         legends.append({"title": f"Grid workers 网格员 (live · {live.workers_online} online)",
@@ -154,11 +174,8 @@ def live_layers(live: LiveState, *, incidents: bool = True, workers: bool = True
                             *({"color": colors.rgba_to_css(c), "label": k} for k, c in colors.STATUS_COLORS.items())]})
     if incidents:
         inc = live.open
-        cat = catalogue()
-        out.append(("incidents", layer_to_json(incident_layers.open_incidents_layer(
-            inc, overdue=inc["overdue"].to_numpy(dtype=bool), catalogue=cat))))
-        new = inc[inc["new"].to_numpy(dtype=bool)]
-        out.append(("incidents-new", layer_to_json(incident_layers.new_incidents_layer(new))))
+        dots, halo = _incident_json(inc, _signature(inc, ["id", "version", "overdue", "new", "level", "state"]))
+        out += [("incidents", dots), ("incidents-new", halo)]
         legends.append({"title": f"Open incidents 在办事件 ({len(inc):,})", "layers": ["incidents", "incidents-new"],
                         "rows": [*({"color": colors.rgba_to_css(c), "label": incident_layers.LEVEL_LABELS[k]}
                                    for k, c in incident_layers.LEVEL_COLORS.items()),

@@ -14,7 +14,7 @@ from layers.colors import CREDIT_COLORS, RGBA, STATUS_COLORS
 
 __all__ = ["STATE_COLORS", "OVERDUE_COLOR", "LEVEL_COLORS", "LEVEL_LABELS", "NEW_COLOR", "incidents_layer",
            "open_incidents_layer", "new_incidents_layer", "incident_workers_layer", "inspections_layer",
-           "category_label"]
+           "category_label", "category_labels"]
 
 STATE_COLORS: dict[str, RGBA] = {
     "reported": [255, 152, 0, 230],
@@ -41,10 +41,19 @@ NEW_COLOR: RGBA = [0, 229, 255, 255]
 def category_label(code: str, catalogue: pd.DataFrame | None) -> str:
     """``env_sewage`` → ``污水直排 Sewage discharge`` (Chinese and English names from the catalogue; the code itself
     when it is not in the catalogue)."""
-    if catalogue is None or code not in catalogue.index:
-        return str(code)
-    row = catalogue.loc[code]
-    return f"{row['name_zh']} {row['name']}"
+    return category_labels(catalogue).get(str(code), str(code))
+
+
+def category_labels(catalogue: pd.DataFrame | None) -> dict[str, str]:
+    """Every catalogue code → its Chinese and English name (see :func:`category_label`)."""
+    if catalogue is None:
+        return {}
+    return {str(c): f"{zh} {en}" for c, zh, en in zip(catalogue.index, catalogue["name_zh"], catalogue["name"])}
+
+
+def _labels(codes: pd.Series, catalogue: pd.DataFrame | None) -> list[str]:
+    names = category_labels(catalogue)
+    return [names.get(c, c) for c in codes.astype(str)]
 
 
 def _pos(frame: pd.DataFrame) -> list[list[float]]:
@@ -70,7 +79,7 @@ def incidents_layer(frame: pd.DataFrame, *, overdue: np.ndarray | None = None, l
         "radius": np.where(late, 30.0, 18.0),
         "id": frame["id"].astype(int).to_numpy() if "id" in frame else np.arange(len(frame)),
         "state": state.to_numpy(),
-        "category": [category_label(c, catalogue) for c in frame["category"].astype(str)],
+        "category": _labels(frame["category"], catalogue),
         "grid_code": frame["grid_code"].astype(str).to_numpy(),
         "assignee": frame.get("assignee", pd.Series("", index=frame.index)).astype(str).to_numpy(),
         "overdue": np.where(late, "OVERDUE", ""),
@@ -100,7 +109,7 @@ def open_incidents_layer(frame: pd.DataFrame, *, overdue: np.ndarray, catalogue:
         "width": np.where(late, 2.5, 1.0),
         "radius": 22.0 + 10.0 * rank,
         "id": frame["id"].astype(int).to_numpy(),
-        "category": [category_label(c, catalogue) for c in frame["category"].astype(str)],
+        "category": _labels(frame["category"], catalogue),
         "level": [LEVEL_LABELS.get(v, v or "-") for v in level],
         "state": frame["state"].astype(str).to_numpy(),
         "grid_code": frame["grid_code"].fillna("").astype(str).to_numpy(),

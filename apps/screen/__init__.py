@@ -10,6 +10,9 @@ Nothing here needs a web basemap.
 
 from __future__ import annotations
 
+import os
+import sys
+import time
 from typing import Any
 
 import streamlit as st
@@ -77,6 +80,7 @@ def _screen_map(t: twin.Twin, version_label: str, below: list[tuple[str, str]], 
                 zoom: dict[str, tuple[float, float]], legends: list[dict[str, Any]], hidden: list[str]) -> None:
     """The map, its live layers and the overlay (KPIs, alarms), re-run on its own: only this fragment runs, the map
     keeps its view, and the browser re-parses only layers whose JSON changed (new incidents, moved workers)."""
+    t0 = time.perf_counter()
     table = state.grid_table(t, state.twin_key(t))
     snap = live.live_state(live.incident_store(state.store_url(t)), t, now=live.now_cst(),
                            residents=int(t.manifest["counts"]["residents"]),
@@ -91,3 +95,6 @@ def _screen_map(t: twin.Twin, version_label: str, below: list[tuple[str, str]], 
              zoom_ranges={**zoom, **live_zoom}, legends=live_legends + legends, hud=hud, hidden=hidden,
              view={"longitude": (b[0] + b[2]) / 2, "latitude": (b[1] + b[3]) / 2, "zoom": 11.4, "pitch": 0,
                    "bearing": 0}, fit_bounds=list(b))
+    if os.environ.get("TWIN_APP_TIMING"):
+        print(f"[screen] {time.time() * 1000:.0f} live refresh {1000 * (time.perf_counter() - t0):.0f} ms "
+              f"({len(snap.open)} open)", file=sys.stderr, flush=True)

@@ -111,7 +111,8 @@ def test_map_draw_summary_dossier_in_browser(app_url):
     out = _run_flow(app_url)
     print(out["_stderr"][-3000:])
     assert out["error"] is None, out["error"]
-    print(f"\nfirst paint: {out['first_paint_ms']} ms; draw → summary visible: {out['draw_to_summary_ms']} ms")
+    print(f"\nfirst paint: {out['first_paint_ms']} ms; draw → summary visible: {out['draw_to_summary_ms']} ms; "
+          f"click → dossier: {out['click_to_dossier_ms']} ms ({out['click_layer_updates']} layer updates)")
     # the map and its layers
     for lid in ("district-fill", "boundary-town", "boundary-community", "boundary-grid", "labels-town"):
         assert lid in out["layer_ids"]
@@ -139,16 +140,21 @@ def test_map_draw_summary_dossier_in_browser(app_url):
 
 
 def test_every_page_and_mode_shows_no_error(app_url):
-    """Explore, Edit, and the Incidents page's queue / statistics / inspections: no exception box, no error alert,
-    no deck.gl error in a map, no page or console error; every map that is on screen paints its layers."""
+    """Explore, Edit, the Incidents page's queue / statistics / inspections and the command-centre screen: no exception
+    box, no error alert, no deck.gl error in a map, no page or console error; every map on screen paints its layers;
+    a queue row opens its incident; the screen shows no Streamlit chrome."""
     out = _run_flow(app_url, "pages_flow.mjs")
     print(out["_stderr"][-3000:])
     assert out["error"] is None, out["error"]
     names = [v["name"] for v in out["views"]]
-    assert names == ["explore", "edit", "incidents_queue", "incidents_stats", "incidents_inspections"], names
+    assert names == ["explore", "edit", "incidents_queue", "incidents_stats", "incidents_inspections", "screen"], names
     for view in out["views"]:
         assert view["errors"] == [], (view["name"], view["errors"])
     maps = {v["name"]: v["maps"] for v in out["views"]}
     assert maps["explore"] and "district-fill" in maps["explore"][0]
     assert any("incidents" in m and "incident-workers" in m for m in maps["incidents_queue"]), maps["incidents_queue"]
     assert any("inspections" in m for m in maps["incidents_inspections"]), maps["incidents_inspections"]
+    assert any("incidents" in m and "workers" in m for m in maps["screen"]), maps["screen"]
+    assert out["screen_chrome"] == [], out["screen_chrome"]
+    assert out["incident_opened"].startswith("#"), out.get("incident_opened")
+    assert "streamlit" not in out["title"].lower(), out["title"]

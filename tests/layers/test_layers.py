@@ -139,3 +139,57 @@ def test_layer_modules_declare_their_public_api():
     for name in layers.__all__:
         mod = __import__(f"layers.{name}", fromlist=["__all__"])
         assert mod.__all__ and all(hasattr(mod, n) for n in mod.__all__), name
+
+
+def test_building_heights_are_rounded_in_the_tooltip_data():
+    b = gpd.GeoDataFrame({
+        "building_id": [1], "use": ["residential"], "height_m": np.array([34.7], dtype=np.float32),
+        "residents": [3], "dwellings": [1], "businesses": [0], "lng": [113.0], "lat": [23.0]},
+        geometry=[box(113.0, 23.0, 113.0001, 23.0001)], crs="EPSG:4326")
+    d = layer_to_dict(buildings.building_layer(b))
+    assert d["data"][0]["height_m"] == 34.7  # float32 34.70000076293945 → 34.7
+    assert "34.7000" not in layer_to_json(buildings.building_layer(b))
+
+
+def _incidents(n: int = 4) -> pd.DataFrame:
+    t0 = pd.Timestamp("2026-11-01 08:00", tz="Asia/Shanghai")
+    return pd.DataFrame({
+        "id": np.arange(1, n + 1), "lng": 113.1 + np.arange(n) * 1e-3, "lat": np.full(n, 23.02),
+        "category": ["env_sewage", "fire_blocked_exit", "unknown_code", "env_sewage"][:n],
+        "level": ["grid", "community", "town", "district"][:n], "state": "dispatched",
+        "grid_code": "440604001001001", "assignee": ["W1", "", None, "W2"][:n],
+        "reported_at": [t0 + pd.Timedelta(hours=i) for i in range(n)]})
+
+
+def test_open_incidents_layer_colours_by_level_rings_overdue_and_names_categories():
+    from layers import incidents
+
+    cat = pd.DataFrame({"name": ["Sewage discharge"], "name_zh": ["污水直排"]},
+                       index=pd.Index(["env_sewage"], name="code"))
+    f = _incidents()
+    late = np.array([False, True, False, False])
+    d = layer_to_dict(incidents.open_incidents_layer(f, overdue=late, catalogue=cat))
+    assert d["id"] == "incidents" and d["pickable"] is True
+    rows = d["data"]
+    assert [r["fill"] for r in rows] == [incidents.LEVEL_COLORS[v] for v in f["level"]]
+    assert rows[1]["line"] == incidents.OVERDUE_COLOR and rows[0]["line"] != incidents.OVERDUE_COLOR
+    assert rows[0]["category"] == "污水直排 Sewage discharge" and rows[2]["category"] == "unknown_code"
+    assert rows[2]["assignee"] == "-" and rows[3]["radius"] > rows[0]["radius"]
+    assert "@@=" not in d["tooltipHtml"] and "{category}" in d["tooltipHtml"]
+    with pytest.raises(ValueError, match="overdue mask"):
+        incidents.open_incidents_layer(f, overdue=late[:2])
+    halo = layer_to_dict(incidents.new_incidents_layer(f.iloc[:1]))
+    assert halo["id"] == "incidents-new" and [r["id"] for r in halo["data"]] == [1]
+
+
+def test_point_count_layer_counts_points_per_hexagon():
+    lng = np.array([113.1, 113.1001, 113.1002, 113.2])
+    lat = np.array([23.02, 23.0201, 23.0202, 23.05])
+    online = np.array([True, False, True, True])
+    d = layer_to_dict(hexagons.point_count_layer(lng, lat, res=8, layer_id="workers-agg", color=(0, 200, 110),
+                                                 label="grid workers", split=online, split_label="online"))
+    assert d["id"] == "workers-agg" and d["@@type"] == "H3HexagonLayer"
+    got = sorted((r["n"], r["k"]) for r in d["data"])
+    assert got == [(1, 1), (3, 2)]  # three close points in one res-8 cell (two online), one far away
+    assert sum(r["n"] for r in d["data"]) == len(lng)
+    assert "{n}" in d["tooltipHtml"] and "{k}" in d["tooltipHtml"]

@@ -84,9 +84,16 @@ try {
 
   // open a grid dossier: pan mode, click the map centre of the drawn area (a grid there)
   await frame.click("#btn-pan");
+  await frame.waitForFunction(() => window.__deckmap.isIdle(), null, { timeout: 30000 });
+  const updatesBefore = await frame.evaluate(() => window.__deckmap.layerUpdates || 0);
+  const tClick = Date.now();
   await page.mouse.click(cx, cy);
   await page.waitForFunction(() => Array.from(document.querySelectorAll("h3")).some((h) => h.innerText.includes("Grid dossier")),
-    null, { timeout: 60000 });
+    null, { timeout: 60000, polling: 20 });
+  out.click_to_dossier_ms = Date.now() - tClick;
+  // a click that only opens a dossier changes no layer: the map must not re-set its layers (no WebGL redraw)
+  out.click_layer_updates = (await frame.evaluate(() => window.__deckmap.layerUpdates || 0)) - updatesBefore;
+  log(`click → dossier ${out.click_to_dossier_ms} ms; layer updates meanwhile ${out.click_layer_updates}`);
   out.dossier_heading = (await page.locator("h3", { hasText: "Grid dossier" }).first().innerText()).trim();
   await page.waitForTimeout(500);
   await page.waitForFunction(() => document.body.innerText.includes("Neighbouring grids"), null, { timeout: 60000 });

@@ -86,8 +86,26 @@ try {
   // as a person would: through the page list in the sidebar (a typed /Incidents address makes Streamlit probe
   // /Incidents/_stcore/* first, two 404s that are Streamlit's own)
   await visit("incidents_queue", 1, () => page.locator("[data-testid='stSidebarNav'] a", { hasText: "Incidents" }).click());
+  // a row of the queue opens that incident in "Act on an incident" (click the first data row's cell)
+  {
+    const grid = page.locator("[data-testid='stDataFrame']").first();
+    const gb = await grid.boundingBox();
+    await page.mouse.click(gb.x + 12, gb.y + 36 + 17);  // the row selector of the first data row
+    await page.waitForFunction(() => !document.querySelector("[data-testid='stStatusWidget']"), null, { timeout: 60000 });
+    await page.waitForTimeout(800);
+    const picked = await page.evaluate(() => Array.from(document.querySelectorAll("[data-testid='stCaptionContainer']"))
+      .map((e) => e.innerText).find((x) => x.startsWith("#")) || "");
+    out.incident_opened = picked.slice(0, 200);
+    console.error("[pages] incident opened from a row: " + out.incident_opened);
+  }
   await visit("incidents_stats", 0, () => page.getByRole("tab", { name: /Statistics/ }).click());
   await visit("incidents_inspections", 1, () => page.getByRole("tab", { name: /Inspections/ }).click());
+  // the command-centre screen: no chrome, the map is the window
+  await visit("screen", 1, () => page.goto(url + "/?screen=1", { waitUntil: "domcontentloaded" }));
+  out.screen_chrome = await page.evaluate(() => ["header[data-testid='stHeader']", "[data-testid='stSidebar']",
+    "[data-testid='stToolbar']"].filter((sel) => { const e = document.querySelector(sel); if (!e) return false;
+    const r = e.getBoundingClientRect(); return r.width > 0 && r.height > 0; }));
+  out.title = await page.title();
 } catch (e) {
   out.error = String(e && e.stack || e);
 }

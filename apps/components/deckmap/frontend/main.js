@@ -38,6 +38,8 @@
   api.isIdle = () => deckgl.isInitialized && Array.from(fetched.values()).every((v) => typeof v === "string") &&
     deckgl.props.layers.every((l) => !l.props.visible || l.isLoaded) && !deckgl.needsRedraw({ clearRedrawFlags: false });
   window.__deckmap = api;
+  api.trace = [];  // [what, ms] of the last layer updates (tests read it to say where time goes)
+  const trace = (what) => { api.trace.push([what, Math.round(performance.now())]); if (api.trace.length > 60) api.trace.shift(); };
 
   const deckgl = new D.Deck({
     parent: el("map"),
@@ -47,6 +49,7 @@
     getTooltip: tooltip,
     onViewStateChange: ({ viewState }) => { state.viewState = viewState; onView(); return viewState; },
     onAfterRender: () => {
+      trace("frame");
       if (state.firstPaint === null && state.args && deckgl.isInitialized && deckgl.props.layers.length > 0 &&
           deckgl.props.layers.every((l) => !l.props.visible || l.isLoaded) &&
           Array.from(fetched.values()).every((v) => typeof v === "string")) {
@@ -87,10 +90,11 @@
     const got = fetched.get(ref);
     if (typeof got === "string") return got;
     if (!got) {
+      trace("fetch " + ref.slice(7, 15));
       fetched.set(ref, fetch(ref).then((r) => {
         if (!r.ok) throw new Error(`${ref}: HTTP ${r.status}`);
         return r.text();
-      }).then((text) => { fetched.set(ref, text); updateLayers(); },
+      }).then((text) => { trace("fetched " + ref.slice(7, 15)); fetched.set(ref, text); updateLayers(); },
               (e) => { fetched.delete(ref); showError("layer file " + ref + ": " + e); }));
     }
     return null;  // not here yet: drawn when it arrives
@@ -178,14 +182,24 @@
     if (!state.args) return;
     const zoom = currentView().zoom || 11;
     const layers = [];
+    // a changed layer still on its way (a file being fetched): wait for it instead of drawing a frame without it
+    // (the fetch calls this again); a frame on a software-rendered screen takes seconds and would hold the file up
+    const waiting = state.args.layers.some(([, json]) => json.startsWith("@") && typeof fetched.get(json.slice(1)) !== "string");
     for (const [id, json] of state.args.layers) {
       let layer;
       try { layer = convertLayer(id, json); } catch (e) { showError("layer " + id + ": " + e); continue; }
       if (!layer) continue;
       layers.push(layer.clone({ visible: isShown(id, zoom) }));
     }
-    deckgl.setProps({ layers: basemapLayer().concat(layers, drawLayers()) });
+    // nothing new to draw (e.g. a changed layer whose file is still on its way): no setProps, so no WebGL frame —
+    // on a software-rendered screen a frame takes seconds and would delay the layer that is arriving
+    const drawKey = JSON.stringify([layers.map((l) => [l.id, state.cache.get(l.id) && state.cache.get(l.id).json, l.props.visible]),
+      state.drawn, state.basemapOk && state.args.basemap_url]);
     state.visibleKey = visibleKey(zoom);
+    if (drawKey === state.drawKey || (waiting && state.drawKey !== undefined)) return;
+    state.drawKey = drawKey;
+    trace("setProps");
+    deckgl.setProps({ layers: basemapLayer().concat(layers, drawLayers()) });
   }
 
   function visibleKey(zoom) {
@@ -224,7 +238,7 @@
     const t = info.layer.props.tooltipHtml;
     if (!t) return null;
     return { html: fill(t, info.object), style: { background: "rgba(11,20,38,0.95)", color: "#fff",
-      fontSize: state.args && state.args.screen ? "max(18px, 1vw)" : "14px", zIndex: 30,
+      fontSize: state.args && state.args.screen ? "max(20px, 1.05vw)" : "14px", zIndex: 30,
       border: "1px solid #3c5a8a", borderRadius: "6px", padding: "6px 8px",
       fontFamily: "Noto Sans CJK SC, sans-serif" } };
   }
@@ -392,6 +406,8 @@
     drawLegend();
   });
   api.hidden = state.hidden;
+  // the data of a layer as the browser holds it (tests: is a new incident on screen?)
+  api.layerData = (id) => { const c = state.cache.get(id); return c && c.layer ? c.layer.props.data : null; };
 
   // ---- command-centre overlay: title, clock, KPI tiles, alarm strip (screen mode) ----
   function renderHud(hud) {
@@ -510,7 +526,7 @@
     const ctx = cv.getContext("2d");
     ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
     ctx.clearRect(0, 0, r.width, r.height);
-    const vp = deckgl.getViewports()[0];
+    const vp = deckgl.isInitialized ? deckgl.getViewports()[0] : null;  // not before deck.gl has initialised
     if (state.mode !== "brush" || !brush.args || !vp) return;
     const hexPath = (h) => {
       const ring = window.h3.cellToBoundary(h);
@@ -643,6 +659,7 @@
     const changed = first || cleared || sig !== state.renderSig || wasSketch;
     state.renderSig = sig;
     if (changed) {
+      trace("render changed");
       // let the Streamlit page paint its update (e.g. the summary) before the WebGL frame
       clearTimeout(state.renderTimer);
       state.renderTimer = setTimeout(updateLayers, first ? 0 : 300);

@@ -1,0 +1,142 @@
+// The command-centre screen (/?screen=1) in headless Debian Chromium (playwright-core): it must show a new incident,
+// reported over HTTP to `twin serve`, by itself (the page is never touched), and look right at 1080p and 2160p.
+// Usage: node tests/apps/browser/live_flow.mjs <app url> <artifacts dir> <api url> <api key> <lng> <lat>
+// Prints one JSON line prefixed "RESULT ": {incident_id, report_to_screen_ms, kpi_open_before/after, alarm_shown,
+// min_font_px, chrome_visible, errors, shots, error}.
+import { chromium } from "playwright-core";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+
+const [url, artifacts, apiUrl, apiKey, lng, lat] = process.argv.slice(2);
+fs.mkdirSync(artifacts, { recursive: true });
+const userDir = fs.mkdtempSync(path.join(os.tmpdir(), "twin-chromium-"));
+const out = { errors: [], shots: [], error: null };
+const note = (m) => { out.errors.push(m); console.error("[live] " + m); };
+const log = (m) => console.error("[live] " + m);
+
+const context = await chromium.launchPersistentContext(userDir, {
+  executablePath: process.env.CHROMIUM || "/usr/bin/chromium", viewport: { width: 1920, height: 1080 },
+  args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync", "--use-gl=swiftshader",
+    "--enable-unsafe-swiftshader"],
+});
+const page = context.pages()[0] || await context.newPage();
+page.on("pageerror", (e) => note("pageerror: " + e.message));
+page.on("console", (m) => { if (m.type() === "error" && !m.text().startsWith("Failed to load resource")) note("console error: " + m.text().slice(0, 300)); });
+page.on("response", (r) => { if (r.status() >= 400) note(`HTTP ${r.status()} ${r.url()}`); });
+
+async function mapFrame(timeout = 150000) {  // software WebGL on a loaded 2-core machine: a 4K frame takes long
+  const iframeEl = await page.waitForSelector("iframe[title*='deckmap']", { timeout });
+  const frame = await iframeEl.contentFrame();
+  await frame.waitForFunction(() => window.__deckmap && window.__deckmap.firstPaint !== null, null, { timeout });
+  await frame.waitForFunction(() => window.__deckmap.isIdle(), null, { timeout });
+  return { iframeEl, frame };
+}
+
+// what a person at the wall sees: chrome, the map's size, the smallest text of the overlay and legend
+async function inspect(frame, name) {
+  const chrome = await page.evaluate(() => {
+    const vis = (sel) => Array.from(document.querySelectorAll(sel)).some((e) => {
+      const r = e.getBoundingClientRect(); return r.width > 0 && r.height > 0 && getComputedStyle(e).visibility !== "hidden";
+    });
+    return { header: vis("header[data-testid='stHeader']"), sidebar: vis("[data-testid='stSidebar']"),
+      toolbar: vis("[data-testid='stToolbar']"), deploy: vis("[data-testid='stAppDeployButton']"),
+      title: document.title };
+  });
+  const box = await (await page.$("iframe[title*='deckmap']")).boundingBox();
+  const fonts = await frame.evaluate(() => {
+    const sizes = [];
+    for (const e of document.querySelectorAll("#hud *, #legend *")) {
+      if (!e.childNodes.length || !Array.from(e.childNodes).some((n) => n.nodeType === 3 && n.textContent.trim())) continue;
+      const r = e.getBoundingClientRect();
+      if (r.width === 0 || r.height === 0) continue;
+      sizes.push(parseFloat(getComputedStyle(e).fontSize));
+    }
+    return sizes;
+  });
+  for (const [k, v] of Object.entries(chrome)) if (v === true) note(`${name}: Streamlit chrome visible: ${k}`);
+  for (const t of await page.locator("[data-testid='stException'], [data-testid='stAlertContentError']").allInnerTexts()) note(`${name}: error box: ${t.slice(0, 300)}`);
+  const shown = await frame.evaluate(() => document.getElementById("error").style.display === "block" && document.getElementById("error").textContent);
+  if (shown) note(`${name}: map error box: ${shown}`);
+  return { chrome, map_box: box, min_font_px: Math.min(...fonts), n_text: fonts.length };
+}
+
+const incidentIds = (frame) => frame.evaluate(() => (window.__deckmap.layerData("incidents") || []).map((d) => d.id));
+const kpi = (frame, key) => frame.evaluate((k) => {
+  const e = document.querySelector(`.kpi[data-kpi='${k}'] .kpi-value`); return e ? e.textContent : null;
+}, key);
+
+try {
+  const t0 = Date.now();
+  await page.goto(url + "/?screen=1", { waitUntil: "domcontentloaded" });
+  let { frame } = await mapFrame();
+  out.first_paint_ms = Date.now() - t0;
+  await page.waitForTimeout(2500);  // CJK label atlases
+  out.view_1080 = await inspect(frame, "1080p");
+  out.min_font_px = out.view_1080.min_font_px;
+  await page.screenshot({ path: path.join(artifacts, "screen_1080.png") });
+  out.shots.push("screen_1080.png");
+  log(`1080p: first paint ${out.first_paint_ms} ms, map ${JSON.stringify(out.view_1080.map_box)}, min font ${out.min_font_px}px`);
+
+  // report an incident over HTTP; the screen is not touched from here on
+  const before = new Set(await incidentIds(frame));
+  out.kpi_open_before = await kpi(frame, "open");
+  const renders0 = await frame.evaluate(() => window.__deckmap.layerUpdates || 0);
+  // the browser notes (on the machine's clock, which node shares) when each new incident id reaches the map's data
+  await frame.evaluate(() => {
+    const known = new Set((window.__deckmap.layerData("incidents") || []).map((d) => d.id));
+    window.__seenAt = {};
+    setInterval(() => {
+      for (const d of window.__deckmap.layerData("incidents") || []) {
+        if (!known.has(d.id)) { known.add(d.id); window.__seenAt[d.id] = Date.now(); }
+      }
+    }, 50);
+  });
+  const tReq = Date.now();
+  const now = new Date(Date.now() + 8 * 3600 * 1000).toISOString().slice(0, 19) + "+08:00";
+  const r = await fetch(apiUrl + "/incidents", {
+    method: "POST", headers: { "Content-Type": "application/json", Authorization: `Bearer ${apiKey}` },
+    body: JSON.stringify({ category: "fire_blocked_exit", lng: Number(lng), lat: Number(lat), reported_at: now,
+      channel: "hotline_12345", severity: 4, description: "live screen test", reporter: "test" }),
+  });
+  const tStored = Date.now();
+  const body = await r.json();
+  if (r.status !== 201) throw new Error(`POST /incidents: HTTP ${r.status} ${JSON.stringify(body)}`);
+  const id = body.incident.id;
+  out.incident_id = id;
+  out.incident_level = body.incident.level;
+  out.http_ms = tStored - tReq;
+  if (before.has(id)) throw new Error(`incident ${id} was on screen before it was reported`);
+  await frame.waitForFunction((i) => window.__seenAt[i] !== undefined, id, { timeout: 60000, polling: 100 });
+  const seenAt = await frame.evaluate((i) => window.__seenAt[i], id);
+  out.report_to_screen_ms = seenAt - tStored;
+  out.request_to_screen_ms = seenAt - tReq;
+  out.trace = await frame.evaluate(() => window.__deckmap.trace.slice(-12));
+  await frame.waitForFunction(() => window.__deckmap.isIdle(), null, { timeout: 30000 });
+  out.drawn_ms = Date.now() - tStored;
+  out.kpi_open_after = await kpi(frame, "open");
+  out.alarm_shown = await frame.evaluate((i) => !!document.querySelector(`#alarms .alarm[data-id='${i}']`), id);
+  out.new_halo = await frame.evaluate((i) => (window.__deckmap.layerData("incidents-new") || []).some((d) => d.id === i), id);
+  out.layer_updates = (await frame.evaluate(() => window.__deckmap.layerUpdates || 0)) - renders0;
+  log(`incident #${id} (${out.incident_level}) on screen ${out.report_to_screen_ms} ms after it was stored; ` +
+      `open ${out.kpi_open_before} → ${out.kpi_open_after}; alarm ${out.alarm_shown}`);
+  await page.waitForTimeout(1000);
+  await page.screenshot({ path: path.join(artifacts, "screen_live_1080.png") });
+  out.shots.push("screen_live_1080.png");
+
+  // the same screen on a 4K wall
+  await page.setViewportSize({ width: 3840, height: 2160 });
+  await page.goto(url + "/?screen=1", { waitUntil: "domcontentloaded" });
+  ({ frame } = await mapFrame(400000));
+  await page.waitForTimeout(3000);
+  out.view_2160 = await inspect(frame, "2160p");
+  await page.screenshot({ path: path.join(artifacts, "screen_2160.png") });
+  out.shots.push("screen_2160.png");
+  log(`2160p: map ${JSON.stringify(out.view_2160.map_box)}, min font ${out.view_2160.min_font_px}px`);
+} catch (e) {
+  out.error = String(e && e.stack || e);
+}
+await context.close();
+fs.rmSync(userDir, { recursive: true, force: true });
+console.log("RESULT " + JSON.stringify(out));
