@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import time
 
 import pytest
 
@@ -96,3 +97,83 @@ def test_rights_by_role(store):
     assert not auth.authenticate(store, ro).can_edit
     assert [u.name for u in auth.list_users(store)] == ["c", "ro", "ro2", "w", "x"]
     assert auth.get_user(store, "w").scope_codes == ("440604010001001",)
+
+
+def _median(xs):
+    return sorted(xs)[len(list(xs)) // 2] if isinstance(xs, list) else _median(list(xs))
+
+
+def _elapsed(f):
+    t0 = time.perf_counter()
+    try:
+        f()
+    except AuthenticationError as e:
+        return time.perf_counter() - t0, str(e)
+    return time.perf_counter() - t0, ""
+
+
+def test_revocation_by_another_process_takes_effect_within_a_second(store):
+    key = auth.add_user(store, "a", "community", ["440604010001"])
+    assert auth.authenticate(store, key).user == "a"  # verified and cached
+    # another process revokes (its cache clear does not reach us): a plain UPDATE of the shared store
+    with store.transaction() as tx:
+        tx.execute("UPDATE api_keys SET revoked = 1")
+    t0 = time.monotonic()
+    while True:
+        try:
+            auth.authenticate(store, key)
+        except AuthenticationError as e:
+            assert "revoked" in str(e)
+            break
+        assert time.monotonic() - t0 < 1.0, "a revoked key still works after 1 s"
+        time.sleep(0.02)
+    assert auth.REVALIDATE_S <= 0.5
+
+
+def test_role_changes_by_another_process_take_effect_within_a_second(store):
+    key = auth.add_user(store, "a", "community", ["440604010001"])
+    assert auth.authenticate(store, key).can_edit
+    with store.transaction() as tx:
+        tx.execute("UPDATE users SET can_edit = 0 WHERE name = 'a'")
+    time.sleep(auth.REVALIDATE_S + 0.05)
+    assert not auth.authenticate(store, key).can_edit
+
+
+def test_a_cached_key_costs_no_hash(store):
+    key = auth.add_user(store, "a", "district")
+    auth.authenticate(store, key)
+    n = 200
+    t0 = time.perf_counter()
+    for _ in range(n):
+        auth.authenticate(store, key)
+    assert (time.perf_counter() - t0) / n < 1e-3  # an scrypt hash is ~30 ms
+
+
+def test_repeated_bad_keys_cost_microseconds(store):
+    key = auth.add_user(store, "a", "district")
+    wrong = key[:-4] + ("AAAA" if not key.endswith("AAAA") else "BBBB")
+    unknown = "tw_" + "ab" * 6 + "_" + "z" * 40
+    first_wrong, msg_wrong = _elapsed(lambda: auth.authenticate(store, wrong))
+    first_unknown, msg_unknown = _elapsed(lambda: auth.authenticate(store, unknown))
+    # the first check of either costs a full hash (timing does not reveal which key ids exist) …
+    assert first_wrong > 5e-3 and first_unknown > 5e-3
+    assert "unknown API key" in msg_wrong and "unknown API key" in msg_unknown
+    # … repeats are answered from the negative cache, with the same message
+    for bad, msg in ((wrong, msg_wrong), (unknown, msg_unknown)):
+        times = [_elapsed(lambda b=bad: auth.authenticate(store, b)) for _ in range(50)]
+        assert _median(t for t, _ in times) < 5e-4 and {m for _, m in times} == {msg}
+    assert auth.authenticate(store, key).user == "a"  # the right key still works
+
+
+@pytest.mark.parametrize("known", [True, False])
+def test_many_secrets_for_one_key_id_are_limited(store, known):
+    key = auth.add_user(store, "a", "district")
+    kid = key.split("_")[1] if known else "cd" * 6
+    auth.authenticate(store, key)  # the owner's key is cached before the attack
+    slow = [_elapsed(lambda i=i: auth.authenticate(store, f"tw_{kid}_{'x' * 30}{i:04d}"))
+            for i in range(auth.MAX_FAILURES)]
+    assert all(t > 5e-3 for t, _ in slow)
+    fast = [_elapsed(lambda i=i: auth.authenticate(store, f"tw_{kid}_{'y' * 30}{i:04d}")) for i in range(50)]
+    assert _median(t for t, _ in fast) < 5e-4
+    assert all("too many failed checks" in m for _, m in fast)
+    assert auth.authenticate(store, key).user == "a"  # a cached, valid key of that id is not locked out

@@ -165,7 +165,7 @@ class Checkpoint:
 @dataclass
 class VerifyReport:
     """Result of :func:`verify`: ``ok``, how many entries and checkpoints were checked, the first broken entry (if
-    any), the first problem (``reason``) and all problems found (up to 20)."""
+    any), the first problem (``reason``), all problems found (up to 20) and warnings (they do not fail it)."""
 
     ok: bool
     n_entries: int
@@ -174,11 +174,13 @@ class VerifyReport:
     head_seq: int = 0
     problems: list[str] = field(default_factory=list)
     n_checkpoints: int = 0
+    warnings: list[str] = field(default_factory=list)
 
     def to_text(self) -> str:
         if self.ok:
+            warn = "".join(f"\n  warning: {w}" for w in self.warnings)
             return (f"audit log OK: {self.n_entries} entries, chain intact up to seq {self.head_seq}, "
-                    f"{self.n_checkpoints} checkpoint(s) match.")
+                    f"{self.n_checkpoints} checkpoint(s) match.{warn}")
         where = f" at seq {self.first_broken_seq}" if self.first_broken_seq is not None else ""
         more = "".join(f"\n  - {p}" for p in self.problems[1:])
         return f"audit log BROKEN{where}: {self.reason}{more}"
@@ -202,10 +204,16 @@ _anchors: dict[str, _Anchor] = {}
 _anchor_lock = threading.Lock()
 
 
-def _ensure(store: Store) -> None:
+def _ensure(store: Store, tx: Transaction | None = None) -> None:
     if "audit_postgis" in store._schemas or ("audit" in store._schemas and store.dialect == "sqlite"):
         return
     guards = _PG_GUARDS if store.dialect == "postgresql" else _SQLITE_GUARDS
+    if tx is not None:  # inside the caller's transaction (idempotent DDL; the next own append marks it done)
+        geom = _PG_GEOM if store.dialect == "postgresql" and _postgis(store) else ()
+        for st in schema_lock_statement(store) + _SCHEMA_COMMON + guards + geom + (
+                f"INSERT INTO audit_head (id, seq, hash) VALUES (1, 0, '{GENESIS}') ON CONFLICT (id) DO NOTHING",):
+            tx.execute(store.ddl(st))
+        return
     with _SCHEMA_LOCK:  # threads of one process; processes are serialised by schema_lock_statement()
         store.ensure_schema("audit", schema_lock_statement(store) + _SCHEMA_COMMON + guards + (
             f"INSERT INTO audit_head (id, seq, hash) VALUES (1, 0, '{GENESIS}') ON CONFLICT (id) DO NOTHING",
@@ -248,7 +256,7 @@ def append(store: Store, *, user: str, role: str, endpoint: str, method: str = "
     ``tx``: write inside this open transaction of ``store`` (the entry then commits or rolls back with the change
     it records, e.g. a partition version: :func:`twin.partition.versions.commit`).
     """
-    _ensure(store)
+    _ensure(store, tx)
     key = load_key(store, create=True)
     assert key is not None
     ahash = None
@@ -275,6 +283,9 @@ def append(store: Store, *, user: str, role: str, endpoint: str, method: str = "
         _write_checkpoint(store, key, *regressed, reason=f"head moved back to seq {int(entry.seq) - 1}")
     if tx is None:
         _after_commit(store, key, entry)
+    else:  # committed (or not) by the caller: the timer checkpoints the head as stored
+        with _anchor_lock:
+            _schedule(store, key, _anchors.setdefault(store.url, _Anchor()))
     return entry
 
 
@@ -314,28 +325,30 @@ def _after_commit(store: Store, key: bytes, entry: Entry) -> None:
             due = True
             a.cp_seq, a.cp_time = a.seen_seq, now
             seq, h = a.seen_seq, a.seen_hash
-        elif a.timer is None:
-            a.timer = threading.Timer(CHECKPOINT_SECONDS, _flush, (store, key))
-            a.timer.daemon = True
-            a.timer.start()
+        else:
+            _schedule(store, key, a)
     if due:
         _write_checkpoint(store, key, seq, h, reason="cadence")
 
 
-def _flush(store: Store, key: bytes) -> None:
-    """Timer: checkpoint the newest entry this process wrote if no checkpoint covers it yet."""
+def _schedule(store: Store, key: bytes, a: _Anchor) -> None:
+    """Start the checkpoint timer of ``a`` unless one is pending (call with ``_anchor_lock`` held)."""
+    if a.timer is None:
+        a.timer = threading.Timer(CHECKPOINT_SECONDS, _flush, (store,))
+        a.timer.daemon = True
+        a.timer.start()
+
+
+def _flush(store: Store) -> None:
+    """Timer: checkpoint the stored head (and, if it moved back, the newest entry this process saw)."""
     with _anchor_lock:
-        a = _anchors.setdefault(store.url, _Anchor())
-        a.timer = None
-        if a.seen_seq <= a.cp_seq:
-            return
-        a.cp_seq, a.cp_time = a.seen_seq, time.monotonic()
-        seq, h = a.seen_seq, a.seen_hash
+        _anchors.setdefault(store.url, _Anchor()).timer = None
     try:
-        _write_checkpoint(store, key, seq, h, reason="timer")
+        checkpoint(store, reason="timer")
     except Exception:  # noqa: BLE001 - a background flush must never raise (the next append retries)
-        with _anchor_lock:
-            a.cp_seq = min(a.cp_seq, seq - 1)
+        pass
+    finally:
+        store.close()  # this timer thread's connection
 
 
 def _write_checkpoint(store: Store, key: bytes, seq: int, h: str, *, reason: str) -> Checkpoint:
@@ -494,7 +507,12 @@ def verify(store: Store) -> VerifyReport:
                             "were removed from the end (or the head was altered).")
     _check_checkpoints(cps, bad_lines, hashes, last, found)
     _check_footprints(store, area_first, found)
-    return _report(found, n, last_good, len(cps))
+    rep = _report(found, n, last_good, len(cps))
+    if last > 0 and not cps:
+        rep.warnings.append(f"no checkpoint of this log in {audit_dir(store) / CHECKPOINT_FILE} yet: the newest "
+                            "entries are anchored within a second of being written; if the log is older, the file "
+                            "was removed or the audit directory is wrong (--audit-dir / $TWIN_AUDIT_DIR).")
+    return rep
 
 
 def _report(found: _Findings, n: int, last_good: int, n_cps: int) -> VerifyReport:
@@ -537,9 +555,6 @@ def _check_checkpoints(cps: list[Checkpoint], bad_lines: list[str], hashes: dict
         elif hashes.get(cp.seq) != cp.hash:
             found.add(cp.seq, f"checkpoint of {cp.ts} says entry seq {cp.seq} had hash {cp.hash[:12]}…, the log has "
                               f"{str(hashes.get(cp.seq))[:12]}…: the log was rewritten from there.")
-    if last > 0 and not cps:
-        found.add(None, "no checkpoint anchors this log: the checkpoint file was removed, the audit directory is "
-                        "wrong (--audit-dir / $TWIN_AUDIT_DIR), or the whole log was replaced.")
 
 
 def _check_footprints(store: Store, area_first: dict[str, int], found: _Findings) -> None:
