@@ -24,7 +24,7 @@ from twin.errors import OutsideDistrictError, PermissionDenied, ValidationError
 from twin.query.areas import parse_area
 from twin.query.dossier import grid_dossier
 from twin.query.records import MAX_PAGE_SIZE, records_in_area
-from twin.query.summary import COUNT_KEYS, summarize_parsed
+from twin.query.summary import summarize_parsed
 
 K = 5
 
@@ -146,9 +146,7 @@ def test_property_no_small_counts_outside_scope(t, roles):
         raw = summarize_parsed(t, parsed, role=DISTRICT, by="grid")
         seen["areas"] += 1
         bg = raw.by_grid
-        keys = list(COUNT_KEYS)
         grids = bg["grid_code"].to_numpy().astype(str) if len(bg) else np.zeros(0, str)
-        mat = bg[keys].to_numpy(dtype=np.int64) if len(bg) else np.zeros((0, len(keys)), np.int64)
         for name, role in roles.items():
             out = scoped_summary(t, raw, role, policy)
             assert set(out["inside_scope"]["grids"]) <= scopes[name]

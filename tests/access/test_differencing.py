@@ -299,13 +299,16 @@ def test_exports_match_dossiers_and_workers_are_not_exact(t: twin.Twin, roles: d
                 v = None if pd.isna(row[c]) else int(row[c])
                 assert v == d["counts"][c], (name, code, c)
             w = board[board["grid_code"] == code]
-            s = worker_summary(w, role, t, POLICY)
+            s = worker_summary(w, role, t, POLICY, grid_code=code)
             for status in ("online", "offline"):
                 n = int((w["status"] == status).sum())
-                assert s[status] is None or s[status] % K == 0, (name, code, status)
+                assert s[status] is None, (name, code, status)  # one outside grid: never published
                 atk.check(s[status], 0, n, f"{name} workers {code} {status}")
                 atk.small += 0 < n < K
     assert atk.small > 10, atk.small
+    whole = worker_summary(board, roles["analyst"], t, POLICY)  # the whole district: towns, rounded
+    assert all(v is not None and v % K == 0 for v in whole.values())
+    assert abs(sum(whole.values()) - len(board)) <= 2 * len(t.towns) * (K // 2)
 
 
 def test_incident_linking_stays_in_scope(t: twin.Twin, tmp_path: Path) -> None:

@@ -571,21 +571,29 @@ def scoped_dossier(dossier: Mapping[str, Any], role: Role, t: Twin, policy: Acce
             "suppressed": sup.suppressed, "workers": None, "in_scope": False, "k": k}
 
 
-def worker_summary(board: pd.DataFrame, role: Role, t: Twin, policy: AccessPolicy = DEFAULT_POLICY
-                   ) -> dict[str, int | None]:
+def worker_summary(board: pd.DataFrame, role: Role, t: Twin, policy: AccessPolicy = DEFAULT_POLICY, *,
+                   grid_code: str | None = None) -> dict[str, int | None]:
     """Workers by status (``online``/``offline``) of a worker board (``grid_code``, ``status``) as ``role`` may
-    see them: exact for grids in the record scope; each other grid's count is one unit published on its own
+    see them: exact for grids in the record scope. Outside it the units are whole towns (a grid holds one to
+    three workers, always below ``k``): each town's out-of-scope workers are published on their own
     (:func:`publish`: suppressed below ``k``, else rounded to a multiple of ``k``) and summed
-    (:func:`published_sum`) — a grid's one or two workers are never counted exactly outside the scope."""
+    (:func:`published_sum`). A board filtered to one outside grid (``grid_code``) covers no whole unit: its
+    counts are suppressed."""
     online = (board["status"].astype(str) == "online").to_numpy()
     if sees_everything(role):
         return {"online": int(online.sum()), "offline": int((~online).sum())}
     k = policy.k_for(role)
     codes = board["grid_code"].astype(str).to_numpy()
     inside = np.isin(codes, np.asarray(sorted(record_scope(role, t)), dtype=str))
+    partial = grid_code is not None and not in_record_scope(role, t, grid_code)
+    g = t.grids.set_index(t.grids["grid_code"].astype(str))["town_code"].astype(str)
+    town = pd.Series(codes).map(g).fillna("").to_numpy(dtype=str)
     out: dict[str, int | None] = {}
     for name, m in (("online", online), ("offline", ~online)):
-        units, per_unit = np.unique(codes[m & ~inside], return_counts=True)
+        if partial:
+            out[name] = None if (m & ~inside).any() or not (m & inside).any() else int((m & inside).sum())
+            continue
+        units, per_unit = np.unique(town[m & ~inside], return_counts=True)
         pub = int(published_sum(publish(per_unit, k))) if len(units) else 0
         out[name] = None if pub < 0 else int((m & inside).sum()) + pub
     return out

@@ -41,8 +41,8 @@ def workers_list(request: Request, a: Audited,
                  grid_code: Annotated[str | None, Query(max_length=20, pattern="^[0-9]+$")] = None,
                  status: Annotated[str | None, Query(pattern="^(online|offline)$")] = None) -> Response:
     """Rows (names, positions) only for workers of grids in your record scope; everyone gets the counts by
-    status (analysts only those): exact in your record scope, per grid suppressed below k or rounded to a
-    multiple of k outside it (:func:`twin.access.policy.worker_summary`)."""
+    status (analysts only those): exact in your record scope; outside it in whole towns, each suppressed below
+    k or rounded to a multiple of k, and suppressed for one outside grid (:func:`twin.access.policy.worker_summary`)."""
     svc = service(request)
     t, vid = svc.twins.at(None)
     a.version = vid
@@ -53,7 +53,7 @@ def workers_list(request: Request, a: Audited,
         board = board[board["grid_code"] == grid_code]
     if status is not None:
         board = board[board["status"] == status]
-    summary = worker_summary(board, a.role, t, svc.policy)
+    summary = worker_summary(board, a.role, t, svc.policy, grid_code=grid_code)
     mine = board[board["grid_code"].isin(record_scope(a.role, t)).to_numpy()] if a.role.can_see_records else board.iloc[:0]
     rows = []
     for r in mine.to_dict("records"):
