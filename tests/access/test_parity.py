@@ -7,6 +7,7 @@ import warnings
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -14,9 +15,12 @@ from shapely.geometry import Polygon, mapping
 
 import twin
 from twin.access import auth
+from twin.access.policy import worker_summary
 from twin.access.roles import Role, make_role
 from twin.errors import TwinError
 from twin.model import COUNT_KEYS
+from twin.partition.export import grids_frame
+from twin.partition.model import partition_from_twin
 from twin.query.dossier import grid_dossier
 from twin.query.overlays import overlay
 from twin.query.summary import summarize_area
@@ -148,3 +152,20 @@ def test_overlay_is_the_same_in_python_and_http(t: twin.Twin, env: _Env, name: s
     assert [c["cell"] for c in body["cells"]] == [format(int(c), "x") for c in o["cell"]]
     assert [c["count"] for c in body["cells"]] == o["count"].astype(object).where(o["count"].notna(), None).tolist()
     assert [c["suppressed"] for c in body["cells"]] == o["suppressed"].tolist()
+
+
+@pytest.mark.parametrize("name", ["community", "analyst"])
+def test_export_and_workers_are_the_same_in_python_and_http(t: twin.Twin, env: _Env, name: str) -> None:
+    """GET /exports/grids equals grids_frame(role=…) (published outside counts included); GET /workers's
+    summary equals worker_summary."""
+    body = env.get(name, "/exports/grids?format=geojson&version=base").json()
+    got = {f["properties"]["grid_code"]: f["properties"]["residents"] for f in body["features"]}
+    want = grids_frame(t, partition_from_twin(t), role=env.roles[name]).set_index("grid_code")["residents"]
+    assert got == {str(c): (None if v is pd.NA else int(v)) for c, v in want.astype(object).items()}
+    code = str(t.grids["grid_code"].iloc[-1])
+    for q, grid in (("", None), (f"?grid_code={code}", code)):
+        w = env.get(name, "/workers" + q).json()["summary"]
+        board = t.workers.assign(grid_code=t.workers["grid_code"].astype(str))
+        if grid is not None:
+            board = board[board["grid_code"] == grid]
+        assert w == worker_summary(board, env.roles[name], t, grid_code=grid)
