@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 import warnings
 
 import numpy as np
@@ -13,7 +14,7 @@ from shapely.geometry import MultiPolygon, Polygon, box, mapping
 from twin.crs import area_km2, geometry_to_metric, geometry_to_storage, wgs84_to_gcj02
 from twin.errors import CRSError, OutsideDistrictError, ValidationError
 from twin.geography import district_boundary
-from twin.query.areas import MAX_VERTICES, parse_area
+from twin.query.areas import MAX_PARTS, MAX_VERTICES, parse_area
 
 INNER = box(113.10, 23.02, 113.11, 23.03)  # well inside Chancheng
 
@@ -180,3 +181,63 @@ def test_shapely_mapping_and_geo_interface_are_accepted(default_twin: object) ->
                                                         (113.10, 23.03)),)})
     with pytest.raises(CRSError, match="projected"):  # no crs to reproject from: metres are refused
         parse_area(gpd.GeoSeries([geometry_to_metric(poly)]))
+
+
+def _square(x: float, y: float, d: float = 0.001) -> list[list[float]]:
+    return [[x, y], [x + d, y], [x + d, y + d], [x, y + d], [x, y]]
+
+
+def test_limits_are_checked_while_walking_the_geojson() -> None:
+    many = {"type": "MultiPolygon", "coordinates": [[_square(113.105, 23.025)]] * 4_000}  # the 66 s attack
+    with pytest.raises(ValidationError, match="more than 100 polygons"):
+        parse_area(many)
+    fc = {"type": "FeatureCollection", "features": [{"type": "Feature", "geometry": {
+        "type": "Polygon", "coordinates": [_square(113.105, 23.025)]}}] * (MAX_PARTS + 1)}
+    with pytest.raises(ValidationError, match=f"limit {MAX_PARTS}"):
+        parse_area(fc)
+    ring = [[113.105 + 0.01 * np.cos(a), 23.025 + 0.01 * np.sin(a)] for a in np.linspace(0, 6.28, MAX_VERTICES)]
+    with pytest.raises(ValidationError, match="more than 10,000 vertices"):
+        parse_area({"type": "Polygon", "coordinates": [[*ring, ring[0]]]})
+
+
+def test_overlapping_parts_are_unioned_cheaply() -> None:
+    same = {"type": "MultiPolygon", "coordinates": [[_square(113.105, 23.025)]] * MAX_PARTS}
+    a = parse_area(same)
+    assert a.area_km2 == pytest.approx(parse_area({"type": "Polygon", "coordinates": [_square(113.105, 23.025)]})
+                                       .area_km2)
+    assert any("repaired" in w for w in a.warnings)
+
+
+def _winding(n: int, turns: int) -> Polygon:
+    ang = np.linspace(0, 2 * np.pi * turns, n, endpoint=False)
+    r = 0.004 * (1 + 0.5 * np.sin(ang * 7.3))
+    return Polygon(np.column_stack([113.105 + r * np.cos(ang), 23.025 + r * np.sin(ang)]))
+
+
+def test_too_many_crossings_are_rejected_before_repair() -> None:
+    t0 = time.perf_counter()
+    with pytest.raises(ValidationError, match="more than 1,000 times"):  # make_valid: 19 s
+        parse_area(mapping(_winding(500, 30)))
+    k = 4_999  # a star polygon: every edge crosses almost every other (≈ 6 million crossings)
+    ang = 2 * np.pi * np.arange(2 * k + 1) * k / (2 * k + 1)
+    star = Polygon(np.column_stack([113.105 + 0.004 * np.cos(ang), 23.025 + 0.004 * np.sin(ang)]))
+    with pytest.raises(ValidationError, match="edges cross each other"):
+        parse_area(star)
+    assert time.perf_counter() - t0 < 10
+    fixed = parse_area(mapping(_winding(200, 3)))  # a few crossings: repaired
+    assert fixed.area_km2 > 0 and "repaired" in fixed.warnings[0]
+
+
+def test_json_integer_too_large_for_a_float() -> None:
+    text = ('{"type":"Polygon","coordinates":[[[1%s,23.005],[113.115,23.005],[113.115,23.012],[113.105,23.005]]]}'
+            % ("0" * 400))
+    with pytest.raises(ValidationError, match="out-of-range"):
+        parse_area(text)
+
+
+def test_gcj02_looking_area_gets_a_warning() -> None:
+    d = district_boundary()
+    gcj = shapely.transform(d.buffer(-0.002), lambda c: np.column_stack(wgs84_to_gcj02(c[:, 0], c[:, 1])))
+    a = parse_area(shapely.simplify(gcj, 1e-4))
+    assert any("look GCJ-02" in w for w in a.warnings), a.warnings
+    assert not any("GCJ-02" in w for w in parse_area(shapely.simplify(d.buffer(-0.002), 1e-4)).warnings)

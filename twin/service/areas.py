@@ -1,14 +1,24 @@
 """``POST /area/summary`` and ``POST /area/records``: what is inside a drawn area (GeoJSON, WGS84; km² in
-EPSG:4547), scoped by the caller's area and rights."""
+EPSG:4547), scoped by the caller's area and rights.
+
+Work per request is bounded by :func:`twin.query.areas.parse_area`'s limits (vertices, parts, crossings to repair;
+a request over them gets a 422 problem at once). The handlers run their two stages — version + parsing, then
+the query and scoping — in worker threads and check before each whether the client is still there: a client
+that has gone gets nothing computed for it (499, audited). A stage already running is not interrupted (GEOS and
+numpy calls cannot be cancelled from Python); the limits keep each stage to about a second.
+"""
 
 from __future__ import annotations
 
-from typing import Annotated, cast
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar, cast
 
 import numpy as np
 import pandas as pd
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
 
 from twin.access.policy import MAX_PAGE_SIZE, scoped_summary, split_by_scope
 from twin.access.roles import DISTRICT
@@ -28,6 +38,15 @@ __all__ = ["router"]
 router = APIRouter()
 
 _AUDITED_COUNTS = ("buildings", "residents", "businesses")
+CLIENT_GONE = 499  # nginx's "client closed request"
+T = TypeVar("T")
+
+
+async def _stage(request: Request, fn: Callable[..., T], *args: Any) -> T:
+    """``fn(*args)`` in a worker thread, unless the client has disconnected (then 499 and nothing is started)."""
+    if await request.is_disconnected():
+        raise HTTPException(CLIENT_GONE, "the client closed the request before the work started.")
+    return await run_in_threadpool(fn, *args)
 
 
 def _area_at(svc: ServiceState, a: Audit, area: dict[str, object], version: str | None
@@ -41,11 +60,16 @@ def _area_at(svc: ServiceState, a: Audit, area: dict[str, object], version: str 
 
 
 @router.post("/area/summary", tags=["area"], summary="What is inside a drawn area (scoped, suppressed outside)")
-def area_summary(request: Request, a: Audited, area: AreaBody, version: VersionQ = None,
-                 include_cells: bool = False) -> Response:
-    """Counts inside the area, split into the caller's scope and the (suppressed) rest."""
+async def area_summary(request: Request, a: Audited, area: AreaBody, version: VersionQ = None,
+                       include_cells: bool = False) -> Response:
+    """Counts inside the area, split into the caller's scope and the (suppressed) rest; ``warnings`` says when the
+    area was repaired or clipped, or looks GCJ-02 (Amap/Tencent) rather than WGS84."""
     svc = service(request)
-    t, vid, parsed = _area_at(svc, a, area, version)
+    t, vid, parsed = await _stage(request, _area_at, svc, a, area, version)
+    return await _stage(request, _summary, svc, a, t, vid, parsed, include_cells)
+
+
+def _summary(svc: ServiceState, a: Audit, t: Twin, vid: int, parsed: ParsedArea, include_cells: bool) -> Response:
     raw = summarize_parsed(t, parsed, role=DISTRICT, by="grid")
     out = scoped_summary(t, raw, a.role, svc.policy, include_cells=include_cells)
     out.update(area_km2=parsed.area_km2, clipped=parsed.clipped, warnings=list(parsed.warnings), version=vid)
@@ -54,14 +78,19 @@ def area_summary(request: Request, a: Audited, area: AreaBody, version: VersionQ
 
 
 @router.post("/area/records", tags=["records"], summary="Ids and rows of records inside an area, in your scope")
-def area_records(request: Request, a: Audited, area: AreaBody,
-                 kind: Annotated[str, Query(pattern=RECORD_KINDS)] = "persons",
-                 page: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
-                 page_size: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = 100,
-                 version: VersionQ = None) -> Response:
+async def area_records(request: Request, a: Audited, area: AreaBody,
+                       kind: Annotated[str, Query(pattern=RECORD_KINDS)] = "persons",
+                       page: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+                       page_size: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = 100,
+                       version: VersionQ = None) -> Response:
     """One 0-based page of the record rows inside the area, only from grids in the caller's record scope."""
     svc = service(request)
-    t, vid, parsed = _area_at(svc, a, area, version)
+    t, vid, parsed = await _stage(request, _area_at, svc, a, area, version)
+    return await _stage(request, _records, svc, a, t, vid, parsed, kind, page, page_size)
+
+
+def _records(svc: ServiceState, a: Audit, t: Twin, vid: int, parsed: ParsedArea, kind: str, page: int,
+             page_size: int) -> Response:
     if not a.role.can_see_records:
         raise PermissionDenied(f"role {a.role.name!r} may not see individual records; use /area/summary.")
     if svc.policy.outside == "deny" and a.role.scope_level != "district":

@@ -26,7 +26,8 @@ _MEDIA = {"geojson": GEOJSON_MEDIA_TYPE, "gpkg": "application/geopackage+sqlite3
           "parquet": "application/vnd.apache.parquet"}
 
 
-@router.get("/exports/grids", summary="The grid layer of a version (GeoJSON/GPKG/GeoParquet)")
+@router.get("/exports/grids", summary="The grid layer of a version (GeoJSON/GPKG/GeoParquet)",
+            response_class=Response, responses={200: {"content": {m: {} for m in _MEDIA.values()}}})
 def export(request: Request, a: Audited, version: VersionQ = None,
            format: Annotated[str, Query(pattern="^(geojson|gpkg|parquet)$")] = "geojson") -> Response:
     """Grid polygons with grid/community/town codes, counts and workload, WGS84. Counts are exact for grids in

@@ -217,7 +217,7 @@ def _check_filters(tables: IncidentTables, states: list[str] | None, categories:
 
 # --- one incident --------------------------------------------------------------------------------------------
 
-@router.post("/incidents", status_code=201,
+@router.post("/incidents", status_code=201, responses={200: {"description": "linked to the open incident it repeats"}},
              summary="Report an incident (located and dispatched in the current partition; near-duplicates linked)")
 def incidents_report(request: Request, a: Audited, req: ReportRequest) -> Response:
     """201 with the new incident, or 200 with ``linked: true`` and the open incident this report repeats
