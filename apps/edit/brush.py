@@ -6,7 +6,7 @@ How it works:
    show the balance live, without asking Python: the target, the brush radius (rings of cells), the cells of the
    target and its neighbouring grids with their grid and workload, and each of those grids' workload and ideal
    in the editor's base version.
-2. In the map's "🖌 Brush" mode the browser turns the pointer path into cells (h3-js ``latLngToCell`` +
+2. In the map's "✎ Brush" mode the browser turns the pointer path into cells (h3-js ``latLngToCell`` +
    ``gridDisk``), draws them and updates a live balance box (target and source grids, deviation before → now) on
    every pointer move. On release it sends one ``{"event": "brush", "target": …, "cells": [hex…]}`` per stroke.
 3. :func:`paint` adds the stroke to the cells painted so far and runs **one**

@@ -70,8 +70,7 @@ def map_layers(ctx: EditContext) -> tuple[list[state.LayerJSON], dict[str, tuple
     rows = [{"kind": "line", "color": "rgba(255,255,255,1)", "label": "selected grid"}]
     if preview is not None:
         out.append(("edit-preview", preview["layer"]))
-        legends[0]["title"] = (f"Deviation from the community ideal (version {ctx.view}; proposed grids: "
-                               "after the edit)")
+        legends[0]["title"] = f"Deviation from the ideal (v{ctx.view}; proposed grids: after the edit)"
         rows.append({"kind": "line", "color": edit_layers.rgba_to_css(edit_layers.PREVIEW_COLOR),
                      "label": "proposed grids, filled by their new deviation"})
     painted = brush.painted_cells()

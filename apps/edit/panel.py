@@ -115,7 +115,7 @@ def _version_bar(ctx: EditContext) -> None:
         tags += " · your base" if v == ctx.base else ""
         return f"v{v} · {i.author} · {i.created_at[:16].replace('T', ' ')} · {i.reason[:40]}{tags}"
 
-    c0, c1, c2, c3 = st.columns([0.2, 0.5, 0.15, 0.15], vertical_alignment="bottom")
+    c0, c1, c2, c3 = st.columns([0.2, 0.44, 0.18, 0.18], vertical_alignment="bottom")
     if st.session_state.get("ed_preview") is None:  # with a preview the author field sits by Commit
         c0.text_input("Author 调整人", key="ed_author", placeholder="your name")
     c1.selectbox("Version 版本 (view any: time travel)", [v.version for v in reversed(ctx.history)], key="ed_version",
@@ -203,11 +203,11 @@ def _operations(ctx: EditContext, code: str, neighbours: list[str]) -> None:
 
 
 def _brush_section(ctx: EditContext, code: str) -> None:
-    """The brush: paints cells of neighbouring grids into the selected grid (the map's 🖌 Brush mode)."""
+    """The brush: paints cells of neighbouring grids into the selected grid (the map's ✎ Brush mode)."""
     ss = st.session_state
     name = str(ctx.data.table.set_index("grid_code").at[code, "grid_name"])
     painted = brush.painted_cells(code)
-    st.markdown(f"**Brush 画刷** — choose **🖌 Brush** on the map and drag over neighbouring grids: their cells "
+    st.markdown(f"**Brush 画刷** — choose **✎ Brush** on the map and drag over neighbouring grids: their cells "
                 f"move into **{name}**; the box on the map shows the balance as you paint, this panel after each "
                 "stroke; Commit writes the whole painting as one version.")
     c1, c2, c3 = st.columns([0.4, 0.3, 0.3], vertical_alignment="bottom")
