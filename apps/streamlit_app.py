@@ -310,7 +310,7 @@ def _live_map(t: twin.Twin, version_label: str, below: list[tuple[str, str]], ab
         st.caption(f"● live {snap.now:%H:%M:%S} · {len(snap.open):,} open incidents "
                    f"({int(snap.open['overdue'].sum()):,} overdue) · {snap.workers_online}/{len(snap.board)} workers "
                    f"online · **{version_label}**")
-    deck_map(layers + above, zoom_ranges=ranges, legends=lg, **map_args)
+    deck_map(layers + above, zoom_ranges=ranges, legends=lg, inline=live.INLINE_LAYERS, **map_args)
 
 
 def _live_state(t: twin.Twin) -> live.LiveState:

@@ -86,7 +86,7 @@ def _screen_map(t: twin.Twin, version_label: str, below: list[tuple[str, str]], 
                            residents=int(t.manifest["counts"]["residents"]),
                            key_persons=int(table["key_persons"].sum()))
     live_json, live_zoom, live_legends = live.live_layers(snap)
-    hud = {"title": "禅城区 一张图 · Chancheng command centre",
+    hud = {"title": "禅城区 一张图 · Chancheng",
            "subtitle": f"SYNTHETIC DATA 模拟数据 · {version_label}",
            "updated": f"{snap.now:%H:%M:%S}", "kpis": snap.kpis, "alarms": snap.alarms,
            "alarm_hours": live.ALARM_HOURS}
@@ -94,7 +94,7 @@ def _screen_map(t: twin.Twin, version_label: str, below: list[tuple[str, str]], 
     deck_map(below + live_json + above, key="screen-map", height=1080, fill_height=True, screen=True,
              zoom_ranges={**zoom, **live_zoom}, legends=live_legends + legends, hud=hud, hidden=hidden,
              view={"longitude": (b[0] + b[2]) / 2, "latitude": (b[1] + b[3]) / 2, "zoom": 11.4, "pitch": 0,
-                   "bearing": 0}, fit_bounds=list(b))
+                   "bearing": 0}, fit_bounds=list(b), inline=live.INLINE_LAYERS)
     if os.environ.get("TWIN_APP_TIMING"):
         print(f"[screen] {time.time() * 1000:.0f} live refresh {1000 * (time.perf_counter() - t0):.0f} ms "
               f"({len(snap.open)} open)", file=sys.stderr, flush=True)

@@ -103,7 +103,7 @@ def deck_map(layers: Sequence[tuple[str, str]], *, view: Mapping[str, float], ke
              hud: Mapping[str, Any] | None = None, screen: bool = False, fill_height: bool = False,
              legend_collapsed: bool = False, hidden: Sequence[str] = (),
              fit_bounds: Sequence[float] | None = None,
-             brush: Mapping[str, Any] | None = None) -> dict[str, Any] | None:
+             brush: Mapping[str, Any] | None = None, inline: Sequence[str] = ()) -> dict[str, Any] | None:
     """Show the map; return the last event (see module doc) or ``None`` before any.
 
     Parameters
@@ -131,15 +131,19 @@ def deck_map(layers: Sequence[tuple[str, str]], *, view: Mapping[str, float], ke
         Make the map as tall as the browser window (full-bleed screen mode); ``height`` is the fallback.
     hidden : list of ids
         Layers switched off in the legend when the map first appears (the user switches them on there).
+    inline : list of ids
+        Layers always sent inside the message, whatever their size (live layers that change often: no extra file
+        round trip between a refresh and the dots on screen).
     fit_bounds : (west, south, east, north)
         Initial view fitted to these WGS84 bounds in the map's actual size (instead of ``view``'s zoom).
     basemap_url : str
         Web tiles; probed first, and when unreachable (no internet) the map says so and draws no tile layer.
     brush : dict
-        Edit mode's brush (:func:`apps.edit.brush_args`): adds a "🖌 Brush" tool that paints H3 res-11 cells into
+        Edit mode's brush (:func:`apps.edit.brush_args`): adds a "✎ Brush" tool that paints H3 res-11 cells into
         ``target`` with a live balance box, and returns ``{"event": "brush", "target", "cells": [hex…]}`` per stroke.
     """
-    return _component(layers=[[i, _by_reference(j)] for i, j in layers], view=dict(view), zoom_ranges=dict(zoom_ranges or {}),
+    keep = set(inline)
+    return _component(layers=[[i, j if i in keep else _by_reference(j)] for i, j in layers], view=dict(view), zoom_ranges=dict(zoom_ranges or {}),
                       legends=list(legends), fly_to=dict(fly_to) if fly_to else None,
                       loaded_bbox=list(loaded_bbox) if loaded_bbox else None,
                       view_events_min_zoom=view_events_min_zoom, basemap_url=basemap_url,

@@ -479,7 +479,7 @@
       brush.btn = document.createElement("button");
       brush.btn.id = "btn-brush";
       brush.btn.title = "Brush: drag over neighbouring grids to paint their cells into the selected grid";
-      brush.btn.textContent = "🖌 Brush";
+      brush.btn.textContent = "✎ Brush";
       brush.btn.onclick = () => {
         setMode("brush");
         brush.btn.classList.add("active");
@@ -566,7 +566,7 @@
     const rows = b.grids.map((g, i) => [g, i]).filter(([g, i]) => i === 0 || Math.abs(work[i] - g[2]) > 1e-9)
       .map(([g, i]) => {
         const d0 = g[2] / g[3] - 1, d1 = work[i] / g[3] - 1;
-        return `<div>${i === 0 ? "🖌 " : ""}<b>${escapeHtml(g[1])}</b> workload ${fmt(g[2])} → <b>${fmt(work[i])}</b> · ` +
+        return `<div>${i === 0 ? "✎ " : ""}<b>${escapeHtml(g[1])}</b> workload ${fmt(g[2])} → <b>${fmt(work[i])}</b> · ` +
           `<span style="color:${col(d0)}">${pct(d0)}</span> → <b style="color:${col(d1)}">${pct(d1)}</b></div>`;
       }).join("");
     let warn = "";
@@ -662,7 +662,7 @@
       trace("render changed");
       // let the Streamlit page paint its update (e.g. the summary) before the WebGL frame
       clearTimeout(state.renderTimer);
-      state.renderTimer = setTimeout(updateLayers, first ? 0 : 300);
+      state.renderTimer = setTimeout(updateLayers, first || args.screen ? 0 : 300);
       api.layerUpdates = (api.layerUpdates || 0) + 1;
     }
     renderLegend(args.legends);
