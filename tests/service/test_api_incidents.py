@@ -224,7 +224,9 @@ def test_analyst_sees_no_personal_fields_and_cannot_act(env, t):
     _problem(_act(env, "analyst", rows[0]["id"], "accept"), 403)
     _problem(c.get("/inspections/plan?month=2026-11", headers=H(keys["analyst"])), 403)
     w = c.get("/workers", headers=H(keys["analyst"])).json()
-    assert w["workers"] == [] and w["summary"]["online"] + w["summary"]["offline"] == len(t.workers)
+    assert w["workers"] == []  # no names; counts per town, rounded to a multiple of k (docs/privacy.md)
+    total = (w["summary"]["online"] or 0) + (w["summary"]["offline"] or 0)
+    assert abs(total - len(t.workers)) <= 4 * 2 and total % 5 == 0  # 4 towns, each within ±2
 
 
 def test_workers_inspections_categories_scoped(env, t):

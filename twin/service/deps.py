@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
-from fastapi import Body, Depends, Header, Query, Request
+from fastapi import Body, Depends, Header, Request
 from shapely.geometry.base import BaseGeometry
 
 from twin.access import audit
@@ -26,11 +26,9 @@ from twin.service._state import ServiceState, service
 from twin.service._twins import EXAMPLE_AREA
 from twin.store.sql import Store, Transaction
 
-__all__ = ["Audit", "AuditSlot", "Audited", "Caller", "VersionQ", "AreaBody", "SLOT", "audited", "caller",
+__all__ = ["Audit", "AuditSlot", "Audited", "Caller", "AreaBody", "SLOT", "audited", "caller",
            "commit_audit", "finish_audit", "key_from", "outcome_for", "write_audit", "write_error", "route_path"]
 
-VersionQ = Annotated[str | None, Query(description="partition version id, 'base' or 'head' (default)",
-                                       max_length=20)]
 AreaBody = Annotated[dict[str, Any], Body(description="GeoJSON Polygon/MultiPolygon, Feature or FeatureCollection "
                                                       "in WGS84 (lng, lat)", examples=[EXAMPLE_AREA])]
 _OUTCOMES = {401: "unauthenticated", 403: "denied", 404: "not_found", 409: "conflict"}

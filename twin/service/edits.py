@@ -23,7 +23,7 @@ from twin.query.areas import parse_area
 from twin.service._params import MAX_VERSION
 from twin.service._responses import json_response
 from twin.service._state import ServiceState, service
-from twin.service.deps import Audit, Audited
+from twin.service.deps import Audit, Audited, commit_audit
 
 __all__ = ["router", "EditRequest", "edit_op", "run_edit"]
 
@@ -86,10 +86,12 @@ def run_edit(svc: ServiceState, a: Audit, req: EditRequest) -> dict[str, Any]:
     p = load_partition(svc.store, base, vid)
     res = apply_edit(p, edit_op(req, t, a))
     check_edit(role, t, res.grids_touched)
-    new = commit(svc.store, res.partition, base_version=vid, author=role.user, reason=req.reason)
+    a.counts = {"cells_moved": res.cells_moved, "grids_touched": len(res.grids_touched)}
+    a.detail = f"{req.op} on version {vid}: {req.reason}"
+    # the version and its audit entry commit in one transaction (audit before answer)
+    new = commit(svc.store, res.partition, base_version=vid, author=role.user, reason=req.reason,
+                 audit=commit_audit(svc, a))
     a.version = new
     svc.twins.at(str(new))
-    a.counts = {"cells_moved": res.cells_moved, "grids_touched": len(res.grids_touched)}
-    a.detail = f"{req.op} on version {vid} → {new}: {req.reason}"
     return {"version": new, "parent": vid, "op": req.op, "cells_moved": res.cells_moved,
             "grids_touched": res.grids_touched, "grids_added": res.grids_added, "grids_removed": res.grids_removed}

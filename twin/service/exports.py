@@ -14,9 +14,10 @@ from starlette.responses import FileResponse
 
 from twin.partition.export import export_grids
 from twin.partition.versions import load_partition
+from twin.service._params import VersionQ
 from twin.service._responses import GEOJSON_MEDIA_TYPE
 from twin.service._state import service
-from twin.service.deps import Audited, VersionQ
+from twin.service.deps import Audited
 
 __all__ = ["router"]
 

@@ -39,7 +39,7 @@ def versions_diff(request: Request, a: Audited, a_version: _Version, b_version: 
     """Grids added, removed and changed, cells and residents moved, balance before and after."""
     svc = service(request)
     va, vb = parse_version(a_version, what="a_version"), parse_version(b_version, what="b_version")
-    d = diff_versions(svc.store, svc.twins.base_twin(), va, vb)
+    d = diff_versions(svc.store, svc.twins.base_twin(), va, vb, role=a.role, policy=svc.policy)
     a.version = f"{d.a}..{d.b}"
     a.counts = {"grids_changed": len(d.grids_changed), "cells_moved": d.cells_moved}
     return json_response(d.to_dict())
