@@ -21,6 +21,12 @@ from twin.store.sql import Store
 _ids = itertools.count()
 
 
+@pytest.fixture(autouse=True)
+def _audit_dir(tmp_path, monkeypatch):
+    """Audit keys and checkpoints of these stores go to the test's own folder, never next to the default twin."""
+    monkeypatch.setenv("TWIN_AUDIT_DIR", str(tmp_path / "audit"))
+
+
 @pytest.fixture(scope="session")
 def pg_cluster():
     bindir = postgres_bindir()
