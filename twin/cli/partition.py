@@ -107,7 +107,20 @@ def _register_rebalance(sub: argparse._SubParsersAction) -> None:
     rb.add_argument("--twin", type=Path, default=None)
     rb.add_argument("--store", default=None)
     rb.add_argument("--base", default="head", help="version to start from (default: head)")
-    rb.add_argument("--seconds", type=float, default=40.0, help="time budget of the local search")
+    rb.add_argument("--lock", action="append", default=[], metavar="GRID[,GRID…]",
+                    help="grid codes that must not change (repeatable)")
+    rb.add_argument("--target", action="append", default=[], metavar="CODE=N",
+                    help="number of grids of a community or a town (repeatable), e.g. 440604010001=3")
+    rb.add_argument("--workload", default=None, metavar="MEASURE=W,…",
+                    help="the workload: chosen measures and weights (others count 0), from residents, dwellings, "
+                         "businesses, key_persons, incidents; default residents=1,dwellings=0.5,businesses=2,"
+                         "key_persons=5")
+    rb.add_argument("--incident-months", type=int, default=12,
+                    help="count the incidents reported in the last N months (when the workload weights incidents)")
+    rb.add_argument("--disruption", type=float, default=None,
+                    help="weight of residents moved against balance (default twin.partition.rebalance.DEFAULT_GAMMA)")
+    rb.add_argument("--seed", type=int, default=0)
+    rb.add_argument("--seconds", type=float, default=40.0, help="time budget of the search")
     rb.add_argument("--commit", action="store_true")
     rb.add_argument("--author", default="twin rebalance")
     rb.add_argument("--reason", default=None)
@@ -291,14 +304,29 @@ def _undo(args: argparse.Namespace) -> int:
 
 
 def _rebalance(args: argparse.Namespace) -> int:
-    from twin.partition.rebalance import rebalance
+    import pandas as pd
+
+    from twin.incidents.store import IncidentStore
+    from twin.partition.rebalance import DEFAULT_GAMMA, rebalance
     from twin.partition.versions import commit, load_partition, resolve_version
 
     t, st = _ctx(args)
     base = resolve_version(st, args.base)
-    res = rebalance(t, args.grids, partition=load_partition(st, t, base), time_budget_s=args.seconds)
+    weights = _workload_weights(args.workload)
+    incidents = None
+    if weights and weights.get("incidents", 0) > 0:
+        since = pd.Timestamp.now(tz="Asia/Shanghai") - pd.DateOffset(months=args.incident_months)
+        incidents = IncidentStore(st).frame(since=since.to_pydatetime())[["lng", "lat"]]
+    locked = [g.strip() for item in args.lock for g in item.split(",") if g.strip()]
+    res = rebalance(t, args.grids, partition=load_partition(st, t, base), weights=weights, incidents=incidents,
+                    locked=locked, targets=_targets(args.target),
+                    gamma=DEFAULT_GAMMA if args.disruption is None else args.disruption, seed=args.seed,
+                    time_budget_s=args.seconds)
     out = res.to_dict()
     text = res.to_text()
+    if incidents is not None:
+        out["incidents_counted"] = len(incidents)
+        text += f"\nincidents counted (last {args.incident_months} months): {len(incidents)}"
     if args.commit:
         vid = commit(st, res.partition, base_version=base, author=args.author,
                      reason=args.reason or f"rebalance to {args.grids} grids")
@@ -306,3 +334,35 @@ def _rebalance(args: argparse.Namespace) -> int:
         text += f"\ncommitted version {vid} (parent {base})"
     _print(args, out, text)
     return 0
+
+
+def _workload_weights(text: str | None) -> dict[str, float] | None:
+    """``residents=1,incidents=3`` → every measure's weight, the ones not named 0 (None: the default workload)."""
+    from twin.errors import ValidationError
+    from twin.partition.workload import DEFAULT_WEIGHTS
+
+    if not text:
+        return None
+    out = dict.fromkeys(DEFAULT_WEIGHTS, 0.0)
+    for part in text.split(","):
+        name, sep, value = part.partition("=")
+        name = name.strip()
+        if name not in out:
+            raise ValidationError(f"--workload: unknown measure {name!r}; choose from {sorted(out)}.")
+        try:
+            out[name] = float(value) if sep else 1.0
+        except ValueError as e:
+            raise ValidationError(f"--workload: weight of {name} must be a number, got {value!r}.") from e
+    return out
+
+
+def _targets(items: list[str]) -> dict[str, int]:
+    from twin.errors import ValidationError
+
+    out: dict[str, int] = {}
+    for item in items:
+        code, sep, n = item.partition("=")
+        if not sep or not n.strip().isdigit():
+            raise ValidationError(f"--target takes CODE=N (a community or town code and a count); got {item!r}.")
+        out[code.strip()] = int(n)
+    return out

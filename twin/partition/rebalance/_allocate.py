@@ -23,7 +23,7 @@ def allocate_grids(community_workload: pd.Series, n_grids: int, *, minimum: pd.S
     k = (np.ones(len(weights), dtype=np.int64) if minimum is None
          else np.maximum(minimum.reindex(community_workload.index).fillna(1).to_numpy(np.int64), 1))
     if n_grids < int(k.sum()):
-        what = f"{len(weights)} communities (each needs at least one grid)" if minimum is None else (
+        what = f"{len(weights)} communities (each needs at least one grid)" if (k == 1).all() else (
             f"{len(weights)} communities that need at least {int(k.sum())} grids (one each, more where grids are "
             "locked)")
         raise ValidationError(f"{n_grids} grids cannot cover {what}.")
