@@ -12,7 +12,7 @@ import itertools
 
 import pytest
 
-from twin.access._audit_key import use_audit_dir
+from twin.access.audit import use_audit_dir
 from twin.store.pg import LocalCluster, postgis_available, postgres_bindir
 from twin.store.sql import Store
 

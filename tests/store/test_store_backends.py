@@ -14,17 +14,12 @@ import pytest
 from shapely.geometry import box
 
 from twin.access import audit, auth
+from twin.access.audit import use_audit_dir
 from twin.errors import AuthenticationError, ConflictError
 from twin.store.pg import LocalCluster, has_postgis, postgis_available, postgres_bindir
 from twin.store.sql import Store
 
 _ids = itertools.count()
-
-
-@pytest.fixture(autouse=True)
-def _audit_dir(tmp_path, monkeypatch):
-    """Audit keys and checkpoints of these stores go to the test's own folder, never next to the default twin."""
-    monkeypatch.setenv("TWIN_AUDIT_DIR", str(tmp_path / "audit"))
 
 
 @pytest.fixture(scope="session")
@@ -55,6 +50,7 @@ def store(request, tmp_path):
         with psycopg.connect(pg.url.rsplit("/", 1)[0] + "/postgres", autocommit=True) as con:
             con.execute(f'CREATE DATABASE "{name}" TEMPLATE template_twin')
         s = Store(pg.url.rsplit("/", 1)[0] + "/" + name)
+    use_audit_dir(s, tmp_path / "audit")  # keys and checkpoints in the test's folder (also for the timer's late ones)
     yield s
     s.close()
 

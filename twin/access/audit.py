@@ -42,7 +42,15 @@ from typing import Any
 import shapely
 from shapely.geometry.base import BaseGeometry
 
-from twin.access._audit_key import CHECKPOINT_FILE, append_line, audit_dir, load_key, log_id, read_lines
+from twin.access._audit_key import (
+    CHECKPOINT_FILE,
+    append_line,
+    audit_dir,
+    load_key,
+    log_id,
+    read_lines,
+    use_audit_dir,
+)
 from twin.crs import area_km2 as _area_km2
 from twin.store.pg import schema_lock_statement
 from twin.store.sql import Store, Transaction
@@ -63,6 +71,8 @@ __all__ = [
     "area_hash",
     "entries_touching",
     "head_seq",
+    "audit_dir",
+    "use_audit_dir",
 ]
 
 GENESIS = "0" * 64

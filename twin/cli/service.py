@@ -72,7 +72,7 @@ def _store_args(p: argparse.ArgumentParser) -> None:
 
 
 def _store(args: argparse.Namespace) -> Store:
-    from twin.access._audit_key import use_audit_dir
+    from twin.access.audit import use_audit_dir
     from twin.store.sql import open_store
 
     store = open_store(args.database_url, twin_root=args.twin)

@@ -20,7 +20,7 @@ from typing import Any
 import anyio
 
 from twin.access import audit
-from twin.access._audit_key import use_audit_dir
+from twin.access.audit import use_audit_dir
 from twin.service._state import ServiceState
 from twin.service.deps import SLOT, AuditSlot, finish_audit, key_from
 
