@@ -5,6 +5,7 @@ not browser"`` (``make test-fast``) runs in well under a minute."""
 from __future__ import annotations
 
 import inspect
+import itertools
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -14,7 +15,10 @@ import pytest
 from hypothesis import settings
 
 import twin
+from twin.access.audit import use_audit_dir
 from twin.io import default_twin_dir
+from twin.store.pg import LocalCluster, postgis_available, postgres_bindir
+from twin.store.sql import Store
 from twin.synth.build import build_twin
 from twin.testing import small_twin as build_small_twin
 
@@ -90,3 +94,59 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if item.get_closest_marker("slow") is None and _needs_default_twin(item, module_source):
             item.add_marker(pytest.mark.slow)
+
+
+# --- stores on both backends ----------------------------------------------------------------------------------------
+
+_db_ids = itertools.count()
+
+
+@pytest.fixture(scope="session")
+def pg_cluster():
+    """One throwaway loopback PostgreSQL cluster for the whole session, with a ``template_twin`` database that has
+    PostGIS; skipped (reason printed) only when the server or PostGIS is not installed (``make test`` installs both)."""
+    bindir = postgres_bindir()
+    reason = None
+    if bindir is None:
+        reason = "PostgreSQL binaries not found under /usr/lib/postgresql/*/bin (make test installs them as root)"
+    elif not postgis_available(int(bindir.parts[-2])):
+        reason = (f"PostGIS is not installed for PostgreSQL {bindir.parts[-2]} "
+                  f"(postgresql-{bindir.parts[-2]}-postgis-3; make test installs it as root)")
+    if reason:
+        print(f"SKIP PostgreSQL backend: {reason}")
+        pytest.skip(reason)
+    with LocalCluster(database="template_twin") as pg:
+        yield pg
+
+
+def new_store(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> Store:
+    """A fresh store: SQLite in ``tmp_path`` or a PostgreSQL database cloned from the PostGIS template; its audit key
+    and checkpoints go to ``tmp_path / "audit"`` (also those a checkpoint timer writes late)."""
+    if kind == "sqlite":
+        s = Store(tmp_path / "state.sqlite")
+    else:
+        import psycopg  # the [postgres] extra
+
+        pg = request.getfixturevalue("pg_cluster")
+        name = f"t{next(_db_ids)}"
+        with psycopg.connect(pg.url.rsplit("/", 1)[0] + "/postgres", autocommit=True) as con:
+            con.execute(f'CREATE DATABASE "{name}" TEMPLATE template_twin')
+        s = Store(pg.url.rsplit("/", 1)[0] + "/" + name)
+    use_audit_dir(s, tmp_path / "audit")
+    return s
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def any_store(request: pytest.FixtureRequest, tmp_path: Path):
+    """The same test on SQLite and on PostgreSQL + PostGIS."""
+    s = new_store(request.param, tmp_path, request)
+    yield s
+    s.close()
+
+
+@pytest.fixture()
+def pg_store(request: pytest.FixtureRequest, tmp_path: Path):
+    """A PostgreSQL + PostGIS store (for what exists only there)."""
+    s = new_store("postgresql", tmp_path, request)
+    yield s
+    s.close()

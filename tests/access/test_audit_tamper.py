@@ -180,14 +180,13 @@ def test_footprint_replaced(any_store):
     _broken(any_store, 3, "footprint", "replaced")
 
 
-def test_footprint_geometry_column_replaced_on_postgis(any_store):
-    if any_store.dialect != "postgresql":
-        pytest.skip("the PostGIS geometry column exists only on PostgreSQL")
-    es = _fill(any_store)
-    _untrigger(any_store)
-    _sql(any_store, "UPDATE audit_areas SET geom = ST_MakeEnvelope(113.2, 23.1, 113.3, 23.2, 4326) "
-                    "WHERE area_hash = ?", (es[1].area_hash,))
-    _broken(any_store, 2, "replaced")
+def test_footprint_geometry_column_replaced_on_postgis(pg_store):
+    """The geometry column exists only on PostgreSQL + PostGIS."""
+    es = _fill(pg_store)
+    _untrigger(pg_store)
+    _sql(pg_store, "UPDATE audit_areas SET geom = ST_MakeEnvelope(113.2, 23.1, 113.3, 23.2, 4326) "
+                   "WHERE area_hash = ?", (es[1].area_hash,))
+    _broken(pg_store, 2, "replaced")
 
 
 def test_footprint_deleted(any_store):

@@ -7,52 +7,20 @@ gets its own database cloned from a template that has the ``postgis`` extension.
 
 from __future__ import annotations
 
-import itertools
 import threading
 
 import pytest
 from shapely.geometry import box
 
 from twin.access import audit, auth
-from twin.access.audit import use_audit_dir
 from twin.errors import AuthenticationError, ConflictError
-from twin.store.pg import LocalCluster, has_postgis, postgis_available, postgres_bindir
-from twin.store.sql import Store
-
-_ids = itertools.count()
+from twin.store.pg import has_postgis
 
 
-@pytest.fixture(scope="session")
-def pg_cluster():
-    bindir = postgres_bindir()
-    reason = None
-    if bindir is None:
-        reason = "PostgreSQL binaries not found under /usr/lib/postgresql/*/bin (make test installs them as root)"
-    elif not postgis_available(int(bindir.parts[-2])):
-        reason = (f"PostGIS is not installed for PostgreSQL {bindir.parts[-2]} "
-                  f"(postgresql-{bindir.parts[-2]}-postgis-3; make test installs it as root)")
-    if reason:
-        print(f"SKIP PostgreSQL backend: {reason}")
-        pytest.skip(reason)
-    with LocalCluster(database="template_twin") as pg:
-        yield pg
 
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store(request, tmp_path):
-    if request.param == "sqlite":
-        s = Store(tmp_path / "state.sqlite")
-    else:
-        import psycopg
-
-        pg = request.getfixturevalue("pg_cluster")
-        name = f"t{next(_ids)}"
-        with psycopg.connect(pg.url.rsplit("/", 1)[0] + "/postgres", autocommit=True) as con:
-            con.execute(f'CREATE DATABASE "{name}" TEMPLATE template_twin')
-        s = Store(pg.url.rsplit("/", 1)[0] + "/" + name)
-    use_audit_dir(s, tmp_path / "audit")  # keys and checkpoints in the test's folder (also for the timer's late ones)
-    yield s
-    s.close()
+@pytest.fixture()
+def store(any_store):
+    return any_store
 
 
 def _break_guard(store):
