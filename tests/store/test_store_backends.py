@@ -17,7 +17,6 @@ from twin.errors import AuthenticationError, ConflictError
 from twin.store.pg import has_postgis
 
 
-
 @pytest.fixture()
 def store(any_store):
     return any_store
