@@ -16,8 +16,13 @@ Method (grids never cross community borders):
    adjacent grid of the same community under
    ``Σ_g [d_g² + H · max(0, |d_g| − tol)²] + β · cut_edges + γ · residents moved away from their grid / I``
    (``d_g = L_g / I − 1``): simulated annealing (``steps_per_cell`` proposals per movable cell, temperature
-   falling from 4 β to β / 20, seeded) and then greedy descent to a local minimum. A cell moves only if the cells
-   of its grid around it form one arc (the grid stays one piece); no grid is emptied; locked grids are frozen.
+   falling from 4 β to β / 20, seeded; half the proposals are swaps of two cells between two grids, which trade
+   workload in small net amounts even where cells are heavy) and then greedy descent to a local minimum. A cell
+   moves only if the cells of its grid around it form one arc (the grid stays one piece); no grid is emptied;
+   locked grids are frozen.
+4. **Polish** (per community, worst first). A community whose worst grid is more than ``polish_above`` (1 %) off
+   its ideal is annealed again on its own with a steep hinge just below that deviation; the result is kept only
+   when its worst deviation fell, and this repeats while it helps.
 
 Balance first (squared deviations, steep beyond ``tol``), compactness second (β per cut edge: shorter boundaries),
 disruption third (γ: residents keep their grid). Same seed and inputs → same partition (unless the time budget

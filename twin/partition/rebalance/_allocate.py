@@ -82,7 +82,7 @@ def allocate_with_targets(community_workload: pd.Series, town_of: pd.Series, n_g
             raise ValidationError(f"the targets add up to {int(out.sum())} grids but {n_grids} were asked for; "
                                   "ask for that many or leave a community or town without a target.")
         return out
-    if rest < int(mins[free].sum()):
+    if fixed.any() and rest < int(mins[free].sum()):
         raise ValidationError(f"the targets take {int(out[fixed].sum())} of {n_grids} grids, leaving {rest} for "
                               f"{int(free.sum())} communities that need at least {int(mins[free].sum())}.")
     sub = allocate_grids(community_workload[free], rest, minimum=mins[free])
