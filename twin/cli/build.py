@@ -18,6 +18,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--population-raster", type=Path, default=None, help="GeoTIFF of persons per pixel")
     b.add_argument("--buildings", type=Path, default=None, help="building footprints (GeoJSON/GPKG/GeoParquet)")
     b.add_argument("--grids", type=Path, default=None, help="grid polygons (GeoJSON/GPKG/GeoParquet)")
+    b.add_argument("--osm", type=Path, default=None, metavar="FILE.osm.pbf",
+                   help="OpenStreetMap extract: its buildings, streets and water replace the synthetic ones")
     b.add_argument("--from-gcj02", action="store_true", help="input vectors are GCJ-02 (Amap): convert to WGS84")
     b.add_argument("--if-missing", action="store_true", help="do nothing if a twin is already built there")
     b.add_argument("--quiet", action="store_true")
@@ -50,6 +52,7 @@ def _build(args: argparse.Namespace) -> int:
         n_grids=args.grids_count or DEFAULTS["grids"],
         progress=not args.quiet,
         from_gcj02=args.from_gcj02,
+        osm=args.osm,
     )
     return 0
 

@@ -34,8 +34,9 @@ from twin.crs import area_km2, lnglat_to_xy
 from twin.errors import IngestError, OutsideDistrictError, ValidationError
 from twin.geography import DISTRICT_CODE, EXTENT_FILE, district_boundary
 from twin.ingest import vectors as ingest
+from twin.ingest.osm import OSM_ATTRIBUTION, read_osm
 from twin.ingest.raster import RasterToCells, raster_to_cells
-from twin.io import default_twin_dir, write_json
+from twin.io import default_twin_dir, sha256_file, write_json, write_table
 from twin.model import AS_OF, ages_on
 from twin.partition.workload import workload
 from twin.synth._output import file_entry, swap_into_place, write_tables
@@ -87,6 +88,7 @@ class _Inputs:
     from_gcj02: bool
     extent: BaseGeometry | None
     communities: list[str] | None
+    osm_path: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -115,6 +117,7 @@ def build_twin(
     extent: BaseGeometry | None = None,
     communities: Sequence[str] | None = None,
     totals: Mapping[str, int] | None = None,
+    osm: str | Path | None = None,
 ) -> Path:
     """Build a twin into ``out`` (default :func:`twin.io.default_twin_dir`) and return its path.
 
@@ -128,10 +131,13 @@ def build_twin(
     communities : NBS community codes to divide the area into (default all 147; their towns follow).
     totals : exact counts replacing the defaults: ``residents``, ``businesses``, ``workers``, ``cameras``
         (``scale`` is not applied to the ones given).
+    osm : an OpenStreetMap ``.osm.pbf`` extract (:func:`twin.ingest.osm.read_osm`): its buildings replace the
+        synthetic ones (unless ``buildings_path`` is given), its streets and water are written as
+        ``streets.parquet`` / ``water.parquet``; the manifest records the file and the ODbL attribution.
     """
     log: Callable[[str], None] = progress if callable(progress) else _Progress(bool(progress))
     opts = _check_inputs(seed, scale, totals, n_grids, population_raster, buildings_path, grids_path, from_gcj02,
-                         extent, communities)
+                         extent, communities, osm)
     towns_meta, comm_meta = unit_lists(opts.communities)
     out = Path(out) if out is not None else default_twin_dir()
     work = out.parent / f".{out.name}.building"
@@ -141,7 +147,8 @@ def build_twin(
     seeds = [int(s) for s in np.random.SeedSequence(seed).generate_state(12)]
 
     site = _site(opts.extent, log)
-    user_buildings = _read_user_buildings(site, opts, log)  # before the heavy steps: a bad file fails fast
+    osm_buildings, osm_frames, osm_meta = _read_osm(site, opts, work, log)  # before the heavy steps: a bad
+    user_buildings = _read_user_buildings(site, opts, log) or osm_buildings  # file fails fast
     raster_path, r2c, persons_cell, sources = _population(site, opts, work, seeds[0], log)
     buildings, sources["buildings"] = _buildings(site, user_buildings, persons_cell, seeds[1], log)
     persons, dwellings, businesses = _people(site, opts, buildings, persons_cell, seeds, log)
@@ -170,11 +177,13 @@ def build_twin(
         "buildings": buildings, "dwellings": dwellings, "persons": persons, "businesses": businesses,
         "workers": workers, "cameras": cameras,
     }
-    files = write_tables(frames, work)
+    files = write_tables({**frames, **osm_frames}, work)
     files["population.tif"] = file_entry(raster_path)
     if opts.extent is not None:
         files[EXTENT_FILE] = file_entry(write_json(mapping(site.area), work / EXTENT_FILE))
-    manifest = _manifest(opts, sources, frames, r2c, files)
+    manifest = _manifest(opts, {**sources, **{k: "osm" for k in osm_frames}}, frames, r2c, files)
+    if osm_meta:
+        manifest["osm"] = osm_meta
     if opts.extent is not None:
         manifest["extent"] = {"area_km2": round(area_km2(site.area), 6),
                               "communities": sorted(comm_meta["community_code"])}
@@ -187,9 +196,9 @@ def build_twin(
 def _check_inputs(seed: int, scale: float, totals: Mapping[str, int] | None, n_grids: int,
                   population_raster: str | Path | None, buildings_path: str | Path | None,
                   grids_path: str | Path | None, from_gcj02: bool, extent: BaseGeometry | None,
-                  communities: Sequence[str] | None) -> _Inputs:
+                  communities: Sequence[str] | None, osm: str | Path | None = None) -> _Inputs:
     for label, given in (("population raster", population_raster), ("buildings", buildings_path),
-                         ("grids", grids_path)):
+                         ("grids", grids_path), ("OpenStreetMap", osm)):
         if given is not None and not Path(given).is_file():
             raise IngestError(f"{given}: {label} file not found.")
     unknown = sorted(set(totals or {}) - set(_TOTAL_KEYS))
@@ -206,7 +215,8 @@ def _check_inputs(seed: int, scale: float, totals: Mapping[str, int] | None, n_g
                    population_raster=Path(population_raster) if population_raster is not None else None,
                    buildings_path=Path(buildings_path) if buildings_path is not None else None,
                    grids_path=Path(grids_path) if grids_path is not None else None, from_gcj02=from_gcj02,
-                   extent=extent, communities=list(communities) if communities is not None else None)
+                   extent=extent, communities=list(communities) if communities is not None else None,
+                   osm_path=Path(osm) if osm is not None else None)
 
 
 def _site(extent: BaseGeometry | None, log: Callable[[str], None]) -> _Site:
@@ -255,6 +265,36 @@ def _read_user_buildings(site: _Site, opts: _Inputs, log: Callable[[str], None])
     return buildings, f"user file {opts.buildings_path.name}"
 
 
+def _read_osm(site: _Site, opts: _Inputs, work: Path, log: Callable[[str], None]
+              ) -> tuple[tuple[gpd.GeoDataFrame, str] | None, dict[str, pd.DataFrame], dict[str, object]]:
+    """An OpenStreetMap extract: (its buildings through the footprint ingestion path, or None; the ``streets`` and
+    ``water`` tables it has; the manifest's ``osm`` entry). Nothing at all without ``opts.osm_path``."""
+    if opts.osm_path is None:
+        return None, {}, {}
+    log(f"osm: reading {opts.osm_path} (streets, water, buildings)")
+    fabric = read_osm(opts.osm_path, district=site.area)
+    for note in fabric.notes:
+        log(f"osm: {note}")
+    frames = {name: df for name, df in (("streets", fabric.streets), ("water", fabric.water)) if len(df)}
+    meta: dict[str, object] = {"file": opts.osm_path.name, "sha256": sha256_file(opts.osm_path),
+                               "attribution": OSM_ATTRIBUTION, "notes": fabric.notes,
+                               "counts": {"streets": len(fabric.streets), "water": len(fabric.water),
+                                          "buildings": len(fabric.buildings)}}
+    if len(fabric.buildings) == 0 or opts.buildings_path is not None:
+        if opts.buildings_path is not None and len(fabric.buildings):
+            log(f"osm: buildings from {opts.buildings_path.name} take precedence over the OSM footprints")
+        meta["buildings_used"] = False
+        return None, frames, meta
+    tmp = write_table(fabric.buildings[["use", "floors", "height_m", "geometry"]], work / ".osm_buildings.parquet")
+    try:  # the same checks and allocation as --buildings (floors and heights from OSM tags are kept)
+        buildings = ingest.read_buildings(tmp, site.area, site.cells)
+    finally:
+        tmp.unlink()
+    buildings["source"] = "osm"
+    meta["buildings_used"] = True
+    return (buildings, "osm"), frames, meta
+
+
 def _buildings(site: _Site, user: tuple[gpd.GeoDataFrame, str] | None, persons_cell: np.ndarray, seed: int,
                log: Callable[[str], None]) -> tuple[gpd.GeoDataFrame, str]:
     """Footprints with ``cell_idx`` (the user's, else synthetic ones laid out on the cells) and their source."""
@@ -274,7 +314,7 @@ def _people(site: _Site, opts: _Inputs, buildings: gpd.GeoDataFrame, persons_cel
     ppb = persons_per_building(buildings, persons_cell, site.xy)
     persons, dwellings, dw_per_b = generate_residents(ppb, seed=seeds[2])
     buildings["building_id"] = np.arange(len(buildings), dtype=np.int32)
-    set_floors(buildings, dw_per_b, seed=seeds[3], keep_user=opts.buildings_path is not None)
+    set_floors(buildings, dw_per_b, seed=seeds[3], keep_user=bool((buildings["source"] != "synthetic").any()))
     buildings["residents"] = ppb.astype(np.int32)
     log("businesses")
     businesses = generate_businesses(buildings, opts.totals["businesses"], seed=seeds[4])
@@ -342,7 +382,7 @@ def _manifest(opts: _Inputs, sources: dict[str, str], frames: Mapping[str, pd.Da
         "h3_res": PARTITION_RES,
         "synthetic": {"people": True, "businesses": True, "dwellings": True, "workers": True, "cameras": True,
                       "towns": True, "communities": True, "grids": opts.grids_path is None,
-                      "buildings": opts.buildings_path is None, "population": opts.population_raster is None},
+                      "buildings": sources["buildings"] == "synthetic", "population": opts.population_raster is None},
         "sources": sources,
         "counts": counts,
         "population_raster": {"raster_total": r2c.raster_total, "inside_total": r2c.inside_total,
