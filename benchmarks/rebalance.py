@@ -18,7 +18,10 @@ Grids never cross community borders, so the baselines run per community on that 
   population = workload, ``pop_target`` = the community ideal and ``epsilon`` = ``--tolerance`` (the same
   population tolerance twin.rebalance is given), ``--recom-steps`` steps per grid of every multi-grid community
   (the step budget), keeping the best state the chain visits (smallest max |deviation|, then Σ d²): ReCom used
-  as an optimiser, on every community, so it is compared district-wide.
+  as an optimiser, on every community, so it is compared district-wide. ReCom can only recombine two grids whose
+  joint workload is within 2 ε of two ideals, so where the chain from the shared start cannot bring every grid
+  within ε (a split start is far off), it also runs from a fresh ε-balanced plan (``recursive_tree_part``) with
+  the same budget and keeps the better (``reseeded``; ``stuck`` counts chains that found no recombination).
 * ``spopt AZP (default objective)`` — the library as documented (homogeneity, not balance); O(n²) per region in
   Python, so it runs on ``--subset`` small communities only.
 
@@ -152,16 +155,21 @@ def _azp(base, n_grids: int, res, *, balance_objective: bool, communities: list,
 
 
 def _recom(base, n_grids: int, res, *, steps_per_grid: int, epsilon: float, seed: int = 0):
-    """GerryChain ReCom per multi-grid community, ``steps_per_grid × k`` steps, best visited state kept.
-    Returns (partition, multi-grid communities, total steps, failed steps)."""
+    """GerryChain ReCom per multi-grid community, ``steps_per_grid × k`` steps, best visited state kept. ReCom with
+    ``epsilon`` can only recombine two grids whose joint workload is within 2 ε of two ideals, so where the chain
+    from the shared start cannot get every grid within ε, it also runs from a fresh ε-balanced plan
+    (``recursive_tree_part``) with the same budget, and the better of the two is kept.
+    Returns (partition, multi-grid communities, total steps, stuck chains, reseeded communities)."""
     import networkx as nx
     from gerrychain import Graph, MarkovChain, Partition
     from gerrychain.accept import always_accept
+    from gerrychain.partition.initial_partition_generators import recursive_tree_part
     from gerrychain.proposals import recom
     from gerrychain.tree import bipartition_tree
     from gerrychain.updaters import Tally
 
-    parts, done, total, failed = [], [], 0, 0
+    parts, done = [], []
+    counts = {"steps": 0, "stuck": 0, "reseeded": 0}
     for ci, (c, idx, k, ideal, codes, lab) in enumerate(_starts(base, n_grids, res, seed)):
         if k > 1:
             done.append(c)
@@ -169,38 +177,55 @@ def _recom(base, n_grids: int, res, *, steps_per_grid: int, epsilon: float, seed
             g = nx.Graph()
             g.add_nodes_from((i, {"workload": float(x)}) for i, x in enumerate(base.weight[idx]))
             g.add_edges_from((int(a), int(b)) for a, b in zip(sub.row, sub.col) if a < b)
-            state = Partition(Graph.from_networkx(g), {i: int(x) for i, x in enumerate(lab)},
-                              updaters={"population": Tally("workload", alias="population")})
-            proposal = partial(recom, pop_col="workload", pop_target=ideal, epsilon=epsilon, node_repeats=2,
-                               bipartition_tree_fn=partial(bipartition_tree, max_attempts=200,
-                                                           allow_pair_reselection=True))
-            chain = MarkovChain(proposal, [], always_accept, state, total_steps=steps_per_grid * k,
-                                rng=random.Random(seed * 1000 + ci))
+            graph = Graph.from_networkx(g)
+            tree_fn = partial(bipartition_tree, max_attempts=200, allow_pair_reselection=True)
 
-            def score(st, ideal: float = ideal) -> tuple[float, float]:
-                d = np.array(list(st["population"].values())) / ideal - 1
-                return float(np.abs(d).max()), float((d * d).sum())
+            def run(assignment: dict, rng: random.Random, graph=graph, ideal=ideal, k=k, tree_fn=tree_fn, n=len(idx)):
+                state = Partition(graph, assignment, updaters={"population": Tally("workload", alias="population")})
+                proposal = partial(recom, pop_col="workload", pop_target=ideal, epsilon=epsilon, node_repeats=2,
+                                   bipartition_tree_fn=tree_fn)
+                chain = iter(MarkovChain(proposal, [], always_accept, state, total_steps=steps_per_grid * k, rng=rng))
 
-            best, best_score = state, score(state)
-            it = iter(chain)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                while True:
-                    try:
-                        st = next(it)
-                    except StopIteration:
-                        break
-                    except Exception:  # no balanced cut reachable: the chain cannot go on
-                        failed += 1
-                        break
-                    total += 1
-                    sc = score(st)
-                    if sc < best_score:
-                        best, best_score = st, sc
-            assign = best.assignment.to_dict() if hasattr(best.assignment, "to_dict") else dict(best.assignment)
-            lab = np.array([int(assign[i]) for i in range(len(idx))], dtype=np.int64)
+                def score(st) -> tuple[float, float]:
+                    d = np.array(list(st["population"].values())) / ideal - 1
+                    return float(np.abs(d).max()), float((d * d).sum())
+
+                best, best_score = state, score(state)
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    while True:
+                        try:
+                            st = next(chain)
+                        except StopIteration:
+                            break
+                        except Exception:  # no balanced recombination reachable: the chain cannot go on
+                            counts["stuck"] += 1
+                            break
+                        counts["steps"] += 1
+                        sc = score(st)
+                        if sc < best_score:
+                            best, best_score = st, sc
+                a = best.assignment.to_dict() if hasattr(best.assignment, "to_dict") else dict(best.assignment)
+                return np.array([int(a[i]) for i in range(n)], dtype=np.int64), best_score
+
+            rng = random.Random(seed * 1000 + ci)
+            lab, sc = run({i: int(x) for i, x in enumerate(lab)}, rng)
+            if sc[0] > epsilon:
+                try:
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore")
+                        fresh = recursive_tree_part(graph, range(k), ideal, "workload", epsilon, node_repeats=1,
+                                                    bipartition_tree_fn=partial(bipartition_tree, max_attempts=5000),
+                                                    rng=rng)
+                    lab2, sc2 = run({i: int(fresh[i]) for i in range(len(idx))}, rng)
+                    counts["reseeded"] += 1
+                    if sc2 < sc:
+                        lab = lab2
+                except Exception:  # no ε-balanced plan found either: keep the chain's best
+                    pass
+            codes = _match_codes(codes, lab, base.grid_code[idx])
         parts.append((c, idx, codes, lab))
-    return _assemble(base, parts), done, total, failed
+    return _assemble(base, parts), done, counts
 
 
 def _match_codes(codes: list[str], lab: np.ndarray, old: np.ndarray) -> list[str]:
@@ -277,10 +302,10 @@ def main() -> None:
     multi = alloc[alloc["grids_after"] > 1]
     if not args.skip_baseline and not args.skip_recom:
         t0 = time.perf_counter()
-        p, done, steps, failed = _recom(base, args.grids, res, steps_per_grid=args.recom_steps,
-                                        epsilon=args.tolerance, seed=args.seed)
+        p, done, counts = _recom(base, args.grids, res, steps_per_grid=args.recom_steps, epsilon=args.tolerance,
+                                 seed=args.seed)
         m = _metrics(t, p, base, res, time.perf_counter() - t0)
-        m.update({"steps": steps, "failed_chains": failed, "epsilon": args.tolerance})
+        m.update({**counts, "epsilon": args.tolerance, "steps_per_grid": args.recom_steps})
         add("GerryChain ReCom (district)", m, None)
     if not args.skip_baseline and not args.skip_azp:
         gaining = multi[multi["grids_after"] > multi["grids_before"]].index.tolist()
