@@ -12,7 +12,7 @@ import pytest
 import shapely
 
 osmium = pytest.importorskip("osmium")
-from osmium.osm.mutable import Node, Way  # noqa: E402
+from osmium.osm.mutable import Node, Relation, Way  # noqa: E402
 
 from twin.cli.main import main  # noqa: E402
 from twin.crs import METRIC_CRS, STORAGE_CRS, lnglat_to_xy, xy_to_lnglat  # noqa: E402
@@ -190,6 +190,18 @@ def test_small_build_with_osm(tmp_path, city):
     assert {"streets.parquet", "water.parquet"} <= set(m["files"])
     assert not (out / ".osm_buildings.parquet").exists()
     assert shapely.union_all(t.buildings.geometry.values).within(small_extent())
+
+
+def test_multipolygon_lake_with_island(tmp_path):
+    p = _Pbf(tmp_path / "lake.osm.pbf", SMALL_CENTRE)
+    p.way([(0, 0), (200, 0), (200, 200), (0, 200)], {}, closed=True)  # outer ring, way 1
+    p.way([(75, 75), (125, 75), (125, 125), (75, 125)], {}, closed=True)  # island, way 2
+    p.w.add_relation(Relation(id=1, members=[("w", 1, "outer"), ("w", 2, "inner")],
+                              tags={"type": "multipolygon", "natural": "water", "name": "湖"}))
+    p.close()
+    w = read_osm(tmp_path / "lake.osm.pbf").water
+    assert len(w) == 1 and w["osm_id"].iloc[0] == "relation/1" and w["name"].iloc[0] == "湖"
+    assert w["area_m2"].iloc[0] == pytest.approx(200 * 200 - 50 * 50, rel=1e-3)
 
 
 def test_cli_osm_missing_file(tmp_path, capsys):
