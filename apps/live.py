@@ -82,9 +82,9 @@ class LiveState:
         return int((self.board["status"] == "online").sum())
 
 
-@st.cache_data(show_spinner=False, ttl=20, max_entries=4)
+@st.cache_data(show_spinner=False, ttl=6, max_entries=4)
 def _closure_today(_istore: IncidentStore, url: str, day: dt.date) -> tuple[int, int]:
-    """(closed, reported) of today's reports; re-read at most every 20 s (the KPI, not the map, uses it)."""
+    """(closed, reported) of today's reports; re-read at most every 6 s (the KPI, not the map, uses it)."""
     start = dt.datetime.combine(day, dt.time(), tzinfo=CST)
     today = _istore.frame(since=start)
     return int((~today["state"].isin(OPEN_STATES)).sum()), len(today)

@@ -135,7 +135,7 @@ def test_after_a_commit_every_part_of_explore_shows_the_head_version(t, own_stor
 
 
 def test_screen_mode_and_incidents_page_show_live_numbers(t, own_store):
-    seed_incidents(IncidentStore(open_store(own_store)), t, load_catalogue(), n=400,
+    seed_incidents(IncidentStore(open_store(own_store)), t, load_catalogue(), n=3000,
                    end=dt.datetime(2026, 11, 1, tzinfo=CST), seed=7)
     at = _app()
     live = next(c.value for c in at.caption if c.value.startswith("● live"))

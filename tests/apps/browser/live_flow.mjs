@@ -21,7 +21,7 @@ const context = await chromium.launchPersistentContext(userDir, {
     "--disable-background-networking", "--disable-component-update", "--disable-sync", "--use-gl=swiftshader",
     "--enable-unsafe-swiftshader"],
 });
-const page = context.pages()[0] || await context.newPage();
+let page = context.pages()[0] || await context.newPage();
 page.on("pageerror", (e) => note("pageerror: " + e.message));
 page.on("console", (m) => { if (m.type() === "error" && !m.text().startsWith("Failed to load resource")) note("console error: " + m.text().slice(0, 300)); });
 page.on("response", (r) => { if (r.status() >= 400) note(`HTTP ${r.status()} ${r.url()}`); });
@@ -126,9 +126,16 @@ try {
   out.shots.push("screen_live_1080.png");
 
   // the same screen on a 4K wall
+  // a fresh tab at 3840×2160 (the 1080p tab is closed: its session and live refresh stop)
+  await page.close();
+  page = await context.newPage();
   await page.setViewportSize({ width: 3840, height: 2160 });
+  page.on("pageerror", (e) => note("pageerror: " + e.message));
+  page.on("console", (m) => { if (m.type() === "error" && !m.text().startsWith("Failed to load resource")) note("console error: " + m.text().slice(0, 300)); });
+  const t4 = Date.now();
   await page.goto(url + "/?screen=1", { waitUntil: "domcontentloaded" });
-  ({ frame } = await mapFrame(400000));
+  ({ frame } = await mapFrame(300000));
+  out.first_paint_2160_ms = Date.now() - t4;
   await page.waitForTimeout(3000);
   out.view_2160 = await inspect(frame, "2160p");
   await page.screenshot({ path: path.join(artifacts, "screen_2160.png") });

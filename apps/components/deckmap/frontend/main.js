@@ -50,12 +50,7 @@
     onViewStateChange: ({ viewState }) => { state.viewState = viewState; onView(); return viewState; },
     onAfterRender: () => {
       trace("frame");
-      if (state.firstPaint === null && state.args && deckgl.isInitialized && deckgl.props.layers.length > 0 &&
-          deckgl.props.layers.every((l) => !l.props.visible || l.isLoaded) &&
-          Array.from(fetched.values()).every((v) => typeof v === "string")) {
-        state.firstPaint = performance.now();
-        api.firstPaint = state.firstPaint;
-      }
+      checkFirstPaint();
       api.renders += 1;
     },
     style: { background: "#0b1426" },
@@ -77,7 +72,14 @@
   // ---- layers ----
   function inZoom(id, zoom) {
     const r = (state.args.zoom_ranges || {})[id];
-    return !r || (zoom >= r[0] && zoom < r[1]);
+    const z = zoom - screenZoomOffset();
+    return !r || (z >= r[0] && z < r[1]);
+  }
+  // A wall screen wider than 1920 px shows the same ground at a higher zoom: zoom ranges and label sizes follow the
+  // screen's size (log2 of width / 1920), so a 4K wall looks like a 1080p one, only sharper.
+  function screenZoomOffset() {
+    if (!state.args || !state.args.screen) return 0;
+    return Math.max(0, Math.log2((container.clientWidth || 1920) / 1920));
   }
   // shown = in its zoom range and not switched off in the legend
   function isShown(id, zoom) { return !state.hidden.has(id) && inZoom(id, zoom); }
@@ -189,7 +191,8 @@
       let layer;
       try { layer = convertLayer(id, json); } catch (e) { showError("layer " + id + ": " + e); continue; }
       if (!layer) continue;
-      layers.push(layer.clone({ visible: isShown(id, zoom) }));
+      const extra = layer.id.startsWith("labels-") && screenZoomOffset() > 0 ? { sizeScale: 2 ** screenZoomOffset() } : {};
+      layers.push(layer.clone(Object.assign({ visible: isShown(id, zoom) }, extra)));
     }
     // nothing new to draw (e.g. a changed layer whose file is still on its way): no setProps, so no WebGL frame —
     // on a software-rendered screen a frame takes seconds and would delay the layer that is arriving
@@ -406,6 +409,22 @@
     drawLegend();
   });
   api.hidden = state.hidden;
+  // First paint: every layer file here and every visible layer loaded. Checked after each frame and twice a second
+  // (layers re-set only on change, so the last frame may come before the last layer reports loaded); a layer file
+  // whose fetch failed is asked for again.
+  function checkFirstPaint() {
+    if (state.firstPaint === null && state.args && deckgl.isInitialized && deckgl.props.layers.length > 0 &&
+        deckgl.props.layers.every((l) => !l.props.visible || l.isLoaded) &&
+        Array.from(fetched.values()).every((v) => typeof v === "string") && !deckgl.needsRedraw({ clearRedrawFlags: false })) {
+      state.firstPaint = performance.now();
+      api.firstPaint = state.firstPaint;
+    }
+  }
+  setInterval(() => {
+    if (!state.args) return;
+    if (state.args.layers.some(([, j]) => j.startsWith("@") && !fetched.has(j.slice(1)))) updateLayers();
+    checkFirstPaint();
+  }, 500);
   // the data of a layer as the browser holds it (tests: is a new incident on screen?)
   api.layerData = (id) => { const c = state.cache.get(id); return c && c.layer ? c.layer.props.data : null; };
 
