@@ -25,7 +25,7 @@ import numba
 import numpy as np
 import scipy.sparse as sp
 
-__all__ = ["ring_slots", "SearchProblem", "search", "polish"]
+__all__ = ["ring_slots", "SearchProblem", "search", "polish", "refine"]
 
 
 def ring_slots(adjacency: sp.csr_matrix, xy: np.ndarray) -> np.ndarray:
@@ -101,7 +101,7 @@ def search(prob: SearchProblem, *, beta: float, tolerance: float, hinge: float, 
     moves = 0
     for _ in range(500):
         m = _descend(prob.slots, prob.comm, prob.lab, prob.w, prob.move_cost, prob.orig, prob.ideal, prob.frozen,
-                     prob.cand, prob.load, prob.size, beta, tolerance, hinge)
+                     prob.cand, prob.load, prob.size, beta, tolerance, hinge, 1.0)
         moves += m
         if m == 0:
             break
@@ -113,15 +113,40 @@ def search(prob: SearchProblem, *, beta: float, tolerance: float, hinge: float, 
 
 
 def _anneal_chunk(prob: SearchProblem, cells: np.ndarray, steps_per_cell: float, t_a: float, t_b: float,
-                  beta: float, tolerance: float, hinge: float, seed: int) -> tuple[int, int]:
+                  beta: float, tolerance: float, hinge: float, seed: int, sq: float = 1.0) -> tuple[int, int]:
     """Anneal over the current boundary cells among ``cells`` (``steps_per_cell`` proposals per boundary cell)."""
     border = _boundary(prob.slots, prob.comm, prob.lab, prob.frozen, cells)
     n = int(steps_per_cell * len(border))
     if n == 0:
         return 0, 0
     a = _anneal(prob.slots, prob.comm, prob.lab, prob.w, prob.move_cost, prob.orig, prob.ideal, prob.frozen, border,
-                prob.load, prob.size, beta, tolerance, hinge, t_a, t_b, n, seed % 4_294_967_291)
+                prob.load, prob.size, beta, tolerance, hinge, sq, t_a, t_b, n, seed % 4_294_967_291)
     return int(a), n
+
+
+def refine(prob: SearchProblem, *, sq: float, tolerance: float, hinge: float, beta: float, steps_per_cell: float,
+           t_start: float, t_end: float, seed: int, deadline: float, chunks: int = 5) -> dict[str, float]:
+    """A last, balance-heavy pass over every boundary cell: squared deviations weigh ``sq`` × more (so the spread of
+    workloads inside each community shrinks further, which lowers the CV), while the steep hinge at ``tolerance``
+    keeps every grid within the worst deviation the polish reached. Low-temperature annealing, then descent."""
+    accepted = 0
+    stopped = False
+    ratio = t_end / t_start
+    for c in range(chunks):
+        if time.perf_counter() > deadline:
+            stopped = True
+            break
+        a, _ = _anneal_chunk(prob, prob.cand, steps_per_cell / chunks, t_start * ratio ** (c / chunks),
+                             t_start * ratio ** ((c + 1) / chunks), beta, tolerance, hinge,
+                             seed * 1_000_033 + 17 * c + 5, sq)
+        accepted += a
+    for _ in range(200):
+        m = _descend(prob.slots, prob.comm, prob.lab, prob.w, prob.move_cost, prob.orig, prob.ideal, prob.frozen,
+                     prob.cand, prob.load, prob.size, beta, tolerance, hinge, sq)
+        accepted += m
+        if m == 0 or time.perf_counter() > deadline:
+            break
+    return {"refine_moves": float(accepted), "deadline_hit": float(stopped)}
 
 
 def _community_max_dev(prob: SearchProblem, grids: np.ndarray) -> float:
@@ -169,7 +194,7 @@ def polish(prob: SearchProblem, *, above: float, beta: float, hinge: float, step
                                   seed * 7919 + int(c) * 101 + _round * 11 + r * 3 + q * 1_000_003)
                 for _ in range(100):
                     if _descend(prob.slots, prob.comm, prob.lab, prob.w, prob.move_cost, prob.orig, prob.ideal,
-                                prob.frozen, cc, prob.load, prob.size, beta, goal, hinge) == 0:
+                                prob.frozen, cc, prob.load, prob.size, beta, goal, hinge, 1.0) == 0:
                         break
                 new = _community_max_dev(prob, grids)
                 if new < cur - 1e-9:
@@ -204,13 +229,13 @@ def _boundary(slots: np.ndarray, comm: np.ndarray, lab: np.ndarray, frozen: np.n
 
 
 @numba.njit(cache=True, nogil=True)
-def _f(load: float, ideal: float, tol: float, hinge: float) -> float:
+def _f(load: float, ideal: float, tol: float, hinge: float, sq: float) -> float:
+    """``sq · d² + hinge · max(0, |d| − tol)²`` for a grid of workload ``load``."""
     d = load / ideal - 1.0
-    ad = abs(d)
-    over = ad - tol
+    over = abs(d) - tol
     if over > 0:
-        return d * d + hinge * over * over
-    return d * d
+        return sq * d * d + hinge * over * over
+    return sq * d * d
 
 
 @numba.njit(cache=True, nogil=True)
@@ -238,12 +263,12 @@ def _ring(slots: np.ndarray, comm: np.ndarray, lab: np.ndarray, i: int, a: int, 
 
 @numba.njit(cache=True, nogil=True)
 def _delta(i: int, a: int, b: int, n_a: int, n_b: int, w: np.ndarray, move_cost: np.ndarray, orig: np.ndarray,
-           ideal: np.ndarray, load: np.ndarray, beta: float, tol: float, hinge: float) -> float:
+           ideal: np.ndarray, load: np.ndarray, beta: float, tol: float, hinge: float, sq: float) -> float:
     wi = w[i]
     ia = ideal[a]
     ib = ideal[b]
-    d = (_f(load[a] - wi, ia, tol, hinge) - _f(load[a], ia, tol, hinge)
-         + _f(load[b] + wi, ib, tol, hinge) - _f(load[b], ib, tol, hinge))
+    d = (_f(load[a] - wi, ia, tol, hinge, sq) - _f(load[a], ia, tol, hinge, sq)
+         + _f(load[b] + wi, ib, tol, hinge, sq) - _f(load[b], ib, tol, hinge, sq))
     d += beta * (n_a - n_b)
     if orig[i] == a:
         d += move_cost[i]
@@ -263,7 +288,7 @@ def _apply(i: int, a: int, b: int, lab: np.ndarray, w: np.ndarray, load: np.ndar
 
 @numba.njit(cache=True, nogil=True)
 def _anneal(slots, comm, lab, w, move_cost, orig, ideal, frozen, cand, load, size, beta, tol, hinge,  # noqa: ANN001
-            t_a, t_b, n_steps, seed):  # noqa: ANN001
+            sq, t_a, t_b, n_steps, seed):  # noqa: ANN001
     """Metropolis moves at a geometrically falling temperature. Half the proposals are single-cell moves, half
     swaps (cell i: a → b, then a cell j of b next to i: b → a), which trade workload between two grids in small net
     amounts even when the cells themselves are heavy."""
@@ -284,7 +309,7 @@ def _anneal(slots, comm, lab, w, move_cost, orig, ideal, frozen, cand, load, siz
         n_a, n_b, runs = _ring(slots, comm, lab, i, a, b)
         if runs != 1:
             continue
-        dl = _delta(i, a, b, n_a, n_b, w, move_cost, orig, ideal, load, beta, tol, hinge)
+        dl = _delta(i, a, b, n_a, n_b, w, move_cost, orig, ideal, load, beta, tol, hinge, sq)
         if np.random.random() < 0.5:
             if dl <= 0 or np.random.random() < np.exp(-dl / temp):
                 _apply(i, a, b, lab, w, load, size)
@@ -301,7 +326,7 @@ def _anneal(slots, comm, lab, w, move_cost, orig, ideal, frozen, cand, load, siz
             m_b, m_a, runs2 = _ring(slots, comm, lab, j2, b, a)
             if runs2 != 1 or m_a == 0:
                 continue
-            dl2 = dl + _delta(j2, b, a, m_b, m_a, w, move_cost, orig, ideal, load, beta, tol, hinge)
+            dl2 = dl + _delta(j2, b, a, m_b, m_a, w, move_cost, orig, ideal, load, beta, tol, hinge, sq)
             if dl2 <= 0 or np.random.random() < np.exp(-dl2 / temp):
                 _apply(j2, b, a, lab, w, load, size)
                 accepted += 1
@@ -313,7 +338,8 @@ def _anneal(slots, comm, lab, w, move_cost, orig, ideal, frozen, cand, load, siz
 
 
 @numba.njit(cache=True, nogil=True)
-def _descend(slots, comm, lab, w, move_cost, orig, ideal, frozen, cand, load, size, beta, tol, hinge):  # noqa: ANN001
+def _descend(slots, comm, lab, w, move_cost, orig, ideal, frozen, cand, load, size, beta, tol, hinge,  # noqa: ANN001
+             sq):  # noqa: ANN001
     """One sweep over the candidates in order: each cell moves to the neighbouring grid that lowers the cost most."""
     moved = 0
     for t in range(len(cand)):
@@ -334,7 +360,7 @@ def _descend(slots, comm, lab, w, move_cost, orig, ideal, frozen, cand, load, si
             n_a, n_b, runs = _ring(slots, comm, lab, i, a, b)
             if runs != 1:
                 break
-            dl = _delta(i, a, b, n_a, n_b, w, move_cost, orig, ideal, load, beta, tol, hinge)
+            dl = _delta(i, a, b, n_a, n_b, w, move_cost, orig, ideal, load, beta, tol, hinge, sq)
             if dl < best:
                 best = dl
                 best_b = b
