@@ -23,6 +23,9 @@ Method (grids never cross community borders):
 4. **Polish** (per community, worst first). A community whose worst grid is more than ``polish_above`` (1 %) off
    its ideal is annealed again on its own with a steep hinge just below that deviation; the result is kept only
    when its worst deviation fell, and this repeats while it helps.
+5. **Refine** (whole district). A last low-temperature pass with squared deviations weighed 100 × more and cut edges
+   2 × more, and a steep hinge at the worst deviation the polish reached: the spread inside each community (and so
+   the CV, whose floor is set by the allocation) shrinks further without any grid getting worse than that.
 
 Balance first (squared deviations, steep beyond ``tol``), compactness second (β per cut edge: shorter boundaries),
 disruption third (γ: residents keep their grid). Same seed and inputs → same partition (unless the time budget

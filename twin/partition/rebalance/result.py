@@ -117,8 +117,10 @@ def summarize_partition(p: Partition, weight: np.ndarray | None = None) -> dict[
 
 def latest_baselines(path: str | Path | None = None) -> dict[str, Any] | None:
     """The figures of the latest ``benchmarks/rebalance.py`` run (``docs/rebalance_baselines.json`` by default),
-    or None when there is none: ``{"run_at", "load_average", "grids", "ours": {...}, "best_baseline": name,
-    "baselines": {name: {cv, max_dev, polsby_popper, moved_share, seconds, communities, ours_same: {...}}}}``."""
+    or None when there is none: ``{"run_at", "load_average", "ours": {cv, max_dev, polsby_popper, moved_share,
+    seconds, …}, "baseline": name of the best baseline, "baseline_cv", "baseline_max_dev", …, "checks", "dominates",
+    "baselines": {name: {cv, max_dev, polsby_popper, moved_share, seconds, communities, ours_same: {...}}}}``
+    (``ours_same``: twin.rebalance's figures on the communities that baseline covered)."""
     target = Path(path) if path is not None else BASELINES_PATH
     if not target.exists():
         return None
