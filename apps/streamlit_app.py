@@ -251,11 +251,14 @@ def explore_page() -> None:
     map_args = {"key": "map", "height": MAP_HEIGHT, "view": view, "fly_to": ss.fly,
                 "loaded_bbox": ss.bbox if show_buildings else None,
                 "view_events_min_zoom": building_layers.MIN_ZOOM if show_buildings else None,
-                "basemap_url": BASEMAP_URL if show_basemap else None, "clear_drawn_seq": ss.clear_seq}
+                "basemap_url": BASEMAP_URL if show_basemap else None, "clear_drawn_seq": ss.clear_seq,
+                # folded until asked for: open, the legend covers a third of this map and the area one wants to lasso
+                "legend_collapsed": True}
     with col_map:
         if ectx is not None:
             layer_list, zr, lg = edit.map_layers(ectx)
-            deck_map(layer_list, zoom_ranges=zr, legends=lg, brush=edit.brush_args(ectx), **map_args)
+            deck_map(layer_list, zoom_ranges=zr, legends=lg, brush=edit.brush_args(ectx),
+                     **{**map_args, "legend_collapsed": False})  # editors read grids by the deviation legend
         else:
             _live_map(t, head.label, below, above, zoom_ranges, legends, map_args,
                       incidents=show_incidents, workers=show_workers)

@@ -82,7 +82,12 @@ try {
   await page.waitForTimeout(800);
   await page.screenshot({ path: path.join(artifacts, "02_lasso_summary.png") });
 
-  // open a grid dossier: pan mode, click the map centre of the drawn area (a grid there)
+  // open a grid dossier: as a person would, hide the live incident dots first (a click on a dot opens the incident),
+  // then pan mode and click the map centre of the drawn area (a grid there)
+  await page.getByText("Open incidents 在办事件 (live)", { exact: true }).click();
+  await frame.waitForFunction(() => !(window.__deckmap.layerIds || []).includes("incidents"), null, { timeout: 60000 });
+  await page.getByText("Grid workers 网格员 (live status)", { exact: true }).click();
+  await frame.waitForFunction(() => !(window.__deckmap.layerIds || []).includes("workers"), null, { timeout: 60000 });
   await frame.click("#btn-pan");
   await frame.waitForFunction(() => window.__deckmap.isIdle(), null, { timeout: 30000 });
   const updatesBefore = await frame.evaluate(() => window.__deckmap.layerUpdates || 0);
