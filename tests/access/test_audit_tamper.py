@@ -14,7 +14,7 @@ import stat
 import pytest
 from shapely.geometry import box
 
-from twin.access import _audit_key, audit
+from twin.access import _audit_key, _audit_schema, audit
 from twin.cli.main import main
 from twin.store.sql import Store
 
@@ -42,7 +42,7 @@ def _untrigger(store):
 
 def _sha_hash(fields):
     """What an attacker without the key can compute: the unkeyed SHA-256 the log used before."""
-    payload = {k: fields[k] for k in audit._FIELDS}
+    payload = {k: fields[k] for k in _audit_schema.FIELDS}
     return hashlib.sha256(json.dumps(payload, sort_keys=True, ensure_ascii=False,
                                      separators=(",", ":")).encode()).hexdigest()
 
@@ -134,7 +134,7 @@ def test_middle_row_rehashed_with_a_guessed_key(any_store):
     _untrigger(any_store)
     _sql(any_store, "UPDATE audit_log SET detail = 'nothing to see' WHERE seq = 2")
     _rechain(any_store, 2, forge=lambda f: hmac.new(b"\0" * 32, json.dumps(
-        {**{k: f[k] for k in audit._FIELDS}, "kind": "audit-entry"}, sort_keys=True, ensure_ascii=False,
+        {**{k: f[k] for k in _audit_schema.FIELDS}, "kind": "audit-entry"}, sort_keys=True, ensure_ascii=False,
         separators=(",", ":")).encode(), hashlib.sha256).hexdigest())
     _broken(any_store, 2, "keyed hash")
 

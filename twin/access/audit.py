@@ -29,14 +29,13 @@ footprint, so a replaced footprint is detected.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import hmac
 import json
 import os
 import threading
 import time
 from collections.abc import Iterator, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import shapely
@@ -51,11 +50,21 @@ from twin.access._audit_key import (
     read_lines,
     use_audit_dir,
 )
+from twin.access._audit_schema import (
+    GENESIS,
+    Checkpoint,
+    Entry,
+    VerifyReport,
+    area_hash,
+    canonical_km2,
+    ensure_schema,
+    entry_hash,
+    mac,
+    normalised,
+)
 from twin.crs import area_km2 as _area_km2
-from twin.store.pg import schema_lock_statement
+from twin.store.pg import has_postgis
 from twin.store.sql import Store, Transaction
-
-_SCHEMA_LOCK = threading.Lock()
 
 __all__ = [
     "Entry",
@@ -75,129 +84,11 @@ __all__ = [
     "use_audit_dir",
 ]
 
-GENESIS = "0" * 64
 #: a checkpoint at least every this many entries (per process) …
 CHECKPOINT_EVERY = 1000
 #: … and at most this many seconds after an entry that no checkpoint covers yet.
 CHECKPOINT_SECONDS = 1.0
-_FIELDS = ("seq", "ts", "user_name", "role", "endpoint", "method", "area_hash", "area_km2", "counts", "version",
-           "outcome", "status", "detail", "prev_hash")
 _MAX_PROBLEMS = 20
-
-_SCHEMA_COMMON = (
-    """CREATE TABLE IF NOT EXISTS audit_log (
-        seq BIGINT PRIMARY KEY,
-        ts TEXT NOT NULL,
-        user_name TEXT NOT NULL,
-        role TEXT NOT NULL,
-        endpoint TEXT NOT NULL,
-        method TEXT NOT NULL,
-        area_hash TEXT,
-        area_km2 DOUBLE PRECISION,
-        counts TEXT NOT NULL,
-        version TEXT,
-        outcome TEXT NOT NULL,
-        status INTEGER NOT NULL,
-        detail TEXT NOT NULL,
-        prev_hash TEXT NOT NULL,
-        hash TEXT NOT NULL
-    )""",
-    "CREATE INDEX IF NOT EXISTS audit_log_user ON audit_log(user_name, seq)",
-    "CREATE INDEX IF NOT EXISTS audit_log_area ON audit_log(area_hash)",
-    """CREATE TABLE IF NOT EXISTS audit_head (
-        id INTEGER PRIMARY KEY,
-        seq BIGINT NOT NULL,
-        hash TEXT NOT NULL
-    )""",
-    """CREATE TABLE IF NOT EXISTS audit_areas (
-        area_hash TEXT PRIMARY KEY,
-        geojson TEXT NOT NULL,
-        area_km2 DOUBLE PRECISION NOT NULL
-    )""",
-)
-
-_SQLITE_GUARDS = tuple(
-    f"""CREATE TRIGGER IF NOT EXISTS {table}_no_{op} BEFORE {op.upper()} ON {table}
-       BEGIN SELECT RAISE(ABORT, '{table} is append-only'); END"""
-    for table in ("audit_log", "audit_areas") for op in ("update", "delete"))
-
-_PG_GUARDS = (
-    """CREATE OR REPLACE FUNCTION audit_log_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
-       BEGIN RAISE EXCEPTION USING MESSAGE = TG_TABLE_NAME || ' is append-only'; END $$""",
-    """CREATE OR REPLACE TRIGGER audit_log_no_change BEFORE UPDATE OR DELETE ON audit_log
-       FOR EACH ROW EXECUTE FUNCTION audit_log_append_only()""",
-    """CREATE OR REPLACE TRIGGER audit_areas_no_change BEFORE UPDATE OR DELETE ON audit_areas
-       FOR EACH ROW EXECUTE FUNCTION audit_log_append_only()""",
-)
-
-_PG_GEOM = (
-    "ALTER TABLE audit_areas ADD COLUMN IF NOT EXISTS geom geometry(Geometry, 4326)",
-    "CREATE INDEX IF NOT EXISTS audit_areas_geom ON audit_areas USING GIST (geom)",
-)
-
-
-@dataclass(frozen=True)
-class Entry:
-    """One audit entry. ``area_km2`` is measured in EPSG:4547; ``counts`` maps what was returned to how many;
-    ``hash`` is the keyed HMAC-SHA256 of the other fields."""
-
-    seq: int
-    ts: str
-    user_name: str
-    role: str
-    endpoint: str
-    method: str
-    area_hash: str | None
-    area_km2: float | None
-    counts: dict[str, int]
-    version: str | None
-    outcome: str
-    status: int
-    detail: str
-    prev_hash: str
-    hash: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-@dataclass(frozen=True)
-class Checkpoint:
-    """A signed statement "log ``log`` had entry ``seq`` with hash ``hash`` at ``ts``", kept outside the database."""
-
-    log: str
-    seq: int
-    hash: str
-    ts: str
-    reason: str
-
-
-@dataclass
-class VerifyReport:
-    """Result of :func:`verify`: ``ok``, how many entries and checkpoints were checked, the first broken entry (if
-    any), the first problem (``reason``), all problems found (up to 20) and warnings (they do not fail it)."""
-
-    ok: bool
-    n_entries: int
-    first_broken_seq: int | None = None
-    reason: str = ""
-    head_seq: int = 0
-    problems: list[str] = field(default_factory=list)
-    n_checkpoints: int = 0
-    warnings: list[str] = field(default_factory=list)
-
-    def to_text(self) -> str:
-        if self.ok:
-            warn = "".join(f"\n  warning: {w}" for w in self.warnings)
-            return (f"audit log OK: {self.n_entries} entries, chain intact up to seq {self.head_seq}, "
-                    f"{self.n_checkpoints} checkpoint(s) match.{warn}")
-        where = f" at seq {self.first_broken_seq}" if self.first_broken_seq is not None else ""
-        more = "".join(f"\n  - {p}" for p in self.problems[1:])
-        return f"audit log BROKEN{where}: {self.reason}{more}"
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
 
 @dataclass
 class _Anchor:
@@ -214,47 +105,6 @@ _anchors: dict[str, _Anchor] = {}
 _anchor_lock = threading.Lock()
 
 
-def _ensure(store: Store, tx: Transaction | None = None) -> None:
-    if "audit_postgis" in store._schemas or ("audit" in store._schemas and store.dialect == "sqlite"):
-        return
-    guards = _PG_GUARDS if store.dialect == "postgresql" else _SQLITE_GUARDS
-    if tx is not None:  # inside the caller's transaction (idempotent DDL; the next own append marks it done)
-        geom = _PG_GEOM if store.dialect == "postgresql" and _postgis(store) else ()
-        for st in schema_lock_statement(store) + _SCHEMA_COMMON + guards + geom + (
-                f"INSERT INTO audit_head (id, seq, hash) VALUES (1, 0, '{GENESIS}') ON CONFLICT (id) DO NOTHING",):
-            tx.execute(store.ddl(st))
-        return
-    with _SCHEMA_LOCK:  # threads of one process; processes are serialised by schema_lock_statement()
-        store.ensure_schema("audit", schema_lock_statement(store) + _SCHEMA_COMMON + guards + (
-            f"INSERT INTO audit_head (id, seq, hash) VALUES (1, 0, '{GENESIS}') ON CONFLICT (id) DO NOTHING",
-        ))
-        if store.dialect == "postgresql":
-            store.ensure_schema("audit_postgis",
-                                schema_lock_statement(store) + (_PG_GEOM if _postgis(store) else ()))
-
-
-def _canonical_km2(x: float | None) -> float | None:
-    return None if x is None else round(float(x), 6)
-
-
-def _mac(key: bytes, kind: str, payload: Mapping[str, Any]) -> str:
-    text = json.dumps({**payload, "kind": kind}, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
-    return hmac.new(key, text.encode("utf-8"), hashlib.sha256).hexdigest()
-
-
-def _entry_hash(key: bytes, fields: Mapping[str, Any]) -> str:
-    return _mac(key, "audit-entry", {k: fields[k] for k in _FIELDS})
-
-
-def _normalised(geom: BaseGeometry) -> BaseGeometry:
-    return shapely.normalize(shapely.set_precision(geom, 1e-7))
-
-
-def area_hash(geom: BaseGeometry) -> str:
-    """SHA-256 of the area's normalised WKB (WGS84, coordinates rounded to 1e-7°, ≈ 1 cm)."""
-    return hashlib.sha256(shapely.to_wkb(_normalised(geom), hex=False)).hexdigest()
-
-
 def append(store: Store, *, user: str, role: str, endpoint: str, method: str = "GET",
            area: BaseGeometry | None = None, area_km2: float | None = None, counts: Mapping[str, int] | None = None,
            version: str | int | None = None, outcome: str = "ok", status: int = 200, detail: str = "",
@@ -266,7 +116,7 @@ def append(store: Store, *, user: str, role: str, endpoint: str, method: str = "
     ``tx``: write inside this open transaction of ``store`` (the entry then commits or rolls back with the change
     it records, e.g. a partition version: :func:`twin.partition.versions.commit`).
     """
-    _ensure(store, tx)
+    ensure_schema(store, tx)
     key = load_key(store, create=True)
     assert key is not None
     ahash = None
@@ -275,12 +125,12 @@ def append(store: Store, *, user: str, role: str, endpoint: str, method: str = "
         ahash = area_hash(area)
         if area_km2 is None:
             area_km2 = _area_km2(area)
-        footprint = shapely.to_geojson(_normalised(area))
+        footprint = shapely.to_geojson(normalised(area))
     cnt = {str(k): int(v) for k, v in (counts or {}).items()}
     fields: dict[str, Any] = {
         "ts": dt.datetime.now(dt.UTC).isoformat(timespec="microseconds"),
         "user_name": str(user), "role": str(role), "endpoint": str(endpoint)[:200], "method": str(method).upper()[:10],
-        "area_hash": ahash, "area_km2": _canonical_km2(area_km2), "counts": cnt,
+        "area_hash": ahash, "area_km2": canonical_km2(area_km2), "counts": cnt,
         "version": None if version is None else str(version)[:40], "outcome": str(outcome), "status": int(status),
         "detail": str(detail)[:500],
     }
@@ -309,7 +159,7 @@ def _append_in(store: Store, tx: Transaction, key: bytes, fields: dict[str, Any]
                      else None)
     fields["seq"] = seq0 + 1
     fields["prev_hash"] = prev
-    h = _entry_hash(key, fields)
+    h = entry_hash(key, fields)
     tx.execute(
         "INSERT INTO audit_log (seq, ts, user_name, role, endpoint, method, area_hash, area_km2, counts, version, "
         "outcome, status, detail, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -365,7 +215,7 @@ def _write_checkpoint(store: Store, key: bytes, seq: int, h: str, *, reason: str
     cp = Checkpoint(log_id(store), int(seq), str(h), dt.datetime.now(dt.UTC).isoformat(timespec="microseconds"),
                     reason)
     payload = {**asdict(cp), "pid": os.getpid()}
-    line = json.dumps({**payload, "mac": _mac(key, "audit-checkpoint", payload)}, sort_keys=True,
+    line = json.dumps({**payload, "mac": mac(key, "audit-checkpoint", payload)}, sort_keys=True,
                       ensure_ascii=False, separators=(",", ":"))
     path = audit_dir(store)
     path.mkdir(parents=True, exist_ok=True)
@@ -379,7 +229,7 @@ def checkpoint(store: Store, *, reason: str = "on demand") -> Checkpoint | None:
     If this process saw a newer entry than the head now shows (the head moved back), that entry is checkpointed
     too, so :func:`verify` reports the truncation.
     """
-    _ensure(store)
+    ensure_schema(store)
     key = load_key(store, create=True)
     assert key is not None
     seq, h = store.query("SELECT seq, hash FROM audit_head WHERE id = 1")[0]
@@ -399,18 +249,12 @@ def checkpoint(store: Store, *, reason: str = "on demand") -> Checkpoint | None:
 def _store_area(store: Store, tx: Any, ahash: str, geojson: str, km2: float) -> None:
     if tx.query("SELECT 1 FROM audit_areas WHERE area_hash = ?", (ahash,)):
         return
-    if store.dialect == "postgresql" and _postgis(store):
+    if store.dialect == "postgresql" and has_postgis(store):
         tx.execute("INSERT INTO audit_areas (area_hash, geojson, area_km2, geom) "
                    "VALUES (?, ?, ?, ST_SetSRID(ST_GeomFromGeoJSON(?), 4326)) ON CONFLICT DO NOTHING",
                    (ahash, geojson, km2, geojson))
     else:
         tx.execute("INSERT INTO audit_areas (area_hash, geojson, area_km2) VALUES (?, ?, ?)", (ahash, geojson, km2))
-
-
-def _postgis(store: Store) -> bool:
-    from twin.store.pg import has_postgis
-
-    return has_postgis(store)
 
 
 def _row_to_entry(row: tuple) -> Entry:
@@ -426,14 +270,14 @@ _SELECT = ("SELECT seq, ts, user_name, role, endpoint, method, area_hash, area_k
 
 def head_seq(store: Store) -> int:
     """Number of the last entry (0 for an empty log)."""
-    _ensure(store)
+    ensure_schema(store)
     return int(store.query("SELECT seq FROM audit_head WHERE id = 1")[0][0])
 
 
 def entries(store: Store, *, since_seq: int = 0, user: str | None = None, limit: int | None = None,
             batch: int = 5000) -> Iterator[Entry]:
     """Entries with ``seq > since_seq`` in order (optionally one user's), read in batches."""
-    _ensure(store)
+    ensure_schema(store)
     last = since_seq
     n = 0
     while True:
@@ -471,7 +315,7 @@ def verify(store: Store) -> VerifyReport:
     non-empty log; checks every area footprint against the area hash its entries carry. Returns a
     :class:`VerifyReport` whose ``first_broken_seq`` is the first entry altered, forged, removed or relinked.
     """
-    _ensure(store)
+    ensure_schema(store)
     key = load_key(store, create=False)
     found = _Findings()
     cps, bad_lines = _read_checkpoints(store, key)
@@ -493,8 +337,8 @@ def verify(store: Store) -> VerifyReport:
             broken = True
         else:
             fields = e.to_dict()
-            fields["area_km2"] = _canonical_km2(e.area_km2)
-            if not hmac.compare_digest(_entry_hash(key, fields), e.hash):
+            fields["area_km2"] = canonical_km2(e.area_km2)
+            if not hmac.compare_digest(entry_hash(key, fields), e.hash):
                 found.add(e.seq, "the entry's content does not match its keyed hash (it was edited, or forged "
                                  "without the audit key).")
                 broken = True
@@ -542,12 +386,12 @@ def _read_checkpoints(store: Store, key: bytes | None) -> tuple[list[Checkpoint]
     for i, line in enumerate(read_lines(path), 1):
         try:
             obj = json.loads(line)
-            mac = obj.pop("mac")
+            sig = obj.pop("mac")
             cp = Checkpoint(str(obj["log"]), int(obj["seq"]), str(obj["hash"]), str(obj["ts"]), str(obj["reason"]))
         except (ValueError, KeyError, TypeError, AttributeError):
             bad.append(f"{path.name} line {i} is not a checkpoint (the file was edited).")
             continue
-        if key is None or not hmac.compare_digest(_mac(key, "audit-checkpoint", obj), str(mac)):
+        if key is None or not hmac.compare_digest(mac(key, "audit-checkpoint", obj), str(sig)):
             bad.append(f"{path.name} line {i} has a bad signature (altered, forged, or signed with another key).")
         elif cp.log == me:
             good.append(cp)
@@ -568,7 +412,7 @@ def _check_checkpoints(cps: list[Checkpoint], bad_lines: list[str], hashes: dict
 
 
 def _check_footprints(store: Store, area_first: dict[str, int], found: _Findings) -> None:
-    geom = store.dialect == "postgresql" and _postgis(store)
+    geom = store.dialect == "postgresql" and has_postgis(store)
     rows = store.query("SELECT area_hash, geojson" + (", ST_AsBinary(geom)" if geom else ", NULL")
                        + " FROM audit_areas ORDER BY area_hash")
     stored = set()
@@ -598,8 +442,8 @@ def entries_touching(store: Store, geom: BaseGeometry, *, limit: int = 1000) -> 
 
     Uses the PostGIS GiST index when the store is PostgreSQL with PostGIS, else shapely over stored footprints.
     """
-    _ensure(store)
-    if store.dialect == "postgresql" and _postgis(store):
+    ensure_schema(store)
+    if store.dialect == "postgresql" and has_postgis(store):
         rows = store.query(
             "SELECT area_hash FROM audit_areas WHERE ST_Intersects(geom, ST_SetSRID(ST_GeomFromGeoJSON(?), 4326))",
             (shapely.to_geojson(geom),))
