@@ -232,7 +232,7 @@ def _rebalance_section(ctx: EditContext) -> None:
             res = twin.rebalance(ctx.t, n, partition=p, time_budget_s=30.0)
             actions.set_preview(ctx.t, p, res.partition, base=ctx.base, op="rebalance",
                                 title=f"re-partition into {n} grids", moved_share=res.moved_share,
-                                seconds=time.perf_counter() - t0, text=res.to_text())
+                                seconds=time.perf_counter() - t0, text=res.to_text(), figures=res.figures())
         except twin.TwinError as e:
             actions.fail("rebalance", str(e))
     st.rerun()

@@ -5,11 +5,13 @@ and the Commit / Discard buttons. Numbers come from :func:`twin.partition.balanc
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import pandas as pd
 import streamlit as st
 
 from apps.edit import actions
+from twin.partition.rebalance import latest_baselines
 
 __all__ = ["preview_section", "touched_table"]
 
@@ -57,6 +59,32 @@ def _names(grids: pd.DataFrame, status: str) -> str:
     return "、".join(names)
 
 
+_FIGURES = ("cv", "max_dev", "polsby_popper", "moved_share", "seconds")
+
+
+def baselines_frame(figures: dict[str, Any], latest: dict[str, Any] | None) -> pd.DataFrame:
+    """This proposal's figures (:meth:`twin.partition.rebalance.RebalanceResult.figures`) next to every baseline of
+    the latest ``benchmarks/rebalance.py`` run (:func:`twin.partition.rebalance.latest_baselines`; none if absent)."""
+    rows = [{"method": "this proposal (twin.rebalance)", "communities": "all", **{k: figures.get(k) for k in _FIGURES}}]
+    for name, b in ((latest or {}).get("baselines") or {}).items():
+        rows.append({"method": name, "communities": b.get("communities"), **{k: b.get(k) for k in _FIGURES}})
+        same = b.get("ours_same") or {}
+        if same:  # twin.rebalance on the communities that baseline reached: the like-for-like comparison
+            rows.append({"method": "  twin.rebalance, same communities", "communities": b.get("communities"),
+                         **{k: same.get(k) for k in _FIGURES}})
+    return pd.DataFrame(rows, columns=["method", "communities", *_FIGURES])
+
+
+def _baselines_table(figures: dict[str, Any]) -> None:
+    latest = latest_baselines()
+    st.dataframe(baselines_frame(figures, latest), hide_index=True, key="ed_baselines",
+                 column_config={"max_dev": st.column_config.NumberColumn(format="percent"),
+                                "moved_share": st.column_config.NumberColumn(format="percent")})
+    st.caption("Baselines: " + (f"benchmarks/rebalance.py run at {latest.get('run_at')} (load "
+                                f"{latest.get('load_average')}); each on the communities it reached"
+                                if latest else "no benchmark run yet (python benchmarks/rebalance.py)"))
+
+
 def preview_section(error_here: Callable[[str], None]) -> None:
     """The previewed edit, if any, with its commit form (``error_here("commit")`` shows a failed commit right
     under the Commit button)."""
@@ -80,6 +108,8 @@ def preview_section(error_here: Callable[[str], None]) -> None:
         cols[2].metric("Residents moved", f"{100 * pv['moved_share']:.2f} %", help=f"{pv['seconds']:.1f} s")
     else:
         cols[2].metric("Grids touched", f"{len(eff.grids)}")
+    if "figures" in pv:
+        _baselines_table(pv["figures"])
     table = touched_table(grids)
     st.dataframe(table, hide_index=True, height=min(36 * (len(table) + 1), 260), key="ed_preview_table")
     st.caption(_community_caption(eff.communities))
