@@ -114,7 +114,7 @@ def test_move_and_redraw_report_the_grids_whose_cells_changed() -> None:
 
 @pytest.mark.parametrize(("op", "fields", "missing"), [
     ("move_cells", {"to_grid": "C1002"}, "cells"),
-    ("move_cells", {"cells": [1]}, "to_grid"),
+    ("move_cells", {"cells": [int(P.cells[0])]}, "to_grid"),
     ("move_area", {"to_grid": "C1001"}, "geometry"),
     ("move_area", {"geometry": box(113.1, 23.0, 113.2, 23.1)}, "to_grid"),
     ("split_grid", {"k": 2}, "grid_code"),
@@ -133,7 +133,9 @@ def test_unknown_op() -> None:
 
 
 def test_fields_of_the_wrong_kind_are_validation_errors() -> None:
-    with pytest.raises(ValidationError, match="cell 'zz' is not an H3 cell id"):
+    with pytest.raises(ValidationError, match="cell 1 is not an H3 res-11 cell id"):  # a number, not a cell
+        apply_edit(P, EditOp("move_cells", cells=[1], to_grid="C1002"))
+    with pytest.raises(ValidationError, match="cell 'zz' is not an H3 res-11 cell id"):
         apply_edit(P, EditOp("move_cells", cells=["zz"], to_grid="C1002"))
     with pytest.raises(ValidationError, match="'cells' must be a list"):
         apply_edit(P, EditOp("move_cells", cells="8b4117", to_grid="C1002"))  # type: ignore[arg-type]
