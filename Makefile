@@ -45,6 +45,7 @@ validate: twin
 
 # Debian packages the tests need, installed when missing (as root; printed): chromium, fonts-noto-cjk, postgresql and
 # postgresql-<major>-postgis-3 for the server twin.store.pg starts (e.g. postgresql-15-postgis-3), or postgresql-postgis.
+# They pull in, among others, postgresql-15-postgis-3-scripts, gdal-plugins and xdg-utils (dependencies, not picked).
 system-deps:
 	@bash scripts/system-deps.sh
 
