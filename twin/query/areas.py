@@ -276,6 +276,8 @@ def _warn_if_gcj02(coords: np.ndarray, dist: BaseGeometry, warnings: list[str]) 
     pts = coords[:: max(1, len(coords) // _GCJ_SAMPLE)]
     x, y = pts[:, 0], pts[:, 1]
     asis = float(shapely.contains_xy(dist, x, y).mean())
+    if asis >= 0.97:  # the warning needs conv − asis > 0.03: impossible here, so skip the (iterative) conversion
+        return
     cx, cy = gcj02_to_wgs84(x, y)
     conv = float(shapely.contains_xy(dist, cx, cy).mean())
     if conv - asis > 0.03 and conv > 0.5:
