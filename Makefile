@@ -43,7 +43,7 @@ demo-state: twin  ## a synthetic incident history for the map (only if the store
 validate: twin
 	$(BIN)/twin validate --twin $(TWIN_DIR)
 
-# Debian packages the tests need, installed when missing (as root; printed): chromium, fonts-noto-cjk, postgresql and
+# Debian packages the tests need, installed when missing (as root; printed): chromium, fonts-noto-cjk, wrk, postgresql and
 # postgresql-<major>-postgis-3 for the server twin.store.pg starts (e.g. postgresql-15-postgis-3), or postgresql-postgis.
 # They pull in, among others, postgresql-15-postgis-3-scripts, gdal-plugins and xdg-utils (dependencies, not picked).
 system-deps:

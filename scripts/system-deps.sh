@@ -3,6 +3,7 @@
 #
 #   chromium        the browser tests (driven by npm playwright-core)
 #   fonts-noto-cjk  Chinese labels in the browser screenshots
+#   wrk             the HTTP load generator of benchmarks/load.py (a C client: it does not eat the server's CPU)
 #   postgresql + postgresql-<major>-postgis-3
 #                   the PostgreSQL + PostGIS store tests; <major> is the server twin.pg starts (the newest
 #                   /usr/lib/postgresql/<major>/bin); where the registry has no PostGIS for that major (an image
@@ -19,6 +20,7 @@ have() { command -v "$1" >/dev/null 2>&1; }
 installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
 
 have chromium || missing+=(chromium)
+have wrk || missing+=(wrk)
 installed fonts-noto-cjk || ls /usr/share/fonts/opentype/noto/NotoSansCJK* >/dev/null 2>&1 || missing+=(fonts-noto-cjk)
 
 newest_pg_major() {  # the server twin.pg.postgres_bindir() picks when none has PostGIS yet

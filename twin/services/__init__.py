@@ -1,0 +1,1 @@
+"""No-application services (无感服务): declared rules evaluated over the live twin."""
