@@ -1,4 +1,4 @@
-"""Partition versions in the shared store: commit with optimistic concurrency, history, diff, undo, time travel.
+"""Partition versions in the shared store: commit with optimistic concurrency, history, diff, undo/redo, time travel.
 
 Each version is one row of ``partition_versions``: integer ``version`` id, ``parent``, ``author``, ``created_at``
 (UTC ISO 8601), ``reason``, the cell → grid assignment as a zlib-compressed ``int32`` BLOB (index into the grid
@@ -8,8 +8,13 @@ it is recorded the first time the store is used with that twin.
 
 Commits are atomic (one transaction: insert the version, move the head) and optimistic: ``commit(...,
 base_version=v)`` raises :class:`twin.errors.ConflictError` naming the head when ``v`` is no longer the head, so
-two editors starting from the same version never overwrite each other silently. Undo and roll-back add a new
-version whose content equals the earlier one; history is never rewritten.
+two editors starting from the same version never overwrite each other silently. Undo, redo and roll-back add a new
+version whose content equals an earlier one; history is never rewritten.
+
+Undo and redo are multi-level, as in an editor: ``partition_undo`` records, for each version written by
+:func:`undo` or :func:`redo`, the version whose edit state it restores (``state``) and the redo stack (the undone
+versions, next first). Undoing again walks further back along the parents of the restored states; redo walks the
+stack forward; an ordinary commit (or roll-back) on top clears the stack.
 """
 
 from __future__ import annotations
@@ -56,6 +61,9 @@ __all__ = [
     "commit",
     "load_partition",
     "undo",
+    "redo",
+    "undo_target",
+    "redo_target",
     "rollback",
     "diff_versions",
     "checkout",
@@ -78,6 +86,12 @@ _SCHEMA = (
         grids_json TEXT NOT NULL
     )""",
     "CREATE TABLE IF NOT EXISTS partition_head (name TEXT PRIMARY KEY, version BIGINT NOT NULL)",
+    """CREATE TABLE IF NOT EXISTS partition_undo (
+        version BIGINT PRIMARY KEY,
+        kind TEXT NOT NULL,
+        state BIGINT NOT NULL,
+        redo_stack TEXT NOT NULL
+    )""",
 )
 
 # Test hook: called inside the commit transaction after the new version row is written and before the head
@@ -317,23 +331,81 @@ def load_partition(store: Store, twin: Twin, version: int | str = "head") -> Par
 
 
 def _content_commit(store: Store, twin: Twin, source: int, *, base_version: int | str | None, author: str,
-                    reason: str) -> int:
+                    reason: str, undo_row: tuple[str, int, list[int]] | None = None,
+                    audit: Callable[[Transaction, int], object] | None = None) -> int:
+    """Commit a new version whose content equals ``source``; ``undo_row`` (kind, state, redo stack) is written in
+    the same transaction."""
     p = load_partition(store, twin, source)
     base = head_version(store) if base_version is None else base_version
-    return commit(store, p, base_version=base, author=author, reason=reason)
+
+    def write(tx: Transaction, vid: int) -> None:
+        if undo_row is not None:
+            tx.execute("INSERT INTO partition_undo (version, kind, state, redo_stack) VALUES (?, ?, ?, ?)",
+                       (vid, undo_row[0], int(undo_row[1]), json.dumps([int(v) for v in undo_row[2]])))
+        if audit is not None:
+            audit(tx, vid)
+
+    return commit(store, p, base_version=base, author=author, reason=reason, audit=write)
+
+
+def _undo_chain(store: Store, version: int) -> tuple[int, list[int]]:
+    """(the version whose edit state ``version`` holds, its redo stack): itself and ``[]`` for an ordinary commit."""
+    rows = store.query("SELECT state, redo_stack FROM partition_undo WHERE version = ?", (int(version),))
+    return (int(rows[0][0]), [int(v) for v in json.loads(rows[0][1])]) if rows else (int(version), [])
+
+
+def undo_target(store: Store, version: int | str = "head") -> int | None:
+    """The version an undo from ``version`` restores (the parent of the edit state it holds; ``None``: nothing to
+    undo, i.e. the base). Repeated undos walk back one edit each."""
+    state, _ = _undo_chain(store, resolve_version(store, version))
+    parent = version_info(store, state).parent
+    return None if parent is None else _undo_chain(store, parent)[0]
+
+
+def redo_target(store: Store, version: int | str = "head") -> int | None:
+    """The version a redo from ``version`` restores (the last one undone), or ``None`` when there is nothing to redo
+    (``version`` is not an undo/redo, or its undos were all redone)."""
+    stack = _undo_chain(store, resolve_version(store, version))[1]
+    return stack[0] if stack else None
 
 
 def undo(store: Store, twin: Twin, *, author: str, base_version: int | str | None = None,
-         reason: str | None = None) -> int:
-    """Undo the head: a new version whose content equals the head's parent. ``base_version`` (default: the
-    head as read now) guards against undoing someone else's newer edit (``ConflictError``)."""
+         reason: str | None = None, audit: Callable[[Transaction, int], object] | None = None) -> int:
+    """Undo the last edit of the head: a new version whose content equals the state before it. Multi-level: an
+    undo of an undo goes one more edit back (:func:`undo_target`); :func:`redo` goes forward again.
+
+    ``base_version`` (default: the head as read now) guards against undoing someone else's newer edit
+    (``ConflictError``); :class:`PartitionError` when there is nothing to undo (the base partition).
+    """
     ensure_base(store, twin)
     head = head_version(store) if base_version is None else resolve_version(store, base_version)
-    info = version_info(store, head)
-    if info.parent is None:
-        raise PartitionError(f"version {head} has no parent: nothing to undo.")
-    return _content_commit(store, twin, info.parent, base_version=head, author=author,
-                           reason=reason or f"undo version {head} (back to version {info.parent})")
+    state, stack = _undo_chain(store, head)
+    target = undo_target(store, head)
+    if target is None:
+        raise PartitionError(f"version {head} has no parent: nothing to undo."
+                             if state == head else f"version {head} is back at the base partition: nothing to undo.")
+    return _content_commit(store, twin, target, base_version=head, author=author,
+                           reason=reason or f"undo version {state} (back to version {target})",
+                           undo_row=("undo", target, [state, *stack]), audit=audit)
+
+
+def redo(store: Store, twin: Twin, *, author: str, base_version: int | str | None = None,
+         reason: str | None = None, audit: Callable[[Transaction, int], object] | None = None) -> int:
+    """Redo the last undone edit: a new version whose content equals it (:func:`redo_target`). Redos walk forward
+    through everything undone in a row; an ordinary commit after an undo leaves nothing to redo.
+
+    ``base_version`` (default: the head) must be the head (``ConflictError`` otherwise); :class:`PartitionError`
+    when there is nothing to redo.
+    """
+    ensure_base(store, twin)
+    head = head_version(store) if base_version is None else resolve_version(store, base_version)
+    stack = _undo_chain(store, head)[1]
+    if not stack:
+        raise PartitionError(f"nothing to redo from version {head}: redo follows an undo (and an edit committed "
+                             "after an undo ends what can be redone).")
+    return _content_commit(store, twin, stack[0], base_version=head, author=author,
+                           reason=reason or f"redo version {stack[0]}", undo_row=("redo", stack[0], stack[1:]),
+                           audit=audit)
 
 
 def rollback(store: Store, twin: Twin, to_version: int | str, *, author: str,
