@@ -21,7 +21,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,7 @@ import pandas as pd
 
 from twin.access.roles import DISTRICT, Role
 from twin.errors import ConflictError, NotFoundError, ValidationError
+from twin.incidents import _derived
 from twin.incidents._rows import (
     FIELDS,
     SCHEMA,
@@ -54,6 +55,7 @@ from twin.incidents.dispatch import (
 )
 from twin.incidents.lifecycle import OPEN_STATES, Incident, Transition, as_time, new_incident, transition
 from twin.model import Twin
+from twin.store.feed import ensure_feed, publish
 from twin.store.sql import Store, Transaction, open_store
 
 _BATCH = 100  # rows per multi-row INSERT (7 parameters each; well under SQLite's and PostgreSQL's limits)
@@ -68,34 +70,79 @@ __all__ = [
     "escalate_incident",
     "board_for",
     "TIME_COLUMNS",
+    "FEED_FIELDS",
+    "feed_payload",
 ]
+
+#: Incident fields in a feed event (no personal fields: reporter, description and attachments stay out).
+FEED_FIELDS = ("id", "version", "state", "category", "severity", "channel", "level", "handler_code", "assignee",
+               "grid_code", "community_code", "town_code", "lng", "lat", "reported_at", "updated_at", "deadline",
+               "linked_reports")
+_UNITS = ("grid_code", "community_code", "town_code")
+# the queue's keyset order (newest report first) inside the caller's units
+_LIST_INDEXES = [
+    "CREATE INDEX IF NOT EXISTS incidents_time_id ON incidents (reported_at, id)",
+    "CREATE INDEX IF NOT EXISTS incidents_grid_time ON incidents (grid_code, reported_at, id)",
+    "CREATE INDEX IF NOT EXISTS incidents_comm_time ON incidents (community_code, reported_at, id)",
+    "CREATE INDEX IF NOT EXISTS incidents_town_time ON incidents (town_code, reported_at, id)",
+]
+
+
+def feed_payload(inc: Incident) -> dict[str, Any]:
+    """The incident as a feed event payload (:data:`FEED_FIELDS`; times ISO-8601 CST)."""
+    out: dict[str, Any] = {}
+    for k in FEED_FIELDS:
+        v = getattr(inc, k)
+        out[k] = v.isoformat() if isinstance(v, dt.datetime) else v
+    return out
+
+
+def _stored(inc: Incident) -> dict[str, Any]:
+    """The stored values of ``inc`` by column (what :mod:`._derived` reads)."""
+    d = dict(zip(FIELDS, incident_to_row(inc), strict=True))
+    d["id"] = inc.id
+    return d
 
 class IncidentStore:
     """Incident tables on a :class:`twin.store.sql.Store` (creates them on first use)."""
 
     def __init__(self, store: Store) -> None:
         self.store = store
-        store.ensure_schema("incidents", SCHEMA)
+        store.ensure_schema("incidents", SCHEMA + _derived.SCHEMA + _LIST_INDEXES)
+        ensure_feed(store)
+        _derived.rebuild_if_missing(store)
 
     # -- incidents -----------------------------------------------------------------------------------------
-    def add(self, incident: Incident, *, actor: str, tx: Transaction | None = None) -> Incident:
-        """Insert a new incident (state ``reported`` or later for imported history) and its ``report`` record."""
+    def add(self, incident: Incident, *, actor: str, tx: Transaction | None = None,
+            units: Mapping[str, str] | None = None) -> Incident:
+        """Insert a new incident (state ``reported`` or later for imported history) and its ``report`` record.
+
+        ``units`` (``grid_code``/``community_code``/``town_code`` of the point in the current partition) scopes the
+        ``incident.created`` feed event of a case not dispatched yet; without it such an event is district-only.
+        """
         if incident.id is not None:
             raise ValidationError(f"incident already has id {incident.id}; add() stores new incidents only.")
         inc = dataclasses.replace(incident, version=1, updated_at=incident.updated_at or incident.reported_at)
         if tx is None:
             with self.store.transaction() as tx2:
-                return self._add(tx2, inc, actor)
-        return self._add(tx, inc, actor)
+                return self._add(tx2, inc, actor, units)
+        return self._add(tx, inc, actor, units)
 
-    def _add(self, tx: Transaction, inc: Incident, actor: str) -> Incident:
+    def _add(self, tx: Transaction, inc: Incident, actor: str, units: Mapping[str, str] | None = None) -> Incident:
         cols = ", ".join(FIELDS)
         marks = ", ".join("?" for _ in FIELDS)
         new_id = tx.insert(f"INSERT INTO incidents ({cols}) VALUES ({marks})", incident_to_row(inc))
         inc = dataclasses.replace(inc, id=new_id)
         self._log(tx, Transition(new_id, "report", "", "reported", actor, inc.reported_at,
                                  f"via {inc.channel}", {"category": inc.category}))
+        _derived.apply_change(tx, None, _stored(inc))
+        self._publish(tx, "incident.created", inc, units)
         return inc
+
+    def _publish(self, tx: Transaction, kind: str, inc: Incident, units: Mapping[str, str] | None = None) -> None:
+        """The feed event of an incident write (last in ``tx``), scoped by its stored units (else ``units``)."""
+        codes = {k: getattr(inc, k) for k in _UNITS} if inc.grid_code else {k: (units or {}).get(k) for k in _UNITS}
+        publish(tx, kind, feed_payload(inc), **codes)
 
     def get(self, incident_id: int) -> Incident:
         """The stored incident; :class:`NotFoundError` for an unknown id."""
@@ -120,6 +167,8 @@ class IncidentStore:
             raise ValidationError("save() needs a stored incident (id is None); use add() first.")
         sets = ", ".join(f"{c} = ?" for c in FIELDS if c != "version")
         vals = [v for c, v in zip(FIELDS, incident_to_row(new), strict=True) if c != "version"]
+        old = tx.query(f"SELECT {', '.join(_derived.ROW_COLUMNS)} FROM incidents WHERE id = ? AND version = ?",
+                       (new.id, new.version))
         cur = tx.execute(f"UPDATE incidents SET {sets}, version = version + 1 WHERE id = ? AND version = ?",
                          [*vals, new.id, new.version])
         if cur.rowcount != 1:
@@ -131,7 +180,10 @@ class IncidentStore:
                 f"{row[0][0]} in state {row[0][1]!r}); reload it and try {record.action!r} again."
             )
         self._log(tx, dataclasses.replace(record, incident_id=new.id))
-        return dataclasses.replace(new, version=new.version + 1)
+        saved = dataclasses.replace(new, version=new.version + 1)
+        _derived.apply_change(tx, dict(zip(_derived.ROW_COLUMNS, old[0], strict=True)), _stored(saved))
+        self._publish(tx, "incident.updated", saved)
+        return saved
 
     def _log(self, tx: Transaction, r: Transition) -> None:
         tx.execute(
@@ -222,11 +274,14 @@ class IncidentStore:
     # -- workers --------------------------------------------------------------------------------------------
     def set_worker_status(
         self, worker_id: str, *, status: str, now: dt.datetime | str, lng: float | None = None,
-        lat: float | None = None, expected_version: int | None = None,
+        lat: float | None = None, expected_version: int | None = None, grid_code: str | None = None,
+        community_code: str | None = None, town_code: str | None = None,
     ) -> int:
         """Set a worker's live status (``online``/``offline``) and last position; returns the new version.
 
-        With ``expected_version`` the write is a compare-and-set (:class:`ConflictError` when stale).
+        With ``expected_version`` the write is a compare-and-set (:class:`ConflictError` when stale). The change is
+        published as a ``worker.status`` feed event scoped by the worker's ``grid_code`` (and ``community_code``,
+        ``town_code`` when given) in the same transaction.
         """
         if status not in ("online", "offline"):
             raise ValidationError(f"worker status must be 'online' or 'offline', got {status!r}.")
@@ -240,15 +295,20 @@ class IncidentStore:
                                         f"you expected version {expected_version}.")
                 tx.execute("INSERT INTO worker_status (worker_id, status, lng, lat, updated_at, version) "
                            "VALUES (?, ?, ?, ?, ?, 1)", (worker_id, status, lng, lat, at))
-                return 1
-            ver = int(row[0][0])
-            if expected_version is not None and expected_version != ver:
-                raise ConflictError(f"worker {worker_id} status changed (version {ver}, you had {expected_version}).")
-            tx.execute("UPDATE worker_status SET status = ?, lng = ?, lat = ?, updated_at = ?, version = ? "
-                       "WHERE worker_id = ? AND version = ?",
-                       (status, row[0][1] if lng is None else lng, row[0][2] if lat is None else lat, at, ver + 1,
-                        worker_id, ver))
-            return ver + 1
+                ver, pos = 1, (lng, lat)
+            else:
+                ver = int(row[0][0])
+                if expected_version is not None and expected_version != ver:
+                    raise ConflictError(f"worker {worker_id} status changed (version {ver}, you had {expected_version}).")
+                pos = (row[0][1] if lng is None else lng, row[0][2] if lat is None else lat)
+                tx.execute("UPDATE worker_status SET status = ?, lng = ?, lat = ?, updated_at = ?, version = ? "
+                           "WHERE worker_id = ? AND version = ?", (status, *pos, at, ver + 1, worker_id, ver))
+                ver += 1
+            publish(tx, "worker.status", {"worker_id": worker_id, "status": status, "lng": pos[0], "lat": pos[1],
+                                          "updated_at": as_time(now).isoformat(), "status_version": ver,
+                                          "grid_code": grid_code},
+                    grid_code=grid_code, community_code=community_code, town_code=town_code)
+            return ver
 
     def worker_status(self) -> pd.DataFrame:
         """Stored live status and last position (WGS84) per worker: ``worker_id``, ``status``, ``lng``, ``lat``,
@@ -289,6 +349,7 @@ class IncidentStore:
                 chunk = flat[i:i + _BATCH]
                 tx.execute(head + ", ".join(["(?, ?, ?, ?, ?, ?, ?, '{}')"] * len(chunk)),
                            [v for row in chunk for v in row])
+            _derived.add_rows(tx, [{"id": int(i), **dict(zip(FIELDS, r, strict=True))} for i, r in zip(ids, rows)])
         return ids
 
     def delete_synthetic(self) -> int:
@@ -299,6 +360,7 @@ class IncidentStore:
             tx.execute(f"DELETE FROM incident_transitions WHERE incident_id IN ({sub})")
             tx.execute(f"DELETE FROM incident_links WHERE incident_id IN ({sub})")
             tx.execute("DELETE FROM incidents WHERE synthetic = 1")
+            _derived.rebuild(tx)
         return n
 
 
@@ -330,7 +392,7 @@ def report_incident(
     becomes a new case, so linking never reveals another unit's incident.
     """
     inc = new_incident(catalogue, **fields)
-    locate(t, inc.lng, inc.lat)  # reject points outside every grid before writing anything
+    loc = locate(t, inc.lng, inc.lat)  # reject points outside every grid before writing anything
     lo = iso(inc.reported_at - dt.timedelta(hours=window_h))
     marks = ", ".join("?" for _ in OPEN_STATES)
     cols = ["id", *FIELDS]
@@ -347,7 +409,9 @@ def report_incident(
         if dup is not None:
             master = row_to_incident(cols, next(r for r in rows if r[0] == dup))
             return istore.link(tx, master, inc, actor=actor), True
-        stored = istore.add(inc, actor=actor, tx=tx)
+        stored = istore.add(inc, actor=actor, tx=tx, units={"grid_code": loc.grid_code,
+                                                             "community_code": loc.community_code,
+                                                             "town_code": loc.town_code})
     if auto_dispatch and stored.id is not None:
         stored = dispatch_incident(istore, t, catalogue, stored.id, actor=actor, now=now or stored.reported_at)
     return stored, False

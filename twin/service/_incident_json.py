@@ -12,12 +12,14 @@ import pandas as pd
 
 from twin.access.roles import Role
 from twin.encoding import loads
-from twin.incidents.lifecycle import Incident, allowed_actions, as_time
+from twin.incidents.lifecycle import CST, Incident, allowed_actions, as_time
+from twin.incidents.store import TIME_COLUMNS
 
-__all__ = ["PERSONAL_FIELDS", "iso", "incident_dict", "frame_rows"]
+__all__ = ["PERSONAL_FIELDS", "iso", "incident_dict", "frame_rows", "stored_rows"]
 
 #: Fields about people (the reporter and what they said); never shown to analysts.
 PERSONAL_FIELDS = ("reporter", "description", "attachments")
+_CODES = ("grid_code", "community_code", "town_code", "assignee", "level", "handler_code")
 
 
 def iso(v: object) -> str | None:
@@ -60,6 +62,39 @@ def frame_rows(df: pd.DataFrame, role: Role, overdue: np.ndarray) -> list[dict[s
                 row[k] = loads(v or "[]") if isinstance(v, str) else list(v or [])
             elif isinstance(v, pd.Timestamp | dt.datetime) or v is pd.NaT:
                 row[k] = iso(v)
+            else:
+                row[k] = v
+        row["overdue"] = bool(late)
+        row["allowed_actions"] = allowed_actions(str(r["state"]))
+        out.append(row)
+    return out
+
+
+def _time_text(v: str | None) -> str | None:
+    return None if v is None else dt.datetime.fromisoformat(v).astimezone(CST).isoformat()
+
+
+def stored_rows(rows: list[dict[str, Any]], role: Role, overdue: list[bool]) -> list[dict[str, Any]]:
+    """Rows of stored values (:func:`twin.incidents.queries.list_page`) as :func:`frame_rows` writes them: the same
+    keys in the same order and the same JSON values, without a frame."""
+    out = []
+    for r, late in zip(rows, overdue, strict=True):
+        row: dict[str, Any] = {}
+        for k, v in r.items():
+            if k.endswith("_now") or (k in PERSONAL_FIELDS and not role.can_see_records):
+                continue
+            if k == "cell":
+                row[k] = format(int(v), "x") if v else None
+            elif k == "attachments":
+                row[k] = loads(v or "[]")
+            elif k in TIME_COLUMNS:
+                row[k] = _time_text(v)
+            elif k in ("answered_at_once", "synthetic"):
+                row[k] = bool(v)
+            elif k == "satisfaction":
+                row[k] = None if v is None else float(v)
+            elif k in _CODES:
+                row[k] = "" if v is None else str(v)
             else:
                 row[k] = v
         row["overdue"] = bool(late)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import math
 from typing import Annotated, Any, Literal
 
-import numpy as np
 import pandas as pd
 import shapely
 from fastapi import APIRouter, Query, Request
@@ -25,11 +24,12 @@ from twin.access.policy import MAX_PAGE_SIZE, record_scope
 from twin.encoding import loads
 from twin.errors import ConflictError, InvalidTransition, NotFoundError, PermissionDenied, ValidationError
 from twin.incidents.dispatch import dispatch, escalate, locate, reassign
-from twin.incidents.lifecycle import STATES, Incident, Transition, allowed_actions, overdue_mask, transition
+from twin.incidents.lifecycle import STATES, Incident, Transition, allowed_actions, transition
+from twin.incidents.queries import ListFilter, list_page, stats_rows
 from twin.incidents.stats import STAT_COLUMNS, incident_stats, period_bounds
 from twin.incidents.store import board_for, report_incident
 from twin.model import Twin
-from twin.service._incident_json import PERSONAL_FIELDS, frame_rows, incident_dict, iso
+from twin.service._incident_json import PERSONAL_FIELDS, incident_dict, iso, stored_rows
 from twin.service._incident_scope import (
     LEVEL_COL,
     get_scoped,
@@ -134,11 +134,17 @@ def incidents_stats(request: Request, a: Audited,
     svc = service(request)
     t, vid = svc.twins.at(None)
     a.version = vid
-    df = scoped_frame(svc.incidents().istore, a.role, t, since=since, until=until)
-    stats = incident_stats(df, by=by, period=period.upper() if period else None,
-                           now=None if now is None else client_time(now, what="now"))
-    rows = _stat_rows(stats)
-    a.counts = {"incidents": len(df), "rows": len(rows)}
+    per = period.upper() if period else None
+    t_now = None if now is None else client_time(now, what="now")
+    lo = None if since is None else client_time(since, what="since")
+    hi = None if until is None else client_time(until, what="until")
+    fast = stats_rows(svc.incidents().istore, t, a.role, by=by, period=per, since=lo, until=hi, now=t_now)
+    if fast is not None:  # maintained aggregates + indexed medians (twin.incidents.queries)
+        rows, n = fast
+    else:  # other period aliases (D, W, …): the frame path
+        df = scoped_frame(svc.incidents().istore, a.role, t, since=lo, until=hi)
+        rows, n = _stat_rows(incident_stats(df, by=by, period=per, now=t_now)), len(df)
+    a.counts = {"incidents": n, "rows": len(rows)}
     a.detail = f"by={by} period={period}"
     return json_response({"by": by, "period": period, "since": since, "until": until, "scope": scope_text(a.role),
                           "columns": list(STAT_COLUMNS) + (["overdue_open"] if now is not None else []),
@@ -169,40 +175,33 @@ def incidents_list(request: Request, a: Audited,
                                                        description="reported in: 2026-11, 2026, 2026-11-03")] = None,
                    page: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
                    page_size: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = 100,
+                   after: Annotated[str | None, Query(max_length=80, description="cursor: 'next' of the previous "
+                                                                               "page")] = None,
                    format: Annotated[str, Query(pattern="^(json|geojson)$")] = "json") -> Response:
     """Newest report first. ``overdue`` is evaluated now (open past the deadline, or resolved after it).
-    Analysts get the rows without personal fields."""
+    Analysts get the rows without personal fields. ``next`` is a cursor: pass it as ``after`` for the next page
+    (constant cost however deep; ``page`` still works)."""
     svc = service(request)
     t, vid = svc.twins.at(None)
     a.version = vid
     tables = svc.incidents()
     _check_filters(tables, state, category)
     since, until = period_bounds(period)
-    df = scoped_frame(tables.istore, a.role, t, states=state, categories=category, since=since, until=until,
-                      grid_codes=None if grid_code is None else [grid_code])
-    for col, v in (("grid_code", grid_code), ("community_code", community_code), ("town_code", town_code)):
-        if v is not None:
-            df = df[(df[col + "_now"].astype(str) == v).to_numpy()]
     now_ = now()
-    late = overdue_mask(df, now_) if len(df) else np.zeros(0, dtype=bool)
-    if overdue is not None:
-        keep = late if overdue else ~late
-        df, late = df[keep], late[keep]
-    order: np.ndarray = (np.lexsort((-df["id"].to_numpy(), -df["reported_at"].astype("int64").to_numpy()))
-                         if len(df) else np.zeros(0, dtype=np.int64))
-    df, late = df.iloc[order], late[order]
-    total = len(df)
-    chunk = slice(page * page_size, (page + 1) * page_size)
-    rows = frame_rows(df.iloc[chunk], a.role, late[chunk])
+    f = ListFilter(states=state, categories=category, grid_code=grid_code, community_code=community_code,
+                   town_code=town_code, overdue=overdue, since=since, until=until)
+    found, late, total, nxt = list_page(tables.istore, t, a.role, f, now=now_, page=page, page_size=page_size,
+                                        after=after)
+    rows = stored_rows(found, a.role, late)
     a.counts = {"incidents": len(rows), "total": total}
     if format == "geojson":
         feats = [{"type": "Feature", "id": r["id"], "geometry": Point(r["lng"], r["lat"]), "properties": r}
                  for r in rows]
         return json_response({"type": "FeatureCollection", "features": feats, "total": total, "page": page,
-                              "page_size": page_size})
+                              "page_size": page_size, "next": nxt})
     return json_response({"total": total, "page": page, "page_size": page_size,
                           "pages": (total + page_size - 1) // page_size, "now": now_.isoformat(),
-                          "scope": scope_text(a.role), "incidents": rows})
+                          "scope": scope_text(a.role), "next": nxt, "incidents": rows})
 
 
 def _check_filters(tables: IncidentTables, states: list[str] | None, categories: list[str] | None) -> None:
