@@ -53,6 +53,8 @@ __all__ = [
     "group_sum",
     "cell_areas_km2",
     "partition_cell_areas_km2",
+    "seed_point_index",
+    "building_feature_matrix",
 ]
 
 BIN_DEG = 0.00025
@@ -155,6 +157,13 @@ def point_index(t: Twin) -> PointIndex:
     return idx
 
 
+def seed_point_index(t: Twin, idx: PointIndex) -> None:
+    """Install ``idx`` as the cached :class:`PointIndex` of ``t`` (its current frames): the live twin derives the
+    index of a changed state from a base index plus a delta (:mod:`twin.query._delta`) instead of a full build."""
+    frames = (t.buildings, t.persons, t.dwellings, t.businesses, t.cameras, t.workers)
+    t.cache["query.point_index"] = (frames, t.manifest.get("as_of"), t.cells, idx.cell_ids, idx)
+
+
 def _building_features(t: Twin) -> tuple[tuple[str, ...], np.ndarray, tuple[str, ...]]:
     b = t.buildings
     nb = len(b)
@@ -168,22 +177,36 @@ def _building_features(t: Twin) -> tuple[tuple[str, ...], np.ndarray, tuple[str,
         def pos(bid: np.ndarray) -> np.ndarray:
             return lookup.get_indexer(bid)
 
-    p = t.persons
+    uses = tuple(sorted(str(u) for u in pd.unique(b["use"].astype(str))))
+    return building_feature_matrix(t.persons, t.dwellings, t.businesses, b["use"].astype(str).to_numpy(), pos,
+                                   uses, t.as_of)
+
+
+def building_feature_matrix(persons: pd.DataFrame, dwellings: pd.DataFrame, businesses: pd.DataFrame,
+                            use: np.ndarray, pos: Any, uses: tuple[str, ...],
+                            as_of: Any) -> tuple[tuple[str, ...], np.ndarray, tuple[str, ...]]:
+    """Per-building feature columns (counts of residents by key population on ``as_of``, dwellings, businesses
+    by credit colour, one-hot use over ``uses``) for the buildings whose ``use`` is given; ``pos`` maps
+    ``building_id`` values to rows (-1 = none of these buildings). The one rule of what a building point carries:
+    the full index and the live delta (:mod:`twin.query._delta`) both call it."""
+    nb = len(use)
+    p = persons
     pb = pos(p["building_id"].to_numpy())
-    age = ages_on(p["birth_date"].to_numpy(), t.as_of)
+    age = ages_on(p["birth_date"].to_numpy(), as_of)
     male = (p["sex"] == "M").to_numpy()
+    keep = pb >= 0
 
     def count(mask: np.ndarray | None, where: np.ndarray = pb) -> np.ndarray:
-        return np.bincount(where if mask is None else where[mask], minlength=nb).astype(np.int64)
+        ok = where >= 0 if mask is None else mask & (where >= 0)
+        return np.bincount(where[ok], minlength=nb).astype(np.int64)
 
-    uses = tuple(sorted(str(u) for u in pd.unique(b["use"].astype(str))))
-    use_codes = pd.Categorical(b["use"].astype(str), categories=list(uses)).codes
-    credit = t.businesses["credit"].astype(str).to_numpy()
-    bb = pos(t.businesses["building_id"].to_numpy())
+    use_codes = pd.Categorical(use, categories=list(uses)).codes
+    credit = businesses["credit"].astype(str).to_numpy()
+    bb = pos(businesses["building_id"].to_numpy())
     cols: dict[str, np.ndarray] = {
         "buildings": np.ones(nb, dtype=np.int64),
-        "dwellings": count(None, pos(t.dwellings["building_id"].to_numpy())),
-        "residents": count(None),
+        "dwellings": count(None, pos(dwellings["building_id"].to_numpy())),
+        "residents": count(keep),
         "residents_male": count(male),
         "residents_female": count(~male),
         "businesses": count(None, bb),

@@ -1,0 +1,297 @@
+"""The live twin: the snapshot plus every committed change, as of any date (:class:`LiveTwin`).
+
+The state on date ``D`` is the snapshot plus all committed changes with ``effective_date <= D`` (per record,
+effective dates never go back, so that is well defined). Ages (70+, 80+, 0–14 …) are computed on ``D``; the
+default ``D`` is today, so the default answers move with the calendar (the frozen snapshot keeps
+:data:`twin.model.AS_OF`).
+
+Queries (:func:`twin.summarize_area`, :func:`twin.records_in_area`, :func:`twin.overlay`,
+:func:`twin.query.dossier.grid_dossier` …) run unchanged on :meth:`LiveTwin.twin_on`, a :class:`twin.Twin` whose
+frames are the state on ``D``. Its compiled point index is derived from a base index plus a delta
+(:mod:`twin.query._delta`: new feature rows of the touched buildings, new and demolished building points), so a
+commit is visible at once and queries keep the base's speed; when the delta grows past ``compact_after`` changed
+records, a background thread folds it into a new base (queries keep using the views they hold: never blocked).
+
+>>> live = LiveTwin(twin.load())                                                  # doctest: +SKIP
+>>> live.apply([PersonDies(person_id=7, effective_date=dt.date(2026, 12, 1), author="李敏", reason="certificate")])
+>>> twin.summarize_area(live.twin_on(), area).totals["residents"]                 # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from twin.errors import ValidationError
+from twin.live import events as ev
+from twin.live._frames import Frames, index_delta, materialise
+from twin.live._rules import resolve
+from twin.live._world import COLUMNS, TABLES, World, record_key
+from twin.live.changes import Change
+from twin.model import Twin
+from twin.query._delta import apply_building_delta, building_point_positions
+from twin.query._index import point_index, seed_point_index
+from twin.store.sql import Store, Transaction, open_store
+
+__all__ = ["LiveTwin", "EVENT_COLUMNS"]
+
+EVENT_COLUMNS = ("seq", "set_id", "kind", "effective_date", "author", "reason", "person_id", "household_id",
+                 "dwelling_id", "building_id", "business_id", "fields")
+"""Columns of :meth:`LiveTwin.events_between`."""
+_ID_COLUMNS = ("person_id", "household_id", "dwelling_id", "building_id", "business_id")
+_COMMON = {"kind", "effective_date", "author", "reason", "expected_version"}
+
+
+@dataclass
+class _Base:
+    """Frames of a date at event ``seq`` and (lazily) their point index."""
+
+    seq: int
+    frames: dict[str, pd.DataFrame]
+    pidx: Any = None
+    positions: np.ndarray | None = None
+
+
+@dataclass
+class _DateState:
+    date: dt.date
+    base: _Base
+    view_seq: int = -1
+    frames: Frames | None = None
+    view: Twin | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class LiveTwin:
+    """A twin that changes: ``t`` (the snapshot, never rewritten) + the change events in ``store``.
+
+    Parameters
+    ----------
+    t
+        The loaded snapshot twin (its partition in force is used for grids).
+    store
+        The shared store (default: :func:`twin.store.sql.open_store` for ``t``'s directory).
+    compact_after
+        Fold the delta into a new base (background thread) when more than this many records differ from it.
+    """
+
+    def __init__(self, t: Twin, store: Store | None = None, *, compact_after: int = 20_000) -> None:
+        self.t = t
+        self.store = store if store is not None else open_store(twin_root=t.root)
+        ev.ensure_schema(self.store)
+        self.world = World(t)
+        self.compact_after = int(compact_after)
+        self._events: list[tuple[int, dt.date, list[list[Any]]]] = []
+        self._lock = threading.RLock()
+        self._dates: dict[dt.date, _DateState] = {}
+        self._snapshot = {table: getattr(t, table) for table in TABLES}
+        self._cells = t.cells["cell"].to_numpy(np.uint64)
+        self._compacting: threading.Thread | None = None
+        self.refresh()
+
+    # -- writing ---------------------------------------------------------------------------------------------
+    def apply(self, changes: Change | Sequence[Change], *, role: str = "district") -> ev.CommitResult:
+        """Validate and commit a change set atomically (all changes or none); returns the set's id and seqs.
+
+        Each change is checked against the records including every change committed before it (by any process)
+        and the earlier changes of the same set. Raises :class:`ValidationError`/:class:`NotFoundError` naming the
+        record and the rule, or :class:`ConflictError` when an ``expected_version`` is stale; nothing is stored then.
+        """
+        cs = [changes] if isinstance(changes, Change) else list(changes)
+        if not cs or not all(isinstance(c, Change) for c in cs):
+            raise ValidationError("a change set is a non-empty list of changes (twin.live.changes).")
+        with self._lock:
+            out: list[list[list[Any]]] = []
+
+            def resolve_all(tx: Transaction) -> list[list[list[Any]]]:
+                self.world.begin()
+                out.clear()
+                for i, c in enumerate(cs):
+                    try:
+                        w = resolve(self.world, c, district=self.t.district, cells=self._cells)
+                    except Exception as e:
+                        if len(cs) > 1:
+                            e.args = (f"change {i + 1} of {len(cs)}: {e.args[0] if e.args else e}",)
+                        raise
+                    self.world.apply_event(0, c.effective_date, c.kind, w)
+                    out.append(w)
+                return out
+
+            try:
+                res = ev.write_change_set(self.store, cs, role=role, resolve=resolve_all, after_lock=self._catch_up)
+            except BaseException:
+                if self.world.journal is not None:
+                    self.world.rollback()
+                raise
+            self.world.commit()
+            for seq, c, w in zip(res.seqs, cs, out):
+                self._events.append((seq, c.effective_date, w))
+            self.world.seq = max(self.world.seq, res.seqs[-1])
+        return res
+
+    def refresh(self) -> int:
+        """Read changes committed by other processes; returns the newest seq known."""
+        with self._lock:
+            self._catch_up(self.store)
+            return self.world.seq
+
+    def _catch_up(self, src: Store | Transaction) -> None:
+        for r in ev.read_events(src, since_seq=self.world.seq):
+            self.world.apply_event(r.seq, r.effective_date, r.kind, r.writes)
+            self._events.append((r.seq, r.effective_date, r.writes))
+
+    def version(self, table: str, rid: int) -> int:
+        """A record's version: the number of committed changes that touched it (0 = never changed)."""
+        self.refresh()
+        return self.world.version(record_key(table, rid))
+
+    # -- reading ---------------------------------------------------------------------------------------------
+    def _state(self, date: dt.date | None) -> _DateState:
+        d = dt.date.today() if date is None else _as_date(date)
+        self.refresh()
+        with self._lock:
+            ds = self._dates.get(d)
+            if ds is None:
+                if len(self._dates) >= 4:
+                    self._dates.pop(next(iter(self._dates)))
+                ds = self._dates[d] = _DateState(d, _Base(0, dict(self._snapshot)))
+            return ds
+
+    def _overrides(self, ds: _DateState) -> tuple[int, dict[str, dict[int, dict[str, Any] | None]]]:
+        over: dict[str, dict[int, dict[str, Any] | None]] = {table: {} for table in TABLES}
+        with self._lock:
+            head = self.world.seq
+            events = [e for e in self._events if e[0] > ds.base.seq and e[1] <= ds.date]
+        for _, _, writes in events:
+            for table, rid, row, _ in writes:
+                over[table][int(rid)] = row
+        return head, over
+
+    def frames_on(self, date: dt.date | None = None) -> Frames:
+        """The record frames (persons, dwellings, buildings, businesses) on ``date`` (default today)."""
+        ds = self._state(date)
+        with ds.lock:
+            if ds.frames is None or ds.view_seq != self.world.seq:
+                head, over = self._overrides(ds)
+                ds.frames, ds.view, ds.view_seq = materialise(self.t, ds.base.frames, over), None, head
+            return ds.frames
+
+    def persons_on(self, date: dt.date | None = None) -> pd.DataFrame:
+        """Residents present on ``date`` (default today): the columns of ``twin.persons`` plus ``grid_code``,
+        ``community_code``, ``town_code`` of their building (partition in force). SYNTHETIC people."""
+        fr = self.frames_on(date)
+        p = fr.persons
+        b = fr.buildings
+        pos = pd.Index(b["building_id"].to_numpy()).get_indexer(p["building_id"].to_numpy())
+        grid = b["grid_code"].astype(str).to_numpy(dtype=object)[pos]
+        g = self.t.grids.set_index(self.t.grids["grid_code"].astype(str))
+        com = g["community_code"].astype(str).reindex(grid).to_numpy(dtype=object)
+        town = g["town_code"].astype(str).reindex(grid).to_numpy(dtype=object)
+        out = p.reset_index(drop=True).copy()
+        out["grid_code"], out["community_code"], out["town_code"] = grid, com, town
+        return out
+
+    def events_between(self, start: dt.date, end: dt.date) -> pd.DataFrame:
+        """Committed changes effective ``start`` … ``end`` (inclusive), by seq: :data:`EVENT_COLUMNS`; the id
+        columns name the records a change is about (a created record's new id included; nullable Int64),
+        ``fields`` the change's other fields (dict)."""
+        s, e = _as_date(start), _as_date(end)
+        if e < s:
+            raise ValidationError(f"events_between: end {e} is before start {s}.")
+        rows = []
+        for r in ev.read_events(self.store, start=s, end=e):
+            ids: dict[str, Any] = {k: r.change.get(k) for k in _ID_COLUMNS}
+            for table, rid, row, flag in r.writes:
+                col = COLUMNS[table][0]
+                if flag == "created" and (ids.get(col) is None or table == "persons"):
+                    ids[col] = rid
+                    if row is not None and table == "persons":
+                        ids["household_id"] = row["household_id"]
+                        ids["dwelling_id"] = ids.get("dwelling_id") or row["dwelling_id"]
+                        ids["building_id"] = row["building_id"]
+            fields = {k: v for k, v in r.change.items() if k not in _COMMON and k not in _ID_COLUMNS}
+            rows.append({"seq": r.seq, "set_id": r.set_id, "kind": r.kind, "effective_date": r.effective_date,
+                         "author": r.author, "reason": r.reason, **ids, "fields": fields})
+        out = pd.DataFrame(rows, columns=list(EVENT_COLUMNS))
+        for c in _ID_COLUMNS:
+            out[c] = pd.array(out[c].tolist(), dtype="Int64")
+        out["effective_date"] = pd.to_datetime(out["effective_date"]).astype("datetime64[s]")
+        return out
+
+    def twin_on(self, date: dt.date | None = None) -> Twin:
+        """A :class:`twin.Twin` of the state on ``date`` (default today) for every query; its point index is the
+        base index plus the delta (built on the first call for a date)."""
+        fr = self.frames_on(date)
+        ds = self._state(date)
+        with ds.lock:
+            if ds.view is not None and ds.frames is fr:
+                return ds.view
+            view = self._view(ds.date, fr)
+            base = ds.base
+            if base.pidx is None:
+                base_view = self._view(ds.date, None, frames=base.frames)
+                base.pidx = point_index(base_view)
+                base.positions = building_point_positions(base.pidx)
+            delta = index_delta(fr, base.frames["buildings"], base.pidx, ds.date, self._cells)
+            idx = None if delta is None else apply_building_delta(base.pidx, delta, positions=base.positions)
+            if idx is not None:
+                seed_point_index(view, idx)
+            if ds.frames is fr:
+                ds.view = view
+            n_changed = len(fr.touched) + len(fr.removed_rows)
+        if n_changed > self.compact_after:
+            self._compact_in_background(ds)
+        return view
+
+    def _view(self, d: dt.date, fr: Frames | None, *, frames: dict[str, pd.DataFrame] | None = None) -> Twin:
+        f = frames if frames is not None else {"persons": fr.persons, "dwellings": fr.dwellings,  # type: ignore[union-attr]
+                                              "buildings": fr.buildings, "businesses": fr.businesses}  # type: ignore[union-attr]
+        manifest = {**self.t.manifest, "as_of": d.isoformat(), "live": True}
+        return dataclasses.replace(self.t, manifest=manifest, cache={}, **f)
+
+    # -- compaction ------------------------------------------------------------------------------------------
+    def compact(self, date: dt.date | None = None) -> None:
+        """Fold the changes so far into a new base for ``date`` (its frames and point index); the next delta starts
+        there. Safe while queries run (they hold their own views)."""
+        view = self.twin_on(date)
+        ds = self._state(date)
+        pidx = point_index(view)
+        base = _Base(int(ds.view_seq), {table: getattr(view, table) for table in TABLES}, pidx,
+                     building_point_positions(pidx))
+        with ds.lock:
+            if base.seq >= ds.base.seq:
+                ds.base = base
+
+    def _compact_in_background(self, ds: _DateState) -> None:
+        with self._lock:
+            if self._compacting is not None and self._compacting.is_alive():
+                return
+            self._compacting = threading.Thread(target=self.compact, args=(ds.date,), daemon=True,
+                                                name="twin-live-compact")
+            self._compacting.start()
+
+    def wait_compaction(self, timeout: float | None = None) -> None:
+        """Wait for a background compaction to finish (tests, benchmarks)."""
+        th = self._compacting
+        if th is not None:
+            th.join(timeout)
+
+
+def _as_date(v: object) -> dt.date:
+    if isinstance(v, dt.datetime):
+        return v.date()
+    if isinstance(v, dt.date):
+        return v
+    if isinstance(v, str):
+        try:
+            return dt.date.fromisoformat(v)
+        except ValueError as e:
+            raise ValidationError(f"not an ISO date: {v!r} (use e.g. 2026-12-01).") from e
+    raise ValidationError(f"expected a date, got {v!r}.")
