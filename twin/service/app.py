@@ -27,6 +27,7 @@ from twin.model import Twin
 from twin.service import (
     areas,
     edits,
+    events,
     exports,
     grids,
     hierarchy,
@@ -49,7 +50,7 @@ from twin.store.sql import open_store
 # problem, status_for, EditRequest and the two limits are re-exported: they were importable from here before.
 __all__ = ["create_app", "app_from_env", "EditRequest", "problem", "status_for", "MAX_BODY_BYTES", "MAX_PAGE_SIZE"]
 
-_ROUTERS = (meta, hierarchy, grids, areas, versions, edits, overlays, exports, incidents, inspections, workers)
+_ROUTERS = (meta, hierarchy, grids, areas, versions, edits, overlays, exports, incidents, inspections, workers, events)
 _DESCRIPTION = ("One map for Chancheng District: hierarchy, grid dossiers, area summaries, records, partition "
                 "versions and edits, scoped by area and by right (分权分域) and audited.")
 

@@ -87,8 +87,11 @@ def workers_set_status(request: Request, a: Audited, worker_id: Annotated[str, P
                 and -90 <= req.lat <= 90):
             raise ValidationError(f"position ({req.lng}, {req.lat}) is not WGS84 longitude/latitude in degrees.")
         a.area, a.area_km2 = Point(req.lng, req.lat), 0.0
+    grid = str(w["grid_code"].iloc[0])
+    units = t.grids.loc[t.grids["grid_code"].astype(str) == grid, ["community_code", "town_code"]].astype(str)
     ver = istore.set_worker_status(worker_id, status=req.status, now=when(req.at, "at"), lng=req.lng,
-                                   lat=req.lat, expected_version=req.expected_version)
+                                   lat=req.lat, expected_version=req.expected_version, grid_code=grid,
+                                   **(units.iloc[0].to_dict() if len(units) else {}))  # scope of its feed event
     a.counts = {"workers": 1}
     a.detail = f"worker {worker_id} {req.status}"
     return json_response({"worker_id": worker_id, "status": req.status, "status_version": ver,

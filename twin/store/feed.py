@@ -90,8 +90,11 @@ def publish(tx: Transaction, kind: str, payload: Mapping[str, Any], *, grid_code
         tx.execute(_PG_ORDER_LOCK)
     ts = dt.datetime.now(dt.UTC).isoformat(timespec="microseconds")
     codes = [None if v in (None, "") else str(v) for v in (grid_code, community_code, town_code)]
-    return tx.insert("INSERT INTO feed (ts, kind, payload, grid_code, community_code, town_code) "
-                     "VALUES (?, ?, ?, ?, ?, ?)", (ts, kind, dumps(dict(payload)).decode(), *codes))
+    sql = "INSERT INTO feed (ts, kind, payload, grid_code, community_code, town_code) VALUES (?, ?, ?, ?, ?, ?)"
+    params = (ts, kind, dumps(dict(payload)).decode(), *codes)
+    if store.dialect == "postgresql":
+        return int(tx.execute(sql + " RETURNING seq", params).fetchone()[0])
+    return int(tx.execute(sql, params).lastrowid)
 
 
 def read_since(store: Store, seq: int, limit: int = 1000) -> list[FeedEvent]:
