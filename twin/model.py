@@ -16,6 +16,10 @@ Layout of a twin directory (all geometry WGS84 / EPSG:4326, areas in km² measur
     businesses.parquet  business_id, building_id, kind, industry, credit
     workers.parquet     worker_id, name, grid_code, status, lng, lat
     cameras.parquet     camera_id, kind, lng, lat
+    streets.parquet     GeoParquet LineStrings: class (expressway/arterial/collector/local/service/path), width_m
+    water.parquet       GeoParquet Polygons: kind (river, fish_pond, lake, or OSM's kinds)
+    blocks.parquet      GeoParquet Polygons: block_id, land_use, area_m2 (faces between streets and water)
+                        — the three fabric tables are optional: twins built before them load without them
 
 A record's location is its building's point (``lng``, ``lat``); its cell is the building's ``cell``; its grid is
 the cell's grid in the partition in force.
@@ -37,11 +41,13 @@ from twin.errors import NotFoundError, TwinNotBuiltError
 from twin.geography import twin_district
 from twin.io import default_twin_dir, read_json, read_table
 
-__all__ = ["Twin", "load", "TABLES", "GEO_TABLES", "AS_OF", "ages_on", "BUILDING_USES", "COUNT_KEYS", "CREDIT_COLOURS"]
+__all__ = ["Twin", "load", "TABLES", "GEO_TABLES", "FABRIC_TABLES", "AS_OF", "ages_on", "BUILDING_USES", "COUNT_KEYS", "CREDIT_COLOURS"]
 
 TABLES = ("cells", "towns", "communities", "grids", "buildings", "dwellings", "persons", "businesses", "workers",
           "cameras")
 GEO_TABLES = ("towns", "communities", "grids", "buildings")
+FABRIC_TABLES = ("streets", "water", "blocks")
+"""Optional GeoParquet tables of the city fabric (``None`` on a twin built without them)."""
 
 # --- the twin's vocabulary (shared by generation, ingestion, queries and the privacy policy) ----------------------
 AS_OF = dt.date(2023, 6, 30)
@@ -83,6 +89,9 @@ class Twin:
     workers: pd.DataFrame
     cameras: pd.DataFrame
     cache: dict[str, Any] = field(default_factory=dict, repr=False)
+    streets: gpd.GeoDataFrame | None = None
+    water: gpd.GeoDataFrame | None = None
+    blocks: gpd.GeoDataFrame | None = None
 
     def __repr__(self) -> str:  # short: the frames hold millions of rows (and reprs show up in test reports)
         return f"<Twin {self.root} seed={self.manifest.get('seed')} grids={len(self.grids)} persons={len(self.persons)}>"
@@ -135,6 +144,9 @@ def load(path: str | Path | None = None) -> Twin:
         raise TwinNotBuiltError(f"no twin at {root} (no manifest.json). Build one with `twin build --out {root}`.")
     manifest = read_json(manifest_path)
     frames: dict[str, Any] = {t: read_table(root / f"{t}.parquet", geo=t in GEO_TABLES) for t in TABLES}
+    for t in FABRIC_TABLES:  # optional: older twins have none, an OSM twin may lack one
+        if (root / f"{t}.parquet").exists():
+            frames[t] = read_table(root / f"{t}.parquet", geo=True)
     twin = Twin(root=root, manifest=manifest, district=twin_district(root), **frames)
     _attach_grid_codes(twin)
     return twin

@@ -11,15 +11,16 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 import shapely
 
 from twin.cells import cells_adjacency
-from twin.crs import area_km2
+from twin.crs import area_km2, lnglat_to_xy, to_metric
 from twin.geography import nbs_communities, nbs_towns
 from twin.model import Twin
 from twin.partition.regions import label_components
 
-__all__ = ["ValidationReport", "validate"]
+__all__ = ["ValidationReport", "validate", "clear_boundary_share"]
 
 
 @dataclass
@@ -49,7 +50,9 @@ def validate(twin: Twin, *, cell_grid: np.ndarray | None = None) -> ValidationRe
 
     Checks: every cell in exactly one grid, every grid in one community of its NBS town, grids (and communities,
     towns) contiguous over edge-sharing H3 cells, the union of the grid polygons (WGS84) equals the district
-    (difference and overlap in km², measured in EPSG:4547), every grid has a grid worker.
+    (difference and overlap in km², measured in EPSG:4547), every grid has a grid worker. Figures also give the
+    grids' mean Polsby–Popper compactness and the "clear boundaries" share (:func:`clear_boundary_share`) of
+    grids, communities and towns.
 
     Parameters
     ----------
@@ -71,8 +74,66 @@ def validate(twin: Twin, *, cell_grid: np.ndarray | None = None) -> ValidationRe
     _check_nesting(rep, twin, comm)
     _check_contiguity(rep, twin, cells, codes, comm)
     _check_coverage(rep, twin)
+    _fabric_figures(rep, twin, codes)
     _count_figures(rep, twin, n_cells=len(cells))
     return rep
+
+
+_DIVIDING = ("expressway", "arterial", "collector", "local")  # street classes that make a clear boundary
+
+
+def clear_boundary_share(twin: Twin, unit_of_cell: np.ndarray) -> float | None:
+    """Share (0…1) of the boundary between units (e.g. grids) that runs along a street or water (界线清晰).
+
+    The boundary is the set of edges between edge-sharing cells of different units (equal hexagon edges, so the
+    share of edges is the share of length); an edge is *clear* when the segment joining the two cell centres
+    crosses a street centre line (classes expressway … local) or water (EPSG:4547). ``None`` when the twin has
+    no streets or water tables (built before the city fabric) or no boundary at all.
+    """
+    if twin.streets is None and twin.water is None:
+        return None
+    adj = twin.cache.get("adjacency")
+    if adj is None:
+        adj = twin.cache["adjacency"] = cells_adjacency(twin.cells["cell"].to_numpy())
+    coo = sp.triu(adj, k=1).tocoo()
+    labels = np.unique(np.asarray(unit_of_cell).astype(str), return_inverse=True)[1]
+    cut = labels[coo.row] != labels[coo.col]
+    if not cut.any():
+        return None
+    tree, xy = _barriers(twin)
+    segs = shapely.linestrings(np.stack([xy[coo.row[cut]], xy[coo.col[cut]]], axis=1))
+    hit = tree.query(segs, predicate="intersects")[0]
+    return float(len(np.unique(hit)) / len(segs))
+
+
+def _barriers(twin: Twin) -> tuple[shapely.STRtree, np.ndarray]:
+    """An STRtree of the dividing streets and the water (EPSG:4547) and the cell centres (EPSG:4547), cached."""
+    got = twin.cache.get("fabric_barriers")
+    if got is None:
+        parts = []
+        if twin.streets is not None:
+            parts.append(to_metric(twin.streets[twin.streets["class"].isin(_DIVIDING)]).geometry.to_numpy())
+        if twin.water is not None:
+            parts.append(to_metric(twin.water).geometry.to_numpy())
+        x, y = lnglat_to_xy(twin.cells["lng"].to_numpy(), twin.cells["lat"].to_numpy())
+        got = twin.cache["fabric_barriers"] = (shapely.STRtree(np.concatenate(parts)), np.column_stack([x, y]))
+    return got
+
+
+def _fabric_figures(rep: ValidationReport, twin: Twin, codes: np.ndarray) -> None:
+    """Compactness (mean Polsby–Popper of the grid polygons, EPSG:4547) and the clear-boundary share per level."""
+    g = to_metric(twin.grids.geometry)
+    pp = 4 * np.pi * g.area.to_numpy() / np.maximum(g.length.to_numpy(), 1e-9) ** 2
+    rep.figures["mean Polsby-Popper (grids)"] = round(float(pp.mean()), 3)
+    grid_comm = dict(zip(twin.grids["grid_code"], twin.grids["community_code"]))
+    comm = np.array([grid_comm.get(c, "?") for c in codes])
+    town = np.array([str(c)[:9] for c in comm])
+    shares = [clear_boundary_share(twin, u) for u in (codes, comm, town)]
+    if all(s is None for s in shares[:1]):
+        rep.figures["clear boundaries (street/water)"] = "n/a (no streets or water in this twin)"
+        return
+    text = " / ".join("-" if s is None else f"{100 * s:.1f} %" for s in shares)
+    rep.figures["clear boundaries grids/comm./towns"] = text
 
 
 def _check_cells(rep: ValidationReport, cells: np.ndarray, codes: np.ndarray, known: set[str]) -> None:

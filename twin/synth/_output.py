@@ -1,4 +1,5 @@
-"""Writing a built twin: its tables, the manifest (sha256 of every file) and the atomic swap into place."""
+"""Writing a built twin: its tables (with the city fabric's), the manifest (sha256 of every file) and the atomic
+swap into place."""
 
 from __future__ import annotations
 
@@ -6,13 +7,49 @@ import datetime as dt
 import shutil
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
+import shapely
 
+from twin.crs import to_storage
 from twin.io import read_json, read_table, sha256_file, write_table
 
-__all__ = ["write_tables", "file_entry", "swap_into_place"]
+__all__ = ["write_tables", "file_entry", "swap_into_place", "fabric_tables", "fabric_summary"]
+
+
+def fabric_tables(fabric: Any, osm_frames: Mapping[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
+    """``streets`` (LineStrings: ``class``, ``width_m``, ``synthetic``), ``water`` (Polygons: ``kind``,
+    ``synthetic``) and ``blocks`` (Polygons: ``block_id``, ``land_use``, ``area_m2``, ``synthetic``) in WGS84.
+    OpenStreetMap's own tables (with names and ids) are written as read when they replaced the synthetic ones."""
+    out: dict[str, pd.DataFrame] = {}
+    for name, frame in (("streets", fabric.streets), ("water", fabric.water)):
+        if name in osm_frames:
+            out[name] = osm_frames[name]
+            continue
+        g = to_storage(frame).reset_index(drop=True)
+        g["synthetic"] = True
+        out[name] = g
+    blocks = to_storage(fabric.blocks[["block_id", "land_use", "area_m2", "geometry"]]).reset_index(drop=True)
+    blocks["synthetic"] = fabric.source["streets"] == "synthetic"
+    out["blocks"] = blocks
+    return out
+
+
+def fabric_summary(fabric: Any, tables: Mapping[str, pd.DataFrame], units: Any) -> dict[str, object]:
+    """The manifest's ``fabric`` entry: sources, counts, street length by class (km, EPSG:4547), land use."""
+    streets = fabric.streets
+    km = (streets.length.groupby(streets["class"]).sum() / 1000).round(1)
+    return {
+        "sources": dict(fabric.source),
+        "counts": {k: len(v) for k, v in tables.items()} | {"faces": len(fabric.faces),
+                                                            "pieces": int(units.n_pieces),
+                                                            "split_faces": int(np.sum(units.split))},
+        "street_km": {str(k): float(v) for k, v in km.items()},
+        "blocks_by_land_use": {str(k): int(v) for k, v in fabric.blocks["land_use"].value_counts().items()},
+        "water_km2": round(float(shapely.area(fabric.water.geometry.to_numpy()).sum()) / 1e6, 3),
+    }
 
 
 def write_tables(frames: Mapping[str, pd.DataFrame], work: Path) -> dict[str, dict[str, object]]:

@@ -5,7 +5,8 @@ The pipeline (each step seeded from ``seed``; same seed → same files, byte for
 1. cells: H3 res-11 cells overlapping the real district boundary (or a smaller ``extent`` inside it);
 2. population: a GeoTIFF (synthetic, or ``population_raster``) → persons per cell (sum preserved);
 3. buildings (synthetic, or ``buildings_path``) → persons per building → households, dwellings, residents;
-4. businesses; 5. towns → communities (NBS codes) → grids, all as sets of cells;
+   (synthetic footprints are packed inside the blocks of the city fabric: :mod:`twin.synth.fabric`);
+4. businesses; 5. towns → communities (NBS codes) → grids, unions of the fabric's blocks stored as sets of cells;
 6. workers and cameras; 7. polygons, files and manifest (written atomically).
 
 A small twin for tests (:func:`twin.testing.small_twin`) is the same pipeline with an ``extent``, a few
@@ -30,7 +31,7 @@ from shapely.geometry import mapping
 from shapely.geometry.base import BaseGeometry
 
 from twin.cells import PARTITION_RES, cells_adjacency, cells_to_latlng, geometry_to_cells
-from twin.crs import area_km2, lnglat_to_xy
+from twin.crs import area_km2, geometry_to_metric, lnglat_to_xy
 from twin.errors import IngestError, OutsideDistrictError, ValidationError
 from twin.geography import DISTRICT_CODE, EXTENT_FILE, district_boundary
 from twin.ingest import vectors as ingest
@@ -39,17 +40,18 @@ from twin.ingest.raster import RasterToCells, raster_to_cells
 from twin.io import default_twin_dir, sha256_file, write_json, write_table
 from twin.model import AS_OF, ages_on
 from twin.partition.workload import workload
-from twin.synth._output import file_entry, swap_into_place, write_tables
+from twin.synth._output import fabric_summary, fabric_tables, file_entry, swap_into_place, write_tables
 from twin.synth.assets import generate_cameras, generate_workers
 from twin.synth.buildings import layout_buildings, set_floors
 from twin.synth.businesses import generate_businesses
-from twin.synth.hierarchy import assign_communities, assign_towns, make_grids, unit_lists, unit_polygons
+from twin.synth.fabric import Fabric, make_fabric
+from twin.synth.hierarchy import FabricUnits, fabric_polygons, fabric_units, unit_lists, unit_polygons
 from twin.synth.population import land_use_intensity, largest_remainder, synthesize_population_raster
 from twin.synth.residents import generate_residents, persons_per_building
 
 __all__ = ["build_twin", "GENERATOR_VERSION", "DEFAULTS"]
 
-GENERATOR_VERSION = "1.0.0"
+GENERATOR_VERSION = "1.1.0"  # 1.1: city fabric (streets, water, blocks); buildings in blocks; units = blocks
 DEFAULTS = {
     "seed": 20231,
     "residents": 1_330_000,
@@ -150,18 +152,25 @@ def build_twin(
     osm_buildings, osm_frames, osm_meta = _read_osm(site, opts, work, log)  # before the heavy steps: a bad
     user_buildings = _read_user_buildings(site, opts, log) or osm_buildings  # file fails fast
     raster_path, r2c, persons_cell, sources = _population(site, opts, work, seeds[0], log)
-    buildings, sources["buildings"] = _buildings(site, user_buildings, persons_cell, seeds[1], log)
+    log("fabric: streets, water, parks, faces and blocks")
+    ind, com = land_use_intensity(site.lng, site.lat)
+    fabric = make_fabric(geometry_to_metric(site.area), site.xy, persons_cell, ind, com, seed=seeds[9],
+                         streets=osm_frames.get("streets"), water=osm_frames.get("water"))
+    buildings, sources["buildings"] = _buildings(site, user_buildings, fabric, seeds[1], log)
     persons, dwellings, businesses = _people(site, opts, buildings, persons_cell, seeds, log)
     res_cell, biz_cell, cell_work = _cell_counts(site, buildings, persons)
 
-    log("towns: around the approximate seats, sized by area share")
-    town_code = assign_towns(site.xy, site.adjacency, towns_meta)
-    log("communities: NBS list, sized by population")
-    comm_code = assign_communities(site.xy, site.adjacency, town_code, res_cell, comm_meta, seed=seeds[7])
-    grid_code, grids_meta, sources["grids"] = _grids(site, opts, comm_code, cell_work, comm_meta, seeds[8], log)
-    log("polygons: towns, communities, grids (clipped to the district)")
-    towns, communities_gdf, grids = unit_polygons(site.cells, grid_code, grids_meta, comm_meta, site.area,
-                                                  synthetic_grids=opts.grids_path is None)
+    log("towns, communities, grids: unions of blocks (pieces of the fabric)")
+    units = fabric_units(site.xy, site.adjacency, fabric, towns_meta, comm_meta, res_cell, cell_work,
+                         n_grids=opts.n_grids, seeds=(seeds[7], seeds[8]))
+    grid_code, grids_meta, sources["grids"] = _grids(site, opts, units, cell_work, comm_meta, seeds[8], log)
+    log("polygons: towns, communities, grids (unions of faces, clipped to the district)")
+    if opts.grids_path is None:
+        towns, communities_gdf, grids = fabric_polygons(site.cells, grid_code, grids_meta, comm_meta, fabric,
+                                                        units)
+    else:
+        towns, communities_gdf, grids = unit_polygons(site.cells, grid_code, grids_meta, comm_meta, site.area,
+                                                      synthetic_grids=False)
 
     log("workers and cameras")
     buildings["grid_code"] = grid_code[buildings["cell_idx"].to_numpy()]
@@ -177,11 +186,13 @@ def build_twin(
         "buildings": buildings, "dwellings": dwellings, "persons": persons, "businesses": businesses,
         "workers": workers, "cameras": cameras,
     }
-    files = write_tables({**frames, **osm_frames}, work)
+    fabric_frames = fabric_tables(fabric, osm_frames)
+    files = write_tables({**frames, **fabric_frames}, work)
     files["population.tif"] = file_entry(raster_path)
     if opts.extent is not None:
         files[EXTENT_FILE] = file_entry(write_json(mapping(site.area), work / EXTENT_FILE))
-    manifest = _manifest(opts, {**sources, **{k: "osm" for k in osm_frames}}, frames, r2c, files)
+    manifest = _manifest(opts, {**sources, **fabric.source, "blocks": _blocks_source(fabric)}, frames, r2c, files)
+    manifest["fabric"] = fabric_summary(fabric, fabric_frames, units)
     if osm_meta:
         manifest["osm"] = osm_meta
     if opts.extent is not None:
@@ -295,14 +306,13 @@ def _read_osm(site: _Site, opts: _Inputs, work: Path, log: Callable[[str], None]
     return (buildings, "osm"), frames, meta
 
 
-def _buildings(site: _Site, user: tuple[gpd.GeoDataFrame, str] | None, persons_cell: np.ndarray, seed: int,
+def _buildings(site: _Site, user: tuple[gpd.GeoDataFrame, str] | None, fabric: Fabric, seed: int,
                log: Callable[[str], None]) -> tuple[gpd.GeoDataFrame, str]:
-    """Footprints with ``cell_idx`` (the user's, else synthetic ones laid out on the cells) and their source."""
+    """Footprints with ``cell_idx`` (the user's, else synthetic ones packed in the blocks) and their source."""
     if user is not None:
         return user
-    log("buildings: synthetic footprints")
-    ind, com = land_use_intensity(site.lng, site.lat)
-    buildings = layout_buildings(site.cells, persons_cell, ind, com, site.area, seed=seed)
+    log("buildings: synthetic footprints in the blocks")
+    buildings = layout_buildings(fabric.blocks, site.cells, seed=seed)
     buildings["source"] = "synthetic"
     return buildings, "synthetic"
 
@@ -339,18 +349,18 @@ def _cell_counts(site: _Site, buildings: pd.DataFrame, persons: pd.DataFrame
     return res_cell, biz_cell, cell_work
 
 
-def _grids(site: _Site, opts: _Inputs, comm_code: np.ndarray, cell_work: np.ndarray, comm_meta: pd.DataFrame,
+def _grids(site: _Site, opts: _Inputs, units: FabricUnits, cell_work: np.ndarray, comm_meta: pd.DataFrame,
            seed: int, log: Callable[[str], None]) -> tuple[np.ndarray, pd.DataFrame, str]:
-    """Grid code per cell and the grid table, from the user's grid layer or synthetic; and their source."""
+    """Grid code per cell and the grid table, from the user's grid layer or synthetic (unions of the fabric's
+    pieces); and their source."""
+    comm_code = units.comm_code[units.piece]
     if opts.grids_path is not None:
         log(f"grids: reading {opts.grids_path}")
         grid_code, grids_meta = ingest.read_grids(opts.grids_path, site.area, site.cells, comm_code,
                                                   from_gcj02=opts.from_gcj02)
         return grid_code, grids_meta, f"user file {opts.grids_path.name}"
     log(f"grids: {opts.n_grids} grids of comparable workload inside the communities")
-    grid_code, grids_meta = make_grids(site.xy, site.adjacency, comm_code, cell_work, comm_meta, opts.n_grids,
-                                       seed=seed)
-    return grid_code, grids_meta, "synthetic"
+    return units.grid_code[units.piece], units.grids_meta, "synthetic"
 
 
 def _workers(grids: gpd.GeoDataFrame, grid_code: np.ndarray, cell_work: np.ndarray, buildings: pd.DataFrame,
@@ -368,6 +378,12 @@ def _workers(grids: gpd.GeoDataFrame, grid_code: np.ndarray, cell_work: np.ndarr
     return workers
 
 
+def _blocks_source(fabric: Fabric) -> str:
+    """Where the blocks come from: the streets and water that cut them."""
+    kinds = set(fabric.source.values())
+    return "synthetic" if kinds == {"synthetic"} else "osm" if kinds == {"osm"} else "osm + synthetic"
+
+
 def _manifest(opts: _Inputs, sources: dict[str, str], frames: Mapping[str, pd.DataFrame], r2c: RasterToCells,
               files: dict[str, dict[str, object]]) -> dict[str, object]:
     counts = {name: len(frames[name]) for name in ("cells", "towns", "communities", "grids", "buildings",
@@ -382,7 +398,8 @@ def _manifest(opts: _Inputs, sources: dict[str, str], frames: Mapping[str, pd.Da
         "h3_res": PARTITION_RES,
         "synthetic": {"people": True, "businesses": True, "dwellings": True, "workers": True, "cameras": True,
                       "towns": True, "communities": True, "grids": opts.grids_path is None,
-                      "buildings": sources["buildings"] == "synthetic", "population": opts.population_raster is None},
+                      "buildings": sources["buildings"] == "synthetic", "population": opts.population_raster is None,
+                      **{k: sources.get(k) == "synthetic" for k in ("streets", "water", "blocks")}},
         "sources": sources,
         "counts": counts,
         "population_raster": {"raster_total": r2c.raster_total, "inside_total": r2c.inside_total,

@@ -1,8 +1,9 @@
-"""Synthetic building footprints placed on the H3 cells (labelled ``source="synthetic"``).
+"""Synthetic building footprints packed inside the city blocks (labelled ``source="synthetic"``).
 
-Layout guarantees footprints never overlap: a building either fills one res-11 cell (a rectangle inside the
-cell's inscribed circle, radius ≈ 24 m) or sits in one of the cell's seven res-12 children (a rectangle inside
-the child's inscribed circle, radius ≈ 9 m). Hexagons do not overlap, so neither do the rectangles.
+Sizes and shapes follow each block's land use (old-town mid-rise slabs, tower estates, dense small village
+houses 城中村, industrial sheds, schools and public sites), aligned with the block's minimum rotated rectangle and
+set back from its streets. Footprints never overlap (lattice slots inside disjoint blocks) and never lie on
+streets or water (blocks exclude both). Floors follow the dwellings a building must hold (:func:`set_floors`).
 """
 
 from __future__ import annotations
@@ -10,18 +11,14 @@ from __future__ import annotations
 import geopandas as gpd
 import numpy as np
 import shapely
-from shapely.geometry.base import BaseGeometry
 
-from twin.cells import cells_to_children, cells_to_latlng
-from twin.crs import STORAGE_CRS, lnglat_to_xy, xy_to_lnglat
+from twin.cells import PARTITION_RES, latlng_to_cells
+from twin.crs import STORAGE_CRS, xy_to_lnglat
 from twin.model import BUILDING_USES
 
 __all__ = ["BUILDING_USES", "layout_buildings", "rectangles_xy", "set_floors", "FLOOR_HEIGHT_M"]
 
 FLOOR_HEIGHT_M = 3.0
-_BIG_HALF_DIAG_M = 21.0  # < inscribed radius of a res-11 hexagon (≈ 24.6 m)
-_SMALL_HALF_DIAG_M = 8.0  # < inscribed radius of a res-12 hexagon (≈ 9.3 m)
-_DENSE_PERSONS = 45  # a residential cell with this many persons gets one apartment block instead of houses
 
 
 def rectangles_xy(cx: np.ndarray, cy: np.ndarray, w: np.ndarray, d: np.ndarray, theta: np.ndarray) -> np.ndarray:
@@ -36,97 +33,82 @@ def rectangles_xy(cx: np.ndarray, cy: np.ndarray, w: np.ndarray, d: np.ndarray, 
     return shapely.polygons(np.stack([x, y], axis=2))
 
 
-def _sizes(rng: np.random.Generator, n: int, half_diag: float, lo: float, hi: float, aspect: tuple[float, float]
-           ) -> tuple[np.ndarray, np.ndarray]:
-    w = rng.uniform(lo, hi, n)
-    d = w * rng.uniform(*aspect, n)
-    f = np.minimum(1.0, half_diag / (0.5 * np.hypot(w, d)))
-    return w * f, d * f
+# per land use: width (along the block) and depth ranges (m), gaps between buildings along / across (m),
+# setback from the block edge (m), share of mixed use (shops below homes)
+_SPECS: dict[str, tuple[tuple[float, float], tuple[float, float], float, float, float, float]] = {
+    "old_town": ((28.0, 50.0), (11.0, 14.0), 7.0, 13.0, 4.0, 0.3),  # mid-rise slabs
+    "towers": ((20.0, 26.0), (18.0, 23.0), 26.0, 30.0, 9.0, 0.1),  # tower estates
+    "village": ((8.0, 12.0), (8.0, 11.0), 1.8, 2.2, 1.5, 0.15),  # 城中村: dense small houses
+    "housing": ((12.0, 16.0), (10.0, 13.0), 9.0, 11.0, 4.0, 0.1),
+    "commercial": ((35.0, 70.0), (25.0, 40.0), 18.0, 20.0, 8.0, 0.0),
+    "industrial": ((60.0, 110.0), (30.0, 55.0), 16.0, 22.0, 10.0, 0.0),  # sheds
+    "public": ((45.0, 70.0), (14.0, 18.0), 24.0, 30.0, 12.0, 0.0),  # schools, clinics, offices
+}
+_USE_OF = {"old_town": "residential", "towers": "residential", "village": "residential", "housing": "residential",
+           "commercial": "commercial", "industrial": "industrial", "public": "public"}
 
 
-def layout_buildings(
-    cells: np.ndarray,
-    persons: np.ndarray,
-    industrial: np.ndarray,
-    commercial: np.ndarray,
-    district: BaseGeometry,
-    *,
-    seed: int,
-) -> gpd.GeoDataFrame:
-    """Place buildings in cells. Returns footprints (WGS84) with ``use``, ``cell`` and ``planned_persons``.
+def _frames(blocks: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Each block's minimum rotated rectangle: centre x, y, long side, short side (m) and the long side's angle."""
+    rect = shapely.oriented_envelope(blocks)
+    xy = shapely.get_coordinates(rect).reshape(len(blocks), -1, 2)[:, :4]
+    e1, e2 = xy[:, 1] - xy[:, 0], xy[:, 3] - xy[:, 0]
+    l1, l2 = np.hypot(e1[:, 0], e1[:, 1]), np.hypot(e2[:, 0], e2[:, 1])
+    swap = l2 > l1
+    long_e = np.where(swap[:, None], e2, e1)
+    centre = xy.mean(axis=1)
+    return centre[:, 0], centre[:, 1], np.maximum(l1, l2), np.minimum(l1, l2), np.arctan2(long_e[:, 1], long_e[:, 0])
 
-    Residential cells (``persons > 0``) get one apartment block (dense) or up to seven houses; empty cells get an
-    industrial, commercial or public building with probabilities from the land-use intensities, or stay empty.
-    Footprints not entirely inside ``district`` are dropped; ``planned_persons`` of a cell is split over its
-    residential buildings (it may be 0 when none fits: the caller moves those persons).
+
+def layout_buildings(blocks: gpd.GeoDataFrame, cells: np.ndarray, *, seed: int) -> gpd.GeoDataFrame:
+    """Footprints packed inside the blocks (EPSG:4547 ``blocks`` with ``land_use``). Returns WGS84 footprints with
+    ``use``, ``footprint_m2``, ``lng``/``lat`` (centroid), ``cell`` and ``cell_idx`` (the res-11 cell of the
+    centroid in ``cells``).
+
+    Each block gets one building type by its land use (:data:`_SPECS`): rotated rectangles on a lattice aligned
+    with the block's minimum rotated rectangle (so they follow its streets), set back from the block edge; a
+    rectangle is kept only when it lies wholly inside the set-back block. Lattice slots are wider than their
+    rectangles and blocks never overlap, so footprints never overlap and never touch streets or water.
     """
     rng = np.random.default_rng(seed)
-    n = len(cells)
-    lat, lng = cells_to_latlng(cells)
-    cx, cy = lnglat_to_xy(lng, lat)
-    # a smooth street orientation field so that neighbouring buildings line up
-    theta_field = 0.6 * np.sin(cx / 1700.0) + 0.6 * np.cos(cy / 2300.0)
-
-    u = rng.random(n)
-    dense = persons >= _DENSE_PERSONS
-    houses = (persons > 0) & ~dense
-    empty = persons == 0
-    is_ind = empty & (u < 0.75 * industrial)
-    is_com = empty & ~is_ind & (u < 0.75 * industrial + 0.6 * commercial)
-    is_pub = empty & ~is_ind & ~is_com & (rng.random(n) < 0.05)
-    big = dense | is_ind | is_com | is_pub
-
-    parts = []
-    # one big building per cell
-    bi = np.flatnonzero(big)
-    w, d = _sizes(rng, len(bi), _BIG_HALF_DIAG_M, 18, 38, (0.45, 0.9))
-    use_big = np.where(dense[bi], "residential", np.where(is_ind[bi], "industrial",
-                       np.where(is_com[bi], "commercial", "public")))
-    mixed = dense[bi] & (rng.random(len(bi)) < 0.8 * commercial[bi])
-    use_big = np.where(mixed, "mixed", use_big)
-    parts.append((bi, cx[bi], cy[bi], w, d, theta_field[bi] + rng.normal(0, 0.08, len(bi)), use_big))
-
-    # houses: up to seven per cell, at res-12 children
-    hi = np.flatnonzero(houses)
-    n_h = np.minimum(7, np.ceil(persons[hi] / 10.0)).astype(int)
-    children = cells_to_children(cells[hi], 12)
-    pick_cell, pick_child = [], []
-    for ci, ch, k in zip(hi.tolist(), children, n_h.tolist()):
-        sel = rng.choice(len(ch), size=min(k, len(ch)), replace=False)
-        pick_cell.extend([ci] * len(sel))
-        pick_child.append(ch[sel])
-    pick_cell_a = np.asarray(pick_cell, dtype=np.int64)
-    child_cells = np.concatenate(pick_child) if pick_child else np.empty(0, dtype=np.uint64)
-    clat, clng = cells_to_latlng(child_cells)
-    hx, hy = lnglat_to_xy(clng, clat)
-    hw, hd = _sizes(rng, len(child_cells), _SMALL_HALF_DIAG_M, 8, 13, (0.7, 1.0))
-    use_h = np.where(rng.random(len(child_cells)) < 0.15 + 0.6 * commercial[pick_cell_a], "mixed", "residential")
-    parts.append((pick_cell_a, hx, hy, hw, hd, theta_field[pick_cell_a] + rng.normal(0, 0.1, len(hx)), use_h))
-
-    cell_idx = np.concatenate([p[0] for p in parts])
-    geoms_m = np.concatenate([rectangles_xy(p[1], p[2], p[3], p[4], p[5]) for p in parts])
-    use = np.concatenate([p[6] for p in parts])
-    footprint_m2 = shapely.area(geoms_m)
-    rep = shapely.centroid(geoms_m)
-    rx, ry = shapely.get_x(rep), shapely.get_y(rep)
-
-    geoms = shapely.transform(geoms_m, lambda c: np.column_stack(xy_to_lnglat(c[:, 0], c[:, 1])))
-    shapely.prepare(district)
-    inside = shapely.contains(district, geoms)
-    rlng, rlat = xy_to_lnglat(rx, ry)
-
-    gdf = gpd.GeoDataFrame(
-        {
-            "cell_idx": cell_idx[inside],
-            "use": use[inside],
-            "footprint_m2": footprint_m2[inside].astype(np.float32),
-            "lng": rlng[inside],
-            "lat": rlat[inside],
-        },
-        geometry=geoms[inside],
-        crs=STORAGE_CRS,
-    )
-    # deterministic order: by cell, then west→east
+    use_b = blocks["land_use"].to_numpy().astype(str)
+    build = np.isin(use_b, list(_SPECS))
+    geoms = blocks.geometry.to_numpy()[build]
+    use_b = use_b[build]
+    nb = len(geoms)
+    spec = np.array([_SPECS[u][:2] for u in use_b]).reshape(nb, 4)  # (w lo, w hi, d lo, d hi)
+    gaps = np.array([_SPECS[u][2:] for u in use_b]).reshape(nb, 4)  # (gap w, gap d, setback, mixed)
+    w = rng.uniform(spec[:, 0], spec[:, 1])
+    d = rng.uniform(spec[:, 2], spec[:, 3])
+    pitch_w, pitch_d = w + gaps[:, 0] * rng.uniform(0.9, 1.2, nb), d + gaps[:, 1] * rng.uniform(0.9, 1.2, nb)
+    inset = shapely.buffer(geoms, -gaps[:, 2], quad_segs=2)
+    cx, cy, long_m, short_m, theta = _frames(geoms)
+    n1 = np.maximum(np.floor((long_m - 2 * gaps[:, 2] + gaps[:, 0]) / pitch_w), 0).astype(np.int64)
+    n2 = np.maximum(np.floor((short_m - 2 * gaps[:, 2] + gaps[:, 1]) / pitch_d), 0).astype(np.int64)
+    n = n1 * n2
+    bi = np.repeat(np.arange(nb), n)
+    k = np.arange(len(bi)) - np.repeat(np.cumsum(n) - n, n)
+    i1, i2 = k % n1[bi], k // n1[bi]
+    a = (i1 - (n1[bi] - 1) / 2) * pitch_w[bi]
+    b = (i2 - (n2[bi] - 1) / 2) * pitch_d[bi]
+    c, s = np.cos(theta[bi]), np.sin(theta[bi])
+    shrink = rng.uniform(0.85, 1.0, len(bi))
+    rect = rectangles_xy(cx[bi] + a * c - b * s, cy[bi] + a * s + b * c, w[bi] * shrink, d[bi] * shrink,
+                         theta[bi] + rng.normal(0, 0.01, len(bi)))
+    shapely.prepare(inset)
+    keep = shapely.contains(inset[bi], rect)
+    rect, bi = rect[keep], bi[keep]
+    mixed = rng.random(len(bi)) < gaps[bi, 3]
+    use = np.where(mixed, "mixed", np.array([_USE_OF[u] for u in use_b])[bi] if len(bi) else np.empty(0, str))
+    cen = shapely.centroid(rect)
+    lng, lat = xy_to_lnglat(shapely.get_x(cen), shapely.get_y(cen))
+    cell = latlng_to_cells(lat, lng, PARTITION_RES)
+    pos = np.clip(np.searchsorted(cells, cell), 0, len(cells) - 1)
+    found = cells[pos] == cell
+    geoms_ll = shapely.transform(rect[found], lambda q: np.column_stack(xy_to_lnglat(q[:, 0], q[:, 1])))
+    gdf = gpd.GeoDataFrame({"cell_idx": pos[found], "use": use[found],
+                            "footprint_m2": shapely.area(rect[found]).astype(np.float32),
+                            "lng": lng[found], "lat": lat[found]}, geometry=geoms_ll, crs=STORAGE_CRS)
     gdf = gdf.sort_values(["cell_idx", "lng", "lat"], kind="stable").reset_index(drop=True)
     gdf["cell"] = cells[gdf["cell_idx"].to_numpy()]
     return gdf

@@ -1,26 +1,34 @@
 """Towns → communities → grids, all as sets of H3 cells (synthetic polygons with real NBS names and codes).
 
 Towns: a power diagram around approximate seats matching their area shares. Communities: recursive (oblique)
-bisection of each town's cells weighted by residents, urban communities (社区) to the densest parts and villages
+bisection of each town's cells (or, with a city fabric, of its pieces — blocks — so that boundaries run along
+streets and water: :mod:`twin.synth.fabric.units`) weighted by residents, urban communities (社区) to the densest parts and villages
 (村) to the rest. Grids: allocated over communities by workload (at least one each), each community bisected by
 workload. Every unit is then made one connected piece.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import geopandas as gpd
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
+import shapely
 from shapely.geometry.base import BaseGeometry
 
+from twin.cells import cells_to_latlng
 from twin.crs import lnglat_to_xy
 from twin.errors import ValidationError
 from twin.geography import nbs_communities, nbs_towns, town_seats
 from twin.partition.polygons import short_name, units_to_polygons
 from twin.partition.regions import allocate_counts, bisect_labels, power_assign, repair_contiguity
+from twin.synth.fabric import Fabric
+from twin.synth.fabric.units import aggregate_pieces, fabric_pieces, fabric_unit_polygons, face_units, majority_by_piece
 
-__all__ = ["unit_lists", "assign_towns", "assign_communities", "make_grids", "unit_polygons"]
+__all__ = ["unit_lists", "assign_towns", "assign_communities", "make_grids", "unit_polygons", "FabricUnits",
+           "fabric_units", "fabric_polygons"]
 
 
 def unit_lists(communities: list[str] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -50,10 +58,13 @@ def assign_towns(xy: np.ndarray, adjacency: sp.csr_matrix, towns_meta: pd.DataFr
 
 
 def assign_communities(xy: np.ndarray, adjacency: sp.csr_matrix, town_code: np.ndarray, residents: np.ndarray,
-                       comm_meta: pd.DataFrame, *, seed: int) -> np.ndarray:
-    """Community code per cell: each town's cells bisected into its communities, sized by ``residents``."""
+                       comm_meta: pd.DataFrame, *, seed: int, size: np.ndarray | None = None) -> np.ndarray:
+    """Community code per unit (a cell, or a piece of the fabric of ``size`` cells): each town's units bisected
+    into its communities, sized by ``residents`` plus half the mean residents of a cell per cell (so empty land
+    still counts)."""
     comm_code = np.empty(len(xy), dtype=object)
-    mean_res = residents.mean()
+    size = np.ones(len(xy)) if size is None else np.asarray(size, dtype=float)
+    mean_res = residents.sum() / size.sum()
     for t in pd.unique(comm_meta["town_code"]):
         idx = np.flatnonzero(town_code == t)
         members = comm_meta[comm_meta["town_code"] == t]
@@ -61,7 +72,7 @@ def assign_communities(xy: np.ndarray, adjacency: sp.csr_matrix, town_code: np.n
         if len(idx) < k:
             raise ValidationError(f"town {t} has {len(idx)} cells in the build area for its {k} communities; "
                                   "enlarge the extent or keep fewer communities.")
-        lab = bisect_labels(xy[idx], residents[idx] + 0.5 * mean_res, k, seed=seed + int(t))
+        lab = bisect_labels(xy[idx], residents[idx] + 0.5 * mean_res * size[idx], k, seed=seed + int(t))
         lab = repair_contiguity(lab, adjacency[idx][:, idx])
         comm_code[idx] = _name_regions(lab, residents[idx], members, k)
     return comm_code
@@ -79,8 +90,11 @@ def _name_regions(lab: np.ndarray, res: np.ndarray, members: pd.DataFrame, k: in
 
 
 def make_grids(xy: np.ndarray, adjacency: sp.csr_matrix, comm_code: np.ndarray, cell_work: np.ndarray,
-               comm_meta: pd.DataFrame, n_grids: int, *, seed: int) -> tuple[np.ndarray, pd.DataFrame]:
-    """``n_grids`` grids of comparable workload inside the communities: (grid code per cell, grid table).
+               comm_meta: pd.DataFrame, n_grids: int, *, seed: int, size: np.ndarray | None = None
+               ) -> tuple[np.ndarray, pd.DataFrame]:
+    """``n_grids`` grids of comparable workload inside the communities: (grid code per unit, grid table).
+
+    A unit is a cell, or a piece of the fabric of ``size`` cells (then grids are unions of blocks).
 
     Grid codes are the community code + a 3-digit number, numbered north→south, west→east by centroid.
     """
@@ -91,10 +105,11 @@ def make_grids(xy: np.ndarray, adjacency: sp.csr_matrix, comm_code: np.ndarray, 
     per_comm = allocate_counts(comm_work, n_grids, minimum=1)
     grid_code = np.empty(len(xy), dtype=object)
     rows = []
-    mean_w = cell_work.mean()
+    size = np.ones(len(xy)) if size is None else np.asarray(size, dtype=float)
+    mean_w = cell_work.sum() / size.sum()
     for c, k, name in zip(comm_list, per_comm, comm_meta["community_name"]):
         idx = np.flatnonzero(comm_code == c)
-        lab = bisect_labels(xy[idx], cell_work[idx] + 0.05 * mean_w, int(k), seed=seed + int(c))
+        lab = bisect_labels(xy[idx], cell_work[idx] + 0.05 * mean_w * size[idx], int(k), seed=seed + int(c))
         lab = repair_contiguity(lab, adjacency[idx][:, idx])
         # renumber labels 1..k west→east / north→south by their centroid for readable codes
         uniq = np.unique(lab)
@@ -131,3 +146,71 @@ def unit_polygons(cells: np.ndarray, grid_code: np.ndarray, grids_meta: pd.DataF
         g["synthetic"] = True
     grids["synthetic"] = synthetic_grids
     return towns, communities, grids
+
+
+@dataclass(frozen=True)
+class FabricUnits:
+    """Towns, communities and grids over the fabric's pieces (:func:`twin.synth.fabric.units.fabric_pieces`).
+
+    ``piece`` is the piece of each cell; ``town_code``, ``comm_code`` and ``grid_code`` are per piece (so a unit
+    is a union of whole pieces, i.e. of blocks); ``split`` flags the faces too large to keep whole.
+    """
+
+    piece: np.ndarray
+    town_code: np.ndarray
+    comm_code: np.ndarray
+    grid_code: np.ndarray
+    grids_meta: pd.DataFrame
+    split: np.ndarray
+    n_pieces: int
+
+
+def fabric_units(xy: np.ndarray, adjacency: sp.csr_matrix, fabric: Fabric, towns_meta: pd.DataFrame,
+                 comm_meta: pd.DataFrame, residents: np.ndarray, cell_work: np.ndarray, *, n_grids: int,
+                 seeds: tuple[int, int]) -> FabricUnits:
+    """Towns (power diagram of the cells, then the majority per piece), communities and grids (bisection of the
+    pieces) — every unit a union of blocks, one connected piece of cells. ``xy``: cell centres, EPSG:4547."""
+    face_area = shapely.area(fabric.faces)
+    max_face_m2 = float(face_area.sum()) / (3.0 * max(n_grids, 1))
+    piece = fabric_pieces(fabric.cell_face, adjacency, face_area, max_face_m2=max_face_m2)
+    pxy, padj, size = aggregate_pieces(piece, xy, adjacency)
+    town_cell = assign_towns(xy, adjacency, towns_meta)
+    t_codes, t_int = np.unique(town_cell.astype(str), return_inverse=True)
+    town_code = t_codes[majority_by_piece(piece, t_int, padj)]
+    n = len(size)
+    pres = np.bincount(piece, weights=residents, minlength=n)
+    pwork = np.bincount(piece, weights=cell_work, minlength=n)
+    comm_code = assign_communities(pxy, padj, town_code, pres, comm_meta, seed=seeds[0], size=size)
+    grid_code, grids_meta = make_grids(pxy, padj, comm_code, pwork, comm_meta, n_grids, seed=seeds[1], size=size)
+    return FabricUnits(piece=piece, town_code=town_code, comm_code=comm_code, grid_code=grid_code,
+                       grids_meta=grids_meta, split=face_area > max_face_m2, n_pieces=n)
+
+
+def fabric_polygons(cells: np.ndarray, grid_code: np.ndarray, grids_meta: pd.DataFrame, comm_meta: pd.DataFrame,
+                    fabric: Fabric, units: FabricUnits) -> tuple[gpd.GeoDataFrame, gpd.GeoDataFrame, gpd.GeoDataFrame]:
+    """Town, community and grid polygons (WGS84) as unions of the fabric's faces (edges on streets and water);
+    each face goes to the grid of most of its cells, its community and town follow the grid, so they nest."""
+    g_codes, g_int = np.unique(np.asarray(grid_code, dtype=str), return_inverse=True)
+    fu = face_units(fabric.faces, fabric.cell_face, g_int, _cell_xy(cells))
+    comm_of_grid = dict(zip(grids_meta["grid_code"], grids_meta["community_code"]))
+    town_of_comm = dict(zip(comm_meta["community_code"], comm_meta["town_code"]))
+    level_codes = {"grid": g_codes}
+    level_codes["community"] = np.array([comm_of_grid[g] for g in g_codes], dtype=object)
+    level_codes["town"] = np.array([town_of_comm[c] for c in level_codes["community"]], dtype=object)
+    out = {}
+    for level, name in (("grid", "grid_code"), ("community", "community_code"), ("town", "town_code")):
+        codes, inv = np.unique(level_codes[level].astype(str), return_inverse=True)
+        out[level] = fabric_unit_polygons(fabric.faces, units.split, cells, inv[g_int], inv[fu], codes, name)
+    towns = out["town"].merge(nbs_towns(), on="town_code")
+    communities = out["community"].merge(comm_meta, on="community_code")
+    communities["short_name"] = communities["community_name"].map(short_name)
+    grids = out["grid"].merge(grids_meta, on="grid_code")
+    grids["town_code"] = grids["community_code"].map(town_of_comm)
+    for g in (towns, communities, grids):
+        g["synthetic"] = True
+    return towns, communities, grids
+
+
+def _cell_xy(cells: np.ndarray) -> np.ndarray:
+    lat, lng = cells_to_latlng(cells)
+    return np.column_stack(lnglat_to_xy(lng, lat))

@@ -1,0 +1,109 @@
+"""Faces, land use and blocks of the city fabric (EPSG:4547 metres).
+
+*Faces* are the polygons between street centre lines, water edges and the area boundary (the noded lines
+polygonised): they tile the area, so towns, communities and grids built as unions of faces have edges that run
+along streets or water. *Blocks* are what is left of the land once the streets (buffered by half their width) and
+the water are taken out; several block parts may share a face.
+"""
+
+from __future__ import annotations
+
+import geopandas as gpd
+import numpy as np
+import shapely
+from shapely.geometry.base import BaseGeometry
+
+from twin.crs import METRIC_CRS
+
+__all__ = ["polygonize_faces", "cells_to_faces", "classify_faces", "cut_blocks", "LAND_USES"]
+
+LAND_USES = ("old_town", "towers", "village", "housing", "commercial", "industrial", "public", "park", "farm",
+             "vacant", "water")
+"""Face land use: old-town mid-rise slabs, tower estates, village houses (城中村), low housing, commercial,
+industrial sheds, schools/public sites, parks, farm land (fish ponds), vacant land, water."""
+
+# persons per area of a face relative to the area's mean (so a small test twin with few persons classifies alike)
+_OLD_TOWN_DENSITY = 1.9
+_DENSE = 1.05
+_MEDIUM = 0.3
+
+
+def polygonize_faces(lines: np.ndarray, area_m: BaseGeometry, water_m: BaseGeometry | None = None) -> np.ndarray:
+    """Faces (Polygons) of the noded ``lines`` + the boundaries of ``area_m`` and ``water_m``, inside ``area_m``."""
+    edges = [*lines, area_m.boundary]
+    if water_m is not None and not water_m.is_empty:
+        edges.append(water_m.boundary)
+    noded = shapely.union_all(np.asarray(edges, dtype=object))
+    faces = shapely.get_parts(shapely.polygonize(shapely.get_parts(noded)))
+    shapely.prepare(area_m)
+    keep = shapely.contains_properly(area_m, shapely.point_on_surface(faces)) & (shapely.area(faces) > 1.0)
+    return faces[keep]
+
+
+def cells_to_faces(faces: np.ndarray, xy: np.ndarray) -> np.ndarray:
+    """Index of the face containing each cell centre (``xy``, EPSG:4547); the nearest face when none does."""
+    tree = shapely.STRtree(faces)
+    pts = shapely.points(xy)
+    out = np.full(len(xy), -1, dtype=np.int64)
+    hit = tree.query(pts, predicate="within")
+    out[hit[0]] = hit[1]
+    miss = np.flatnonzero(out < 0)
+    if len(miss):
+        near = tree.query_nearest(pts[miss], return_distance=False, all_matches=False)
+        out[miss[near[0]]] = near[1]
+    return out
+
+
+def classify_faces(faces: np.ndarray, cell_face: np.ndarray, persons: np.ndarray, industrial: np.ndarray,
+                   commercial: np.ndarray, centre: np.ndarray, is_water: np.ndarray, is_park: np.ndarray,
+                   rng: np.random.Generator) -> np.ndarray:
+    """A land use (:data:`LAND_USES`) per face from the cells it holds: persons per area (relative to the mean),
+    the industrial, commercial and city-centre intensities (0…1, per cell), and the water and park masks."""
+    n = len(faces)
+    ncell = np.bincount(cell_face, minlength=n)
+    pop = np.bincount(cell_face, weights=persons, minlength=n)
+    mean = lambda v: np.bincount(cell_face, weights=v, minlength=n) / np.maximum(ncell, 1)  # noqa: E731
+    ind, com, cen = mean(industrial), mean(commercial), mean(centre)
+    area = shapely.area(faces)
+    dens = pop / np.maximum(area, 500.0) / (persons.sum() / max(area.sum(), 1.0))
+    u = rng.random(n)
+    use = np.full(n, "vacant", dtype=object)
+    empty = pop == 0
+    use[empty & (u < 0.5)] = "farm"
+    use[empty & (ind > 0.25) & (u < 0.85)] = "industrial"
+    use[empty & (ind <= 0.25) & (com > 0.35) & (u < 0.7)] = "commercial"
+    use[empty & (ind <= 0.25) & (u > 0.93)] = "public"
+    lived = ~empty
+    use[lived] = "housing"
+    use[lived & (dens >= _MEDIUM)] = np.where(u[lived & (dens >= _MEDIUM)] < 0.45, "towers", "village")
+    dense = lived & (dens >= _DENSE)
+    use[dense] = np.where(cen[dense] > 0.35, np.where(u[dense] < 0.3, "towers", "old_town"),
+                          np.where(u[dense] < 0.25, "towers", "village"))
+    use[lived & (dens >= _OLD_TOWN_DENSITY) & (cen > 0.5) & (u < 0.75)] = "old_town"
+    use[lived & (rng.random(n) < 0.035)] = "public"  # schools, clinics, offices among the homes
+    use[lived & (com > 0.5) & (rng.random(n) < 0.25)] = "commercial"
+    use[is_park] = "park"
+    use[is_water] = "water"
+    return use.astype(str)
+
+
+def cut_blocks(faces: np.ndarray, land_use: np.ndarray, streets: gpd.GeoDataFrame, water_m: BaseGeometry,
+               area_m: BaseGeometry) -> gpd.GeoDataFrame:
+    """Blocks: the area of the faces less the streets (each buffered by half its ``width_m``) and ``water_m``.
+
+    Returns one row per block part (EPSG:4547): ``block_id``, ``face``, ``land_use``, ``area_m2``, geometry.
+    """
+    bufs = shapely.buffer(streets.geometry.to_numpy(), streets["width_m"].to_numpy(dtype=float) / 2.0,
+                          quad_segs=2)
+    cut = shapely.union_all(np.append(bufs, water_m if not water_m.is_empty else shapely.Polygon()))
+    land = shapely.difference(area_m, cut)
+    parts = shapely.get_parts(land)
+    parts = parts[shapely.area(parts) > 20.0]
+    face_of = cells_to_faces(faces, shapely.get_coordinates(shapely.point_on_surface(parts)))
+    order = np.lexsort((shapely.get_coordinates(shapely.centroid(parts))[:, 0], face_of))
+    parts, face_of = parts[order], face_of[order]
+    gdf = gpd.GeoDataFrame({"block_id": np.arange(len(parts), dtype=np.int32), "face": face_of.astype(np.int32),
+                            "land_use": land_use[face_of]}, geometry=parts, crs=METRIC_CRS)
+    gdf["area_m2"] = shapely.area(parts).astype(np.float32)
+    return gdf[gdf["land_use"] != "water"].reset_index(drop=True).assign(
+        block_id=lambda d: np.arange(len(d), dtype=np.int32))

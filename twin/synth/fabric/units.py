@@ -1,0 +1,113 @@
+"""Towns, communities and grids as unions of blocks: the fabric's pieces, and unit polygons built from faces.
+
+A *piece* is the set of cells whose centres lie in one face (split into its connected parts over edge-sharing
+cells, so a piece is always one connected piece of cells). Faces larger than ``max_face_m2`` (e.g. farm land
+between sparse OSM roads) are not kept whole: each of their cells is a piece of its own, so the regionalisation
+always has enough pieces. Units built from pieces are unions of whole blocks, still stored as H3 cells; their
+polygons are unions of faces (edges on street centre lines or water), and of hexagon ∩ face for split faces.
+"""
+
+from __future__ import annotations
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+import shapely
+from scipy.spatial import cKDTree
+
+from twin.cells import cell_boundaries
+from twin.crs import METRIC_CRS, lnglat_to_xy, to_storage
+from twin.partition.regions import label_components, repair_contiguity
+
+__all__ = ["fabric_pieces", "aggregate_pieces", "majority_by_piece", "face_units", "fabric_unit_polygons"]
+
+
+def fabric_pieces(cell_face: np.ndarray, adjacency: sp.csr_matrix, face_area_m2: np.ndarray, *,
+                  max_face_m2: float) -> np.ndarray:
+    """Piece index (0…P-1) per cell: connected cells of one face; every cell of a face > ``max_face_m2`` alone."""
+    n = len(cell_face)
+    big = face_area_m2[cell_face] > max_face_m2
+    key = np.where(big, len(face_area_m2) + np.arange(n), cell_face)
+    _, comp = label_components(np.unique(key, return_inverse=True)[1], adjacency)
+    return np.unique(comp, return_inverse=True)[1]
+
+
+def aggregate_pieces(piece: np.ndarray, xy: np.ndarray, adjacency: sp.csr_matrix
+                     ) -> tuple[np.ndarray, sp.csr_matrix, np.ndarray]:
+    """Per piece: mean cell centre (EPSG:4547), adjacency (pieces with edge-sharing cells) and number of cells."""
+    n_cells, n = len(piece), int(piece.max()) + 1
+    inc = sp.csr_matrix((np.ones(n_cells), (np.arange(n_cells), piece)), shape=(n_cells, n))
+    size = np.bincount(piece, minlength=n).astype(float)
+    pxy = np.column_stack([np.bincount(piece, weights=xy[:, 0], minlength=n) / size,
+                           np.bincount(piece, weights=xy[:, 1], minlength=n) / size])
+    adj = (inc.T @ adjacency.astype(np.float64) @ inc).tocsr()
+    adj.setdiag(0)
+    adj.eliminate_zeros()
+    return pxy, (adj > 0).tocsr(), size
+
+
+def majority_by_piece(piece: np.ndarray, labels: np.ndarray, adjacency: sp.csr_matrix) -> np.ndarray:
+    """The most common of ``labels`` (ints, per cell) in each piece, then made contiguous over ``adjacency``."""
+    n, k = int(piece.max()) + 1, int(labels.max()) + 1
+    counts = sp.csr_matrix((np.ones(len(piece)), (piece, labels)), shape=(n, k)).toarray()
+    return repair_contiguity(np.argmax(counts, axis=1), adjacency)
+
+
+def face_units(faces: np.ndarray, cell_face: np.ndarray, unit_of_cell: np.ndarray, xy: np.ndarray) -> np.ndarray:
+    """The unit (int) of each face: the most common among its cells, or the nearest cell's for a face with none."""
+    n, k = len(faces), int(unit_of_cell.max()) + 1
+    counts = sp.csr_matrix((np.ones(len(cell_face)), (cell_face, unit_of_cell)), shape=(n, k))
+    out = np.asarray(counts.argmax(axis=1)).ravel()
+    empty = np.asarray(counts.sum(axis=1)).ravel() == 0
+    if empty.any():
+        pos = shapely.get_coordinates(shapely.point_on_surface(faces[empty]))
+        out[empty] = unit_of_cell[cKDTree(xy).query(pos)[1]]
+    return out
+
+
+def _hexagons_m(cells: np.ndarray) -> np.ndarray:
+    """The cells' hexagons in EPSG:4547."""
+    rings = cell_boundaries(cells)
+    flat = np.asarray([p for b in rings for p in (*b, b[0])], dtype=float)
+    x, y = lnglat_to_xy(flat[:, 0], flat[:, 1])
+    counts = np.array([len(b) + 1 for b in rings])
+    starts = np.r_[0, np.cumsum(counts)[:-1]]
+    return np.array([shapely.Polygon(np.column_stack([x[s:s + c], y[s:s + c]])) for s, c in zip(starts, counts)],
+                    dtype=object)
+
+
+def fabric_unit_polygons(faces: np.ndarray, split: np.ndarray, cells: np.ndarray, unit_of_cell: np.ndarray,
+                         face_unit: np.ndarray, codes: np.ndarray, name: str) -> gpd.GeoDataFrame:
+    """One polygon per unit (WGS84; ``area_km2`` measured in EPSG:4547, ``n_cells``): the union of its faces, and
+    for the ``split`` faces the union of hexagon ∩ face over the hexagons of its cells.
+
+    ``unit_of_cell`` and ``face_unit`` (:func:`face_units`) are ints into ``codes``; ``faces`` are EPSG:4547 and
+    tile the area, so the units tile it too. A unit left with no face (its cells all in faces owned by others)
+    gets the union of its cells' hexagons.
+    """
+    geoms = list(faces[~split])
+    owner = list(face_unit[~split])
+    missing = np.setdiff1d(np.unique(unit_of_cell), np.asarray(owner))
+    hexes = _hexagons_m(cells) if split.any() or len(missing) else None
+    if split.any():
+        big = np.flatnonzero(split)
+        pairs = shapely.STRtree(hexes).query(faces[big], predicate="intersects")
+        pieces = shapely.intersection(hexes[pairs[1]], faces[big][pairs[0]])
+        ok = shapely.area(pieces) > 0.01
+        geoms += list(pieces[ok])
+        owner += list(unit_of_cell[pairs[1][ok]])
+    missing = np.setdiff1d(np.unique(unit_of_cell), np.asarray(owner))
+    for u in missing:
+        geoms.append(shapely.union_all(hexes[unit_of_cell == u]))
+        owner.append(u)
+    frame = pd.DataFrame({"u": np.asarray(owner), "g": geoms})
+    rows = []
+    for u, grp in frame.groupby("u", sort=True):
+        rows.append((codes[int(u)], shapely.make_valid(shapely.union_all(grp["g"].to_numpy()))))
+    gdf = gpd.GeoDataFrame({name: [r[0] for r in rows]}, geometry=[r[1] for r in rows], crs=METRIC_CRS)
+    gdf["area_km2"] = gdf.geometry.area.to_numpy() / 1e6
+    n_cells = pd.Series(np.bincount(unit_of_cell, minlength=len(codes)), index=codes)
+    gdf["n_cells"] = n_cells.reindex(gdf[name]).to_numpy().astype(np.int32)
+    gdf = to_storage(gdf)
+    return gdf[[name, "n_cells", "geometry", "area_km2"]].sort_values(name).reset_index(drop=True)
