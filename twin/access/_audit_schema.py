@@ -18,7 +18,8 @@ from twin.store.pg import has_postgis, schema_lock_statement
 from twin.store.sql import Store, Transaction
 
 __all__ = ["GENESIS", "FIELDS", "SCHEMA_LOCK", "Entry", "Checkpoint", "VerifyReport", "ensure_schema", "canonical_km2",
-           "mac", "entry_hash", "normalised", "area_hash"]
+           "mac", "entry_hash", "normalised", "area_hash",
+           "hash_normalised"]
 
 SCHEMA_LOCK = threading.Lock()
 
@@ -179,4 +180,9 @@ def normalised(geom: BaseGeometry) -> BaseGeometry:
 
 def area_hash(geom: BaseGeometry) -> str:
     """SHA-256 of the area's normalised WKB (WGS84, coordinates rounded to 1e-7°, ≈ 1 cm)."""
-    return hashlib.sha256(shapely.to_wkb(normalised(geom), hex=False)).hexdigest()
+    return hash_normalised(normalised(geom))
+
+
+def hash_normalised(norm: BaseGeometry) -> str:
+    """:func:`area_hash` of an already :func:`normalised` geometry."""
+    return hashlib.sha256(shapely.to_wkb(norm, hex=False)).hexdigest()

@@ -34,7 +34,8 @@ import json
 import os
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import Future
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -62,6 +63,10 @@ from twin.access._audit_schema import (
     mac,
     normalised,
 )
+from twin.access._audit_schema import (
+    hash_normalised as _hash_normalised,
+)
+from twin.access._audit_writer import GroupWriter, writer_for
 from twin.crs import area_km2 as _area_km2
 from twin.store.pg import has_postgis
 from twin.store.sql import Store, Transaction
@@ -74,6 +79,7 @@ __all__ = [
     "CHECKPOINT_EVERY",
     "CHECKPOINT_SECONDS",
     "append",
+    "submit",
     "checkpoint",
     "entries",
     "verify",
@@ -103,6 +109,8 @@ class _Anchor:
 
 _anchors: dict[str, _Anchor] = {}
 _anchor_lock = threading.Lock()
+#: area hashes this process has seen committed to ``audit_areas`` (per store URL; the table is append-only)
+_known_areas: dict[str, set[str]] = {}
 
 
 def append(store: Store, *, user: str, role: str, endpoint: str, method: str = "GET",
@@ -114,39 +122,87 @@ def append(store: Store, *, user: str, role: str, endpoint: str, method: str = "
     ``area`` (WGS84) is hashed and its footprint kept in ``audit_areas``; ``area_km2`` defaults to its area
     measured in EPSG:4547. ``counts`` are the numbers of things returned (suppressed cells are not counted).
     ``tx``: write inside this open transaction of ``store`` (the entry then commits or rolls back with the change
-    it records, e.g. a partition version: :func:`twin.partition.versions.commit`).
+    it records, e.g. a partition version: :func:`twin.partition.versions.commit`). Without ``tx`` the entry goes
+    through the process's one group-commit writer (:func:`submit`) and this waits until its batch is durable.
     """
+    if tx is None:
+        return submit(store, user=user, role=role, endpoint=endpoint, method=method, area=area, area_km2=area_km2,
+                      counts=counts, version=version, outcome=outcome, status=status, detail=detail).result()
     ensure_schema(store, tx)
     key = load_key(store, create=True)
     assert key is not None
+    fields, footprint = _fields(user, role, endpoint, method, area, area_km2, counts, version, outcome, status,
+                                detail)
+    entry, regressed = _append_in(store, tx, key, fields, footprint)
+    if regressed is not None:  # the head moved back under us: anchor what we saw before, at once
+        _write_checkpoint(store, key, *regressed, reason=f"head moved back to seq {int(entry.seq) - 1}")
+    with _anchor_lock:  # committed (or not) by the caller: the timer checkpoints the head as stored
+        _schedule(store, key, _anchors.setdefault(store.url, _Anchor()))
+    return entry
+
+
+def submit(store: Store, *, user: str, role: str, endpoint: str, method: str = "GET",
+           area: BaseGeometry | None = None, area_km2: float | None = None, counts: Mapping[str, int] | None = None,
+           version: str | int | None = None, outcome: str = "ok", status: int = 200, detail: str = "") -> Future[Entry]:
+    """Queue one entry for the process's group-commit writer (:mod:`._audit_writer`); the future resolves to the
+    :class:`Entry` once the transaction holding it has committed (durable), or to the error that rolled it back.
+
+    The area hash, footprint and km² are computed here, in the caller's thread; the writer thread only chains
+    (reads the head inside its transaction, HMACs, inserts). Await it from asyncio with ``asyncio.wrap_future``.
+    """
+    ensure_schema(store)  # once per store object (as readers of this object expect), cheap after
+    fields, footprint = _fields(user, role, endpoint, method, area, area_km2, counts, version, outcome, status,
+                                detail)
+    return writer_for(store, "audit", _make_writer).submit((fields, footprint))
+
+
+def _fields(user: str, role: str, endpoint: str, method: str, area: BaseGeometry | None, area_km2: float | None,
+            counts: Mapping[str, int] | None, version: str | int | None, outcome: str, status: int,
+            detail: str) -> tuple[dict[str, Any], str | None]:
+    """The entry's fields (without seq, prev_hash, hash) and the area footprint (GeoJSON text) to keep."""
     ahash = None
     footprint = None
     if area is not None:
-        ahash = area_hash(area)
+        norm = normalised(area)
+        ahash = _hash_normalised(norm)
         if area_km2 is None:
             area_km2 = _area_km2(area)
-        footprint = shapely.to_geojson(normalised(area))
+        footprint = shapely.to_geojson(norm)
     cnt = {str(k): int(v) for k, v in (counts or {}).items()}
-    fields: dict[str, Any] = {
+    return {
         "ts": dt.datetime.now(dt.UTC).isoformat(timespec="microseconds"),
         "user_name": str(user), "role": str(role), "endpoint": str(endpoint)[:200], "method": str(method).upper()[:10],
         "area_hash": ahash, "area_km2": canonical_km2(area_km2), "counts": cnt,
         "version": None if version is None else str(version)[:40], "outcome": str(outcome), "status": int(status),
         "detail": str(detail)[:500],
-    }
-    if tx is not None:
-        entry, regressed = _append_in(store, tx, key, fields, footprint)
-    else:
-        with store.transaction() as own:
-            entry, regressed = _append_in(store, own, key, fields, footprint)
-    if regressed is not None:  # the head moved back under us: anchor what we saw before, at once
-        _write_checkpoint(store, key, *regressed, reason=f"head moved back to seq {int(entry.seq) - 1}")
-    if tx is None:
-        _after_commit(store, key, entry)
-    else:  # committed (or not) by the caller: the timer checkpoints the head as stored
+    }, footprint
+
+
+def _make_writer(store: Store) -> GroupWriter[tuple[dict[str, Any], str | None], Entry]:
+    regressed: list[tuple[int, str, int]] = []
+
+    def apply(tx: Transaction, item: tuple[dict[str, Any], str | None]) -> Entry:
+        key = load_key(store, create=True)
+        assert key is not None
+        entry, back = _append_in(store, tx, key, dict(item[0]), item[1])
+        if back is not None:
+            regressed.append((*back, int(entry.seq) - 1))
+        return entry
+
+    def after(done: Sequence[Entry]) -> None:
+        key = load_key(store, create=True)
+        assert key is not None
         with _anchor_lock:
-            _schedule(store, key, _anchors.setdefault(store.url, _Anchor()))
-    return entry
+            known = _known_areas.setdefault(store.url, set())
+            if len(known) > 100_000:
+                known.clear()
+            known.update(e.area_hash for e in done if e.area_hash is not None)
+        while regressed:
+            seq, h, now = regressed.pop(0)
+            _write_checkpoint(store, key, seq, h, reason=f"head moved back to seq {now}")
+        _after_commit(store, key, max(done, key=lambda e: e.seq))
+
+    return GroupWriter(store, apply, after=after, prepare=ensure_schema)
 
 
 def _append_in(store: Store, tx: Transaction, key: bytes, fields: dict[str, Any],
@@ -247,6 +303,8 @@ def checkpoint(store: Store, *, reason: str = "on demand") -> Checkpoint | None:
 
 
 def _store_area(store: Store, tx: Any, ahash: str, geojson: str, km2: float) -> None:
+    if ahash in _known_areas.get(store.url, ()):  # stored by an earlier committed batch of this process
+        return
     if tx.query("SELECT 1 FROM audit_areas WHERE area_hash = ?", (ahash,)):
         return
     if store.dialect == "postgresql" and has_postgis(store):
