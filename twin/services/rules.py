@@ -64,6 +64,8 @@ def qualifying(rule: Service, state: pd.DataFrame, lo: dt.date, hi: dt.date, *,
         dates = np.full(int(hit.sum()), np.datetime64(lo, "D"))
     else:  # pragma: no cover - Service is a closed union
         raise TypeError(f"unknown rule type {type(rule).__name__}")
+    if not hit.any():
+        return state.iloc[:0].assign(service="", qualifying_date=np.array([], dtype="datetime64[s]"), detail="")
     out = state.loc[hit].copy()
     out.insert(0, "service", rule.name)
     out["qualifying_date"] = np.asarray(dates, dtype="datetime64[s]")

@@ -126,10 +126,10 @@ class FrameView:
             elif kind == FLAGS_CHANGED and isinstance(changes, Mapping):
                 flags.setdefault(pid, {}).update({str(k): bool(v) for k, v in changes.items()})
         out = self._persons.loc[list(alive)].copy()
-        for pid, values in flags.items():
-            if pid in alive:
-                for col, v in values.items():
-                    out.loc[pid, col] = v
+        for col in {c for values in flags.values() for c in values}:
+            new = pd.Series({pid: v[col] for pid, v in flags.items() if col in v and pid in alive}, dtype=bool)
+            hit = out.index.isin(new.index)
+            out.loc[hit, col] = new.reindex(out.index[hit]).to_numpy()
         return out.reset_index(drop=True)
 
     def events_between(self, start: dt.date, end: dt.date) -> pd.DataFrame:
