@@ -129,8 +129,7 @@ def _buildings(t: Twin, f: gpd.GeoDataFrame, over: dict[int, dict[str, Any] | No
     if changed:
         at = np.asarray([p for p, _ in changed])
         for c in ("use", "floors", "height_m"):
-            b[c] = b[c].to_numpy().copy()
-            vals = b[c].to_numpy()
+            vals = b[c].to_numpy().copy()
             vals[at] = np.asarray([r[c] for _, r in changed], dtype=vals.dtype)
             b[c] = vals
     if len(removed):
