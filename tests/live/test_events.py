@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.live.conftest import D, KW
+from tests.live.conftest import KW, D
 from twin.access import audit
 from twin.errors import ConflictError, ValidationError
 from twin.live import changes as ch
