@@ -63,15 +63,15 @@ def _random_events(persons: pd.DataFrame, rng: np.random.Generator, start: dt.da
         return start + dt.timedelta(days=int(rng.integers(-2, days + 1)))
 
     for pid in rng.choice(np.union1d(present[:400], np.intersect1d(q70, present)), 120, replace=False):
-        rows.append(("person_died" if rng.random() < 0.5 else "person_moved_out", int(pid), day(), None))
+        rows.append(("person.dies" if rng.random() < 0.5 else "person.moves_out", int(pid), day(), None))
     for pid in held_out[:100]:
-        rows.append(("person_moved_in", int(pid), day(), None))
+        rows.append(("person.moves_in", int(pid), day(), None))
     for pid, d in zip(born["person_id"], days_of):
-        rows.append(("person_born", int(pid), start + dt.timedelta(days=int(d)), None))
+        rows.append(("person.born", int(pid), start + dt.timedelta(days=int(d)), None))
     for pid in rng.choice(present, 200, replace=False):
         flag = str(rng.choice(["disabled", "low_income"]))
-        rows.append(("person_flags_changed", int(pid), day(), {flag: bool(rng.random() < 0.8)}))
-    ev = pd.DataFrame(rows, columns=["kind", "person_id", "effective_date", "changes"])
+        rows.append(("person.flag", int(pid), day(), {"flag": flag, "value": bool(rng.random() < 0.8)}))
+    ev = pd.DataFrame(rows, columns=["kind", "person_id", "effective_date", "fields"])
     ev.insert(0, "seq", np.arange(1, len(ev) + 1))
     return universe, ev, np.concatenate([present, held_out[100:]])
 

@@ -44,21 +44,21 @@ def test_elderly_70_leap_day_birthday_is_listed_in_march_of_a_non_leap_year():
 
 def test_death_before_on_and_after_the_qualifying_date():
     people = [person(1, "1956-12-15"), person(2, "1956-12-15"), person(3, "1956-12-15"), person(4, "1956-12-15")]
-    events = [event(1, "person_died", 1, "2026-12-14"),  # the day before: not listed
-              event(2, "person_died", 2, "2026-12-15"),  # on the day: an event is in force on its day → not listed
-              event(3, "person_died", 3, "2026-12-16"),  # the day after: listed
-              event(4, "person_died", 4, "2026-11-20")]  # before the period: not listed
+    events = [event(1, "died", 1, "2026-12-14"),  # the day before: not listed
+              event(2, "died", 2, "2026-12-15"),  # on the day: an event is in force on its day → not listed
+              event(3, "died", 3, "2026-12-16"),  # the day after: listed
+              event(4, "died", 4, "2026-11-20")]  # before the period: not listed
     assert listed(run_services(view_of(people, events), "2026-12"), "elderly_70") == {3: "2026-12-15"}
 
 
 def test_moves_around_the_qualifying_date():
     people = [person(1, "1956-12-20"), person(2, "1956-12-20"), person(3, "1956-12-10"), person(4, "1956-12-10"),
               person(5, "1956-12-05")]
-    events = [event(1, "person_moved_in", 1, "2026-12-19"),  # moved in the day before: listed
-              event(2, "person_moved_in", 2, "2026-12-21"),  # moved in after the birthday: not listed
-              event(3, "person_moved_out", 3, "2026-12-11"),  # moved out the day after: listed
-              event(4, "person_moved_out", 4, "2026-12-09"),  # moved out the day before: not listed
-              event(5, "person_moved_in", 5, "2026-12-01")]  # moved in on the first day: listed
+    events = [event(1, "moved_in", 1, "2026-12-19"),  # moved in the day before: listed
+              event(2, "moved_in", 2, "2026-12-21"),  # moved in after the birthday: not listed
+              event(3, "moved_out", 3, "2026-12-11"),  # moved out the day after: listed
+              event(4, "moved_out", 4, "2026-12-09"),  # moved out the day before: not listed
+              event(5, "moved_in", 5, "2026-12-01")]  # moved in on the first day: listed
     run = run_services(view_of(people, events), "2026-12")
     assert listed(run, "elderly_70") == {1: "2026-12-20", 3: "2026-12-10", 5: "2026-12-05"}
     assert run.persons_on_calls == 1 + 5  # the day before (for the flag rule) + one per piece between event days
@@ -92,9 +92,9 @@ def test_catalogue_errors_are_clear():
 
 def test_newborn_follow_up_is_the_day_of_birth():
     people = [person(1, "2026-12-01"), person(2, "2026-12-31"), person(3, "2026-11-30"), person(4, "2026-12-10")]
-    events = [event(1, "person_born", 1, "2026-12-01"), event(2, "person_born", 2, "2026-12-31"),
-              event(3, "person_born", 3, "2026-11-30"), event(4, "person_born", 4, "2026-12-10"),
-              event(5, "person_died", 4, "2026-12-12")]  # died two days later: qualified on the 10th, listed
+    events = [event(1, "born", 1, "2026-12-01"), event(2, "born", 2, "2026-12-31"),
+              event(3, "born", 3, "2026-11-30"), event(4, "born", 4, "2026-12-10"),
+              event(5, "died", 4, "2026-12-12")]  # died two days later: qualified on the 10th, listed
     assert listed(run_services(view_of(people, events), "2026-12"), "newborn_followup") == {
         1: "2026-12-01", 2: "2026-12-31", 4: "2026-12-10"}
 
@@ -103,13 +103,13 @@ def test_disability_certified_in_the_period():
     people = [person(1, "1980-01-01"), person(2, "1980-01-01"), person(3, "1980-01-01"),
               person(4, "1980-01-01", disabled=True), person(5, "1980-01-01"), person(6, "1980-01-01")]
     on = {"disabled": True}
-    events = [event(1, "person_flags_changed", 1, "2026-12-10", on),
-              event(2, "person_flags_changed", 2, "2026-11-30", on),  # before the period
-              event(3, "person_flags_changed", 3, "2026-12-01", on),  # on the first day: listed
-              event(4, "person_moved_in", 4, "2026-12-05"),  # moved in already certified: not a certification here
-              event(5, "person_died", 5, "2026-12-09"),
-              event(6, "person_flags_changed", 5, "2026-12-10", on),  # certified after death: not listed
-              event(7, "person_flags_changed", 6, "2026-12-31", on)]
+    events = [event(1, "flag", 1, "2026-12-10", on),
+              event(2, "flag", 2, "2026-11-30", on),  # before the period
+              event(3, "flag", 3, "2026-12-01", on),  # on the first day: listed
+              event(4, "moved_in", 4, "2026-12-05"),  # moved in already certified: not a certification here
+              event(5, "died", 5, "2026-12-09"),
+              event(6, "flag", 5, "2026-12-10", on),  # certified after death: not listed
+              event(7, "flag", 6, "2026-12-31", on)]
     run = run_services(view_of(people, events), "2026-12")
     assert listed(run, "disability_followup") == {1: "2026-12-10", 3: "2026-12-01", 6: "2026-12-31"}
 
@@ -117,8 +117,8 @@ def test_disability_certified_in_the_period():
 def test_low_income_member_reaching_60():
     people = [person(1, "1966-12-15", low_income=True), person(2, "1966-12-15"),
               person(3, "1966-12-15", low_income=True), person(4, "1966-12-15")]
-    events = [event(1, "person_flags_changed", 3, "2026-12-10", {"low_income": False}),  # ended before the birthday
-              event(2, "person_flags_changed", 4, "2026-12-14", {"low_income": True})]  # granted the day before
+    events = [event(1, "flag", 3, "2026-12-10", {"low_income": False}),  # ended before the birthday
+              event(2, "flag", 4, "2026-12-14", {"low_income": True})]  # granted the day before
     assert listed(run_services(view_of(people, events), "2026-12"), "low_income_60") == {
         1: "2026-12-15", 4: "2026-12-15"}
 

@@ -191,12 +191,14 @@ def _xlsx_value(v: Any) -> Any:
         return None
     if isinstance(v, (np.bool_, bool)):
         return bool(v)
-    if isinstance(v, np.integer):
+    if isinstance(v, (int, np.integer)):
         return int(v)
-    if isinstance(v, np.floating):
+    if isinstance(v, (float, np.floating)):
         return float(v)
     if isinstance(v, pd.Timestamp):
         return v.to_pydatetime()
+    if isinstance(v, dt.date):
+        return v
     return neutralise(v) if isinstance(v, str) else neutralise(str(v))
 
 

@@ -39,9 +39,10 @@ __all__ = [
 PERSON_COLUMNS = ("person_id", "household_id", "dwelling_id", "building_id", "sex", "birth_date", "disabled",
                   "low_income", "pregnant")
 LOCATION_COLUMNS = ("grid_code", "community_code", "town_code")
-ARRIVALS = ("person_born", "person_moved_in")
-DEPARTURES = ("person_died", "person_moved_out")
-FLAGS_CHANGED = "person_flags_changed"
+ARRIVALS = ("person.born", "person.moves_in")
+DEPARTURES = ("person.dies", "person.moves_out")
+FLAGS_CHANGED = "person.flag"
+"""Event kinds as :mod:`twin.live.changes` names them (``PersonBorn.kind`` …)."""
 EVENT_COLUMNS = ("seq", "kind", "person_id", "effective_date")
 
 
@@ -85,9 +86,10 @@ class FrameView:
         Every person the view may ever show (:data:`PERSON_COLUMNS` + :data:`LOCATION_COLUMNS`), including those
         who arrive later through an event.
     events
-        :data:`EVENT_COLUMNS` and, for ``person_flags_changed``, a ``changes`` column holding a mapping
-        ``{flag: bool}``. Arrivals (``person_born``, ``person_moved_in``) add the person's row from ``persons``;
-        departures (``person_died``, ``person_moved_out``) remove it.
+        :data:`EVENT_COLUMNS` and, for ``person.flag``, a ``fields`` column holding ``{"flag": name, "value":
+        bool}`` (as :meth:`twin.live.state.LiveTwin.events_between` gives it). Arrivals (``person.born``,
+        ``person.moves_in``) add the person's row from ``persons``; departures (``person.dies``,
+        ``person.moves_out``) remove it. Moves inside the district are not modelled here (the live state does).
     present
         Ids present before any event (default: everyone in ``persons`` who has no arrival event).
     """
@@ -98,7 +100,7 @@ class FrameView:
         if missing:
             raise ValidationError(f"persons frame lacks columns {missing}.")
         self._persons = persons.set_index(persons["person_id"].to_numpy(), drop=False)
-        ev = pd.DataFrame(columns=[*EVENT_COLUMNS, "changes"]) if events is None else events.copy()
+        ev = pd.DataFrame(columns=[*EVENT_COLUMNS, "fields"]) if events is None else events.copy()
         if len(ev):
             ev["effective_date"] = [as_date(d, what="effective_date") for d in ev["effective_date"]]
         self._events = ev.sort_values(["effective_date", "seq"], kind="stable").reset_index(drop=True)
@@ -114,7 +116,7 @@ class FrameView:
             return base.reset_index(drop=True)
         alive = dict.fromkeys(self._present.tolist(), True)
         flags: dict[int, dict[str, bool]] = {}
-        for kind, pid, when, changes in self._events[["kind", "person_id", "effective_date", "changes"]].itertuples(
+        for kind, pid, when, fields in self._events[["kind", "person_id", "effective_date", "fields"]].itertuples(
                 index=False):
             if when > day:
                 break
@@ -123,8 +125,8 @@ class FrameView:
                 alive[pid] = True
             elif kind in DEPARTURES:
                 alive.pop(pid, None)
-            elif kind == FLAGS_CHANGED and isinstance(changes, Mapping):
-                flags.setdefault(pid, {}).update({str(k): bool(v) for k, v in changes.items()})
+            elif kind == FLAGS_CHANGED and isinstance(fields, Mapping):
+                flags.setdefault(pid, {})[str(fields["flag"])] = bool(fields["value"])
         out = self._persons.loc[list(alive)].copy()
         for col in {c for values in flags.values() for c in values}:
             new = pd.Series({pid: v[col] for pid, v in flags.items() if col in v and pid in alive}, dtype=bool)
