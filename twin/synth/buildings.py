@@ -38,8 +38,8 @@ def rectangles_xy(cx: np.ndarray, cy: np.ndarray, w: np.ndarray, d: np.ndarray, 
 _SPECS: dict[str, tuple[tuple[float, float], tuple[float, float], float, float, float, float]] = {
     "old_town": ((28.0, 50.0), (11.0, 14.0), 7.0, 13.0, 4.0, 0.3),  # mid-rise slabs
     "towers": ((20.0, 26.0), (18.0, 23.0), 26.0, 30.0, 9.0, 0.1),  # tower estates
-    "village": ((8.0, 12.0), (8.0, 11.0), 1.8, 2.2, 1.5, 0.15),  # 城中村: dense small houses
-    "housing": ((12.0, 16.0), (10.0, 13.0), 9.0, 11.0, 4.0, 0.1),
+    "village": ((11.0, 15.0), (10.0, 13.0), 1.8, 2.2, 2.0, 0.15),  # 城中村: dense small houses
+    "housing": ((14.0, 20.0), (11.0, 14.0), 10.0, 12.0, 4.0, 0.1),
     "commercial": ((35.0, 70.0), (25.0, 40.0), 18.0, 20.0, 8.0, 0.0),
     "industrial": ((60.0, 110.0), (30.0, 55.0), 16.0, 22.0, 10.0, 0.0),  # sheds
     "public": ((45.0, 70.0), (14.0, 18.0), 24.0, 30.0, 12.0, 0.0),  # schools, clinics, offices

@@ -15,15 +15,21 @@ import shapely
 from shapely.geometry.base import BaseGeometry
 
 from twin.crs import METRIC_CRS, lnglat_to_xy, to_metric
-from twin.synth.fabric.blocks import LAND_USES, cells_to_faces, classify_faces, cut_blocks, polygonize_faces
-from twin.synth.fabric.streets import local_streets, main_roads
+from twin.ingest.osm import STREET_WIDTH_M
+from twin.synth.fabric.blocks import (
+    FACE_CLASSES,
+    LAND_USES,
+    cells_to_faces,
+    classify_faces,
+    cut_blocks,
+    polygonize_faces,
+)
+from twin.synth.fabric.streets import LANE_WIDTH_M, local_streets, main_roads
 from twin.synth.fabric.water import fish_ponds, park_lakes, river_channel
 from twin.synth.population import _CENTRES, _PARKS
 
 __all__ = ["Fabric", "make_fabric", "LAND_USES", "FACE_CLASSES"]
 
-FACE_CLASSES = ("expressway", "arterial", "collector", "local")
-"""Street classes that divide the land into faces (OSM ``service`` ways and paths do not)."""
 
 
 @dataclass(frozen=True)
@@ -105,7 +111,8 @@ def make_fabric(area_m: BaseGeometry, xy: np.ndarray, persons: np.ndarray, indus
         px, py = lnglat_to_xy(np.array([lo]), np.array([la]))
         is_park |= shapely.dwithin(shapely.Point(px[0], py[0]), pos, r)
     land_use = classify_faces(faces, cell_face, persons, industrial, commercial, cen, is_water, is_park, rng)
-    blocks = cut_blocks(faces, land_use, street_m, river, area_m)
+    minor_half = np.where(land_use == "village", LANE_WIDTH_M, STREET_WIDTH_M["local"]) / 2.0
+    blocks = cut_blocks(faces, land_use, street_m, minor_half)
     water_parts = [("river", g) for g in shapely.get_parts(river) if not g.is_empty and g.area > 0] \
         if water is None else []
     blocks, extra = _ponds_and_lakes(blocks, rng) if water is None else (blocks, [])

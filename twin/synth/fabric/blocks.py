@@ -15,7 +15,11 @@ from shapely.geometry.base import BaseGeometry
 
 from twin.crs import METRIC_CRS
 
-__all__ = ["polygonize_faces", "cells_to_faces", "classify_faces", "cut_blocks", "LAND_USES"]
+__all__ = ["FACE_CLASSES", "polygonize_faces", "cells_to_faces", "classify_faces", "cut_blocks", "LAND_USES"]
+
+FACE_CLASSES = ("expressway", "arterial", "collector", "local")
+"""Street classes that divide the land into faces (OSM ``service`` ways and paths do not; they are cut out of
+the blocks they cross)."""
 
 LAND_USES = ("old_town", "towers", "village", "housing", "commercial", "industrial", "public", "park", "farm",
              "vacant", "water")
@@ -87,23 +91,31 @@ def classify_faces(faces: np.ndarray, cell_face: np.ndarray, persons: np.ndarray
     return use.astype(str)
 
 
-def cut_blocks(faces: np.ndarray, land_use: np.ndarray, streets: gpd.GeoDataFrame, water_m: BaseGeometry,
-               area_m: BaseGeometry) -> gpd.GeoDataFrame:
-    """Blocks: the area of the faces less the streets (each buffered by half its ``width_m``) and ``water_m``.
+def cut_blocks(faces: np.ndarray, land_use: np.ndarray, streets: gpd.GeoDataFrame, minor_half_m: np.ndarray
+               ) -> gpd.GeoDataFrame:
+    """Blocks: each land face shrunk by ``minor_half_m`` (half the width of its minor streets, per face) less the
+    wider streets that touch it (each buffered by half its ``width_m``). Water faces give no block.
 
     Returns one row per block part (EPSG:4547): ``block_id``, ``face``, ``land_use``, ``area_m2``, geometry.
     """
-    bufs = shapely.buffer(streets.geometry.to_numpy(), streets["width_m"].to_numpy(dtype=float) / 2.0,
-                          quad_segs=2)
-    cut = shapely.union_all(np.append(bufs, water_m if not water_m.is_empty else shapely.Polygon()))
-    land = shapely.difference(area_m, cut)
-    parts = shapely.get_parts(land)
-    parts = parts[shapely.area(parts) > 20.0]
-    face_of = cells_to_faces(faces, shapely.get_coordinates(shapely.point_on_surface(parts)))
+    land = np.flatnonzero(land_use != "water")
+    geoms = shapely.buffer(faces[land], -minor_half_m[land], quad_segs=2, join_style="mitre")
+    half = streets["width_m"].to_numpy(dtype=float) / 2.0
+    wide = (half > float(np.min(minor_half_m)) + 1e-9) | ~streets["class"].isin(FACE_CLASSES).to_numpy()
+    bufs = shapely.buffer(streets.geometry.to_numpy()[wide], half[wide], quad_segs=2)
+    pair_face, pair_buf = shapely.STRtree(bufs).query(geoms, predicate="intersects")
+    order = np.lexsort((pair_buf, pair_face))
+    pair_face, pair_buf = pair_face[order], pair_buf[order]
+    rank = np.arange(len(pair_face)) - np.searchsorted(pair_face, pair_face, side="left")
+    for r in range(int(rank.max()) + 1 if len(rank) else 0):  # one vectorised difference per round
+        sel = rank == r
+        geoms[pair_face[sel]] = shapely.difference(geoms[pair_face[sel]], bufs[pair_buf[sel]])
+    parts, parts_idx = shapely.get_parts(geoms, return_index=True)
+    keep = shapely.area(parts) > 20.0
+    parts, face_of = parts[keep], land[parts_idx[keep]]
     order = np.lexsort((shapely.get_coordinates(shapely.centroid(parts))[:, 0], face_of))
     parts, face_of = parts[order], face_of[order]
     gdf = gpd.GeoDataFrame({"block_id": np.arange(len(parts), dtype=np.int32), "face": face_of.astype(np.int32),
                             "land_use": land_use[face_of]}, geometry=parts, crs=METRIC_CRS)
     gdf["area_m2"] = shapely.area(parts).astype(np.float32)
-    return gdf[gdf["land_use"] != "water"].reset_index(drop=True).assign(
-        block_id=lambda d: np.arange(len(d), dtype=np.int32))
+    return gdf

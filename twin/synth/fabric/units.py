@@ -16,7 +16,7 @@ import scipy.sparse as sp
 import shapely
 from scipy.spatial import cKDTree
 
-from twin.cells import cell_boundaries
+from twin.cells import cell_boundaries, cells_to_latlng
 from twin.crs import METRIC_CRS, lnglat_to_xy, to_storage
 from twin.partition.regions import label_components, repair_contiguity
 
@@ -66,6 +66,11 @@ def face_units(faces: np.ndarray, cell_face: np.ndarray, unit_of_cell: np.ndarra
     return out
 
 
+def _cell_xy_m(cells: np.ndarray) -> np.ndarray:
+    lat, lng = cells_to_latlng(cells)
+    return np.column_stack(lnglat_to_xy(lng, lat))
+
+
 def _hexagons_m(cells: np.ndarray) -> np.ndarray:
     """The cells' hexagons in EPSG:4547."""
     rings = cell_boundaries(cells)
@@ -86,25 +91,40 @@ def fabric_unit_polygons(faces: np.ndarray, split: np.ndarray, cells: np.ndarray
     tile the area, so the units tile it too. A unit left with no face (its cells all in faces owned by others)
     gets the union of its cells' hexagons.
     """
-    geoms = list(faces[~split])
-    owner = list(face_unit[~split])
-    missing = np.setdiff1d(np.unique(unit_of_cell), np.asarray(owner))
-    hexes = _hexagons_m(cells) if split.any() or len(missing) else None
-    if split.any():
+    owner_f = face_unit[~split]
+    geoms_f = faces[~split]
+    hex_geoms: list[object] = []
+    hex_owner: list[int] = []
+    missing = np.setdiff1d(np.unique(unit_of_cell), owner_f)
+    if split.any() or len(missing):
         big = np.flatnonzero(split)
-        pairs = shapely.STRtree(hexes).query(faces[big], predicate="intersects")
-        pieces = shapely.intersection(hexes[pairs[1]], faces[big][pairs[0]])
-        ok = shapely.area(pieces) > 0.01
-        geoms += list(pieces[ok])
-        owner += list(unit_of_cell[pairs[1][ok]])
-    missing = np.setdiff1d(np.unique(unit_of_cell), np.asarray(owner))
-    for u in missing:
-        geoms.append(shapely.union_all(hexes[unit_of_cell == u]))
-        owner.append(u)
-    frame = pd.DataFrame({"u": np.asarray(owner), "g": geoms})
+        near = np.unique(np.concatenate([
+            shapely.STRtree(shapely.points(_cell_xy_m(cells))).query(shapely.buffer(faces[big], 40.0))[1]
+            if len(big) else np.empty(0, np.int64), np.flatnonzero(np.isin(unit_of_cell, missing))]))
+        hexes = _hexagons_m(cells[near])
+        if len(big):
+            pairs = shapely.STRtree(hexes).query(faces[big], predicate="intersects")
+            pieces = shapely.intersection(hexes[pairs[1]], faces[big][pairs[0]])
+            ok = shapely.area(pieces) > 0.01
+            hex_geoms += list(pieces[ok])
+            hex_owner += list(unit_of_cell[near[pairs[1][ok]]])
+        for u in missing:  # a unit with no face of its own: its cells' hexagons
+            hex_geoms.append(shapely.union_all(hexes[unit_of_cell[near] == u]))
+            hex_owner.append(int(u))
     rows = []
-    for u, grp in frame.groupby("u", sort=True):
-        rows.append((codes[int(u)], shapely.make_valid(shapely.union_all(grp["g"].to_numpy()))))
+    hex_owner_a = np.asarray(hex_owner, dtype=np.int64)
+    hex_geoms_a = np.asarray(hex_geoms, dtype=object)
+    order = np.argsort(owner_f, kind="stable")
+    bounds = np.searchsorted(owner_f[order], np.arange(len(codes) + 1))
+    for u in range(len(codes)):
+        mine = geoms_f[order[bounds[u]:bounds[u + 1]]]
+        extra = hex_geoms_a[hex_owner_a == u] if len(hex_owner_a) else hex_geoms_a
+        if len(mine) == 0 and len(extra) == 0:
+            continue
+        g = shapely.coverage_union_all(mine) if len(mine) else shapely.Polygon()
+        if len(extra):
+            g = shapely.union_all(np.append(extra, g))
+        rows.append((codes[u], shapely.make_valid(g)))
     gdf = gpd.GeoDataFrame({name: [r[0] for r in rows]}, geometry=[r[1] for r in rows], crs=METRIC_CRS)
     gdf["area_km2"] = gdf.geometry.area.to_numpy() / 1e6
     n_cells = pd.Series(np.bincount(unit_of_cell, minlength=len(codes)), index=codes)

@@ -1,0 +1,135 @@
+"""The city fabric as the map's offline base layers: water, parks, blocks and streets by class (dark theme).
+
+Input frames are the twin's optional WGS84 tables (:data:`twin.model.FABRIC_TABLES`): ``streets`` (LineStrings
+with ``class`` and ``width_m``), ``water`` (Polygons) and ``blocks`` (Polygons with ``land_use``). Streets are
+drawn at their width in metres (never thinner than a pixel or two), minor streets only when zoomed in
+(:data:`ZOOM_RANGES`, honoured by the map component). A twin without the tables gives no layers.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import geopandas as gpd
+import numpy as np
+import pydeck as pdk
+import shapely
+
+from layers.colors import RGBA, rgba_to_css
+from layers.serialize import layer_to_json
+
+__all__ = ["STREET_STYLE", "WATER_COLOR", "PARK_COLOR", "BLOCK_COLOR", "ZOOM_RANGES", "street_layers",
+           "water_layer", "park_layer", "block_layer", "fabric_layers", "base_layers_json", "fabric_legend"]
+
+#: class → (colour, minimum width in pixels); drawn bottom → top in this order.
+STREET_STYLE: dict[str, tuple[RGBA, float]] = {
+    "path": ([70, 82, 104, 200], 0.5),
+    "service": ([74, 86, 110, 220], 0.6),
+    "local": ([88, 100, 126, 255], 0.8),
+    "collector": ([122, 134, 158, 255], 1.4),
+    "arterial": ([176, 184, 200, 255], 2.2),
+    "expressway": ([236, 178, 92, 255], 3.0),
+}
+WATER_COLOR: RGBA = [34, 86, 140, 255]
+PARK_COLOR: RGBA = [34, 84, 58, 255]
+BLOCK_COLOR: RGBA = [30, 46, 78, 255]
+_MINOR = ("path", "service", "local")
+ZOOM_RANGES: dict[str, tuple[float, float]] = {"fabric-streets-minor": (13.5, 24.0), "fabric-blocks": (13.0, 24.0)}
+"""Layer id → (min, max) zoom at which it is drawn; the other fabric layers show at every zoom."""
+
+
+def _paths(frame: gpd.GeoDataFrame, *, simplify_deg: float) -> list[dict[str, Any]]:
+    geoms = shapely.simplify(frame.geometry.to_numpy(), simplify_deg)
+    geoms = shapely.set_precision(geoms, 1e-6)
+    cls = frame["class"].to_numpy().astype(str)
+    width = frame["width_m"].to_numpy(dtype=float)
+    out = []
+    for g, c, w in zip(geoms, cls, width):
+        for part in shapely.get_parts(g):
+            xy = shapely.get_coordinates(part)
+            if len(xy) >= 2:
+                out.append({"path": np.round(xy, 6).tolist(), "c": c, "w": round(float(w), 1),
+                            "color": STREET_STYLE.get(c, STREET_STYLE["local"])[0]})
+    return out
+
+
+def street_layers(streets: gpd.GeoDataFrame, *, simplify_deg: float = 5e-6) -> list[pdk.Layer]:
+    """Two PathLayers: ``fabric-streets-minor`` (local, service, path) and ``fabric-streets-major`` (collector,
+    arterial, expressway), width = ``width_m`` in metres with a per-class minimum in pixels."""
+    order = {c: i for i, c in enumerate(STREET_STYLE)}
+    s = streets.assign(_o=streets["class"].map(order).fillna(0)).sort_values("_o", kind="stable")
+    layers = []
+    for layer_id, minor in (("fabric-streets-minor", True), ("fabric-streets-major", False)):
+        sub = s[s["class"].isin(_MINOR) == minor]
+        if sub.empty:
+            continue
+        min_px = min(STREET_STYLE[c][1] for c in (_MINOR if minor else ("collector", "arterial", "expressway")))
+        layers.append(pdk.Layer(
+            "PathLayer", data=_paths(sub, simplify_deg=simplify_deg), id=layer_id, get_path="path",
+            get_color="color", get_width="w", width_units="meters", width_min_pixels=min_px, cap_rounded=True,
+            joint_rounded=True, pickable=False))
+    return layers
+
+
+def _polygons(frame: gpd.GeoDataFrame, *, simplify_deg: float) -> list[dict[str, Any]]:
+    geoms = shapely.set_precision(shapely.simplify(frame.geometry.to_numpy(), simplify_deg), 1e-6)
+    out = []
+    for g in geoms:
+        for part in shapely.get_parts(g):
+            if part.is_empty or part.geom_type != "Polygon":
+                continue
+            rings = [np.round(shapely.get_coordinates(part.exterior), 6).tolist()]
+            rings += [np.round(shapely.get_coordinates(r), 6).tolist() for r in part.interiors]
+            out.append({"polygon": rings})
+    return out
+
+
+def _polygon_layer(frame: gpd.GeoDataFrame, layer_id: str, color: RGBA, *, simplify_deg: float) -> pdk.Layer:
+    return pdk.Layer("PolygonLayer", data=_polygons(frame, simplify_deg=simplify_deg), id=layer_id,
+                     get_polygon="polygon", get_fill_color=list(color), stroked=False, filled=True, pickable=False)
+
+
+def water_layer(water: gpd.GeoDataFrame, *, simplify_deg: float = 5e-6) -> pdk.Layer:
+    """River, ponds and lakes (``fabric-water``)."""
+    return _polygon_layer(water, "fabric-water", WATER_COLOR, simplify_deg=simplify_deg)
+
+
+def park_layer(blocks: gpd.GeoDataFrame, *, simplify_deg: float = 5e-6) -> pdk.Layer:
+    """The park blocks (``fabric-parks``)."""
+    return _polygon_layer(blocks[blocks["land_use"] == "park"], "fabric-parks", PARK_COLOR, simplify_deg=simplify_deg)
+
+
+def block_layer(blocks: gpd.GeoDataFrame, *, simplify_deg: float = 1e-5) -> pdk.Layer:
+    """Built blocks, a shade lighter than the district background (``fabric-blocks``, when zoomed in)."""
+    built = blocks[~blocks["land_use"].isin(["park", "water"])]
+    return _polygon_layer(built, "fabric-blocks", BLOCK_COLOR, simplify_deg=simplify_deg)
+
+
+def fabric_layers(streets: gpd.GeoDataFrame | None, water: gpd.GeoDataFrame | None,
+                  blocks: gpd.GeoDataFrame | None) -> list[pdk.Layer]:
+    """The base layers bottom → top: blocks, parks, water, minor streets, major streets (those the twin has)."""
+    out: list[pdk.Layer] = []
+    if blocks is not None and len(blocks):
+        out += [block_layer(blocks), park_layer(blocks)]
+    if water is not None and len(water):
+        out.append(water_layer(water))
+    if streets is not None and len(streets):
+        out += street_layers(streets)
+    return out
+
+
+def base_layers_json(t: Any) -> list[tuple[str, str]]:
+    """``(id, JSON)`` of :func:`fabric_layers` for a loaded twin, serialised once and kept in ``t.cache``."""
+    got = t.cache.get("layers.fabric")
+    if got is None:
+        layers = fabric_layers(getattr(t, "streets", None), getattr(t, "water", None), getattr(t, "blocks", None))
+        got = t.cache["layers.fabric"] = [(lyr.id, layer_to_json(lyr)) for lyr in layers]
+    return list(got)
+
+
+def fabric_legend(layer_ids: list[str]) -> dict[str, Any]:
+    """A legend block for the base layers present."""
+    rows = [{"color": rgba_to_css(STREET_STYLE[c][0]), "label": c, "kind": "line"}
+            for c in ("expressway", "arterial", "collector", "local")]
+    rows += [{"color": rgba_to_css(WATER_COLOR), "label": "water"}, {"color": rgba_to_css(PARK_COLOR), "label": "park"}]
+    return {"title": "City fabric (synthetic unless OSM)", "layers": layer_ids, "rows": rows}
