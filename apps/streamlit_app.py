@@ -28,6 +28,7 @@ from apps import edit, live, panels, screen, state  # noqa: E402
 from apps.components.deckmap import VendorMissingError, deck_map, ensure_vendor  # noqa: E402
 from layers import boundaries, colors, hexagons  # noqa: E402
 from layers import buildings as building_layers  # noqa: E402
+from layers import fabric as fabric_layers  # noqa: E402  (issue 15: offline city base map)
 from layers.incidents import category_label  # noqa: E402
 from layers.serialize import layer_to_json  # noqa: E402
 from twin.encoding import to_jsonable  # noqa: E402
@@ -200,6 +201,8 @@ def explore_page() -> None:
     above: list[tuple[str, str]] = []
     zoom_ranges: dict[str, tuple[float, float]] = {}
     legends: list[dict[str, Any]] = []
+    below += fabric_layers.base_layers_json(t)  # streets, water, parks, blocks: first above the district fill
+    zoom_ranges.update(fabric_layers.ZOOM_RANGES)
     if show_metric:
         lyr, legend = state.grid_metric_layer(t, KEY, metric)
         below.append(lyr)
