@@ -4,12 +4,13 @@ and uploads them; the twin shows the diff. Pure functions over bytes and frames 
 * **Out** (:func:`export_sheet`, :func:`frame_to_csv`, :func:`frame_to_xlsx`): CSV in UTF-8 **with BOM** (Excel then
   reads Chinese text correctly) and XLSX (openpyxl). Text cells starting with ``=``, ``+``, ``-``, ``@``, tab or
   carriage return get a leading apostrophe (:func:`neutralise`) so no spreadsheet runs them as formulas; numbers,
-  dates and booleans stay typed.
+  dates and booleans stay typed. Parsing removes that apostrophe again (XML turns a carriage return into a line
+  feed, so an XLSX cell starting with CR comes back starting with LF).
 * **In** (:func:`parse_sheet`, :func:`parse_csv`, :func:`parse_xlsx`): each problem is a :class:`SheetIssue` with
   the row number the user sees in Excel (header = row 1; ``None`` = the whole file) and the rule broken: ``encoding``
   (not UTF-8; GBK/GB18030 files are **rejected, not decoded**: GBK bytes also decode as other legacy encodings and a
   wrong guess would silently corrupt names, so the user is told to save as UTF-8), ``not_xlsx``, ``merged_header``,
-  ``merged_cells``, ``empty_header``, ``unknown_column``, ``missing_column``, ``duplicate_column``, ``formula``
+  ``merged_cells``, ``title_row``, ``empty_header``, ``unknown_column``, ``missing_column``, ``duplicate_column``, ``formula``
   (XLSX formula cells; CSV cells starting with ``=`` that were not neutralised), ``bad_id``, ``bad_date``,
   ``bad_value``, ``duplicate_id``, ``extra_cells``. File-level problems reject every row; a row-level problem
   rejects that row only (:attr:`ParsedSheet.frame` holds the valid rows, indexed by their Excel row number).
@@ -372,6 +373,10 @@ def _read(schema: SheetSchema, header: Sequence[Any], rows: list[tuple[int, list
     head = ["" if h is None else str(h).strip().lstrip("\ufeff") for h in header]
     file_issues = _header_issues(schema, head)
     if file_issues:
+        below = {str(v).strip() for v in rows[0][1] if v is not None} if rows and rows[0][0] == 2 else set()
+        if len(below & set(schema.names)) >= 2:
+            file_issues.insert(0, SheetIssue(1, "", "title_row", "row 1 looks like a title above the header (row 2 "
+                                             "holds the column names); delete row 1 so the header is row 1"))
         return _rejected(schema, *file_issues, *issues)
     width = max((j + 1 for j, h in enumerate(head) if h), default=0)
     bad = {i.row for i in issues}
@@ -384,6 +389,8 @@ def _read(schema: SheetSchema, header: Sequence[Any], rows: list[tuple[int, list
             bad.add(n)
             continue
         rec, row_issues = _convert(schema, head[:width], values[:width], n)
+        flagged = {i.column for i in issues if i.row == n}
+        row_issues = [i for i in row_issues if i.column not in flagged]  # a formula cell: one issue, not two
         issues += row_issues
         if row_issues or n in bad:
             continue
@@ -406,7 +413,7 @@ def _convert(schema: SheetSchema, head: list[str], values: list[Any], n: int) ->
     for name, raw in cells.items():
         c = schema.column(name)
         v = raw.strip() if isinstance(raw, str) else raw
-        if isinstance(v, str) and len(v) > 1 and v[0] == "'" and v[1] in FORMULA_TRIGGERS:
+        if isinstance(v, str) and len(v) > 1 and v[0] == "'" and v[1] in (*FORMULA_TRIGGERS, "\n"):
             v = v[1:]  # our own neutralisation
         empty = v is None or v == ""
         try:
