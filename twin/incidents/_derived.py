@@ -35,7 +35,7 @@ SCHEMA = [
         PRIMARY KEY (month, grid_code, community_code, town_code))""",
     """CREATE TABLE IF NOT EXISTS incident_handling (
         id BIGINT PRIMARY KEY, grid_code TEXT NOT NULL, community_code TEXT NOT NULL, town_code TEXT NOT NULL,
-        reported_at TEXT NOT NULL, handling_h REAL NOT NULL)""",
+        reported_at TEXT NOT NULL, handling_h DOUBLE PRECISION NOT NULL)""",
     "CREATE INDEX IF NOT EXISTS incident_handling_h ON incident_handling (handling_h)",
     "CREATE INDEX IF NOT EXISTS incident_handling_grid ON incident_handling (grid_code, handling_h)",
     "CREATE INDEX IF NOT EXISTS incident_handling_comm ON incident_handling (community_code, handling_h)",

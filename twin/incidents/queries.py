@@ -241,7 +241,7 @@ def stats_rows(istore: IncidentStore, t: Twin, role: Role, *, by: str = "distric
     cols = ", ".join(f"SUM({c})" for c in _derived.AGG_COLUMNS)
     if _month_aligned(since) and _month_aligned(until):
         sql = (f"SELECT month, {unit_sql}, {cols} FROM incident_agg WHERE {' AND '.join(w + _month_range(since, until, p))}"
-               f" GROUP BY month, {unit_sql}")
+               " GROUP BY 1, 2")
         rows = istore.store.query(sql, p)
     else:
         rows = _raw_sums(istore, unit_sql, w + _common(f, dt.datetime.now(), p), p)
@@ -253,7 +253,7 @@ def stats_rows(istore: IncidentStore, t: Twin, role: Role, *, by: str = "distric
     for r in undisp:
         if r["state"] not in OPEN_STATES:
             return None  # a closed case without stored units: its handling time is not indexed by unit
-        unit = DISTRICT_CODE if _BY[by] is None else r[_BY[by] + "_now"]
+        unit = DISTRICT_CODE if _BY[by] is None else (r[_BY[by]] or "")  # grouped under '' as incident_stats does
         acc = sums.setdefault((unit, _period_of(str(r["reported_at"]), period)), [0] * len(_derived.AGG_COLUMNS))
         for i, v in enumerate(_derived._counts(r)):
             acc[i] += v
@@ -287,7 +287,7 @@ def _raw_sums(istore: IncidentStore, unit_sql: str, where: list[str], params: li
             ] + [f"SUM(CASE WHEN satisfaction = {k} THEN 1 ELSE 0 END)" for k in range(1, 6)]
     m = "substr(reported_at, 1, 7)"
     return istore.store.query(f"SELECT {m}, {unit_sql}, {', '.join(sums)} FROM incidents WHERE {' AND '.join(where)} "
-                              f"GROUP BY {m}, {unit_sql}", params)
+                              "GROUP BY 1, 2", params)
 
 
 def _overdue_open(istore: IncidentStore, t: Twin, role: Role, f: ListFilter, unit_sql: str, period: str | None,
@@ -298,12 +298,12 @@ def _overdue_open(istore: IncidentStore, t: Twin, role: Role, f: ListFilter, uni
     m = "substr(reported_at, 1, 7)"
     out: dict[tuple[str, str], int] = {}
     for month, unit, c in istore.store.query(f"SELECT {m}, {unit_sql}, COUNT(*) FROM incidents WHERE "
-                                             f"{' AND '.join(w)} GROUP BY {m}, {unit_sql}", p):
+                                             f"{' AND '.join(w)} GROUP BY 1, 2", p):
         key = (str(unit), _period_of(str(month), period))
         out[key] = out.get(key, 0) + int(c)
     for r in undisp:
         if r["deadline"] is not None and r["state"] in OPEN_STATES and r["deadline"] < iso(now):
-            key = (DISTRICT_CODE if _BY[by] is None else r[_BY[by] + "_now"], _period_of(str(r["reported_at"]), period))
+            key = (DISTRICT_CODE if _BY[by] is None else (r[_BY[by]] or ""), _period_of(str(r["reported_at"]), period))
             out[key] = out.get(key, 0) + 1
     return out
 
@@ -329,8 +329,10 @@ def _medians(istore: IncidentStore, role: Role, f: ListFilter, unit_sql: str, pe
             out[(unit, per)] = float(sum(v[0] for v in vals) / len(vals)) if vals else float("nan")
         return out
     per_sql = _PERIOD_SQL[period].format(c="reported_at")
+    parts = [e for e in (unit_sql, per_sql) if not e.startswith("'")]  # PostgreSQL refuses constants here
+    over = f"PARTITION BY {', '.join(parts)}" if parts else ""
     sql = (f"SELECT g, p, AVG(handling_h) FROM (SELECT {unit_sql} AS g, {per_sql} AS p, handling_h, "
-           f"ROW_NUMBER() OVER (PARTITION BY {unit_sql}, {per_sql} ORDER BY handling_h) AS rn, "
-           f"COUNT(*) OVER (PARTITION BY {unit_sql}, {per_sql}) AS c FROM incident_handling "
+           f"ROW_NUMBER() OVER ({over} ORDER BY handling_h) AS rn, "
+           f"COUNT(*) OVER ({over}) AS c FROM incident_handling "
            f"WHERE {' AND '.join(w)}) x WHERE rn = (c + 1) / 2 OR rn = (c + 2) / 2 GROUP BY g, p")
     return {(str(g), str(per)): float(v) for g, per, v in istore.store.query(sql, p)}
