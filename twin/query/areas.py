@@ -476,10 +476,11 @@ def _polygonal_part(geom: BaseGeometry) -> BaseGeometry:
 def _check_degrees(coords: np.ndarray) -> None:
     x, y = coords[:, 0], coords[:, 1]
     if (np.abs(x) > 180).any() or (np.abs(y) > 90).any():
+        eg = tuple(float(v) for v in coords[0])  # plain numbers in the message, not np.float64(...)
         if ((np.abs(y) > 90) & (np.abs(y) <= 180) & (np.abs(x) <= 90)).all():
-            raise CRSError(f"coordinates look like (lat, lng) instead of (lng, lat): e.g. {tuple(coords[0])}. "
+            raise CRSError(f"coordinates look like (lat, lng) instead of (lng, lat): e.g. {eg}. "
                            f"GeoJSON and shapely put longitude first; swap the two values.")
-        raise CRSError(f"coordinates look projected (metres), not WGS84 degrees: e.g. {tuple(coords[0])}. "
+        raise CRSError(f"coordinates look projected (metres), not WGS84 degrees: e.g. {eg}. "
                        f"Reproject to EPSG:4326 (e.g. GeoSeries.to_crs('EPSG:4326')) before querying.")
 
 
