@@ -215,3 +215,33 @@ def test_community_export_is_scoped(small_twin):
         community_records(located, "440604012002", t=small_twin, role=make_role("community", [COMMUNITY]))
     with pytest.raises(ValidationError, match="unknown community"):
         community_records(located, "999", t=small_twin)
+
+
+def test_diff_to_changes_applies_on_the_live_twin(live):
+    from twin.live.sheets import diff_to_changes, located_records
+
+    D = dt.date(2026, 12, 1)
+    current = community_records(located_records(live.t, "persons"), COMMUNITY, t=live.t).head(6)
+    sheet = to_sheet_frame(current, RESIDENTS)
+    a, b, c, gone = (int(x) for x in sheet["person_id"].iloc[:4])
+    sheet.loc[0, "low_income"] = not bool(sheet.loc[0, "low_income"])
+    other_dwelling = int(sheet.loc[5, "dwelling_id"])
+    sheet.loc[1, ["dwelling_id", "building_id"]] = [other_dwelling, int(sheet.loc[5, "building_id"])]
+    sheet.loc[2, "birth_date"] = pd.Timestamp("1930-01-01")  # a correction: no change kind
+    sheet = sheet.drop(index=3)
+    newcomer = sheet.iloc[[0]].assign(person_id=pd.array([pd.NA], dtype="Int64"), sex="F", disabled=False,
+                                      low_income=False, pregnant=False, birth_date=pd.Timestamp("1956-12-20"))
+    sheet = pd.concat([sheet, newcomer], ignore_index=True)
+    parsed = parse_csv(export_sheet(sheet, RESIDENTS, "csv"), RESIDENTS)
+    diff = diff_sheets(current, parsed)
+    changes, unsupported = diff_to_changes(diff, author="李敏", reason="community sheet", effective_date=D)
+    assert [x.kind for x in changes] == ["person.moves_in", "person.moves_out", "person.flag", "person.moves"]
+    assert [(i.row, i.column, i.rule) for i in unsupported] == [(4, "birth_date", "unsupported")]
+    live.apply(changes)
+    now = live.persons_on(D).set_index("person_id")
+    assert gone not in now.index and bool(now.loc[a, "low_income"]) != bool(current.iloc[0]["low_income"])
+    assert int(now.loc[b, "dwelling_id"]) == other_dwelling
+    assert len(now) == len(live.t.persons)  # one moved out, one moved in
+    with pytest.raises(ValidationError, match="removed_as"):
+        diff_to_changes(diff, author="x", reason="y", effective_date=D, removed_as="vanished")
+    assert c in now.index

@@ -25,146 +25,38 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
-import re
-import zipfile
-from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import openpyxl
 import pandas as pd
-from openpyxl.utils import get_column_letter
-from openpyxl.utils.exceptions import InvalidFileException
 
 from twin.access.roles import DISTRICT, Role
 from twin.access.scope import record_scope, sees_everything
 from twin.errors import PermissionDenied, ValidationError
+from twin.live import changes as ch
+from twin.live._sheet_read import parse_csv, parse_sheet, parse_xlsx
+from twin.live._sheet_types import (
+    BUSINESSES,
+    FORMULA_TRIGGERS,
+    RESIDENTS,
+    SCHEMAS,
+    Column,
+    ParsedSheet,
+    SheetIssue,
+    SheetSchema,
+    neutralise,
+    to_sheet_frame,
+)
 from twin.model import Twin
 
 __all__ = [
     "Column", "SheetSchema", "RESIDENTS", "BUSINESSES", "SCHEMAS", "SheetIssue", "ParsedSheet", "SheetDiff",
     "FORMULA_TRIGGERS", "neutralise", "to_sheet_frame", "frame_to_csv", "frame_to_xlsx", "export_sheet",
-    "parse_sheet", "parse_csv", "parse_xlsx", "diff_sheets", "located_records", "community_records",
+    "parse_sheet", "parse_csv", "parse_xlsx", "diff_sheets", "diff_to_changes", "located_records",
+    "community_records",
 ]
-
-Kind = Literal["id", "date", "bool", "choice", "text"]
-FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
-_TRUE = {"true", "1", "yes", "y", "是", "t"}
-_FALSE = {"false", "0", "no", "n", "否", "f"}
-_DATE = re.compile(r"^(\d{4})[-/.](\d{1,2})[-/.](\d{1,2})(?:[ T]00:00(?::00)?)?$")
-_ID = re.compile(r"^\d+$")
-
-
-@dataclass(frozen=True)
-class Column:
-    """One sheet column: ``kind`` decides parsing; ``read_only`` columns (context, e.g. the grid) are exported,
-    accepted on upload and ignored by the diff; ``choices`` for ``kind="choice"``."""
-
-    name: str
-    kind: Kind
-    required: bool = True
-    read_only: bool = False
-    choices: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class SheetSchema:
-    """The columns of one kind of sheet; ``key`` is the id column (blank on upload = a new record)."""
-
-    name: str
-    key: str
-    columns: tuple[Column, ...]
-
-    @property
-    def names(self) -> list[str]:
-        return [c.name for c in self.columns]
-
-    def column(self, name: str) -> Column:
-        return next(c for c in self.columns if c.name == name)
-
-
-RESIDENTS = SheetSchema("residents", "person_id", (
-    Column("person_id", "id"), Column("household_id", "id"), Column("dwelling_id", "id"),
-    Column("building_id", "id"), Column("sex", "choice", choices=("M", "F")), Column("birth_date", "date"),
-    Column("disabled", "bool"), Column("low_income", "bool"), Column("pregnant", "bool"),
-    Column("grid_code", "text", required=False, read_only=True)))
-BUSINESSES = SheetSchema("businesses", "business_id", (
-    Column("business_id", "id"), Column("building_id", "id"),
-    Column("kind", "choice", choices=("enterprise", "individual", "organisation")), Column("industry", "text"),
-    Column("credit", "choice", choices=("green", "yellow", "red")),
-    Column("grid_code", "text", required=False, read_only=True)))
-SCHEMAS = {"residents": RESIDENTS, "businesses": BUSINESSES}
-
-
-@dataclass(frozen=True)
-class SheetIssue:
-    """One problem of an upload: Excel row (header = 1, ``None`` = whole file), column, rule, message."""
-
-    row: int | None
-    column: str
-    rule: str
-    message: str
-
-    def __str__(self) -> str:
-        where = "file" if self.row is None else f"row {self.row}"
-        return f"{where}{', ' + self.column if self.column else ''}: {self.message} [{self.rule}]"
-
-
-@dataclass
-class ParsedSheet:
-    """An upload read against a schema: the valid rows (index = Excel row number) and every issue found."""
-
-    schema: SheetSchema
-    frame: pd.DataFrame
-    issues: list[SheetIssue] = field(default_factory=list)
-    rows_read: int = 0
-
-    @property
-    def ok(self) -> bool:
-        return not self.issues
-
-    @property
-    def rejected_rows(self) -> list[int]:
-        return sorted({i.row for i in self.issues if i.row is not None and i.row > 1})
-
-    def raise_for_issues(self) -> None:
-        """:class:`ValidationError` listing the first 20 issues (one per line) when there is any."""
-        if self.issues:
-            shown = "\n".join(str(i) for i in self.issues[:20])
-            more = f"\n… and {len(self.issues) - 20} more" if len(self.issues) > 20 else ""
-            raise ValidationError(f"the {self.schema.name} sheet has {len(self.issues)} problem(s):\n{shown}{more}")
-
-
-# --- out -------------------------------------------------------------------------------------------------------
-
-def neutralise(value: Any) -> Any:
-    """``"'" + value`` for text starting with a formula trigger (``= + - @`` tab CR); anything else unchanged."""
-    if isinstance(value, str) and value.startswith(FORMULA_TRIGGERS):
-        return "'" + value
-    return value
-
-
-def to_sheet_frame(frame: pd.DataFrame, schema: SheetSchema) -> pd.DataFrame:
-    """``frame``'s schema columns (optional ones when present) with the sheet dtypes: ids ``Int64``, dates
-    ``datetime64[s]``, booleans ``bool``, text ``str``. What an export holds and a clean upload parses back to."""
-    missing = [c.name for c in schema.columns if c.required and c.name not in frame.columns]
-    if missing:
-        raise ValidationError(f"{schema.name} frame lacks columns {missing}.")
-    out = pd.DataFrame(index=pd.RangeIndex(len(frame)))
-    for c in schema.columns:
-        if c.name not in frame.columns:
-            continue
-        v = frame[c.name].reset_index(drop=True)
-        if c.kind == "id":
-            out[c.name] = pd.array(v, dtype="Int64")
-        elif c.kind == "date":
-            out[c.name] = pd.to_datetime(v).astype("datetime64[s]")
-        elif c.kind == "bool":
-            out[c.name] = v.astype(bool)
-        else:
-            out[c.name] = v.astype(object).where(v.notna(), "").astype(str)
-    return out
 
 
 def _cell_text(v: Any) -> str:
@@ -265,226 +157,6 @@ def community_records(located: pd.DataFrame, community_code: str, *, t: Twin, ro
     return located.loc[located["community_code"].astype(str) == code].reset_index(drop=True)
 
 
-# --- in --------------------------------------------------------------------------------------------------------
-
-def parse_sheet(data: bytes, schema: SheetSchema, *, filename: str = "") -> ParsedSheet:
-    """Parse an upload, XLSX when it is a zip (or named ``*.xlsx``), else CSV."""
-    if data[:4] == b"PK\x03\x04" or filename.lower().endswith((".xlsx", ".xlsm")):
-        return parse_xlsx(data, schema)
-    return parse_csv(data, schema)
-
-
-def parse_csv(data: bytes, schema: SheetSchema) -> ParsedSheet:
-    """Read CSV bytes (UTF-8, BOM optional) against ``schema``."""
-    body = data[3:] if data.startswith(b"\xef\xbb\xbf") else data
-    try:
-        text = body.decode("utf-8")
-    except UnicodeDecodeError as e:
-        row = body[:e.start].count(b"\n") + 1
-        try:
-            body.decode("gb18030")
-            msg = ("the file is GBK-encoded (GBK/GB18030 bytes, not UTF-8); save it as 'CSV UTF-8 (逗号分隔)' "
-                   "and upload it again")
-        except UnicodeDecodeError:
-            msg = f"the file is not UTF-8 text (byte 0x{body[e.start]:02x}); save it as 'CSV UTF-8' and upload again"
-        return _rejected(schema, SheetIssue(row, "", "encoding", msg))
-    try:
-        records = [r for r in csv.reader(io.StringIO(text, newline=""))]
-    except csv.Error as e:
-        return _rejected(schema, SheetIssue(None, "", "bad_value", f"not a readable CSV file: {e}"))
-    if not records:
-        return _rejected(schema, SheetIssue(1, "", "missing_column", "the file is empty; it needs a header row"))
-    rows = [(i + 2, r) for i, r in enumerate(records[1:]) if any(c.strip() for c in r)]
-    formulas = [SheetIssue(n, _colname(records[0], j), "formula", f"cell {get_column_letter(j + 1)}{n} is a "
-                           f"formula {c[:40]!r}; type the value, or start it with an apostrophe to keep it as text")
-                for n, r in rows for j, c in enumerate(r) if c.startswith("=")]
-    return _read(schema, records[0], rows, formulas)
-
-
-def parse_xlsx(data: bytes, schema: SheetSchema) -> ParsedSheet:
-    """Read XLSX bytes against ``schema`` (the sheet named like the schema, else the first)."""
-    try:
-        wb = openpyxl.load_workbook(io.BytesIO(data), data_only=False)
-    except (InvalidFileException, zipfile.BadZipFile, KeyError, OSError, ValueError) as e:
-        return _rejected(schema, SheetIssue(None, "", "not_xlsx", f"not a readable XLSX workbook ({e}); save it "
-                                            "from Excel as 'Excel Workbook (*.xlsx)'"))
-    ws = wb[schema.name] if schema.name in wb.sheetnames else wb.worksheets[0]
-    issues: list[SheetIssue] = []
-    for rng in ws.merged_cells.ranges:
-        if rng.min_row == 1:
-            issues.append(SheetIssue(1, "", "merged_header", f"merged cells {rng.coord} in the header; unmerge "
-                                     "them and keep one header row of column names (no title row above it)"))
-    if issues:
-        return _rejected(schema, *issues)
-    grid = [list(r) for r in ws.iter_rows(values_only=False)]
-    if not grid:
-        return _rejected(schema, SheetIssue(1, "", "missing_column", "the sheet is empty; it needs a header row"))
-    header = ["" if c.value is None else str(c.value) for c in grid[0]]
-    merged_rows = {r for rng in ws.merged_cells.ranges for r in range(rng.min_row, rng.max_row + 1)}
-    rows: list[tuple[int, list[Any]]] = []
-    for cells in grid[1:]:
-        n = cells[0].row
-        values = [c.value for c in cells]
-        if all(v is None or (isinstance(v, str) and not v.strip()) for v in values):
-            continue
-        rows.append((n, values))
-        for j, c in enumerate(cells):
-            if c.data_type == "f" or not isinstance(c.value, (str, int, float, bool, dt.date, type(None))):
-                issues.append(SheetIssue(n, _colname(header, j), "formula", f"cell {c.coordinate} holds a formula; "
-                                         "paste values only (Paste Special → Values)"))
-        if n in merged_rows:
-            issues.append(SheetIssue(n, "", "merged_cells", "the row has merged cells; unmerge them"))
-    return _read(schema, header, rows, issues)
-
-
-def _colname(header: Sequence[Any], j: int) -> str:
-    return str(header[j]).strip() if j < len(header) and header[j] is not None else get_column_letter(j + 1)
-
-
-def _rejected(schema: SheetSchema, *issues: SheetIssue) -> ParsedSheet:
-    empty = to_sheet_frame(pd.DataFrame({c.name: pd.Series(dtype=object) for c in schema.columns}), schema)
-    return ParsedSheet(schema, empty.rename_axis("row"), list(issues), 0)
-
-
-def _header_issues(schema: SheetSchema, header: list[str]) -> list[SheetIssue]:
-    out: list[SheetIssue] = []
-    names = [h.strip().lstrip("\ufeff") for h in header]
-    while names and not names[-1]:
-        names.pop()
-    known = set(schema.names)
-    for j, h in enumerate(names):
-        letter = get_column_letter(j + 1)
-        if not h:
-            out.append(SheetIssue(1, letter, "empty_header", f"column {letter} has no name; the header must be "
-                                  "one row of column names (is there a title row above it?)"))
-        elif h not in known:
-            out.append(SheetIssue(1, h, "unknown_column", f"unknown column {h!r} in {letter}1; the columns are "
-                                  f"{', '.join(schema.names)}"))
-        elif names.index(h) != j:
-            out.append(SheetIssue(1, h, "duplicate_column", f"column {h!r} appears twice ({letter}1)"))
-    for c in schema.columns:
-        if c.required and c.name not in names:
-            out.append(SheetIssue(1, c.name, "missing_column", f"missing column {c.name!r}"))
-    return out
-
-
-def _read(schema: SheetSchema, header: Sequence[Any], rows: list[tuple[int, list[Any]]],
-          issues: list[SheetIssue]) -> ParsedSheet:
-    head = ["" if h is None else str(h).strip().lstrip("\ufeff") for h in header]
-    file_issues = _header_issues(schema, head)
-    if file_issues:
-        below = {str(v).strip() for v in rows[0][1] if v is not None} if rows and rows[0][0] == 2 else set()
-        if len(below & set(schema.names)) >= 2:
-            file_issues.insert(0, SheetIssue(1, "", "title_row", "row 1 looks like a title above the header (row 2 "
-                                             "holds the column names); delete row 1 so the header is row 1"))
-        return _rejected(schema, *file_issues, *issues)
-    width = max((j + 1 for j, h in enumerate(head) if h), default=0)
-    bad = {i.row for i in issues}
-    records: list[dict[str, Any]] = []
-    numbers: list[int] = []
-    for n, values in rows:
-        if len(values) > width and any(v not in (None, "") for v in values[width:]):
-            issues.append(SheetIssue(n, "", "extra_cells", f"row {n} has values beyond the last column "
-                                     f"{get_column_letter(width)}"))
-            bad.add(n)
-            continue
-        rec, row_issues = _convert(schema, head[:width], values[:width], n)
-        flagged = {i.column for i in issues if i.row == n}
-        row_issues = [i for i in row_issues if i.column not in flagged]  # a formula cell: one issue, not two
-        issues += row_issues
-        if row_issues or n in bad:
-            continue
-        records.append(rec)
-        numbers.append(n)
-    issues += _duplicates(schema, records, numbers)
-    dup_rows = {i.row for i in issues if i.rule == "duplicate_id"}
-    keep = [i for i, n in enumerate(numbers) if n not in dup_rows]
-    frame = pd.DataFrame([records[i] for i in keep], columns=[c for c in schema.names if c in head])
-    frame = to_sheet_frame(frame, schema)
-    frame.index = pd.Index([numbers[i] for i in keep], name="row", dtype="int64")
-    issues.sort(key=lambda i: (i.row or 0, i.column))
-    return ParsedSheet(schema, frame, issues, len(rows))
-
-
-def _convert(schema: SheetSchema, head: list[str], values: list[Any], n: int) -> tuple[dict[str, Any], list[SheetIssue]]:
-    rec: dict[str, Any] = {}
-    issues: list[SheetIssue] = []
-    cells = dict(zip(head, list(values) + [None] * (len(head) - len(values))))
-    for name, raw in cells.items():
-        c = schema.column(name)
-        v = raw.strip() if isinstance(raw, str) else raw
-        if isinstance(v, str) and len(v) > 1 and v[0] == "'" and v[1] in (*FORMULA_TRIGGERS, "\n"):
-            v = v[1:]  # our own neutralisation
-        empty = v is None or v == ""
-        try:
-            rec[name] = _value(c, v, empty, is_key=name == schema.key)
-        except ValueError as e:
-            rule = {"id": "bad_id", "date": "bad_date"}.get(c.kind, "bad_value")
-            issues.append(SheetIssue(n, name, rule, f"{name} {raw!r}: {e}"))
-    return rec, issues
-
-
-def _value(c: Column, v: Any, empty: bool, *, is_key: bool) -> Any:
-    if c.kind == "id":
-        if empty:
-            if is_key:
-                return pd.NA  # a new record: the live core gives it an id
-            raise ValueError("empty; every row needs an id")
-        if isinstance(v, bool) or (isinstance(v, float) and not v.is_integer()):
-            raise ValueError("not a whole number ≥ 0")
-        if isinstance(v, (int, float)):
-            if v < 0:
-                raise ValueError("not a whole number ≥ 0")
-            return int(v)
-        if not _ID.match(str(v)):
-            raise ValueError("not a whole number ≥ 0")
-        return int(v)
-    if empty:
-        if c.required and not c.read_only:
-            raise ValueError("empty")
-        return None if c.kind != "text" else ""
-    if c.kind == "date":
-        if isinstance(v, dt.datetime):
-            return pd.Timestamp(v.date())
-        if isinstance(v, dt.date):
-            return pd.Timestamp(v)
-        m = _DATE.match(str(v))
-        try:
-            if not m:
-                raise ValueError
-            return pd.Timestamp(dt.date(int(m.group(1)), int(m.group(2)), int(m.group(3))))
-        except ValueError:
-            raise ValueError("not a date like 1956-12-31") from None
-    if c.kind == "bool":
-        if isinstance(v, bool):
-            return v
-        s = str(v).strip().lower()
-        if s in _TRUE or s in _FALSE:
-            return s in _TRUE
-        raise ValueError("not TRUE or FALSE")
-    s = str(v)
-    if c.kind == "choice" and s not in c.choices:
-        raise ValueError(f"not one of {', '.join(c.choices)}")
-    return s
-
-
-def _duplicates(schema: SheetSchema, records: list[dict[str, Any]], numbers: list[int]) -> list[SheetIssue]:
-    seen: dict[int, list[int]] = {}
-    for rec, n in zip(records, numbers):
-        k = rec.get(schema.key)
-        if k is not None and k is not pd.NA:
-            seen.setdefault(int(k), []).append(n)
-    out = []
-    for k, where in seen.items():
-        for n in where[1:] if len(where) > 1 else ():
-            out.append(SheetIssue(n, schema.key, "duplicate_id", f"{schema.key} {k} is also on row {where[0]}; "
-                                  "each record may appear once"))
-        if len(where) > 1:
-            out.append(SheetIssue(where[0], schema.key, "duplicate_id", f"{schema.key} {k} is also on row(s) "
-                                  f"{', '.join(map(str, where[1:]))}; each record may appear once"))
-    return out
-
-
 # --- diff ------------------------------------------------------------------------------------------------------
 
 @dataclass
@@ -496,6 +168,8 @@ class SheetDiff:
     added: pd.DataFrame
     removed: pd.DataFrame
     changed: pd.DataFrame
+    uploaded: pd.DataFrame | None = None
+    """The valid uploaded rows the diff was made from (index = Excel row)."""
 
     @property
     def empty(self) -> bool:
@@ -565,4 +239,73 @@ def diff_sheets(current: pd.DataFrame, uploaded: ParsedSheet | pd.DataFrame, sch
     changed = pd.DataFrame(changes, columns=["id", "row", "field", "old", "new"])
     if len(changed):
         changed = changed.sort_values(["row", "field"], kind="stable").reset_index(drop=True)
-    return SheetDiff(schema, added, removed, changed)
+    return SheetDiff(schema, added, removed, changed, up)
+
+
+def _uploaded(diff: SheetDiff, row: int, column: str) -> Any:
+    if diff.uploaded is None:
+        raise ValidationError("this diff has no uploaded rows; make it with diff_sheets.")
+    return diff.uploaded.loc[row, column]
+
+
+# --- diff → change events (the live core applies them: twin.live.state.LiveTwin.apply) ----------------------------
+
+_PERSON_FLAGS = ("disabled", "low_income", "pregnant")
+
+
+def diff_to_changes(diff: SheetDiff, *, author: str, reason: str, effective_date: dt.date,
+                    removed_as: str = "moves_out") -> tuple[list[ch.Change], list[SheetIssue]]:
+    """The change events (:mod:`twin.live.changes`) a reviewed diff stands for, and the edits no change kind covers.
+
+    Residents: an added row → :class:`~twin.live.changes.PersonMovesIn` (the live core gives the new id; an id
+    typed in the sheet is not kept); a removed row → ``PersonMovesOut`` (``removed_as="dies"``:
+    ``PersonDies``); a changed flag → ``PersonFlagChanged``; a changed dwelling and/or household →
+    ``PersonMoves``. Businesses: added → ``BusinessOpens``, removed → ``BusinessCloses``, credit →
+    ``BusinessCreditChanged``, building → ``BusinessMoves``. Corrections of sex, birth date, building (it follows
+    the dwelling), business kind or industry are returned as ``unsupported`` issues with their upload row.
+    Every change carries ``author``, ``reason`` and ``effective_date``; apply them as one change set.
+    """
+    if removed_as not in ("moves_out", "dies"):
+        raise ValidationError(f"removed_as must be 'moves_out' or 'dies', got {removed_as!r}.")
+    kw = {"author": author, "reason": reason, "effective_date": effective_date}
+    out: list[ch.Change] = []
+    issues: list[SheetIssue] = []
+    residents = diff.schema.key == "person_id"
+    for _, r in diff.added.iterrows():
+        if residents:
+            out.append(ch.PersonMovesIn(dwelling_id=int(r["dwelling_id"]), sex=str(r["sex"]),
+                                        birth_date=r["birth_date"].date(), household_id=int(r["household_id"]),
+                                        **{f: bool(r[f]) for f in _PERSON_FLAGS}, **kw))
+        else:
+            out.append(ch.BusinessOpens(building_id=int(r["building_id"]), business_kind=str(r["kind"]),
+                                        industry=str(r["industry"]), credit=str(r["credit"]), **kw))
+    for rid in diff.removed[diff.schema.key].astype(int):
+        if residents:
+            out.append((ch.PersonDies if removed_as == "dies" else ch.PersonMovesOut)(person_id=int(rid), **kw))
+        else:
+            out.append(ch.BusinessCloses(business_id=int(rid), **kw))
+    for rid, rows in diff.changed.groupby("id", sort=False):
+        new = dict(zip(rows["field"], rows["new"]))
+        row = int(rows["row"].iloc[0])
+        if residents:
+            for f in _PERSON_FLAGS:
+                if f in new:
+                    out.append(ch.PersonFlagChanged(person_id=int(rid), flag=f, value=bool(new[f]), **kw))
+            if "dwelling_id" in new or "household_id" in new:
+                dwelling = new["dwelling_id"] if "dwelling_id" in new else _uploaded(diff, row, "dwelling_id")
+                out.append(ch.PersonMoves(person_id=int(rid), dwelling_id=int(dwelling),
+                                          household_id=None if "household_id" not in new else int(new["household_id"]),
+                                          **kw))
+            rest = [f for f in new if f not in (*_PERSON_FLAGS, "dwelling_id", "household_id")
+                    and not (f == "building_id" and "dwelling_id" in new)]
+        else:
+            if "credit" in new:
+                out.append(ch.BusinessCreditChanged(business_id=int(rid), credit=str(new["credit"]), **kw))
+            if "building_id" in new:
+                out.append(ch.BusinessMoves(business_id=int(rid), building_id=int(new["building_id"]), **kw))
+            rest = [f for f in new if f not in ("credit", "building_id")]
+        for f in rest:
+            issues.append(SheetIssue(row, f, "unsupported", f"{diff.schema.key} {rid}: changing {f} is not a kind "
+                                     "of change (a correction of the record); ask the district data office"))
+    return out, issues
+
