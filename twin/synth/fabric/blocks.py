@@ -91,6 +91,30 @@ def classify_faces(faces: np.ndarray, cell_face: np.ndarray, persons: np.ndarray
     return use.astype(str)
 
 
+_PIECE_VERTICES = 6
+
+
+def _short_pieces(lines: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Cut LineStrings into consecutive pieces of ``k`` segments (sharing end vertices); returns (pieces, line)."""
+    xy, line = shapely.get_coordinates(lines, return_index=True)
+    start = np.searchsorted(line, line, side="left")
+    pos = np.arange(len(line)) - start
+    piece = pos // k
+    joint = (pos % k == 0) & (pos > 0)  # a piece's last vertex is the next one's first
+    xy2 = np.concatenate([xy, xy[joint]])
+    line2 = np.concatenate([line, line[joint]])
+    piece2 = np.concatenate([piece, piece[joint] - 1])
+    pos2 = np.concatenate([pos, pos[joint]])
+    order = np.lexsort((pos2, piece2, line2))
+    key = line2[order] * (int(piece2.max()) + 2) + piece2[order]
+    _, gid, counts = np.unique(key, return_inverse=True, return_counts=True)
+    ok = counts[gid] >= 2
+    _, gid_ok = np.unique(gid[ok], return_inverse=True)
+    geoms = shapely.linestrings(xy2[order][ok], indices=gid_ok)
+    first = np.unique(gid_ok, return_index=True)[1]
+    return geoms, line2[order][ok][first]
+
+
 def cut_blocks(faces: np.ndarray, land_use: np.ndarray, streets: gpd.GeoDataFrame, minor_half_m: np.ndarray
                ) -> gpd.GeoDataFrame:
     """Blocks: each land face shrunk by ``minor_half_m`` (half the width of its minor streets, per face) less the
@@ -102,7 +126,9 @@ def cut_blocks(faces: np.ndarray, land_use: np.ndarray, streets: gpd.GeoDataFram
     geoms = shapely.buffer(faces[land], -minor_half_m[land], quad_segs=2, join_style="mitre")
     half = streets["width_m"].to_numpy(dtype=float) / 2.0
     wide = (half > float(np.min(minor_half_m)) + 1e-9) | ~streets["class"].isin(FACE_CLASSES).to_numpy()
-    bufs = shapely.buffer(streets.geometry.to_numpy()[wide], half[wide], quad_segs=2)
+    # buffer short pieces, not whole roads: a 20 km arterial's buffer would make every face's difference slow
+    pieces, owner = _short_pieces(streets.geometry.to_numpy()[wide], _PIECE_VERTICES)
+    bufs = shapely.buffer(pieces, half[wide][owner], quad_segs=2)
     pair_face, pair_buf = shapely.STRtree(bufs).query(geoms, predicate="intersects")
     order = np.lexsort((pair_buf, pair_face))
     pair_face, pair_buf = pair_face[order], pair_buf[order]
