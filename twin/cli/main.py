@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "twin.cli.partition",  # grids: edit, versions, diff, export, import, rebalance, balance
     "twin.cli.incidents",  # incidents, inspections
     "twin.cli.service",  # serve, audit, users
+    "twin.cli.services",  # services: run, status (no-application services)
 )
 
 
