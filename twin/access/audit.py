@@ -29,6 +29,7 @@ footprint, so a replaced footprint is detected.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hmac
 import json
 import os
@@ -163,11 +164,9 @@ def _fields(user: str, role: str, endpoint: str, method: str, area: BaseGeometry
     ahash = None
     footprint = None
     if area is not None:
-        norm = normalised(area)
-        ahash = _hash_normalised(norm)
+        ahash, footprint = _footprint(shapely.to_wkb(area))
         if area_km2 is None:
             area_km2 = _area_km2(area)
-        footprint = shapely.to_geojson(norm)
     cnt = {str(k): int(v) for k, v in (counts or {}).items()}
     return {
         "ts": dt.datetime.now(dt.UTC).isoformat(timespec="microseconds"),
@@ -176,6 +175,14 @@ def _fields(user: str, role: str, endpoint: str, method: str, area: BaseGeometry
         "version": None if version is None else str(version)[:40], "outcome": str(outcome), "status": int(status),
         "detail": str(detail)[:500],
     }, footprint
+
+
+@functools.lru_cache(maxsize=2048)
+def _footprint(wkb: bytes) -> tuple[str, str]:
+    """The area hash and footprint (GeoJSON of the normalised area) of a geometry given as WKB (memoised: screens
+    and lassos repeat the same areas; a pure function of the geometry)."""
+    norm = normalised(shapely.from_wkb(wkb))
+    return _hash_normalised(norm), shapely.to_geojson(norm)
 
 
 def _make_writer(store: Store) -> GroupWriter[tuple[dict[str, Any], str | None], Entry]:

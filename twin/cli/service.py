@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -24,7 +25,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--outside", choices=("aggregate", "deny"), default="aggregate",
                    help="queries reaching outside the caller's scope: suppressed aggregates (default) or 403")
     s.add_argument("--k", type=int, default=5, help="smallest count published outside a caller's scope")
-    s.add_argument("--workers", type=int, default=1, help="uvicorn worker processes (each loads the twin)")
+    s.add_argument("--workers", type=int, default=None,
+                   help="uvicorn worker processes, each loading the twin and answering from it (default: the "
+                        "number of CPU cores; 1 serves from this process)")
     s.set_defaults(func=_serve)
 
     u = sub.add_parser("users", help="service users and API keys")
@@ -90,20 +93,22 @@ def _serve(args: argparse.Namespace) -> int:
     from twin.service.app import create_app
 
     policy = AccessPolicy(outside=args.outside, k=args.k)
-    if args.workers > 1:  # uvicorn needs an import string for several workers: pass settings by environment
-        import os
-
+    workers = args.workers if args.workers is not None else max(1, len(os.sched_getaffinity(0)))
+    if workers < 1:
+        raise SystemExit("--workers must be at least 1")
+    # uvicorn picks uvloop and httptools (uvicorn[standard]) when installed: loop="auto", http="auto"
+    if workers > 1:  # uvicorn needs an import string for several workers: pass settings by environment
         if args.twin is not None:
             os.environ["TWIN_HOME"] = str(args.twin)
         if args.database_url:
             os.environ["TWIN_DATABASE_URL"] = args.database_url
         os.environ["TWIN_OUTSIDE_POLICY"] = args.outside
         os.environ["TWIN_K"] = str(args.k)
-        uvicorn.run("twin.service.app:app_from_env", factory=True, host=args.host, port=args.port, workers=args.workers,
-                    log_level="warning")
+        uvicorn.run("twin.service.app:app_from_env", factory=True, host=args.host, port=args.port, workers=workers,
+                    log_level="warning", timeout_keep_alive=30, backlog=4096)
         return 0
     app = create_app(args.twin, args.database_url, policy=policy)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", timeout_keep_alive=30, backlog=4096)
     return 0
 
 

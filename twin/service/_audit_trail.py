@@ -1,7 +1,10 @@
 """Pure ASGI middleware: audit before answer.
 
 Every request that carries an API key, and every 401, gets its audit entry written — durably, in the store — before
-the first byte of its response leaves: the status line is held back until :func:`~.deps.finish_audit` returns.
+the first byte of its response leaves: the status line is held back until the entry's future from
+:func:`~.deps.submit_audit` resolves (the process's one group-commit writer, :mod:`twin.access._audit_writer`, has
+committed the batch holding it). Every audited answer names the partition version it was computed from
+(``X-Twin-Version``).
 That covers requests the app rejects before any endpoint runs (unknown route 404, 405, 413 from the body limit,
 422/400 from request validation) and server errors (500: the exception passes through here). The key is
 checked once, here, and handed to :func:`~.deps.caller` through the request's :class:`~.deps.AuditSlot`.
@@ -12,6 +15,7 @@ PostgreSQL store served from an explicit twin directory it keeps the audit key a
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Awaitable, Callable, MutableMapping
 from functools import partial
@@ -22,7 +26,8 @@ import anyio
 from twin.access import audit
 from twin.access.audit import use_audit_dir
 from twin.service._state import ServiceState
-from twin.service.deps import SLOT, AuditSlot, finish_audit, key_from
+from twin.service._threads import run_query
+from twin.service.deps import SLOT, AuditSlot, key_from, submit_audit
 
 __all__ = ["AuditTrail"]
 
@@ -58,16 +63,20 @@ class AuditTrail:
                          key_from(headers.get("authorization"), headers.get("x-api-key")))
         scope[SLOT] = slot
         if slot.key is not None:
-            await anyio.to_thread.run_sync(slot.authenticate, svc.store)
+            await run_query(slot.authenticate, svc.store)
         held: Message | None = None
 
         async def finish(status: int, detail: str) -> None:
             route = scope.get("route")
             slot.endpoint = str(getattr(route, "path", None) or slot.endpoint)
-            await anyio.to_thread.run_sync(partial(finish_audit, svc.store, slot, status, detail))
+            fut = submit_audit(svc.store, slot, status, detail)
+            if fut is not None:  # the group-commit writer resolves it once the entry's batch is durable
+                await asyncio.wrap_future(fut)
 
         async def send_audited(msg: Message) -> None:
             nonlocal held
+            if msg["type"] == "http.response.start":
+                _name_version(msg, slot)
             if slot.done:
                 await send(msg)
             elif msg["type"] == "http.response.start" and int(msg["status"]) < 400:
@@ -96,6 +105,13 @@ class AuditTrail:
         elif not slot.done:
             with anyio.CancelScope(shield=True):
                 await finish(499, "the client left before an answer was sent")
+
+
+def _name_version(msg: Message, slot: AuditSlot) -> None:
+    """Add ``X-Twin-Version`` (the partition version the answer was computed from) to a response start."""
+    v = slot.ctx.version if slot.ctx is not None else None
+    if v is not None:
+        msg["headers"] = [*msg.get("headers", []), (b"x-twin-version", str(v).encode("latin-1")[:40])]
 
 
 def _detail(msg: Message) -> str:

@@ -1,15 +1,32 @@
 """The per-version twin cache: the base twin, and the twins of the newest partition versions with query indexes.
 
-A version's twin is built once (checkout + query indexes, ≈ 2 s) and kept for the newest ``keep_versions`` versions.
-While one request builds a new head, other requests for "head" are answered from the newest version already built
-(each response names its version); the editor whose commit made the new head gets it built before the edit returns.
+A version's twin is built once (checkout + query indexes, ≈ 2 s on the default twin) by ONE background builder
+thread per process, never on a reader's request path and never under a lock readers wait on:
+
+* a read of ``head`` (the default) whose head is not built yet asks the builder for it and is answered at once
+  from the newest version already built (the answer names its version: body field and ``X-Twin-Version``);
+  only a process that has built no version yet (not warmed) waits;
+* a read of an explicit version waits for that version's build (the caller asked for exactly it);
+* an edit returns when its version is durable in the store; the build follows in the background, and
+  :meth:`Twins.wait_ready` (``GET /versions/{v}/ready?wait=5``) lets a client wait for it.
+
+Every process builds what its readers need, so with several worker processes each builds each new head (a
+committed version is in the store; a process that died mid-build builds it again on restart, at warm-up). When a
+version is first built anywhere it is announced once on the push feed (``version.ready``,
+:func:`twin.store.feed.publish`), deduplicated across processes by the ``service_versions_ready`` table.
 """
 
 from __future__ import annotations
 
+import queue
 import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
+
+from shapely.geometry import box, mapping
 
 from twin.access.roles import DISTRICT
 from twin.model import Twin, load
@@ -18,15 +35,19 @@ from twin.partition.versions import BASE_VERSION, checkout, ensure_base, resolve
 from twin.query.dossier import grid_counts
 from twin.query.summary import summarize_area
 from twin.service._params import parse_version
+from twin.store import feed
+from twin.store.pg import schema_lock_statement
 from twin.store.sql import Store
 
 __all__ = ["EXAMPLE_AREA", "Twins", "check_version"]
 
-#: A small area (WGS84) near Shiwan: builds the query indexes at warm-up; the OpenAPI body example.
+#: A small area (WGS84) near Shiwan: the OpenAPI body example.
 EXAMPLE_AREA: dict[str, Any] = {
     "type": "Polygon",
     "coordinates": [[[113.105, 23.005], [113.115, 23.005], [113.115, 23.012], [113.105, 23.012], [113.105, 23.005]]],
 }
+_READY_SCHEMA = ("CREATE TABLE IF NOT EXISTS service_versions_ready (version BIGINT PRIMARY KEY, "
+                 "built_at REAL NOT NULL)",)
 
 
 def check_version(version: str) -> str:
@@ -53,9 +74,14 @@ class Twins:
         self.base = base
         self.keep_versions = keep_versions
         self.ready = False
+        self.warmed = False
         self.built: dict[int, Twin] = {}
+        self.build_seconds: dict[int, float] = {}
         self._lock = threading.Lock()
-        self._build_lock = threading.Lock()
+        self._builds: dict[int, Future[Twin]] = {}
+        self._queue: queue.Queue[int] = queue.Queue()
+        self._builder: threading.Thread | None = None
+        self._on_ready: list[Callable[[int], None]] = [self._announce]
 
     @property
     def loaded(self) -> bool:
@@ -74,48 +100,131 @@ class Twins:
         return self.base
 
     def at(self, version: str | None) -> tuple[Twin, int]:
-        """The twin as of ``version`` (a number, ``base`` or ``head``; default head) and the resolved version id."""
+        """The twin as of ``version`` (a number, ``base`` or ``head``; default head) and the resolved version id.
+
+        ``head`` does not wait for a build once this process has built a version: an unbuilt head is queued and
+        the newest built version older than it answers. An explicit version waits for its own build, and so does
+        ``head`` in a process that has built nothing yet (not warmed: ``create_app(warm=False)``), rather than answering
+        from the base partition.
+        """
         base = self.base_twin()
         v = parse_version(version)
-        default = v == "head"
         vid = resolve_version(self.store, v)
         if vid == BASE_VERSION:
             return base, vid
         hit = self.built.get(vid)
         if hit is not None:
             return hit, vid
-        if default and not self._build_lock.acquire(blocking=False):
-            older = [x for x in self.built if x < vid]
-            return (self.built[max(older)], max(older)) if older else (base, BASE_VERSION)
-        if not default:
-            self._build_lock.acquire()
+        fut = self.request_build(vid)
+        older = [x for x in list(self.built) if x < vid]
+        if v == "head" and older:
+            return self.built[max(older)], max(older)
+        if v == "head" and self.warmed:
+            return base, BASE_VERSION
+        return fut.result(), vid  # an explicit version, or a cold process that has built nothing yet
+
+    def request_build(self, vid: int) -> Future[Twin]:
+        """The future of ``vid``'s built twin; queues the build for the background builder if it is not built."""
+        base = self.base_twin()
+        with self._lock:
+            fut = self._builds.get(vid)
+            if fut is not None:
+                return fut
+            fut = self._builds[vid] = Future()
+            hit = self.built.get(vid) if vid != BASE_VERSION else base
+            if hit is not None:
+                fut.set_result(hit)
+                return fut
+            if self._builder is None or not self._builder.is_alive():
+                self._builder = threading.Thread(target=self._build_loop, name="twin version builder", daemon=True)
+                self._builder.start()
+        self._queue.put(vid)
+        return fut
+
+    def wait_ready(self, version: str, timeout_s: float) -> tuple[int, bool]:
+        """The resolved version and whether this process has it built (waits up to ``timeout_s`` seconds)."""
+        self.base_twin()
+        vid = resolve_version(self.store, parse_version(version))
+        if vid == BASE_VERSION or vid in self.built:
+            return vid, True
+        fut = self.request_build(vid)
         try:
-            return self._build(vid), vid
-        finally:
-            self._build_lock.release()
+            fut.result(timeout=max(0.0, timeout_s))
+        except TimeoutError:
+            return vid, False
+        return vid, True
+
+    def newest_built(self) -> int:
+        """The newest version this process answers ``head`` reads from."""
+        return max(self.built, default=BASE_VERSION)
+
+    def on_ready(self, fn: Callable[[int], None]) -> None:
+        """Call ``fn(version)`` in the builder thread each time a version is built (errors are ignored)."""
+        self._on_ready.append(fn)
+
+    # -- the builder thread ----------------------------------------------------------------------------------
+    def _build_loop(self) -> None:
+        while True:
+            vid = self._queue.get()
+            with self._lock:
+                fut = self._builds.get(vid)
+            if fut is None or fut.done():
+                continue
+            try:
+                t0 = time.perf_counter()
+                t = self._build(vid)
+                self.build_seconds[vid] = time.perf_counter() - t0
+            except BaseException as e:  # noqa: BLE001 - handed to the waiters; a later request retries
+                with self._lock:
+                    self._builds.pop(vid, None)
+                fut.set_exception(e)
+                continue
+            fut.set_result(t)
+            for fn in list(self._on_ready):
+                try:
+                    fn(vid)
+                except Exception:  # noqa: BLE001 - a listener must not stop the builder
+                    pass
 
     def _build(self, vid: int) -> Twin:
-        hit = self.built.get(vid)
-        if hit is not None:
-            return hit
         base = self.base_twin()
         t = checkout(base, vid, store=self.store)
         _build_indexes(t)
-        self.built[vid] = t
-        for old in sorted(self.built)[: max(0, len(self.built) - self.keep_versions)]:
-            del self.built[old]
-        for k in [k for k in base.cache if isinstance(k, tuple) and k[:1] == ("checkout",)]:
-            if k[-1] not in self.built:
+        with self._lock:
+            self.built[vid] = t
+            for old in sorted(self.built)[: max(0, len(self.built) - self.keep_versions)]:
+                del self.built[old]
+                self._builds.pop(old, None)
+            keep = {f"checkout:{self.store.url}:{v}" for v in self.built}
+            for k in [k for k in base.cache if isinstance(k, str) and k.startswith("checkout:") and k not in keep]:
                 base.cache.pop(k, None)
         return t
 
+    def _announce(self, vid: int) -> None:
+        """Publish ``version.ready`` on the push feed, once across processes (the first to build it)."""
+        self.store.ensure_schema("service_versions_ready", schema_lock_statement(self.store) + _READY_SCHEMA)
+        with self.store.transaction() as tx:
+            cur = tx.execute("INSERT INTO service_versions_ready (version, built_at) VALUES (?, ?) "
+                             "ON CONFLICT (version) DO NOTHING", (vid, time.time()))
+            if cur.rowcount == 1:
+                feed.publish(tx, "version.ready", {"version": vid})
+
     def warm(self) -> None:
-        """Load the twin and build the query indexes of the head version before the first request."""
-        t, _ = self.at(None)
-        _build_indexes(t)
-        partition_from_twin(self.base_twin())  # cached: edits and diffs start from it
+        """Load the twin and build the head version and its query indexes before the first request (a version
+        committed but never built — e.g. the builder was killed — is built here)."""
+        base = self.base_twin()
+        _build_indexes(base)
+        vid = resolve_version(self.store, "head")
+        if vid != BASE_VERSION:
+            self.request_build(vid).result()
+        partition_from_twin(base)  # cached: edits and diffs start from it
+        self.warmed = True
 
 
 def _build_indexes(t: Twin) -> None:
-    summarize_area(t, EXAMPLE_AREA, role=DISTRICT, by="grid")  # builds the point and partition indexes
+    """Build ``t``'s point and partition indexes and per-grid counts (a summary of a small area inside its
+    district, ≈ 600 m across, WGS84)."""
+    pt = t.district.representative_point()
+    area = mapping(box(pt.x - 0.003, pt.y - 0.003, pt.x + 0.003, pt.y + 0.003).intersection(t.district))
+    summarize_area(t, area, role=DISTRICT, by="grid")
     grid_counts(t)

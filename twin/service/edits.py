@@ -7,7 +7,8 @@ edit dispatch, :func:`twin.partition.edit_ops.apply_edit`. A stale ``base_versio
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from types import SimpleNamespace
+from typing import Any, Literal, cast
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
@@ -18,7 +19,7 @@ from twin.access.policy import check_edit
 from twin.errors import PermissionDenied, ValidationError
 from twin.model import Twin
 from twin.partition.edit_ops import EditOp, apply_edit
-from twin.partition.versions import commit, load_partition
+from twin.partition.versions import commit, load_partition, resolve_version
 from twin.query.areas import parse_area
 from twin.service._params import MAX_VERSION
 from twin.service._responses import json_response
@@ -62,8 +63,9 @@ def _need(req: EditRequest, name: str) -> Any:
 
 
 def edit_op(req: EditRequest, t: Twin, a: Audit) -> EditOp:
-    """The :class:`EditOp` of a request: hex cells as given (apply_edit checks them); ``area``/``polygon`` parsed as WGS84 areas inside the
-    district (and noted on the audit record ``a``)."""
+    """The :class:`EditOp` of a request: hex cells as given (apply_edit checks them); ``area``/``polygon`` parsed as
+    WGS84 areas inside the district of ``t`` (any version: the district does not change), noted on the audit record
+    ``a``."""
     cells = _need(req, "cells") if req.op == "move_cells" else None  # checked by apply_edit
     geometry: BaseGeometry | None = None
     if req.op in ("move_area", "redraw_grid"):
@@ -76,22 +78,29 @@ def edit_op(req: EditRequest, t: Twin, a: Audit) -> EditOp:
 
 def run_edit(svc: ServiceState, a: Audit, req: EditRequest) -> dict[str, Any]:
     """Check the editor right, apply the edit to ``base_version``, check the touched grids are in the caller's
-    scope, commit, and build the new head before returning (so the editor's next reads see it)."""
+    scope, commit, and return as soon as the new version (and its audit entry) is durable.
+
+    Nothing here waits for a version's twin to be built: the edit starts from the stored partition of
+    ``base_version`` (its grid table gives the scope check), and the new version's indexes are built in the
+    background (:meth:`Twins.request_build`); ``ready`` says whether this process already has it built and
+    ``GET /versions/{version}/ready?wait=5`` waits for it.
+    """
     role = a.role
     if not role.can_edit:
         raise PermissionDenied(f"user {role.user!r} (role {role.name}) has no editor right; grid edits need a "
                                "district, town or community editor.")
     base = svc.twins.base_twin()
-    t, vid = svc.twins.at(str(req.base_version))
+    vid = resolve_version(svc.store, req.base_version)
     p = load_partition(svc.store, base, vid)
-    res = apply_edit(p, edit_op(req, t, a))
-    check_edit(role, t, res.grids_touched)
+    res = apply_edit(p, edit_op(req, base, a))
+    check_edit(role, cast(Twin, SimpleNamespace(grids=p.grids)), res.grids_touched)  # only the grid table is read
     a.counts = {"cells_moved": res.cells_moved, "grids_touched": len(res.grids_touched)}
     a.detail = f"{req.op} on version {vid}: {req.reason}"
     # the version and its audit entry commit in one transaction (audit before answer)
     new = commit(svc.store, res.partition, base_version=vid, author=role.user, reason=req.reason,
                  audit=commit_audit(svc, a))
     a.version = new
-    svc.twins.at(str(new))
+    ready = svc.twins.request_build(new).done()
     return {"version": new, "parent": vid, "op": req.op, "cells_moved": res.cells_moved,
-            "grids_touched": res.grids_touched, "grids_added": res.grids_added, "grids_removed": res.grids_removed}
+            "grids_touched": res.grids_touched, "grids_added": res.grids_added, "grids_removed": res.grids_removed,
+            "ready": ready, "ready_url": f"/versions/{new}/ready?wait=5"}

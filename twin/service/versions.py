@@ -1,13 +1,15 @@
-"""``GET /versions`` (the partition versions, oldest first) and ``GET /versions/{a}/diff/{b}``."""
+"""``GET /versions`` (the partition versions, oldest first), ``GET /versions/{a}/diff/{b}`` and
+``GET /versions/{v}/ready`` (wait until this process answers from version v: its indexes are built)."""
 
 from __future__ import annotations
 
 from dataclasses import asdict
 from typing import Annotated
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from fastapi import Path as PathParam
 from fastapi.responses import Response
+from starlette.concurrency import run_in_threadpool
 
 from twin.partition.versions import diff_versions, head_version, list_versions
 from twin.service._params import VERSION_PATTERN, parse_version
@@ -43,3 +45,18 @@ def versions_diff(request: Request, a: Audited, a_version: _Version, b_version: 
     a.version = f"{d.a}..{d.b}"
     a.counts = {"grids_changed": len(d.grids_changed), "cells_moved": d.cells_moved}
     return json_response(d.to_dict())
+
+
+@router.get("/versions/{version}/ready", summary="Whether a version is built here (optionally wait for it)")
+async def version_ready(request: Request, a: Audited, version: _Version,
+                        wait: Annotated[float, Query(ge=0, le=30, description="seconds to wait for the build")] = 0.0
+                        ) -> Response:
+    """``ready`` is true once this server process has the version's twin and query indexes built, so that reads of
+    ``head`` answer from it (every answer names its version: ``X-Twin-Version``). An edit returns before its
+    version is built; wait here (up to ``wait`` seconds) to read your own edit through ``head``."""
+    svc = service(request)
+    v = parse_version(version)
+    vid, ready = await run_in_threadpool(svc.twins.wait_ready, v, wait)
+    a.version = vid
+    return json_response({"version": vid, "ready": ready, "answering_head_from": svc.twins.newest_built(),
+                          "build_seconds": svc.twins.build_seconds.get(vid)})
