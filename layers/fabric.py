@@ -30,11 +30,11 @@ STREET_STYLE: dict[str, tuple[RGBA, float]] = {
     "arterial": ([176, 184, 200, 255], 2.2),
     "expressway": ([236, 178, 92, 255], 3.0),
 }
-WATER_COLOR: RGBA = [34, 86, 140, 255]
-PARK_COLOR: RGBA = [34, 84, 58, 255]
+WATER_COLOR: RGBA = [38, 112, 184, 255]
+PARK_COLOR: RGBA = [44, 116, 74, 255]
 BLOCK_COLOR: RGBA = [30, 46, 78, 255]
 _MINOR = ("path", "service", "local")
-ZOOM_RANGES: dict[str, tuple[float, float]] = {"fabric-streets-minor": (13.5, 24.0), "fabric-blocks": (13.0, 24.0)}
+ZOOM_RANGES: dict[str, tuple[float, float]] = {"fabric-streets-minor": (13.5, 24.0), "fabric-blocks": (12.0, 24.0)}
 """Layer id → (min, max) zoom at which it is drawn; the other fabric layers show at every zoom."""
 
 

@@ -36,7 +36,7 @@ def rectangles_xy(cx: np.ndarray, cy: np.ndarray, w: np.ndarray, d: np.ndarray, 
 # per land use: width (along the block) and depth ranges (m), gaps between buildings along / across (m),
 # setback from the block edge (m), share of mixed use (shops below homes)
 _SPECS: dict[str, tuple[tuple[float, float], tuple[float, float], float, float, float, float]] = {
-    "old_town": ((28.0, 50.0), (11.0, 14.0), 7.0, 13.0, 4.0, 0.3),  # mid-rise slabs
+    "old_town": ((30.0, 55.0), (12.0, 16.0), 5.0, 9.0, 3.0, 0.3),  # mid-rise slabs
     "towers": ((20.0, 26.0), (18.0, 23.0), 26.0, 30.0, 9.0, 0.1),  # tower estates
     "village": ((11.0, 15.0), (10.0, 13.0), 1.8, 2.2, 2.0, 0.15),  # 城中村: dense small houses
     "housing": ((14.0, 20.0), (11.0, 14.0), 10.0, 12.0, 4.0, 0.1),
@@ -122,9 +122,10 @@ def set_floors(buildings: gpd.GeoDataFrame, dw_per_b: np.ndarray, *, seed: int, 
     use = buildings["use"].to_numpy().astype(str)
     fp = buildings["footprint_m2"].to_numpy(dtype=float)
     big = fp > 300
-    upf = np.where(big, np.clip(np.round(fp / 110), 2, 8), np.where(fp > 120, 2, 1))
+    upf = np.where(big, np.clip(np.round(fp / 85), 2, 12), np.where(fp > 120, 2, 1))  # dwellings per floor
     floors = np.ceil(dw_per_b / upf)
-    floors = np.where(big, np.clip(floors, 6, 45), np.clip(floors, 2, 9))
+    # small homes stand 3–7 floors at least (城中村 "handshake" houses), more when their dwellings need it
+    floors = np.where(big, np.clip(floors, 6, 45), np.clip(np.maximum(floors, rng.integers(3, 8, n)), 2, 9))
     floors = np.where(use == "commercial", rng.integers(2, 24, n), floors)
     floors = np.where(use == "industrial", rng.integers(1, 4, n), floors)
     floors = np.where(use == "public", rng.integers(2, 7, n), floors)
