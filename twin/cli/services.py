@@ -71,7 +71,7 @@ def _context(args: argparse.Namespace) -> tuple[Twin, Store, Role]:
 def _run(args: argparse.Namespace) -> int:
     from twin.errors import ValidationError
     from twin.io import atomic_write
-    from twin.services import ServiceStatusStore, run_services, snapshot_view, work_list
+    from twin.services import LiveView, ServiceStatusStore, run_services, snapshot_view, work_list
     from twin.services.config import default_services, select_services
     from twin.services.worklists import export_work_list
 
@@ -82,6 +82,7 @@ def _run(args: argparse.Namespace) -> int:
             raise ValidationError(f"--out {args.out}: write a .csv or .xlsx file.")
     t, store, role = _context(args)
     services = select_services(default_services(), args.service)
+    view: LiveView
     if args.snapshot:
         view = snapshot_view(t)
     else:

@@ -267,7 +267,7 @@ def diff_to_changes(diff: SheetDiff, *, author: str, reason: str, effective_date
     """
     if removed_as not in ("moves_out", "dies"):
         raise ValidationError(f"removed_as must be 'moves_out' or 'dies', got {removed_as!r}.")
-    kw = {"author": author, "reason": reason, "effective_date": effective_date}
+    kw: dict[str, Any] = {"author": author, "reason": reason, "effective_date": effective_date}
     out: list[ch.Change] = []
     issues: list[SheetIssue] = []
     residents = diff.schema.key == "person_id"
@@ -275,7 +275,8 @@ def diff_to_changes(diff: SheetDiff, *, author: str, reason: str, effective_date
         if residents:
             out.append(ch.PersonMovesIn(dwelling_id=int(r["dwelling_id"]), sex=str(r["sex"]),
                                         birth_date=r["birth_date"].date(), household_id=int(r["household_id"]),
-                                        **{f: bool(r[f]) for f in _PERSON_FLAGS}, **kw))
+                                        disabled=bool(r["disabled"]), low_income=bool(r["low_income"]),
+                                        pregnant=bool(r["pregnant"]), **kw))
         else:
             out.append(ch.BusinessOpens(building_id=int(r["building_id"]), business_kind=str(r["kind"]),
                                         industry=str(r["industry"]), credit=str(r["credit"]), **kw))
