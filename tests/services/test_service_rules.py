@@ -79,6 +79,17 @@ def test_longevity_tiers_are_configuration():
     assert "longevity_80" not in {s.name for s in from_toml}
 
 
+def test_the_catalogue_in_the_docs_parses():
+    import re
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "services.md").read_text(encoding="utf-8")
+    services = services_from_toml(re.search(r"```toml\n(.*?)```", doc, re.S).group(1))
+    extra = {s.name: s for s in services[len(default_services()):]}
+    assert extra["low_income_disabled_70"].requires == ("low_income", "disabled")
+    assert extra["pregnancy_followup"].flag == "pregnant"
+
+
 def test_catalogue_errors_are_clear():
     with pytest.raises(ValidationError, match="unknown flag 'rich'"):
         services_from_toml('[[service]]\nname = "x"\nflag = "rich"\n')

@@ -68,6 +68,8 @@ def test_invalid_transitions_conflicts_scope_and_unknowns(any_store, listed, sma
     assert book.get(*key).status == "identified" and book.get(*key).version == 1  # nothing half-written
     s = book.advance(*key, "notified", t=small_twin)
     assert book.advance(*key, "declined", t=small_twin, expected_version=s.version).status == "declined"
+    with pytest.raises(PermissionDenied, match="may not identify persons of grid"):
+        book.identify(listed.iloc[[0]], role=make_role("community", [other], user="x"), t=small_twin)
     seen = book.frame(t=small_twin, role=make_role("community", [other], user="x"))
     assert r["person_id"] not in seen["person_id"].tolist()
     assert set(seen["community_code"]) <= {other}

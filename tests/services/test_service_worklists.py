@@ -75,6 +75,10 @@ def test_counts_by_grid_exact_in_scope_published_outside(run, small_twin):
     assert np.isnan(outside[(raw > 0) & (raw < 5)]).all()  # small counts suppressed, never shown
     shown = outside[~np.isnan(outside)]
     assert (shown % 5 == 0).all()
+    analyst = counts_by_grid(run, small_twin, role=ANALYST)  # sees no records: every grid published
+    assert not analyst["in_scope"].any()
+    vals = analyst[cols].to_numpy(dtype=float, na_value=np.nan)
+    assert (vals[~np.isnan(vals)] % 5 == 0).all() and np.isnan(vals).any()
 
 
 def test_export_csv_and_xlsx(any_store, run, small_twin):

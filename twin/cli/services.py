@@ -92,7 +92,7 @@ def _run(args: argparse.Namespace) -> int:
     run = run_services(view, args.month or args.period, services=services)
     work = work_list(run, t, store=store, role=role)
     counts = work.groupby("service").size().to_dict()
-    new = ServiceStatusStore(store).identify(work, role=role) if args.identify else None
+    new = ServiceStatusStore(store).identify(work, role=role, t=t) if args.identify else None
     if out_fmt is not None:
         data = export_work_list(work, out_fmt)
         atomic_write(args.out, lambda p: p.write_bytes(data))

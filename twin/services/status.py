@@ -83,10 +83,20 @@ class ServiceStatusStore:
         self.store = store
         store.ensure_schema("service_status", (*schema_lock_statement(store), *_SCHEMA))
 
-    def identify(self, rows: pd.DataFrame, *, role: Role = DISTRICT, at: dt.datetime | str | None = None) -> int:
+    def identify(self, rows: pd.DataFrame, *, role: Role = DISTRICT, t: Twin | None = None,
+                 at: dt.datetime | str | None = None) -> int:
         """Record every row of a work list (``service``, ``person_id``, ``qualifying_date``, ``grid_code``,
         ``community_code``) as ``identified`` unless it is already recorded; returns how many were new.
-        Idempotent: running the same month twice adds nothing."""
+        Idempotent: running the same month twice adds nothing. A scoped ``role`` (needs ``t``) may identify rows
+        of its record scope only (:class:`PermissionDenied` names a grid outside it)."""
+        if not sees_everything(role):
+            if t is None or not role.can_see_records:
+                raise PermissionDenied(f"role {role.name!r} needs its twin (for its scope) and the record right.")
+            outside = sorted(set(rows["grid_code"].astype(str)) - record_scope(role, t))
+            if outside:
+                raise PermissionDenied(f"user {role.user!r} may not identify persons of grid(s) "
+                                       f"{', '.join(outside[:5])}: outside {role.scope_level} "
+                                       f"{', '.join(role.scope_codes)}.")
         when = _now(at)
         new = 0
         with self.store.transaction() as tx:
