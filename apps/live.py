@@ -2,8 +2,10 @@
 turned into map layers, KPI tiles and alarms (the command-centre screen and Explore's live layers).
 
 Everything here is read, never written: the incident store is the one the service (``twin serve``) and the
-Incidents page write to, so a report made anywhere shows on every open screen at its next refresh
-(``LIVE_EVERY_S`` / ``SCREEN_EVERY_S``, Streamlit fragments with ``run_every``; see docs/app.md).
+Incidents page write to, so a report made anywhere shows on every open map within a second or two: the live feed
+(:mod:`apps.live_feed`, one thread per server process) calls :func:`live_state` and :func:`live_layers` every
+second and every open map polls what it wrote (see docs/app.md). The functions here use no Streamlit cache (they
+run in the feed's thread); :func:`incident_store` and :func:`catalogue` are the pages' cached handles.
 """
 
 from __future__ import annotations
@@ -25,14 +27,9 @@ from twin.incidents.lifecycle import CST, OPEN_STATES, overdue_mask
 from twin.incidents.store import IncidentStore, board_for
 from twin.store.sql import open_store
 
-__all__ = ["LIVE_EVERY_S", "SCREEN_EVERY_S", "INLINE_LAYERS", "NEW_MINUTES", "ALARM_HOURS", "POINTS_MIN_ZOOM", "LiveState",
-           "incident_store", "catalogue", "live_state", "live_layers", "latest_report", "now_cst"]
+__all__ = ["NEW_MINUTES", "ALARM_HOURS", "POINTS_MIN_ZOOM", "LIVE_LAYER_IDS", "LIVE_ZOOM_RANGES", "LiveState",
+           "incident_store", "catalogue", "live_state", "live_layers", "closure_today", "latest_report", "now_cst"]
 
-#: seconds between refreshes of Explore's live layers and of the command-centre screen
-LIVE_EVERY_S = 3.0
-SCREEN_EVERY_S = 1.5
-#: live layers sent inside each refresh's message (no file round trip between a refresh and the dots on screen)
-INLINE_LAYERS = ("incidents", "incidents-new")
 #: incidents reported this recently are highlighted ("new")
 NEW_MINUTES = 30
 #: the alarm strip lists level-3/4 cases and deadlines passed within this many hours
@@ -40,6 +37,10 @@ ALARM_HOURS = 6
 #: below this zoom workers and cameras are drawn as counts per H3 res-8 hexagon, above it one dot each
 POINTS_MIN_ZOOM = 14.0
 AGG_RES = 8
+#: the live layers by what they show (ids as on the map)
+LIVE_LAYER_IDS = {"workers": ("workers-agg", "workers"), "incidents": ("incidents", "incidents-new")}
+#: zoom ranges of the live layers (workers as counts per hexagon below :data:`POINTS_MIN_ZOOM`, dots above)
+LIVE_ZOOM_RANGES = {"workers-agg": (0.0, POINTS_MIN_ZOOM), "workers": (POINTS_MIN_ZOOM, 24.0)}
 
 
 def now_cst() -> dt.datetime:
@@ -82,23 +83,23 @@ class LiveState:
         return int((self.board["status"] == "online").sum())
 
 
-@st.cache_data(show_spinner=False, ttl=6, max_entries=4)
-def _closure_today(_istore: IncidentStore, url: str, day: dt.date) -> tuple[int, int]:
-    """(closed, reported) of today's reports; re-read at most every 6 s (the KPI, not the map, uses it)."""
+def closure_today(istore: IncidentStore, day: dt.date) -> tuple[int, int]:
+    """(closed, reported) of the reports of ``day`` (CST)."""
     start = dt.datetime.combine(day, dt.time(), tzinfo=CST)
-    today = _istore.frame(since=start)
+    today = istore.frame(since=start)
     return int((~today["state"].isin(OPEN_STATES)).sum()), len(today)
 
 
-def live_state(istore: IncidentStore, t: twin.Twin, *, now: dt.datetime, residents: int, key_persons: int) -> LiveState:
-    """Read the store once: open incidents, worker board, KPI tiles and alarms as of ``now``."""
-    cat = catalogue()
+def live_state(istore: IncidentStore, t: twin.Twin, *, now: dt.datetime, residents: int, key_persons: int,
+               cat: pd.DataFrame, closure: tuple[int, int] | None = None) -> LiveState:
+    """Read the store once: open incidents, worker board, KPI tiles and alarms as of ``now`` (``cat``: the incident
+    catalogue; ``closure``: today's (closed, reported), read here when not given)."""
     inc = istore.frame(states=OPEN_STATES)
     inc["overdue"] = overdue_mask(inc, now) if len(inc) else np.zeros(0, bool)
     reported = pd.to_datetime(inc["reported_at"])
     inc["new"] = (reported >= now - dt.timedelta(minutes=NEW_MINUTES)).to_numpy() if len(inc) else np.zeros(0, bool)
     board = board_for(istore, t)
-    closed, today_n = _closure_today(istore, istore.store.url, now.date())
+    closed, today_n = closure if closure is not None else closure_today(istore, now.date())
     online = int((board["status"] == "online").sum())
     n_open, n_late = len(inc), int(inc["overdue"].sum())
     kpis = [
@@ -139,46 +140,56 @@ def _signature(frame: pd.DataFrame, cols: list[str]) -> str:
     return str(int(pd.util.hash_pandas_object(frame[cols], index=False).sum())) + f":{len(frame)}"
 
 
-@st.cache_resource(show_spinner=False, max_entries=8)
-def _incident_json(_inc: pd.DataFrame, sig: str) -> tuple[str, str]:
-    """(open incidents layer, new-incidents halo) JSON, rebuilt only when the incidents' signature changes."""
-    layer = incident_layers.open_incidents_layer(_inc, overdue=_inc["overdue"].to_numpy(dtype=bool),
-                                                 catalogue=catalogue())
-    new = _inc[_inc["new"].to_numpy(dtype=bool)]
+def _incident_json(inc: pd.DataFrame, cat: pd.DataFrame) -> tuple[str, str]:
+    """(open incidents layer, new-incidents halo) JSON."""
+    layer = incident_layers.open_incidents_layer(inc, overdue=inc["overdue"].to_numpy(dtype=bool), catalogue=cat)
+    new = inc[inc["new"].to_numpy(dtype=bool)]
     return layer_to_json(layer), layer_to_json(incident_layers.new_incidents_layer(new))
 
 
-@st.cache_resource(show_spinner=False, max_entries=8)
-def _worker_json(_board: pd.DataFrame, sig: str) -> tuple[str, str]:
-    """(workers per hexagon, one dot per worker) JSON of the live board, rebuilt only when it changed."""
-    online = (_board["status"] == "online").to_numpy()
-    agg = hexagons.point_count_layer(_board["lng"].to_numpy(), _board["lat"].to_numpy(), res=AGG_RES,
+def _worker_json(board: pd.DataFrame) -> tuple[str, str]:
+    """(workers per hexagon, one dot per worker) JSON of the live board."""
+    online = (board["status"] == "online").to_numpy()
+    agg = hexagons.point_count_layer(board["lng"].to_numpy(), board["lat"].to_numpy(), res=AGG_RES,
                                      layer_id="workers-agg", color=(0, 200, 110), label="grid workers",
                                      split=online, split_label="online now")
-    return layer_to_json(agg), layer_to_json(incident_layers.incident_workers_layer(_board, layer_id="workers"))
+    return layer_to_json(agg), layer_to_json(incident_layers.incident_workers_layer(board, layer_id="workers"))
 
 
-def live_layers(live: LiveState, *, incidents: bool = True, workers: bool = True
-                ) -> tuple[list[tuple[str, str]], dict[str, tuple[float, float]], list[dict[str, Any]]]:
+def _memo(memo: dict[str, Any], key: str, build: Any) -> Any:
+    """``memo[key]``, built once (the memo keeps only the last 4 keys per kind: the live layers change rarely)."""
+    if key not in memo:
+        kind = key.split(":", 1)[0]
+        for old in [k for k in memo if k.startswith(kind + ":")][:-3]:
+            del memo[old]
+        memo[key] = build()
+    return memo[key]
+
+
+def live_layers(live: LiveState, *, cat: pd.DataFrame, memo: dict[str, Any] | None = None, incidents: bool = True,
+                workers: bool = True) -> tuple[list[tuple[str, str]], dict[str, tuple[float, float]], list[dict[str, Any]]]:
     """Map layers of the live state: open incidents by level (overdue ringed, new ones haloed) and grid workers
     from the store's board (counts per hexagon below :data:`POINTS_MIN_ZOOM`, dots above).
-    Returns (layers, zoom ranges, legends); legends name their layer ids (the map shows only visible ones)."""
+    Returns (layers, zoom ranges, legends); legends name their layer ids (the map shows only visible ones).
+    ``memo`` (a dict kept by the caller) rebuilds a layer's JSON only when its data changed."""
+    memo = {} if memo is None else memo
     out: list[tuple[str, str]] = []
     ranges: dict[str, tuple[float, float]] = {}
     legends: list[dict[str, Any]] = []
     if workers and len(live.board):
         b = live.board
-        agg, dots = _worker_json(b, _signature(b, ["worker_id", "status", "lng", "lat", "open_cases", "grid_code"]))
+        sig = _signature(b, ["worker_id", "status", "lng", "lat", "open_cases", "grid_code"])
+        agg, dots = _memo(memo, "workers:" + sig, lambda: _worker_json(b))
         out += [("workers-agg", agg), ("workers", dots)]
-        ranges["workers-agg"] = (0.0, POINTS_MIN_ZOOM)
-        ranges["workers"] = (POINTS_MIN_ZOOM, 24.0)
+        ranges.update(LIVE_ZOOM_RANGES)
         legends.append({"title": f"Grid workers 网格员 (live · {live.workers_online} online)",
                         "layers": ["workers-agg", "workers"], "rows": [
                             {"color": "rgba(0,200,110,0.6)", "label": f"count per hexagon (zoom < {POINTS_MIN_ZOOM:g})"},
                             *({"color": colors.rgba_to_css(c), "label": k} for k, c in colors.STATUS_COLORS.items())]})
     if incidents:
         inc = live.open
-        dots, halo = _incident_json(inc, _signature(inc, ["id", "version", "overdue", "new", "level", "state"]))
+        sig = _signature(inc, ["id", "version", "overdue", "new", "level", "state"])
+        dots, halo = _memo(memo, "incidents:" + sig, lambda: _incident_json(inc, cat))
         out += [("incidents", dots), ("incidents-new", halo)]
         legends.append({"title": f"Open incidents 在办事件 ({len(inc):,})", "layers": ["incidents", "incidents-new"],
                         "rows": [*({"color": colors.rgba_to_css(c), "label": incident_layers.LEVEL_LABELS[k]}

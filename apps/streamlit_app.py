@@ -24,7 +24,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 import twin  # noqa: E402
-from apps import edit, live, panels, screen, state  # noqa: E402
+from apps import edit, live, live_feed, panels, screen, state  # noqa: E402
 from apps.components.deckmap import VendorMissingError, deck_map, ensure_vendor  # noqa: E402
 from layers import boundaries, colors, hexagons  # noqa: E402
 from layers import buildings as building_layers  # noqa: E402
@@ -80,6 +80,26 @@ def _handle(t: twin.Twin, ectx: edit.EditContext | None, ev: dict[str, Any]) -> 
         ss.area = None
 
 
+def _on_upload(t: twin.Twin, upload: Any) -> None:
+    """A new uploaded GeoJSON becomes the area (and the map flies to it); a bad file's error stays under the
+    uploader until another file is chosen."""
+    ss = st.session_state
+    if upload is None:
+        ss.upload_error = None
+        return
+    if upload.file_id != ss.upload_id:
+        ss.upload_id, ss.upload_error = upload.file_id, None
+        try:
+            parsed = parse_area(upload.getvalue(), district=t.district)
+            _set_area(to_jsonable(parsed.geometry), f"Uploaded: {upload.name}", "upload")
+            b = parsed.geometry.bounds
+            ss.fly = {"seq": time.time(), "longitude": (b[0] + b[2]) / 2, "latitude": (b[1] + b[3]) / 2, "zoom": 13.5}
+        except twin.TwinError as e:
+            ss.upload_error = f"{upload.name}: {e}"
+    if ss.get("upload_error"):
+        st.error(ss.upload_error)
+
+
 def _pick(t: twin.Twin, level: str, code: str, label: str) -> None:
     """Query a town, community or grid as the area and fly to it (a grid also opens its dossier)."""
     ss = st.session_state
@@ -116,9 +136,10 @@ def explore_page() -> None:
         st.stop()
     t = head.twin
     KEY = state.twin_key(t)
+    state.warm_dossier(t, KEY)
     ss = st.session_state
     for k, v in {"area": None, "seen_seq": None, "fly": None, "dossier": None, "bbox": None, "draw_count": 0,
-                 "upload_id": None, "clear_seq": 0, "incident": None}.items():
+                 "upload_id": None, "upload_error": None, "clear_seq": 0, "incident": None}.items():
         ss.setdefault(k, v)
 
     # edit mode (apps/edit/): its own map events, layers and panel; it works on the stored versions itself
@@ -149,6 +170,7 @@ def explore_page() -> None:
                      placeholder="e.g. 澜石 or 440604010001001", key="search", on_change=_on_search,
                      args=(t, KEY))
         upload = st.file_uploader("Upload an area (GeoJSON, WGS84)", type=["geojson", "json"], key="upload")
+        _on_upload(t, upload)  # its error shows right here, under the uploader
         role_name = st.radio("Role", ["district 区级", "analyst 分析员 (suppressed)"], horizontal=True, key="role")
         role_key = "district" if role_name.startswith("district") else "analyst"
         role = state.ROLES[role_key]
@@ -173,16 +195,6 @@ def explore_page() -> None:
         if st.button("Clear area and dossier", key="clear"):
             ss.area, ss.dossier, ss.incident = None, None, None
             ss.clear_seq += 1
-
-    if upload is not None and upload.file_id != ss.upload_id:
-        ss.upload_id = upload.file_id
-        try:
-            parsed = parse_area(upload.getvalue(), district=t.district)
-            _set_area(to_jsonable(parsed.geometry), f"Uploaded: {upload.name}", "upload")
-            b = parsed.geometry.bounds
-            ss.fly = {"seq": time.time(), "longitude": (b[0] + b[2]) / 2, "latitude": (b[1] + b[3]) / 2, "zoom": 13.5}
-        except twin.TwinError as e:
-            st.sidebar.error(f"{upload.name}: {e}")
 
     # --- the area query -------------------------------------------------------------------------------------------
 
@@ -260,7 +272,7 @@ def explore_page() -> None:
     with col_map:
         if ectx is not None:
             layer_list, zr, lg = edit.map_layers(ectx)
-            deck_map(layer_list, zoom_ranges=zr, legends=lg, brush=edit.brush_args(ectx),
+            deck_map(layer_list, zoom_ranges=zr, legends=lg, brush=edit.brush_args(ectx), click_layers=[],
                      **{**map_args, "legend_collapsed": False})  # editors read grids by the deviation legend
         else:
             _live_map(t, head.label, below, above, zoom_ranges, legends, map_args,
@@ -291,39 +303,27 @@ def _label_layers(t: twin.Twin, key: str, zoom_ranges: dict[str, tuple[float, fl
     return [state.static_layer(t, key, f"labels-{lv}") for lv in ("town", "community", "grid")]
 
 
-@st.fragment(run_every=live.LIVE_EVERY_S)
 def _live_map(t: twin.Twin, version_label: str, below: list[tuple[str, str]], above: list[tuple[str, str]],
               zoom_ranges: dict[str, tuple[float, float]], legends: list[dict[str, Any]], map_args: dict[str, Any],
               *, incidents: bool, workers: bool) -> None:
-    """The map with its live layers, re-run on its own every ``LIVE_EVERY_S`` (a fragment: only this part of the
-    page runs; the map component keeps its view and re-parses only the layers whose JSON changed). A map event
-    (click, drawing) reruns the whole page, which handles it."""
-    ss = st.session_state
-    ev = ss.get("map")
-    if isinstance(ev, dict) and ev.get("seq") != ss.get("seen_seq"):
-        st.rerun()  # the page handles the event (dossier, summary) before drawing
+    """The map with its live layers: incidents and workers are ``"@live"`` placeholders that the browser fills
+    from the live feed (:mod:`apps.live_feed`, polled every second), so they move without a rerun and a rerun
+    (a click, a drawing) re-sends no live data. A click picks only the incident dots (the grid comes from the
+    clicked coordinate), which keeps it fast on a software-rendered screen."""
     try:
-        snap = _live_state(t)
+        feed = live_feed.live_feed(state.store_url(t))
     except twin.TwinError as e:
         st.warning(f"Live layers unavailable: {e}")
-        snap = None
-    layers, ranges, lg = list(below), dict(zoom_ranges), list(legends)
-    if snap is not None:
-        live_json, live_ranges, live_legends = live.live_layers(snap, incidents=incidents, workers=workers)
-        layers += live_json
-        ranges.update(live_ranges)
-        lg = live_legends + lg
-        st.caption(f"● live {snap.now:%H:%M:%S} · {len(snap.open):,} open incidents "
-                   f"({int(snap.open['overdue'].sum()):,} overdue) · {snap.workers_online}/{len(snap.board)} workers "
-                   f"online · **{version_label}**")
-    deck_map(layers + above, zoom_ranges=ranges, legends=lg, inline=live.INLINE_LAYERS, **map_args)
-
-
-def _live_state(t: twin.Twin) -> live.LiveState:
-    table = state.grid_table(t, state.twin_key(t))
-    return live.live_state(live.incident_store(state.store_url(t)), t, now=live.now_cst(),
-                           residents=int(t.manifest["counts"]["residents"]),
-                           key_persons=int(table["key_persons"].sum()))
+        feed = None
+    layers, ranges = list(below), dict(zoom_ranges)
+    if feed is not None:
+        layers += live_feed.live_placeholders(incidents=incidents, workers=workers)
+        ranges.update(live.LIVE_ZOOM_RANGES)
+        st.caption(f"{feed.latest.get('status', '● live')} · **{version_label}** · live layers refresh every "
+                   f"{live_feed.FEED_EVERY_S:g} s without a rerun")
+    deck_map(layers + above, zoom_ranges=ranges, legends=legends, click_layers=list(live.LIVE_LAYER_IDS["incidents"]),
+             live={"url": feed.ref, "every_ms": int(1000 * live_feed.FEED_EVERY_S)} if feed is not None else None,
+             **map_args)
 
 
 def _panel(t: twin.Twin, head: state.HeadTwin, summary: Any, query_ms: float, query_error: str | None) -> None:

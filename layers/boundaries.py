@@ -55,7 +55,7 @@ def to_feature_collection(frame: gpd.GeoDataFrame, *, columns: Sequence[str] = (
 
 def boundary_layer(frame: gpd.GeoDataFrame, level: str, *, layer_id: str | None = None,
                    pickable: bool = True) -> pdk.Layer:
-    """Outlines of one administrative level (no fill, but pickable on the interior for grid clicks).
+    """Outlines of one administrative level; grids are filled invisibly and pickable (hover tooltip, highlight).
 
     Parameters
     ----------
@@ -73,7 +73,9 @@ def boundary_layer(frame: gpd.GeoDataFrame, level: str, *, layer_id: str | None 
         "GeoJsonLayer", data=data, id=layer_id or f"boundary-{level}",
         stroked=True, filled=level == "grid", get_fill_color=[0, 0, 0, 1],
         get_line_color=color, line_width_units="pixels", get_line_width=width, line_width_min_pixels=width * 0.5,
-        pickable=pickable and level != "district", auto_highlight=level == "grid",
+        # only grids are picked: town and community outlines are long H3-stepped paths whose picking pass cost
+        # 0.1 s and 1.2 s per hover or click on a software-rendered screen (their names are on the label layers)
+        pickable=pickable and level == "grid", auto_highlight=level == "grid",
         highlight_color=[255, 255, 255, 60], tooltip_html=_TOOLTIPS[level],
     )
 

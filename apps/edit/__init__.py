@@ -13,7 +13,7 @@ balance and re-partition come from :mod:`twin.partition`; layers from :mod:`laye
 Session state (all keys start with ``ed_``): ``ed_base`` the version the editor started from (the commit's
 ``base_version``), ``ed_version`` the version viewed, ``ed_grid`` the selected grid, ``ed_drawn`` the last
 drawn polygon (GeoJSON geometry, WGS84), ``ed_preview`` the proposed edit, ``ed_brush`` the painted cells and
-their target, ``ed_redo`` what Redo restores, ``ed_diff_*`` the compared versions, ``ed_error`` (with the failing
+their target, ``ed_diff_*`` the compared versions (undo/redo read their chain from the store), ``ed_error`` (with the failing
 control in ``ed_error_at``) / ``ed_conflict`` / ``ed_notice`` messages. The store is :func:`twin.store.sql.open_store` for the twin (``$TWIN_DATABASE_URL`` wins).
 """
 

@@ -31,7 +31,7 @@ from twin.partition.model import Partition
 from twin.partition.workload import cell_counts
 
 __all__ = ["EDIT_BUTTONS", "MSG_KEYS", "clear_messages", "fail", "edit_op", "preview", "set_preview", "named_grids",
-           "commit", "discard", "reload", "undo", "redo", "can_redo", "rollback", "fly_to_grid"]
+           "commit", "discard", "reload", "undo", "redo", "can_undo", "can_redo", "rollback", "fly_to_grid"]
 
 #: ``ed_error_at`` names the control whose action failed (``ops``, ``brush``, ``commit``, ``versions``,
 #: ``rebalance``): the panel shows the error next to that control, not at the top
@@ -160,11 +160,9 @@ def commit() -> None:
     if pv is None:
         fail("commit", "nothing to commit: preview an edit first.")
         return
-    if _write_version(lambda: versions.commit(current_store(), pv["partition"], base_version=int(ss["ed_base"]),
-                                              author=str(ss.get("ed_author", "")),
-                                              reason=str(ss.get("ed_reason", ""))),
-                      f"committed {pv['title']}", "commit") is not None:
-        ss["ed_redo"] = None
+    _write_version(lambda: versions.commit(current_store(), pv["partition"], base_version=int(ss["ed_base"]),
+                                           author=str(ss.get("ed_author", "")), reason=str(ss.get("ed_reason", ""))),
+                   f"committed {pv['title']}", "commit")
 
 
 def discard() -> None:
@@ -179,43 +177,39 @@ def reload() -> None:
     head = versions.head_version(current_store())
     clear_messages()
     _move_to(head, f"reloaded: editing from version {head} (the head).")
-    st.session_state["ed_redo"] = None
 
 
 def undo() -> None:
-    """Add a version equal to the editor's base version's parent (:func:`twin.partition.versions.undo`)."""
+    """Undo the last edit of the editor's base version (multi-level: :func:`twin.partition.versions.undo` walks
+    back one edit per click; the store keeps the redo chain)."""
     ss = st.session_state
     clear_messages()
     base = int(ss["ed_base"])
-    vid = _write_version(lambda: versions.undo(current_store(), state.get_twin(), author=str(ss.get("ed_author", "")),
-                                               base_version=base),
-                         f"undid version {base}", "versions")
-    if vid is not None:  # redo = a new version equal to the undone one, on top of the undo
-        ss["ed_redo"] = {"from": vid, "to": base}
+    target = versions.undo_target(current_store(), base)
+    _write_version(lambda: versions.undo(current_store(), state.get_twin(), author=str(ss.get("ed_author", "")),
+                                         base_version=base),
+                   f"undo: back to the state of version {target}", "versions")
+
+
+def can_undo(ss: Mapping[str, Any]) -> int | None:
+    """The version whose state an undo from the editor's base would restore (``None``: nothing to undo)."""
+    return versions.undo_target(current_store(), int(ss["ed_base"])) if ss.get("ed_base") is not None else None
 
 
 def can_redo(ss: Mapping[str, Any]) -> int | None:
-    """The version a redo would restore (the one the last undo undid) when the editor is still on that undo."""
-    r = ss.get("ed_redo")
-    return int(r["to"]) if r and ss.get("ed_base") == r["from"] else None
+    """The version a redo from the editor's base would restore (the last one undone), from the store's redo chain."""
+    return versions.redo_target(current_store(), int(ss["ed_base"])) if ss.get("ed_base") is not None else None
 
 
 def redo() -> None:
-    """After an undo: add a version equal to the undone version (:func:`twin.partition.versions.rollback` to it,
-    guarded by the undo version as the base)."""
+    """Redo the last undone edit (:func:`twin.partition.versions.redo`, guarded by the editor's base version)."""
     ss = st.session_state
     clear_messages()
-    target = can_redo(ss)
-    if target is None:
-        fail("versions", "nothing to redo: redo follows an undo made from this session's current version.")
-        return
     base = int(ss["ed_base"])
-    vid = _write_version(lambda: versions.rollback(current_store(), state.get_twin(), target,
-                                                   author=str(ss.get("ed_author", "")), base_version=base,
-                                                   reason=f"redo version {target} (undone by version {base})"),
-                         f"redid version {target}", "versions")
-    if vid is not None:
-        ss["ed_redo"] = None
+    target = versions.redo_target(current_store(), base)
+    _write_version(lambda: versions.redo(current_store(), state.get_twin(), author=str(ss.get("ed_author", "")),
+                                         base_version=base),
+                   f"redo: version {target} restored", "versions")
 
 
 def rollback() -> None:
@@ -223,10 +217,9 @@ def rollback() -> None:
     ss = st.session_state
     clear_messages()
     target = int(ss["ed_version"])
-    if _write_version(lambda: versions.rollback(current_store(), state.get_twin(), target,
-                                                author=str(ss.get("ed_author", "")), base_version=int(ss["ed_base"])),
-                      f"rolled back to version {target}", "versions") is not None:
-        ss["ed_redo"] = None
+    _write_version(lambda: versions.rollback(current_store(), state.get_twin(), target,
+                                             author=str(ss.get("ed_author", "")), base_version=int(ss["ed_base"])),
+                   f"rolled back to version {target}", "versions")
 
 
 def fly_to_grid(version: int) -> None:

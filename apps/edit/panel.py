@@ -120,12 +120,15 @@ def _version_bar(ctx: EditContext) -> None:
         c0.text_input("Author 调整人", key="ed_author", placeholder="your name")
     c1.selectbox("Version 版本 (view any: time travel)", [v.version for v in reversed(ctx.history)], key="ed_version",
                  format_func=label)
-    c2.button("↶ Undo", key="ed_undo", on_click=actions.undo, disabled=info[ctx.base].parent is None,
-              help="adds a new version equal to your base version's parent")
-    redo_to = actions.can_redo(st.session_state)
-    c3.button("↷ Redo", key="ed_redo_btn", on_click=actions.redo, disabled=redo_to is None,
-              help=f"adds a new version equal to version {redo_to} (the one undone)" if redo_to else
-              "redo follows an undo")
+    undo_to, redo_to = actions.can_undo(st.session_state), actions.can_redo(st.session_state)
+    c2.button("↶ Undo" + (f" → v{undo_to}" if undo_to else ""), key="ed_undo", on_click=actions.undo,
+              disabled=undo_to is None,
+              help=f"adds a new version equal to version {undo_to}, the state before your last edit; click again to "
+                   "go one more edit back" if undo_to else "nothing to undo: this is the base partition")
+    c3.button("↷ Redo" + (f" → v{redo_to}" if redo_to else ""), key="ed_redo_btn", on_click=actions.redo,
+              disabled=redo_to is None,
+              help=f"adds a new version equal to version {redo_to} (the last one undone)" if redo_to else
+              "nothing to redo: redo follows an undo")
     if ctx.read_only:
         st.info(f"Viewing version {ctx.view} (read-only; your edits start from version {ctx.base}). "
                 "The map and the balance show this version.")

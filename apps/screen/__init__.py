@@ -1,5 +1,5 @@
 """指挥大屏 · The command-centre screen (``/?screen=1``): one full-bleed dark map, KPI tiles, an alarm strip and a
-clock, refreshed by itself every :data:`apps.live.SCREEN_EVERY_S` seconds.
+clock, live by itself: the browser polls the live feed (:mod:`apps.live_feed`) every second; no Streamlit rerun.
 
 No Streamlit chrome (header, toolbar, sidebar and page list hidden: CSS here, ``client.toolbarMode = "viewer"`` in
 ``.streamlit/config.toml``, ``st.navigation(position="hidden")``). Layers are aggregated by zoom so the district view
@@ -18,7 +18,7 @@ from typing import Any
 import streamlit as st
 
 import twin
-from apps import live, state
+from apps import live, live_feed, state
 from apps.components.deckmap import VendorMissingError, deck_map, ensure_vendor
 
 __all__ = ["SCREEN_CSS", "screen_page", "screen_layers"]
@@ -61,40 +61,28 @@ def screen_layers(t: twin.Twin, key: str) -> tuple[list[tuple[str, str]], list[t
 
 
 def screen_page() -> None:
-    """The whole screen: static layers once, then :func:`_screen_map` refreshing by itself."""
+    """The whole screen: static layers and the live feed's placeholders, drawn once; the browser polls the feed
+    (:mod:`apps.live_feed`) for the live layers, KPI tiles and alarms, so nothing reruns while the wall shows it."""
+    t0 = time.perf_counter()
     st.markdown(SCREEN_CSS, unsafe_allow_html=True)
     try:
         ensure_vendor()
         head = state.head_twin()
+        feed = live_feed.live_feed(state.store_url(head.twin))
     except (twin.TwinError, VendorMissingError) as e:
         st.error(str(e))
         st.stop()
     t = head.twin
     key = state.twin_key(t)
     below, above, zoom, legends, hidden = screen_layers(t, key)
-    _screen_map(t, head.label, below, above, zoom, legends, hidden)
-
-
-@st.fragment(run_every=live.SCREEN_EVERY_S)
-def _screen_map(t: twin.Twin, version_label: str, below: list[tuple[str, str]], above: list[tuple[str, str]],
-                zoom: dict[str, tuple[float, float]], legends: list[dict[str, Any]], hidden: list[str]) -> None:
-    """The map, its live layers and the overlay (KPIs, alarms), re-run on its own: only this fragment runs, the map
-    keeps its view, and the browser re-parses only layers whose JSON changed (new incidents, moved workers)."""
-    t0 = time.perf_counter()
-    table = state.grid_table(t, state.twin_key(t))
-    snap = live.live_state(live.incident_store(state.store_url(t)), t, now=live.now_cst(),
-                           residents=int(t.manifest["counts"]["residents"]),
-                           key_persons=int(table["key_persons"].sum()))
-    live_json, live_zoom, live_legends = live.live_layers(snap)
-    hud = {"title": "禅城区 一张图 · Chancheng",
-           "subtitle": f"SYNTHETIC DATA 模拟数据 · {version_label}",
-           "updated": f"{snap.now:%H:%M:%S}", "kpis": snap.kpis, "alarms": snap.alarms,
-           "alarm_hours": live.ALARM_HOURS}
+    hud = {"title": "禅城区 一张图 · Chancheng", "subtitle": f"SYNTHETIC DATA 模拟数据 · {head.label}", "live": True,
+           **feed.latest.get("hud", {})}
     b = t.district.bounds
-    deck_map(below + live_json + above, key="screen-map", height=1080, fill_height=True, screen=True,
-             zoom_ranges={**zoom, **live_zoom}, legends=live_legends + legends, hud=hud, hidden=hidden,
+    deck_map(below + live_feed.live_placeholders() + above, key="screen-map", height=1080, fill_height=True,
+             screen=True, zoom_ranges={**zoom, **live.LIVE_ZOOM_RANGES}, legends=legends, hud=hud, hidden=hidden,
              view={"longitude": (b[0] + b[2]) / 2, "latitude": (b[1] + b[3]) / 2, "zoom": 11.4, "pitch": 0,
-                   "bearing": 0}, fit_bounds=list(b), inline=live.INLINE_LAYERS)
+                   "bearing": 0}, fit_bounds=list(b), click_layers=[],
+             live={"url": feed.ref, "every_ms": int(1000 * live_feed.FEED_EVERY_S)})
     if os.environ.get("TWIN_APP_TIMING"):
-        print(f"[screen] {time.time() * 1000:.0f} live refresh {1000 * (time.perf_counter() - t0):.0f} ms "
-              f"({len(snap.open)} open)", file=sys.stderr, flush=True)
+        print(f"[screen] {time.time() * 1000:.0f} page run {1000 * (time.perf_counter() - t0):.0f} ms",
+              file=sys.stderr, flush=True)

@@ -385,25 +385,38 @@ def test_commit_without_author_shows_the_error_next_to_commit(store_url, default
     assert flat.index(at.error[0]) > flat.index(at.button(key="ed_commit")), keys
 
 
-def test_redo_after_undo_restores_the_undone_version(store_url, default_twin, code):
+def test_undo_twice_then_redo_twice_walks_the_edits(store_url, default_twin, code):
+    """Multi-level undo and redo from the edit panel's buttons (the chain lives in the store)."""
     at = _edit_app()
     _select(at, code)
-    assert at.button(key="ed_redo_btn").disabled  # nothing undone yet
+    assert at.button(key="ed_redo_btn").disabled and at.button(key="ed_undo").disabled  # base: nothing either way
     at.button(key="ed_split").click().run()
-    _commit(at, "ann", "split")
+    _commit(at, "ann", "split")                        # v2
+    at.session_state["ed_grid"] = code
+    at.number_input(key="ed_k").set_value(3)
+    at.button(key="ed_split").click().run()
+    _commit(at, "ann", "split again")                  # v3
     store = open_store(store_url)
-    at.button(key="ed_undo").click().run()
+    p = {v: versions.load_partition(store, default_twin, v) for v in (1, 2, 3)}
+    assert at.button(key="ed_undo").label.endswith("v2")
+    at.button(key="ed_undo").click().run()             # v4 = state of v2
     _ok(at)
-    assert versions.head_version(store) == 3 and not at.button(key="ed_redo_btn").disabled
-    at.button(key="ed_redo_btn").click().run()
+    assert at.button(key="ed_undo").label.endswith("v1") and at.button(key="ed_redo_btn").label.endswith("v3")
+    at.button(key="ed_undo").click().run()             # v5 = state of v1
+    _ok(at)
+    assert versions.load_partition(store, default_twin, 5).assignment_equals(p[1])
+    assert at.button(key="ed_undo").disabled and at.button(key="ed_redo_btn").label.endswith("v2")
+    at.button(key="ed_redo_btn").click().run()         # v6 = v2 again
+    _ok(at)
+    at.button(key="ed_redo_btn").click().run()         # v7 = v3 again
     _ok(at)
     assert not at.error
     head = versions.head_version(store)
     info = versions.version_info(store, head)
-    assert (head, info.parent, info.author) == (4, 3, "ann") and "redo version 2" in info.reason
-    assert versions.load_partition(store, default_twin, 4).assignment_equals(
-        versions.load_partition(store, default_twin, 2))
-    assert at.session_state["ed_base"] == 4 and at.button(key="ed_redo_btn").disabled
+    assert (head, info.parent, info.author) == (7, 6, "ann") and "redo version 3" in info.reason
+    assert versions.load_partition(store, default_twin, 6).assignment_equals(p[2])
+    assert versions.load_partition(store, default_twin, 7).assignment_equals(p[3])
+    assert at.session_state["ed_base"] == 7 and at.button(key="ed_redo_btn").disabled
 
 
 def test_visual_diff_between_any_two_versions(store_url, default_twin, code):

@@ -107,12 +107,32 @@ def _run_flow(url: str, script: str = "app_flow.mjs") -> dict:
     return out
 
 
+def _script_runs_between(t0_ms: int, t1_ms: int) -> list[int]:
+    """End times (epoch ms) of the app's script runs between two moments, from the ``[app]`` lines the app prints
+    with ``TWIN_APP_TIMING`` (the browser and the server share this machine's clock)."""
+    ends = []
+    for line in (ARTIFACTS / "streamlit.log").read_text(errors="replace").splitlines():
+        if line.startswith("[app] ") and " script run " in line:
+            ts = int(line.split()[1])
+            if t0_ms <= ts <= t1_ms:
+                ends.append(ts)
+    return ends
+
+
 def test_map_draw_summary_dossier_in_browser(app_url):
     out = _run_flow(app_url)
     print(out["_stderr"][-3000:])
     assert out["error"] is None, out["error"]
+    server = _script_runs_between(out["click_at"], out["dossier_at"])
+    after_server = out["dossier_at"] - server[-1] if server else None
     print(f"\nfirst paint: {out['first_paint_ms']} ms; draw → summary visible: {out['draw_to_summary_ms']} ms; "
-          f"click → dossier: {out['click_to_dossier_ms']} ms ({out['click_layer_updates']} layer updates)")
+          f"draw → map settled: {out['draw_to_map_settled_ms']} ms ({out['draw_layer_updates']} layer updates); "
+          f"click → dossier: {out['click_to_dossier_ms']} ms (click sent after {out['click_sent_ms']} ms; "
+          f"{len(server)} script run(s) ending {[s - out['click_at'] for s in server]} ms after the click; dossier "
+          f"on screen {after_server} ms after the server's answer; {out['click_layer_updates']} layer updates)")
+    # a click that opens a dossier re-sets no layer; one rerun answers it (no fragment run first)
+    assert out["click_layer_updates"] == 0
+    assert len(server) == 1, server
     # the map and its layers
     for lid in ("district-fill", "boundary-town", "boundary-community", "boundary-grid", "labels-town"):
         assert lid in out["layer_ids"]

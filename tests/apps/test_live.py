@@ -1,5 +1,5 @@
 """The command-centre screen is live: an incident reported over HTTP (``twin serve`` on a free loopback port, the same
-store as the app) appears on an open, untouched ``/?screen=1`` (time printed; target ≤ 5 s), with its KPI and alarm; the screen has no
+store as the app) appears on an open, untouched ``/?screen=1`` within 5 s (asserted; time printed), with its KPI and alarm; the screen has no
 Streamlit chrome and text ≥ 18 px at 1920×1080, and also renders at 3840×2160 (tests/apps/browser/live_flow.mjs).
 Screenshots go to tests/artifacts/ (screen_1080.png, screen_live_1080.png, screen_2160.png)."""
 
@@ -110,9 +110,10 @@ def test_screen_shows_an_http_report_untouched(servers):
     print(f"\nreport → on screen: {out['report_to_screen_ms']} ms (request → on screen {out['request_to_screen_ms']} ms, "
           f"drawn {out['drawn_ms']} ms); first paint {out['first_paint_ms']} ms (2160p {out.get('first_paint_2160_ms')} ms); "
           f"min font {out['min_font_px']} px; POST {out.get('http_ms')} ms; browser trace {out.get('trace')}")
-    # it arrives untouched; the time (target ≤ 5 s, docs/app.md) is printed and measured, never asserted: a loaded
-    # 2-core CI machine with software WebGL must not fail at random (no test depends on wall-clock speed)
-    assert out["report_to_screen_ms"] is not None and out["report_to_screen_ms"] > 0, out
+    # it arrives untouched within 5 s (issue 14's rule for a command-centre screen): the live feed reads the store
+    # every second and the screen polls it every second, so ≈ 1–2 s is expected; 5 s leaves room for a loaded
+    # machine's slow software-WebGL frame
+    assert out["report_to_screen_ms"] is not None and 0 < out["report_to_screen_ms"] <= 5000, out
     # its numbers and alarm moved with it: open +1, a level-4 (district) case is an alarm, it is haloed as new
     assert int(out["kpi_open_after"].replace(",", "")) == int(out["kpi_open_before"].replace(",", "")) + 1, out
     assert out["incident_level"] in ("town", "district") and out["alarm_shown"], out

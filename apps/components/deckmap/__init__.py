@@ -103,7 +103,8 @@ def deck_map(layers: Sequence[tuple[str, str]], *, view: Mapping[str, float], ke
              hud: Mapping[str, Any] | None = None, screen: bool = False, fill_height: bool = False,
              legend_collapsed: bool = False, hidden: Sequence[str] = (),
              fit_bounds: Sequence[float] | None = None,
-             brush: Mapping[str, Any] | None = None, inline: Sequence[str] = ()) -> dict[str, Any] | None:
+             brush: Mapping[str, Any] | None = None, inline: Sequence[str] = (),
+             live: Mapping[str, Any] | None = None, click_layers: Sequence[str] | None = None) -> dict[str, Any] | None:
     """Show the map; return the last event (see module doc) or ``None`` before any.
 
     Parameters
@@ -138,12 +139,23 @@ def deck_map(layers: Sequence[tuple[str, str]], *, view: Mapping[str, float], ke
         Initial view fitted to these WGS84 bounds in the map's actual size (instead of ``view``'s zoom).
     basemap_url : str
         Web tiles; probed first, and when unreachable (no internet) the map says so and draws no tile layer.
+    live : dict
+        ``{"url": path relative to the component, "every_ms": poll period}`` (:mod:`apps.live_feed`): layers given
+        as ``(id, "@live")`` take their JSON from that file, polled by the browser (no rerun); with ``hud["live"]``
+        the KPI tiles and alarms come from it too.
+    click_layers : list of ids
+        The layers a click picks objects from (e.g. incidents, to open one); other clicks send only the coordinate
+        (the grid is found from it in Python). Picking few layers keeps a click fast on software-rendered screens.
+        ``None``: every pickable layer.
     brush : dict
         Edit mode's brush (:func:`apps.edit.brush_args`): adds a "✎ Brush" tool that paints H3 res-11 cells into
         ``target`` with a live balance box, and returns ``{"event": "brush", "target", "cells": [hex…]}`` per stroke.
     """
     keep = set(inline)
-    return _component(layers=[[i, j if i in keep else _by_reference(j)] for i, j in layers], view=dict(view), zoom_ranges=dict(zoom_ranges or {}),
+    return _component(layers=[[i, j if i in keep or j == "@live" else _by_reference(j)] for i, j in layers],
+                      view=dict(view), zoom_ranges=dict(zoom_ranges or {}),
+                      live=dict(live) if live else None,
+                      click_layers=list(click_layers) if click_layers is not None else None,
                       legends=list(legends), fly_to=dict(fly_to) if fly_to else None,
                       loaded_bbox=list(loaded_bbox) if loaded_bbox else None,
                       view_events_min_zoom=view_events_min_zoom, basemap_url=basemap_url,

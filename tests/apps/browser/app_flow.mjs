@@ -66,10 +66,16 @@ try {
     new MutationObserver(() => { if (window.__summaryAt === null && shown("Drawn area #1")) window.__summaryAt = Date.now(); })
       .observe(document.body, { childList: true, subtree: true, characterData: true });
   }, summaryShown.toString());
+  const updatesBeforeDraw = await frame.evaluate(() => window.__deckmap.layerUpdates || 0);
   const tDraw = Date.now();
   await page.mouse.up();
   await page.waitForFunction(summaryShown, "Drawn area #1", { timeout: 60000, polling: 20 });
   out.draw_to_summary_ms = Date.now() - tDraw;
+  // the map settled: the answer's layers (the area outline, the touched cells) are in and drawn
+  await frame.waitForFunction(() => (window.__deckmap.layerIds || []).includes("query-area") && window.__deckmap.isIdle(),
+    null, { timeout: 60000, polling: 20 });
+  out.draw_to_map_settled_ms = Date.now() - tDraw;
+  out.draw_layer_updates = (await frame.evaluate(() => window.__deckmap.layerUpdates || 0)) - updatesBeforeDraw;
   const sentAt = await frame.evaluate(() => window.__deckmap.drawSentAt);
   const shownAt = await page.evaluate(() => window.__summaryAt);
   if (sentAt && shownAt) log(`drawing sent → summary in the page: ${shownAt - sentAt} ms (browser clock)`);
@@ -78,7 +84,8 @@ try {
     const lines = m.innerText.split("\n").map((x) => x.trim()).filter(Boolean);
     return [lines[0], lines[1]];
   })));
-  log(`draw → summary ${out.draw_to_summary_ms} ms; headings before ${before.length}`);
+  log(`draw → summary ${out.draw_to_summary_ms} ms, map settled ${out.draw_to_map_settled_ms} ms ` +
+      `(${out.draw_layer_updates} layer updates); headings before ${before.length}`);
   await page.waitForTimeout(800);
   await page.screenshot({ path: path.join(artifacts, "02_lasso_summary.png") });
 
@@ -92,10 +99,13 @@ try {
   await frame.waitForFunction(() => window.__deckmap.isIdle(), null, { timeout: 30000 });
   const updatesBefore = await frame.evaluate(() => window.__deckmap.layerUpdates || 0);
   const tClick = Date.now();
+  out.click_at = tClick;
   await page.mouse.click(cx, cy);
   await page.waitForFunction(() => Array.from(document.querySelectorAll("h3")).some((h) => h.innerText.includes("Grid dossier")),
     null, { timeout: 60000, polling: 20 });
-  out.click_to_dossier_ms = Date.now() - tClick;
+  out.dossier_at = Date.now();
+  out.click_to_dossier_ms = out.dossier_at - tClick;
+  out.click_sent_ms = (await frame.evaluate(() => window.__deckmap.clickSentAt)) - tClick;
   // a click that only opens a dossier changes no layer: the map must not re-set its layers (no WebGL redraw)
   out.click_layer_updates = (await frame.evaluate(() => window.__deckmap.layerUpdates || 0)) - updatesBefore;
   log(`click → dossier ${out.click_to_dossier_ms} ms; layer updates meanwhile ${out.click_layer_updates}`);

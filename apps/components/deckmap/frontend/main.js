@@ -86,7 +86,9 @@
 
   // Large layers arrive as "@layers/<sha1>.json" (a file served with the component): fetched once, cached by name.
   const fetched = new Map();  // ref → JSON text, or a pending Promise
+  const isFileRef = (json) => json.startsWith("@") && json !== "@live";
   function layerText(json) {
+    if (json === "@live") return null;
     if (!json.startsWith("@")) return json;
     const ref = json.slice(1);
     const got = fetched.get(ref);
@@ -102,15 +104,22 @@
     return null;  // not here yet: drawn when it arrives
   }
 
+  // A live layer ("@live") takes its JSON from the feed (polled, see pollFeed); it is re-parsed only when that
+  // JSON changed. Each conversion gets a new revision number (what a frame's draw key compares).
+  let revision = 0;
   function convertLayer(id, ref) {
     const hit = state.cache.get(id);
-    if (hit && hit.json === ref) return hit.layer;
-    const json = layerText(ref);
+    const key = ref === "@live" ? (feed.layers && feed.layers[id]) || null : ref;
+    if (key === null) return null;  // no feed yet (or the layer is not in it)
+    if (hit && hit.json === key) return hit.layer;
+    const json = ref === "@live" ? key : layerText(ref);
     if (json === null) return hit ? hit.layer : null;  // keep the previous version on screen meanwhile
     const parsed = JSON.parse(json);
     const out = converter.convert({ layers: [parsed] });
     const layer = out.layers[0];
-    state.cache.set(id, { json: ref, layer });
+    revision += 1;
+    state.cache.set(id, { json: key, layer, rev: revision });
+    if (ref === "@live") trace("live " + id);
     return layer;
   }
 
@@ -186,7 +195,7 @@
     const layers = [];
     // a changed layer still on its way (a file being fetched): wait for it instead of drawing a frame without it
     // (the fetch calls this again); a frame on a software-rendered screen takes seconds and would hold the file up
-    const waiting = state.args.layers.some(([, json]) => json.startsWith("@") && typeof fetched.get(json.slice(1)) !== "string");
+    const waiting = state.args.layers.some(([, json]) => isFileRef(json) && typeof fetched.get(json.slice(1)) !== "string");
     for (const [id, json] of state.args.layers) {
       let layer;
       try { layer = convertLayer(id, json); } catch (e) { showError("layer " + id + ": " + e); continue; }
@@ -196,7 +205,7 @@
     }
     // nothing new to draw (e.g. a changed layer whose file is still on its way): no setProps, so no WebGL frame —
     // on a software-rendered screen a frame takes seconds and would delay the layer that is arriving
-    const drawKey = JSON.stringify([layers.map((l) => [l.id, state.cache.get(l.id) && state.cache.get(l.id).json, l.props.visible]),
+    const drawKey = JSON.stringify([layers.map((l) => [l.id, state.cache.get(l.id) && state.cache.get(l.id).rev, l.props.visible]),
       state.drawn, state.basemapOk && state.args.basemap_url]);
     state.visibleKey = visibleKey(zoom);
     if (drawKey === state.drawKey || (waiting && state.drawKey !== undefined)) return;
@@ -214,7 +223,7 @@
     if (!state.args) return;
     const zoom = currentView().zoom;
     if (visibleKey(zoom) !== state.visibleKey) { updateLayers(); drawLegend(); }
-    el("status").textContent = `zoom ${zoom.toFixed(1)} · ${currentView().longitude.toFixed(4)}, ${currentView().latitude.toFixed(4)}`;
+    drawStatus();
     clearTimeout(state.viewTimer);
     state.viewTimer = setTimeout(maybeSendView, 450);
   }
@@ -250,7 +259,13 @@
   function onClick(px) {
     const vp = deckgl.getViewports()[0];
     if (!vp) return;
-    const info = deckgl.pickObject({ x: px[0], y: px[1], radius: 2 }) || {};
+    const t0 = performance.now();
+    const only = state.args && state.args.click_layers;  // null: every pickable layer
+    const ids = only ? only.filter((id) => deckgl.props.layers.some((l) => l.id === id && l.props.visible)) : null;
+    const info = (ids && !ids.length) ? {} : deckgl.pickObject(Object.assign({ x: px[0], y: px[1], radius: 2 },
+      ids ? { layerIds: ids } : {})) || {};
+    api.pickMs = Math.round(performance.now() - t0);
+    api.clickSentAt = Date.now();
     const coord = vp.unproject(px);
     const props = {};
     const obj = info.object ? (info.object.properties || info.object) : {};
@@ -373,7 +388,9 @@
 
   // ---- legend: collapsible; only the layers visible at this zoom; a box per entry switches its layers ----
   function renderLegend(legends) {
-    state.legends = legends || [];
+    const liveIds = new Set(((state.args && state.args.layers) || []).filter(([, j]) => j === "@live").map(([id]) => id));
+    const liveLegends = ((feed.data && feed.data.legends) || []).filter((lg) => (lg.layers || []).some((id) => liveIds.has(id)));
+    state.legends = liveLegends.concat(legends || []);
     if (state.legendCollapsed === null) state.legendCollapsed = !!(state.args && state.args.legend_collapsed);
     drawLegend();
   }
@@ -414,6 +431,7 @@
   // whose fetch failed is asked for again.
   function checkFirstPaint() {
     if (state.firstPaint === null && state.args && deckgl.isInitialized && deckgl.props.layers.length > 0 &&
+        (!state.args.live || feed.data !== null) &&
         deckgl.props.layers.every((l) => !l.props.visible || l.isLoaded) &&
         Array.from(fetched.values()).every((v) => typeof v === "string") && !deckgl.needsRedraw({ clearRedrawFlags: false })) {
       state.firstPaint = performance.now();
@@ -422,7 +440,7 @@
   }
   setInterval(() => {
     if (!state.args) return;
-    if (state.args.layers.some(([, j]) => j.startsWith("@") && !fetched.has(j.slice(1)))) updateLayers();
+    if (state.args.layers.some(([, j]) => isFileRef(j) && !fetched.has(j.slice(1)))) updateLayers();
     checkFirstPaint();
   }, 500);
   // the data of a layer as the browser holds it (tests: is a new incident on screen?)
@@ -431,6 +449,7 @@
   // ---- command-centre overlay: title, clock, KPI tiles, alarm strip (screen mode) ----
   function renderHud(hud) {
     const box = el("hud");
+    if (hud && hud.live && feed.data && feed.data.hud) hud = Object.assign({}, hud, feed.data.hud);
     state.hud = hud || null;
     if (!hud) { box.style.display = "none"; return; }
     box.style.display = "block";
@@ -643,6 +662,65 @@
     }
   });
 
+  // ---- the live feed (apps/live_feed.py): a small JSON file polled every args.live.every_ms; no Streamlit rerun ----
+  const feed = { data: null, text: null, layers: null, layersRef: null, timer: null, url: null, busy: false, polls: 0,
+    changes: 0, slowestMs: 0 };
+  api.feed = feed;
+  async function pollFeed() {
+    const a = state.args, cfg = a && a.live;
+    clearTimeout(feed.timer);
+    if (!cfg) { feed.url = null; return; }
+    if (feed.busy) return;
+    feed.busy = true;
+    try {
+      const t0 = performance.now();
+      const r = await fetch(`${cfg.url}?n=${Date.now()}`, { cache: "no-store" });
+      if (!r.ok) throw new Error(`HTTP ${r.status}`);
+      const text = await r.text();
+      feed.polls += 1;
+      if (text !== feed.text) {
+        const data = JSON.parse(text);
+        if (data.layers_ref && data.layers_ref !== feed.layersRef) {  // the live layers changed: their own file
+          const lr = await fetch(data.layers_ref);
+          if (!lr.ok) throw new Error(`${data.layers_ref}: HTTP ${lr.status}`);
+          feed.layers = await lr.json();
+          feed.layersRef = data.layers_ref;
+          feed.changes += 1;
+        }
+        feed.text = text;
+        feed.data = data;
+        feed.at = Date.now();
+        applyFeed();
+      }
+      feed.slowestMs = Math.max(feed.slowestMs, Math.round(performance.now() - t0));
+    } catch (e) {
+      el("status").textContent = "live feed unreachable: " + e;
+    } finally {
+      feed.busy = false;
+      feed.timer = setTimeout(pollFeed, cfg.every_ms || 1000);
+    }
+  }
+  function applyFeed() {
+    const d = feed.data;
+    if (!state.args) return;
+    // a new frame only when a live layer on this map changed (the feed's times change every second)
+    const ls = feed.layers || {};
+    const changed = state.args.layers.some(([id, j]) => j === "@live" && ls[id] !== undefined &&
+      (!state.cache.get(id) || state.cache.get(id).json !== ls[id]));
+    if (changed) { trace(`feed ${d.seq} ${String(d.at).slice(11, 19)}`); updateLayers(); }
+    renderLegend(state.args.legends);
+    if (state.args.hud) renderHud(state.args.hud);
+    const err = d.error ? ` · ${d.error}` : "";
+    state.liveStatus = (d.status || "") + err;
+    drawStatus();
+  }
+
+  function drawStatus() {  // the live line (feed) and where the view is
+    const v = currentView();
+    const where = v.zoom == null ? "" : `zoom ${v.zoom.toFixed(1)} · ${v.longitude.toFixed(4)}, ${v.latitude.toFixed(4)}`;
+    el("status").textContent = [state.liveStatus, where].filter(Boolean).join(" · ");
+  }
+
   // ---- render from Python ----
   function onRender(args) {
     const tr0 = performance.now();
@@ -686,6 +764,8 @@
     }
     renderLegend(args.legends);
     renderHud(args.hud);
+    const liveUrl = args.live ? args.live.url : null;
+    if (liveUrl !== feed.url) { feed.url = liveUrl; if (liveUrl) pollFeed(); }
     api.renders += 1;
     api.lastRenderAt = performance.now();
     api.layerIds = args.layers.map(([id]) => id);
