@@ -51,7 +51,7 @@ def snapshot_columns(t: Twin) -> dict[str, dict[str, np.ndarray]]:
                 continue
             v = f[c]
             if c == "birth_date":
-                cols[c] = v.to_numpy().astype("datetime64[D]").astype(str)
+                cols[c] = v.to_numpy().astype("datetime64[D]")  # row() gives ISO text
             elif isinstance(v.dtype, pd.CategoricalDtype) or v.dtype == object or str(v.dtype).startswith("str"):
                 cols[c] = v.astype(str).to_numpy(dtype=object)
             else:
@@ -135,8 +135,10 @@ class World:
             return over[rid]
         if 0 <= rid < self.n[table]:
             cols = self.snap[table]
-            out = {c: _plain(cols[c][rid]) for c in COLUMNS[table] if c in cols}
-            if table == "buildings":
+            out = {c: cols[c].item(rid) for c in COLUMNS[table] if c in cols}
+            if table == "persons":
+                out["birth_date"] = out["birth_date"].isoformat()
+            elif table == "buildings":
                 out["footprint"] = None
             return out
         return None
@@ -202,6 +204,3 @@ class World:
             self.touch(record_key(table, rid), eff, kind, created=flag == "created", removed=flag == "removed")
         self.seq = max(self.seq, seq)
 
-
-def _plain(v: Any) -> Any:
-    return v.item() if isinstance(v, np.generic) else v

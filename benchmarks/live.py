@@ -1,0 +1,262 @@
+"""Live-twin benchmark: queries on the base index and after 10k / 100k applied changes, change throughput, visibility
+latency commit → query, compaction time, and exactness against a from-scratch rebuild.
+
+Usage::
+
+    .venv/bin/python benchmarks/live.py [--twin DIR] [--changes 100000] [--batch 1000] [--repeat 100]
+
+Runs on a copy-free view of the default twin with a fresh SQLite store in a temporary directory (the twin's own
+``state.sqlite`` is never touched). The changes are a deterministic mix (seed 1): residents moving anywhere in the
+district (across grid and community lines), deaths, births, moves out and in, key-population flags, business
+credit colours and moves, new buildings with dwellings. They are applied through the Python API
+(:meth:`twin.live.state.LiveTwin.apply`) in change sets of ``--batch`` changes, each one SQLite transaction with
+its audit entry and feed row; ``changes_per_s_api`` is changes / wall time of those calls.
+
+Lasso timings: the ≈4 km² 40-vertex lasso and the ≈0.5 km² star of ``benchmarks/lasso.py``, on three views (base,
+after 10k, after 100k changes) timed in interleaved rounds so machine drift hits all alike. ``visible_ms`` is the
+time from ``apply`` returning to a summary that includes the change (the view is derived on demand: frames on the
+date + index delta), over ``--visible`` single-change commits. ``compaction_s`` is one explicit
+:meth:`LiveTwin.compact` (folding the delta into a new base). ``exact`` is true when every timed area's totals,
+per-grid table, and the district's overlay equal a twin rebuilt from the live frames with a fresh index.
+``changes_per_s_http`` is null: the HTTP route for changes does not exist yet.
+The last line printed is one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime as dt
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from shapely.geometry import box, mapping
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import twin  # noqa: E402
+from benchmarks.lasso import _time_interleaved, areas  # noqa: E402
+from twin.access.audit import use_audit_dir  # noqa: E402
+from twin.live import changes as ch  # noqa: E402
+from twin.live.state import LiveTwin  # noqa: E402
+from twin.store.sql import Store  # noqa: E402
+
+
+def _load() -> str:
+    return "/".join(f"{v:.1f}" for v in os.getloadavg())
+
+
+class _Mix:
+    """A deterministic stream of valid changes against the live world (ids drawn from what exists now)."""
+
+    def __init__(self, live: LiveTwin, eff: dt.date, seed: int = 1) -> None:
+        self.live, self.eff, self.rng = live, eff, np.random.default_rng(seed)
+        self.kw = {"effective_date": eff, "author": "benchmark", "reason": "synthetic load"}
+        t = live.t
+        self.cells = t.cells[["lng", "lat"]].to_numpy()
+        self.n_dw = len(t.dwellings)
+        self.n_biz = len(t.businesses)
+        self.alive = list(self.rng.permutation(len(t.persons)))  # persons not yet removed, popped at random
+        self.flags: dict[tuple[int, str], bool] = {}  # values set by changes drawn but maybe not applied yet
+        self.biz: dict[int, tuple[int, str]] = {}  # business → (building, credit) after the changes drawn
+        self.district = t.district
+
+    def _pid(self) -> int:
+        w = self.live.world
+        while True:
+            pid = int(self.alive[-1 - int(self.rng.integers(0, min(1000, len(self.alive))))])
+            if w.row("persons", pid) is not None:
+                return pid
+            self.alive.remove(pid)
+
+    def _did(self) -> int:
+        w = self.live.world
+        while True:
+            did = int(self.rng.integers(0, self.n_dw))
+            if w.row("dwellings", did) is not None:
+                return did
+
+    def next(self) -> ch.Change:  # noqa: PLR0911
+        r = float(self.rng.random())
+        kw, w = self.kw, self.live.world
+        if r < 0.35:
+            return ch.PersonMoves(person_id=self._pid(), dwelling_id=self._did(), **kw)
+        if r < 0.45:
+            pid = self._pid()
+            self.alive.remove(pid)
+            return ch.PersonDies(person_id=pid, **kw)
+        if r < 0.50:
+            pid = self._pid()
+            self.alive.remove(pid)
+            return ch.PersonMovesOut(person_id=pid, **kw)
+        if r < 0.60:
+            return ch.PersonBorn(dwelling_id=self._did(), sex="F" if r < 0.55 else "M", **kw)
+        if r < 0.68:
+            return ch.PersonMovesIn(dwelling_id=self._did(), sex="M", birth_date=dt.date(1990, 1, 1), **kw)
+        if r < 0.80:
+            pid = self._pid()
+            flag = "disabled" if r < 0.74 else "low_income"
+            now = self.flags.get((pid, flag), bool(w.row("persons", pid)[flag]))
+            self.flags[(pid, flag)] = not now
+            return ch.PersonFlagChanged(person_id=pid, flag=flag, value=not now, **kw)
+        bid = int(self.rng.integers(0, self.n_biz))
+        row = w.row("businesses", bid)
+        where, credit = self.biz.get(bid, (int(row["building_id"]), str(row["credit"])))
+        if r < 0.90:
+            credit = "red" if credit != "red" else "yellow"
+            self.biz[bid] = (where, credit)
+            return ch.BusinessCreditChanged(business_id=bid, credit=credit, **kw)
+        if r < 0.97:
+            to = int(self.rng.integers(0, 80_000))
+            if to == where:
+                return self.next()
+            self.biz[bid] = (to, credit)
+            return ch.BusinessMoves(business_id=bid, building_id=to, **kw)
+        while True:
+            x, y = self.cells[int(self.rng.integers(0, len(self.cells)))]
+            h = 0.00003
+            foot = box(x - h, y - h, x + h, y + h)
+            if self.district.covers(foot):
+                return ch.BuildingAdded(footprint=mapping(foot), use="residential", floors=4, **kw)
+
+
+def _apply(live: LiveTwin, mix: _Mix, n: int, batch: int) -> tuple[int, float]:
+    """Apply ``n`` changes in sets of ``batch``; a set refused by a rule (the mix drew a business moving to its own
+    building, a building touching the boundary …) is drawn again. Returns (changes applied, seconds in apply)."""
+    done, spent = 0, 0.0
+    while done < n:
+        cs = [mix.next() for _ in range(min(batch, n - done))]
+        t0 = time.perf_counter()
+        try:
+            live.apply(cs)
+        except twin.TwinError:
+            ok = []
+            for c in cs:  # drop the refused ones, keep the rest of the set
+                try:
+                    live.apply([c])
+                    ok.append(c)
+                except twin.TwinError:
+                    pass
+            spent += time.perf_counter() - t0
+            done += len(ok)
+            continue
+        spent += time.perf_counter() - t0
+        done += len(cs)
+    return done, spent
+
+
+def _same(view: twin.Twin, area: Any) -> bool:
+    fresh = dataclasses.replace(view, cache={})
+    a = twin.summarize_area(view, area, by="grid")
+    b = twin.summarize_area(fresh, area, by="grid")
+    return a.totals == b.totals and a.by_grid.equals(b.by_grid)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--twin", type=Path, default=None)
+    ap.add_argument("--changes", type=int, default=100_000)
+    ap.add_argument("--batch", type=int, default=1000)
+    ap.add_argument("--repeat", type=int, default=100)
+    ap.add_argument("--visible", type=int, default=30)
+    args = ap.parse_args(argv)
+    load_start = _load()
+    t = twin.load(args.twin)
+    tmp = Path(tempfile.mkdtemp(prefix="twin-live-bench-"))
+    store = Store(tmp / "state.sqlite")
+    use_audit_dir(store, tmp / "audit")
+    t0 = time.perf_counter()
+    live = LiveTwin(t, store, compact_after=10**9)  # compaction measured explicitly below
+    init_s = time.perf_counter() - t0
+    day = dt.date.today()
+    t0 = time.perf_counter()
+    base = live.twin_on(day)
+    twin.summarize_area(base, t.district, by=None)
+    base_s = time.perf_counter() - t0
+    mix = _Mix(live, day)
+
+    first = min(10_000, args.changes)
+    n1, s1 = _apply(live, mix, first, args.batch)
+    t0 = time.perf_counter()
+    v10 = live.twin_on(day)
+    derive10_s = time.perf_counter() - t0
+    n2, s2 = _apply(live, mix, args.changes - first, args.batch)
+    t0 = time.perf_counter()
+    v100 = live.twin_on(day)
+    derive100_s = time.perf_counter() - t0
+    rate = (n1 + n2) / (s1 + s2)
+
+    ar = areas(t)
+    timed = {k: ar[k] for k in ("lasso_4km2", "star_0.5km2")}
+    res = {}
+    for name, area in timed.items():
+        res[name] = _time_interleaved({
+            "base": lambda a=area: twin.summarize_area(base, a),
+            "after_10k": lambda a=area: twin.summarize_area(v10, a),
+            "after_100k": lambda a=area: twin.summarize_area(v100, a),
+        }, {"base": args.repeat, "after_10k": args.repeat, "after_100k": args.repeat}, warmup=3)
+
+    exact = all(_same(v, a) for v in (v10, v100) for a in (*timed.values(), t.district))
+    exact = exact and twin.overlay(v100, "residents").equals(twin.overlay(dataclasses.replace(v100, cache={}),
+                                                                           "residents"))
+
+    t0 = time.perf_counter()
+    live.compact(day)
+    compaction_s = time.perf_counter() - t0
+
+    probe = timed["lasso_4km2"]
+    inside = t.buildings.loc[t.buildings.geometry.centroid.within(probe)]
+    dwell = t.dwellings.loc[t.dwellings["building_id"].isin(inside["building_id"]), "dwelling_id"].to_numpy()
+    before = twin.summarize_area(live.twin_on(day), probe, by=None).totals["residents"]
+    lat = []
+    for i in range(args.visible):
+        live.apply([ch.PersonBorn(dwelling_id=int(dwell[i % len(dwell)]), sex="F", **mix.kw)])
+        t0 = time.perf_counter()
+        got = twin.summarize_area(live.twin_on(day), probe, by=None).totals["residents"]
+        lat.append(time.perf_counter() - t0)
+        exact = exact and got == before + i + 1
+    load_end = _load()
+
+    print(f"twin: {t}  store: {store.url}")
+    print(f"LiveTwin init {init_s:.2f} s; first view + base index {base_s:.2f} s; "
+          f"view after {n1:,} changes derived in {derive10_s * 1e3:.0f} ms, after {n1 + n2:,} in "
+          f"{derive100_s * 1e3:.0f} ms")
+    print(f"changes through the Python API: {n1 + n2:,} in {s1 + s2:.1f} s = {rate:,.0f} changes/s "
+          f"(sets of {args.batch}, SQLite WAL)")
+    print(f"{'area':<14}{'base p50':>10}{'p95':>8}{'10k p50':>10}{'p95':>8}{'100k p50':>10}{'p95':>8}  ms")
+    for name, r in res.items():
+        print(f"{name:<14}{r['base']['p50']:>10.2f}{r['base']['p95']:>8.2f}{r['after_10k']['p50']:>10.2f}"
+              f"{r['after_10k']['p95']:>8.2f}{r['after_100k']['p50']:>10.2f}{r['after_100k']['p95']:>8.2f}")
+    print(f"visibility commit → query (derive view + summary), {len(lat)} commits: p50 "
+          f"{np.percentile(lat, 50) * 1e3:.0f} ms, p99 {np.percentile(lat, 99) * 1e3:.0f} ms")
+    print(f"compaction {compaction_s:.2f} s; exact: {exact}; load average: start {load_start}, end {load_end}")
+    r4 = res["lasso_4km2"]
+    summary = {
+        "p50_ms_base": round(r4["base"]["p50"], 3),
+        "p50_ms_after_10k": round(r4["after_10k"]["p50"], 3),
+        "p50_ms_after_100k": round(r4["after_100k"]["p50"], 3),
+        "changes_per_s_api": round(rate),
+        "changes_per_s_http": None,
+        "visible_ms_p99": round(float(np.percentile(lat, 99)) * 1e3, 1),
+        "visible_ms_p50": round(float(np.percentile(lat, 50)) * 1e3, 1),
+        "derive_ms_after_100k": round(derive100_s * 1e3, 1),
+        "compaction_s": round(compaction_s, 3),
+        "changes_applied": n1 + n2,
+        "exact": bool(exact),
+        "loadavg_start": load_start,
+        "loadavg_end": load_end,
+    }
+    print(json.dumps(summary))
+    return 0 if exact else 1
+
+
+if __name__ == "__main__":
+    pd.options.mode.chained_assignment = None
+    sys.exit(main())
