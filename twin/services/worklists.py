@@ -21,7 +21,7 @@ import pandas as pd
 from twin.access import audit
 from twin.access.policy import DEFAULT_POLICY, AccessPolicy, publish, record_scope, sees_everything
 from twin.access.roles import DISTRICT, Role
-from twin.errors import PermissionDenied
+from twin.errors import PermissionDenied, ValidationError
 from twin.live.sheets import frame_to_csv, frame_to_xlsx
 from twin.model import Twin
 from twin.services.engine import ServiceRun
@@ -130,12 +130,15 @@ def counts_by_grid(run: ServiceRun, t: Twin, *, role: Role = DISTRICT,
         vals = np.where(inside[:, None], exact.to_numpy(), pub)
         out = pd.DataFrame(vals, index=exact.index, columns=names).astype("Int64").mask(vals < 0)
     out.index.name = "grid_code"
+    out.columns.name = None
     out.insert(0, "in_scope", inside)
     return out
 
 
 def export_work_list(work: pd.DataFrame, fmt: str) -> bytes:
     """A work list as ``"csv"`` (UTF-8 with BOM) or ``"xlsx"`` bytes, formula injection neutralised."""
+    if fmt not in ("csv", "xlsx"):
+        raise ValidationError(f"unknown work-list format {fmt!r}; use 'csv' or 'xlsx'.")
     if fmt == "csv":
         return frame_to_csv(work)
     return frame_to_xlsx(work, sheet_name="work list", note="Names are SYNTHETIC (made up from the person id); "
