@@ -87,10 +87,14 @@ def test_aggregates_equal_a_rebuild(seeded):
     q_agg = f"SELECT month, grid_code, community_code, town_code, {', '.join(_derived.AGG_COLUMNS)} FROM incident_agg " \
             "WHERE n <> 0 OR closed <> 0 ORDER BY 1, 2, 3, 4"
     q_h = "SELECT id, grid_code, community_code, town_code, reported_at, handling_h FROM incident_handling ORDER BY id"
-    before = (st.query(q_agg), st.query(q_h))
+    q_hist = "SELECT bucket, n FROM incident_handling_hist WHERE n <> 0 ORDER BY bucket"
+    q_town = f"SELECT month, town_code, {', '.join(_derived.AGG_COLUMNS)} FROM incident_agg_town WHERE n <> 0 " \
+             "OR closed <> 0 ORDER BY 1, 2"
+    before = (st.query(q_agg), st.query(q_h), st.query(q_hist), st.query(q_town))
     with st.transaction() as tx:
         _derived.rebuild(tx)
-    assert before == (st.query(q_agg), st.query(q_h))
+    assert before == (st.query(q_agg), st.query(q_h), st.query(q_hist), st.query(q_town))
+    assert sum(r[1] for r in before[2]) == len(before[1]) > 300
     assert sum(r[4] for r in before[0]) == istore.count() > 400
 
 
@@ -136,16 +140,15 @@ def test_stats_equal_incident_stats(seeded, by, period):
              (dt.datetime(2026, 5, 17, 6, tzinfo=CST), None, NOW)]  # all time; whole months; a cut month
     for role in _roles(t):
         for since, until, now in cases:
-            if True:
-                got, n = stats_rows(istore, t, role, by=by, period=period, since=since, until=until, now=now)
-                df = scoped_frame(istore, role, t, since=since, until=until)
-                want = incident_stats(df, by=by, period=period, now=now)
-                assert n == len(df) and len(got) == len(want), (role.name, since, now)
-                for row, (key, exp) in zip(got, want.iterrows(), strict=True):
-                    key = key if isinstance(key, tuple) else (key,)
-                    assert row["unit"] == str(key[0]) and (period is None or row["period"] == str(key[1]))
-                    for col, v in exp.items():
-                        assert _close(row[col], None if v is None or v is np.nan else float(v)), (col, row, exp)
+            got, n = stats_rows(istore, t, role, by=by, period=period, since=since, until=until, now=now)
+            df = scoped_frame(istore, role, t, since=since, until=until)
+            want = incident_stats(df, by=by, period=period, now=now)
+            assert n == len(df) and len(got) == len(want), (role.name, since, now)
+            for row, (key, exp) in zip(got, want.iterrows(), strict=True):
+                key = key if isinstance(key, tuple) else (key,)
+                assert row["unit"] == str(key[0]) and (period is None or row["period"] == str(key[1]))
+                for col, v in exp.items():
+                    assert _close(row[col], None if v is None or v is np.nan else float(v)), (col, row, exp)
 
 
 def test_stats_other_periods_fall_back(seeded):

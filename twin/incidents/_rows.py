@@ -137,6 +137,8 @@ def frame_to_rows(incidents: pd.DataFrame) -> tuple[list[list[Any]], np.ndarray]
             df[c] = defaults.get(c, "")
     for c in ("answered_at_once", "synthetic"):
         df[c] = df[c].astype(bool).astype(int)
+    for c in ("grid_code", "community_code", "town_code"):  # '' (never NULL) until dispatched: queries rely on it
+        df[c] = df[c].fillna("").astype(str)
     df["attachments"] = df["attachments"].map(
         lambda a: a if isinstance(a, str) else json.dumps(list(a or ()), ensure_ascii=False))
     df["version"] = 1

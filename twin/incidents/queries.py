@@ -7,7 +7,7 @@ cases, community/town users their units', the district (and analysts) all.
 * :func:`list_page` — newest report first (``reported_at`` desc, ``id`` desc) by an index, page by page or by a
   keyset cursor (``after``); the total comes from the maintained aggregates when only scope/unit/month filters apply.
 * :func:`stats_rows` — :func:`twin.incidents.stats.incident_stats` figures from the aggregates maintained with every
-  write (``incident_agg``) and medians from the indexed handling times (``incident_handling``); ``None`` for a
+  write (``incident_agg``, ``incident_agg_town``) and medians from the indexed handling times (``incident_handling``); ``None`` for a
   ``period`` alias other than ``M``/``Q``/``Y`` (the caller then uses the frame path).
 
 Undispatched cases are read separately (they are few) and located with :func:`twin.incidents.dispatch.locate_points`.
@@ -117,7 +117,7 @@ def _undispatched(istore: IncidentStore, t: Twin, role: Role, f: ListFilter, now
                   extra: str = "", extra_params: Sequence[Any] = ()) -> list[dict[str, Any]]:
     """Cases without stored units matching ``f``, located now and kept when inside the caller's scope."""
     params: list[Any] = []
-    where = ["(grid_code IS NULL OR grid_code = '')", *_common(f, now, params)]
+    where = ["grid_code = ''", *_common(f, now, params)]  # writes store '' (never NULL) for "no units yet"
     if extra:
         where.append(extra)
         params.extend(extra_params)
@@ -192,9 +192,18 @@ def _count(istore: IncidentStore, role: Role, f: ListFilter, now: dt.datetime, w
     if f.states is None and f.categories is None and f.overdue is None and _month_aligned(f.since) \
             and _month_aligned(f.until):
         p: list[Any] = []
-        w = ["grid_code <> ''", *_scope_sql(role, f, p), *_month_range(f.since, f.until, p)]
-        return int(istore.store.query(f"SELECT COALESCE(SUM(n), 0) FROM incident_agg WHERE {' AND '.join(w)}", p)[0][0])
+        table, units = _agg_table(role, f, None)
+        w = [units, *_scope_sql(role, f, p), *_month_range(f.since, f.until, p)]
+        return int(istore.store.query(f"SELECT COALESCE(SUM(n), 0) FROM {table} WHERE {' AND '.join(w)}", p)[0][0])
     return int(istore.store.query(f"SELECT COUNT(*) FROM incidents WHERE {' AND '.join(where)}", params)[0][0])
+
+
+def _agg_table(role: Role, f: ListFilter, by: str | None) -> tuple[str, str]:
+    """The aggregate table that answers (``incident_agg_town`` when neither scope, filters nor ``by`` go below
+    towns) and its "has units" condition."""
+    town_only = role.scope_level in ("district", "town") and f.grid_code is None and f.community_code is None \
+        and by in (None, "district", "town")
+    return ("incident_agg_town", "town_code <> ''") if town_only else ("incident_agg", "grid_code <> ''")
 
 
 def _month_range(since: dt.datetime | None, until: dt.datetime | None, params: list[Any]) -> list[str]:
@@ -237,14 +246,15 @@ def stats_rows(istore: IncidentStore, t: Twin, role: Role, *, by: str = "distric
     sums: dict[tuple[str, str], list[int]] = {}
     unit_sql = f"{_BY[by]}" if _BY[by] else f"'{DISTRICT_CODE}'"
     p: list[Any] = []
-    w = ["grid_code <> ''", *_scope_sql(role, f, p)]
     cols = ", ".join(f"SUM({c})" for c in _derived.AGG_COLUMNS)
     if _month_aligned(since) and _month_aligned(until):
-        sql = (f"SELECT month, {unit_sql}, {cols} FROM incident_agg WHERE {' AND '.join(w + _month_range(since, until, p))}"
-               " GROUP BY 1, 2")
-        rows = istore.store.query(sql, p)
+        table, units = _agg_table(role, f, by)
+        w = [units, *_scope_sql(role, f, p), *_month_range(since, until, p)]
+        rows = istore.store.query(f"SELECT month, {unit_sql}, {cols} FROM {table} WHERE {' AND '.join(w)} GROUP BY 1, 2",
+                                  p)
     else:
-        rows = _raw_sums(istore, unit_sql, w + _common(f, dt.datetime.now(), p), p)
+        w = ["grid_code <> ''", *_scope_sql(role, f, p), *_common(f, dt.datetime.now(), p)]
+        rows = _raw_sums(istore, unit_sql, w, p)
     for r in rows:
         acc = sums.setdefault((str(r[1]), _period_of(str(r[0]), period)), [0] * len(_derived.AGG_COLUMNS))
         for i, v in enumerate(r[2:]):
@@ -313,13 +323,18 @@ def _medians(istore: IncidentStore, role: Role, f: ListFilter, unit_sql: str, pe
     """Median handling hours per (unit, period): an indexed LIMIT/OFFSET per group for a few groups, else one
     window query (``ROW_NUMBER`` over each group) — the middle value, or the mean of the two middle values."""
     p: list[Any] = []
-    w = ["grid_code <> ''", *_scope_sql(role, f, p), *_common(f, dt.datetime.now(), p)]
+    # no "grid_code <> ''" here: closed cases without units make stats_rows answer None before this, and the
+    # handling-hours indexes then cover the query (no table look-ups)
+    w = ["1 = 1", *_scope_sql(role, f, p), *_common(f, dt.datetime.now(), p)]
     groups = {k: c for k, c in handled.items() if c > 0}
     if not groups:
         return {}
     if period is None and len(groups) <= 16:
         out = {}
         for (unit, per), c in groups.items():
+            if len(w) == 1 and unit_sql == f"'{DISTRICT_CODE}'":  # the whole district: one histogram bucket
+                out[(unit, per)] = _district_median(istore, c)
+                continue
             q, pg = list(w), list(p)
             if unit_sql != f"'{DISTRICT_CODE}'":
                 q.append(f"{unit_sql} = ?")
@@ -336,3 +351,18 @@ def _medians(istore: IncidentStore, role: Role, f: ListFilter, unit_sql: str, pe
            f"COUNT(*) OVER ({over}) AS c FROM incident_handling "
            f"WHERE {' AND '.join(w)}) x WHERE rn = (c + 1) / 2 OR rn = (c + 2) / 2 GROUP BY g, p")
     return {(str(g), str(per)): float(v) for g, per, v in istore.store.query(sql, p)}
+
+
+def _district_median(istore: IncidentStore, c: int) -> float:
+    """Median of all ``c`` handling times: find the bucket holding the middle rank in ``incident_handling_hist``,
+    then step through that bucket's slice of the hours index only."""
+    k, cum, lo = (c - 1) // 2, 0, 0
+    for bucket, n in istore.store.query("SELECT bucket, n FROM incident_handling_hist WHERE n > 0 ORDER BY bucket"):
+        if cum + int(n) > k:
+            lo = int(bucket)
+            break
+        cum += int(n)
+    where, p = ("handling_h >= ?", [lo / _derived.BUCKETS_PER_H]) if lo > 0 else ("1 = 1", [])  # bucket 0: all below
+    vals = istore.store.query(f"SELECT handling_h FROM incident_handling WHERE {where} ORDER BY handling_h "
+                              "LIMIT ? OFFSET ?", [*p, 2 - c % 2, k - cum])
+    return float(sum(v[0] for v in vals) / len(vals)) if vals else float("nan")
