@@ -18,7 +18,7 @@ import pandas as pd
 
 from twin.incidents.lifecycle import CST, Incident, as_time
 
-__all__ = ["TIME_COLUMNS", "FIELDS", "SCHEMA", "iso", "incident_to_row", "row_to_incident", "iso_column",
+__all__ = ["TIME_COLUMNS", "FIELDS", "SCHEMA", "LIST_INDEXES", "FEED_FIELDS", "feed_payload", "stored_values", "iso", "incident_to_row", "row_to_incident", "iso_column",
            "typed_frame", "frame_to_rows"]
 
 TIME_COLUMNS = ("reported_at", "deadline", "dispatched_at", "started_at", "resolved_at", "followed_up_at",
@@ -148,3 +148,32 @@ def frame_to_rows(incidents: pd.DataFrame) -> tuple[list[list[Any]], np.ndarray]
         colvals.append([None if m else x for m, x in zip(pd.isna(v).tolist(), v.tolist())])
     rows = [list(r) for r in zip(*colvals, strict=True)]
     return rows, df["reported_at"].to_numpy(dtype=object)
+
+
+#: Incident fields in a feed event (no personal fields: reporter, description and attachments stay out).
+FEED_FIELDS = ("id", "version", "state", "category", "severity", "channel", "level", "handler_code", "assignee",
+               "grid_code", "community_code", "town_code", "lng", "lat", "reported_at", "updated_at", "deadline",
+               "linked_reports")
+# the queue's keyset order (newest report first) inside the caller's units
+LIST_INDEXES = [
+    "CREATE INDEX IF NOT EXISTS incidents_time_id ON incidents (reported_at, id)",
+    "CREATE INDEX IF NOT EXISTS incidents_grid_time ON incidents (grid_code, reported_at, id)",
+    "CREATE INDEX IF NOT EXISTS incidents_comm_time ON incidents (community_code, reported_at, id)",
+    "CREATE INDEX IF NOT EXISTS incidents_town_time ON incidents (town_code, reported_at, id)",
+]
+
+
+def feed_payload(inc: Incident) -> dict[str, Any]:
+    """The incident as a feed event payload (:data:`FEED_FIELDS`; times ISO-8601 CST)."""
+    out: dict[str, Any] = {}
+    for k in FEED_FIELDS:
+        v = getattr(inc, k)
+        out[k] = v.isoformat() if isinstance(v, dt.datetime) else v
+    return out
+
+
+def stored_values(inc: Incident) -> dict[str, Any]:
+    """The stored values of ``inc`` by column (what :mod:`._derived` reads)."""
+    d = dict(zip(FIELDS, incident_to_row(inc), strict=True))
+    d["id"] = inc.id
+    return d

@@ -9,6 +9,12 @@ Tables (portable SQL; SQLite by default, PostgreSQL by URL):
   transaction as the change it records.
 * ``incident_links`` — near-duplicate reports linked to the first incident instead of becoming new cases.
 * ``worker_status`` — live on/offline status and last position of grid workers (overrides ``t.workers``).
+* derived, kept current in the same transaction as each write (:mod:`twin.incidents._derived`): per-month counts
+  by unit and indexed handling times, which the queue and statistics read (:mod:`twin.incidents.queries`).
+
+Every incident write and worker status change also appends a feed event (``incident.created``,
+``incident.updated``, ``worker.status``; :func:`twin.store.feed.publish`) last in its transaction, scoped by the
+case's units, for ``GET /events``. Bulk imports (:meth:`IncidentStore.add_many`) publish nothing.
 
 Times are ISO-8601 strings in CST (UTC+08:00), so text order is time order. Locations are WGS84 degrees.
 
@@ -32,14 +38,18 @@ from twin.access.roles import DISTRICT, Role
 from twin.errors import ConflictError, NotFoundError, ValidationError
 from twin.incidents import _derived
 from twin.incidents._rows import (
+    FEED_FIELDS,
     FIELDS,
+    LIST_INDEXES,
     SCHEMA,
     TIME_COLUMNS,
+    feed_payload,
     frame_to_rows,
     incident_to_row,
     iso,
     iso_column,
     row_to_incident,
+    stored_values,
     typed_frame,
 )
 from twin.incidents.dispatch import (
@@ -74,41 +84,16 @@ __all__ = [
     "feed_payload",
 ]
 
-#: Incident fields in a feed event (no personal fields: reporter, description and attachments stay out).
-FEED_FIELDS = ("id", "version", "state", "category", "severity", "channel", "level", "handler_code", "assignee",
-               "grid_code", "community_code", "town_code", "lng", "lat", "reported_at", "updated_at", "deadline",
-               "linked_reports")
 _UNITS = ("grid_code", "community_code", "town_code")
-# the queue's keyset order (newest report first) inside the caller's units
-_LIST_INDEXES = [
-    "CREATE INDEX IF NOT EXISTS incidents_time_id ON incidents (reported_at, id)",
-    "CREATE INDEX IF NOT EXISTS incidents_grid_time ON incidents (grid_code, reported_at, id)",
-    "CREATE INDEX IF NOT EXISTS incidents_comm_time ON incidents (community_code, reported_at, id)",
-    "CREATE INDEX IF NOT EXISTS incidents_town_time ON incidents (town_code, reported_at, id)",
-]
 
 
-def feed_payload(inc: Incident) -> dict[str, Any]:
-    """The incident as a feed event payload (:data:`FEED_FIELDS`; times ISO-8601 CST)."""
-    out: dict[str, Any] = {}
-    for k in FEED_FIELDS:
-        v = getattr(inc, k)
-        out[k] = v.isoformat() if isinstance(v, dt.datetime) else v
-    return out
-
-
-def _stored(inc: Incident) -> dict[str, Any]:
-    """The stored values of ``inc`` by column (what :mod:`._derived` reads)."""
-    d = dict(zip(FIELDS, incident_to_row(inc), strict=True))
-    d["id"] = inc.id
-    return d
 
 class IncidentStore:
     """Incident tables on a :class:`twin.store.sql.Store` (creates them on first use)."""
 
     def __init__(self, store: Store) -> None:
         self.store = store
-        store.ensure_schema("incidents", SCHEMA + _derived.SCHEMA + _LIST_INDEXES)
+        store.ensure_schema("incidents", SCHEMA + _derived.SCHEMA + LIST_INDEXES)
         ensure_feed(store)
         _derived.rebuild_if_missing(store)
 
@@ -135,7 +120,7 @@ class IncidentStore:
         inc = dataclasses.replace(inc, id=new_id)
         self._log(tx, Transition(new_id, "report", "", "reported", actor, inc.reported_at,
                                  f"via {inc.channel}", {"category": inc.category}))
-        _derived.apply_change(tx, None, _stored(inc))
+        _derived.apply_change(tx, None, stored_values(inc))
         self._publish(tx, "incident.created", inc, units)
         return inc
 
@@ -181,7 +166,7 @@ class IncidentStore:
             )
         self._log(tx, dataclasses.replace(record, incident_id=new.id))
         saved = dataclasses.replace(new, version=new.version + 1)
-        _derived.apply_change(tx, dict(zip(_derived.ROW_COLUMNS, old[0], strict=True)), _stored(saved))
+        _derived.apply_change(tx, dict(zip(_derived.ROW_COLUMNS, old[0], strict=True)), stored_values(saved))
         self._publish(tx, "incident.updated", saved)
         return saved
 
