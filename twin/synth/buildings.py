@@ -44,6 +44,8 @@ _SPECS: dict[str, tuple[tuple[float, float], tuple[float, float], float, float, 
     "industrial": ((60.0, 110.0), (30.0, 55.0), 16.0, 22.0, 10.0, 0.0),  # sheds
     "public": ((45.0, 70.0), (14.0, 18.0), 24.0, 30.0, 12.0, 0.0),  # schools, clinics, offices
 }
+# persons a home of this land use holds at least before the block's lattice is thinned (sparse land: scattered homes)
+_MIN_PERSONS = {"village": 2.5, "housing": 2.5}  # keeps households (mean ≈ 2.35) and dwellings as before
 _USE_OF = {"old_town": "residential", "towers": "residential", "village": "residential", "housing": "residential",
            "commercial": "commercial", "industrial": "industrial", "public": "public"}
 
@@ -93,15 +95,21 @@ def layout_buildings(blocks: gpd.GeoDataFrame, cells: np.ndarray, *, seed: int) 
     b = (i2 - (n2[bi] - 1) / 2) * pitch_d[bi]
     c, s = np.cos(theta[bi]), np.sin(theta[bi])
     shrink = rng.uniform(0.85, 1.0, len(bi))
-    rect = rectangles_xy(cx[bi] + a * c - b * s, cy[bi] + a * s + b * c, w[bi] * shrink, d[bi] * shrink,
-                         theta[bi] + rng.normal(0, 0.01, len(bi)))
+    px, py = cx[bi] + a * c - b * s, cy[bi] + a * s + b * c  # footprint centres (= centroids)
+    rect = rectangles_xy(px, py, w[bi] * shrink, d[bi] * shrink, theta[bi] + rng.normal(0, 0.01, len(bi)))
     shapely.prepare(inset)
     keep = shapely.contains(inset[bi], rect)
-    rect, bi = rect[keep], bi[keep]
+    rect, bi, px, py = rect[keep], bi[keep], px[keep], py[keep]
+    if "persons" in blocks:  # sparsely lived blocks keep only as many homes as their persons need
+        persons = blocks["persons"].to_numpy(dtype=float)[build]
+        need = np.array([_MIN_PERSONS.get(u, 0.0) for u in use_b])
+        slots = np.bincount(bi, minlength=nb)
+        p_keep = np.where(need > 0, np.clip(persons / np.maximum(need * slots, 1e-9), 0.2, 1.0), 1.0)
+        keep = rng.random(len(bi)) < p_keep[bi]
+        rect, bi, px, py = rect[keep], bi[keep], px[keep], py[keep]
     mixed = rng.random(len(bi)) < gaps[bi, 3]
     use = np.where(mixed, "mixed", np.array([_USE_OF[u] for u in use_b])[bi] if len(bi) else np.empty(0, str))
-    cen = shapely.centroid(rect)
-    lng, lat = xy_to_lnglat(shapely.get_x(cen), shapely.get_y(cen))
+    lng, lat = xy_to_lnglat(px, py)
     cell = latlng_to_cells(lat, lng, PARTITION_RES)
     pos = np.clip(np.searchsorted(cells, cell), 0, len(cells) - 1)
     found = cells[pos] == cell

@@ -113,6 +113,13 @@ def make_fabric(area_m: BaseGeometry, xy: np.ndarray, persons: np.ndarray, indus
     land_use = classify_faces(faces, cell_face, persons, industrial, commercial, cen, is_water, is_park, rng)
     minor_half = np.where(land_use == "village", LANE_WIDTH_M, STREET_WIDTH_M["local"]) / 2.0
     blocks = cut_blocks(faces, land_use, street_m, minor_half)
+    # persons of the population surface per block (a face's persons shared over its parts by area): how many
+    # homes a block needs (twin.synth.buildings thins the lattice of sparsely lived blocks)
+    face_persons = np.bincount(cell_face, weights=persons, minlength=len(faces))
+    face_of = blocks["face"].to_numpy()
+    part_area = blocks["area_m2"].to_numpy(dtype=float)
+    blocks["persons"] = face_persons[face_of] * part_area / np.bincount(face_of, weights=part_area,
+                                                                          minlength=len(faces))[face_of]
     water_parts = [("river", g) for g in shapely.get_parts(river) if not g.is_empty and g.area > 0] \
         if water is None else []
     blocks, extra = _ponds_and_lakes(blocks, rng) if water is None else (blocks, [])
