@@ -187,18 +187,22 @@ def _footprint(wkb: bytes) -> tuple[str, str]:
 
 def _make_writer(store: Store) -> GroupWriter[tuple[dict[str, Any], str | None], Entry]:
     regressed: list[tuple[int, str, int]] = []
+    keys: list[bytes] = []
+
+    def prepare(st: Store) -> None:  # once per batch, before its transaction
+        ensure_schema(st)
+        key = load_key(st, create=True)
+        assert key is not None
+        keys[:] = [key]
 
     def apply(tx: Transaction, item: tuple[dict[str, Any], str | None]) -> Entry:
-        key = load_key(store, create=True)
-        assert key is not None
-        entry, back = _append_in(store, tx, key, dict(item[0]), item[1])
+        entry, back = _append_in(store, tx, keys[0], dict(item[0]), item[1])
         if back is not None:
             regressed.append((*back, int(entry.seq) - 1))
         return entry
 
     def after(done: Sequence[Entry]) -> None:
-        key = load_key(store, create=True)
-        assert key is not None
+        key = keys[0]
         with _anchor_lock:
             known = _known_areas.setdefault(store.url, set())
             if len(known) > 100_000:
@@ -209,7 +213,7 @@ def _make_writer(store: Store) -> GroupWriter[tuple[dict[str, Any], str | None],
             _write_checkpoint(store, key, seq, h, reason=f"head moved back to seq {now}")
         _after_commit(store, key, max(done, key=lambda e: e.seq))
 
-    return GroupWriter(store, apply, after=after, prepare=ensure_schema)
+    return GroupWriter(store, apply, after=after, prepare=prepare)
 
 
 def _append_in(store: Store, tx: Transaction, key: bytes, fields: dict[str, Any],

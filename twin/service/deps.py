@@ -10,13 +10,14 @@ The middleware authenticates the key once and hands the result to :func:`caller`
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 from fastapi import Body, Depends, Header, Request
 from shapely.geometry.base import BaseGeometry
+from starlette.concurrency import run_in_threadpool
 
 from twin.access import audit
 from twin.access.auth import authenticate
@@ -98,20 +99,28 @@ def route_path(request: Request) -> str:
     return getattr(route, "path", None) or request.url.path
 
 
-def caller(request: Request, authorization: Annotated[str | None, Header()] = None,
-           x_api_key: Annotated[str | None, Header()] = None) -> Role:
+async def caller(request: Request, authorization: Annotated[str | None, Header()] = None,
+                 x_api_key: Annotated[str | None, Header()] = None) -> Role:
     """The caller's role; a missing or bad key raises :class:`AuthenticationError` (401), audited by the
-    middleware (or here, when the app runs without it)."""
+    middleware (or here, when the app runs without it).
+
+    ``async`` so that FastAPI runs it on the event loop: with the audit middleware it only reads the key check the
+    middleware already made (no thread hop per request); without it the blocking check runs in a thread.
+    """
     slot: AuditSlot | None = request.scope.get(SLOT)
     if slot is not None:
         if slot.role is not None:
             return slot.role
         if slot.auth_error is not None:
             raise slot.auth_error
-        return authenticate(service(request).store, None)  # no key: raises
+        return authenticate(service(request).store, None)  # no key: raises at once
+    return await run_in_threadpool(_caller_without_middleware, request, key_from(authorization, x_api_key))
+
+
+def _caller_without_middleware(request: Request, key: str | None) -> Role:
     svc = service(request)
     try:
-        return authenticate(svc.store, key_from(authorization, x_api_key))
+        return authenticate(svc.store, key)
     except AuthenticationError as e:
         audit.append(svc.store, user="-", role="-", endpoint=route_path(request), method=request.method,
                      outcome="unauthenticated", status=401, detail=str(e))
@@ -121,8 +130,11 @@ def caller(request: Request, authorization: Annotated[str | None, Header()] = No
 Caller = Annotated[Role, Depends(caller)]
 
 
-def audited(request: Request, role: Caller) -> Iterator[Audit]:
-    """Yield the request's :class:`Audit` record (the middleware writes it before the response leaves)."""
+async def audited(request: Request, role: Caller) -> AsyncIterator[Audit]:
+    """Yield the request's :class:`Audit` record (the middleware writes it before the response leaves).
+
+    ``async`` for the same reason as :func:`caller`; without the middleware the entry is written here, after the
+    endpoint, in a thread."""
     ctx = Audit(role, route_path(request), request.method)
     request.state.audit = ctx
     slot: AuditSlot | None = request.scope.get(SLOT)
@@ -134,9 +146,9 @@ def audited(request: Request, role: Caller) -> Iterator[Audit]:
     try:  # without the middleware (an app assembled by hand): write here, after the endpoint
         yield ctx
     except BaseException as e:
-        write_error(svc, ctx, e)
+        await run_in_threadpool(write_error, svc, ctx, e)
         raise
-    write_audit(svc, ctx, "ok", 200, ctx.detail)
+    await run_in_threadpool(write_audit, svc, ctx, "ok", 200, ctx.detail)
 
 
 Audited = Annotated[Audit, Depends(audited)]
