@@ -35,6 +35,8 @@ from twin.service import (
     inspections,
     meta,
     overlays,
+    services,
+    sheets,
     versions,
     workers,
 )
@@ -88,6 +90,8 @@ def create_app(twin_root: str | Path | None = None, database_url: str | None = N
     app.add_middleware(AuditTrail)  # outermost: audits every keyed request, 413s included, before it is answered
     for module in _ROUTERS:
         app.include_router(module.router)
+    app.include_router(services.router)
+    app.include_router(sheets.router)
     app.openapi = partial(_openapi, app)  # type: ignore[method-assign]
     return app
 

@@ -1,0 +1,70 @@
+"""The live twin one service process reads and writes records through, and service runs cached per change head.
+
+One :class:`twin.live.state.LiveTwin` per app (over the base twin and the app's store), made on first use; it
+catches up with change sets committed by other processes on every read. A service run (:func:`run_for`) is cached
+per (period, newest change seq): a new change set makes the next call run again.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from types import SimpleNamespace
+from typing import Any, cast
+
+import pandas as pd
+from fastapi import Request
+
+from twin.live.sheets import located_records
+from twin.live.state import LiveTwin
+from twin.model import Twin
+from twin.service._state import service
+from twin.services import ServiceRun, parse_period, run_services
+
+__all__ = ["live_twin", "run_for", "records_on"]
+
+_LOCK = threading.Lock()
+_KEEP_RUNS = 8
+
+
+def live_twin(request: Request) -> LiveTwin:
+    """The app's :class:`LiveTwin` (made once, over the base twin and the service's store)."""
+    app_state = request.app.state
+    lt: LiveTwin | None = getattr(app_state, "services_live_twin", None)
+    if lt is None:
+        with _LOCK:
+            lt = getattr(app_state, "services_live_twin", None)
+            if lt is None:
+                svc = service(request)
+                lt = LiveTwin(svc.twins.base_twin(), svc.store)
+                app_state.services_live_twin = lt
+                app_state.services_runs = OrderedDict()
+    return lt
+
+
+def run_for(request: Request, month: str) -> tuple[ServiceRun, int]:
+    """The services run for ``month`` (``2026-12`` or ``2026-12-01..2026-12-15``) over the live state, and the
+    change seq it reflects; cached until the next committed change set."""
+    lt = live_twin(request)
+    period = parse_period(month)
+    seq = lt.refresh()
+    runs: OrderedDict[tuple[str, int], ServiceRun] = request.app.state.services_runs
+    key = (str(period), seq)
+    with _LOCK:
+        hit = runs.get(key)
+    if hit is not None:
+        return hit, seq
+    run = run_services(lt, period)
+    with _LOCK:
+        runs[key] = run
+        while len(runs) > _KEEP_RUNS:
+            runs.popitem(last=False)
+    return run, seq
+
+
+def records_on(lt: LiveTwin, kind: str, date: Any = None) -> pd.DataFrame:
+    """The live ``persons`` or ``businesses`` on ``date`` (default today) with ``grid_code``, ``community_code``
+    and ``town_code`` (:func:`twin.live.sheets.located_records` over the live frames)."""
+    fr = lt.frames_on(date)
+    view = SimpleNamespace(buildings=fr.buildings, persons=fr.persons, businesses=fr.businesses, grids=lt.t.grids)
+    return located_records(cast(Twin, view), kind)
