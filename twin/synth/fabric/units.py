@@ -95,12 +95,12 @@ def fabric_unit_polygons(faces: np.ndarray, split: np.ndarray, cells: np.ndarray
     geoms_f = faces[~split]
     hex_geoms: list[object] = []
     hex_owner: list[int] = []
-    missing = np.setdiff1d(np.unique(unit_of_cell), owner_f)
-    if split.any() or len(missing):
-        big = np.flatnonzero(split)
+    big = np.flatnonzero(split)
+    no_face = np.setdiff1d(np.unique(unit_of_cell), owner_f)
+    if len(big) or len(no_face):
         near = np.unique(np.concatenate([
             shapely.STRtree(shapely.points(_cell_xy_m(cells))).query(shapely.buffer(faces[big], 40.0))[1]
-            if len(big) else np.empty(0, np.int64), np.flatnonzero(np.isin(unit_of_cell, missing))]))
+            if len(big) else np.empty(0, np.int64), np.flatnonzero(np.isin(unit_of_cell, no_face))]))
         hexes = _hexagons_m(cells[near])
         if len(big):
             pairs = shapely.STRtree(hexes).query(faces[big], predicate="intersects")
@@ -108,8 +108,9 @@ def fabric_unit_polygons(faces: np.ndarray, split: np.ndarray, cells: np.ndarray
             ok = shapely.area(pieces) > 0.01
             hex_geoms += list(pieces[ok])
             hex_owner += list(unit_of_cell[near[pairs[1][ok]]])
-        for u in missing:  # a unit with no face of its own: its cells' hexagons
-            hex_geoms.append(shapely.union_all(hexes[unit_of_cell[near] == u]))
+        area = shapely.coverage_union_all(faces)
+        for u in np.setdiff1d(no_face, np.asarray(hex_owner, dtype=np.int64)):  # no face, no piece: its hexagons
+            hex_geoms.append(shapely.intersection(shapely.union_all(hexes[unit_of_cell[near] == u]), area))
             hex_owner.append(int(u))
     rows = []
     hex_owner_a = np.asarray(hex_owner, dtype=np.int64)
