@@ -35,7 +35,7 @@ def _areas(t: Twin) -> list:
 
 
 def _assert_same(view: Twin) -> None:
-    assert "query.point_index" in view.cache  # the derived (base + delta) index, not a build from the frames
+    assert "query.point_index" in view.cache and "query.partition_index" in view.cache  # derived: base + delta
     fresh = dataclasses.replace(view, cache={})  # from scratch: the index is built from the live frames
     for area in _areas(view):
         a = twin.summarize_area(view, area, by="grid")

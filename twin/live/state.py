@@ -36,8 +36,8 @@ from twin.live._rules import resolve
 from twin.live._world import COLUMNS, TABLES, World, record_key
 from twin.live.changes import Change
 from twin.model import Twin
-from twin.query._delta import apply_building_delta, building_point_positions
-from twin.query._index import point_index, seed_point_index
+from twin.query._delta import apply_building_delta, building_point_positions, derive_partition_index
+from twin.query._index import partition_index, point_index, seed_partition_index, seed_point_index
 from twin.store.sql import Store, Transaction, open_store
 
 __all__ = ["LiveTwin", "EVENT_COLUMNS"]
@@ -57,6 +57,7 @@ class _Base:
     frames: dict[str, pd.DataFrame]
     pidx: Any = None
     positions: np.ndarray | None = None
+    part: Any = None
 
 
 @dataclass
@@ -239,10 +240,13 @@ class LiveTwin:
                 base_view = self._view(ds.date, None, frames=base.frames)
                 base.pidx = point_index(base_view)
                 base.positions = building_point_positions(base.pidx)
+                base.part = partition_index(base_view)
             delta = index_delta(fr, base.frames["buildings"], base.pidx, ds.date, self._cells)
             idx = None if delta is None else apply_building_delta(base.pidx, delta, positions=base.positions)
-            if idx is not None:
+            if idx is not None and delta is not None:
                 seed_point_index(view, idx)
+                seed_partition_index(view, derive_partition_index(base.part, base.pidx, idx, delta,
+                                                                  positions=base.positions))
             if ds.frames is fr:
                 ds.view = view
             n_changed = len(fr.touched) + len(fr.removed_rows)
@@ -264,7 +268,7 @@ class LiveTwin:
         ds = self._state(date)
         pidx = point_index(view)
         base = _Base(int(ds.view_seq), {table: getattr(view, table) for table in TABLES}, pidx,
-                     building_point_positions(pidx))
+                     building_point_positions(pidx), partition_index(view))
         with ds.lock:
             if base.seq >= ds.base.seq:
                 ds.base = base

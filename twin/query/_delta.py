@@ -19,9 +19,10 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from twin.query._index import KINDS, PointIndex, PointSet
+from twin.model import COUNT_KEYS
+from twin.query._index import KINDS, PartitionIndex, PointIndex, PointSet, group_sum
 
-__all__ = ["BuildingDelta", "apply_building_delta", "building_point_positions"]
+__all__ = ["BuildingDelta", "apply_building_delta", "building_point_positions", "derive_partition_index"]
 
 _BUILDING = KINDS.index("buildings")
 
@@ -101,3 +102,32 @@ def _merge_points(base: PointIndex, feats: np.ndarray, pos: np.ndarray,
                           binid[o].astype(pts.bin.dtype), bin_start)
     new_feats = np.concatenate([feats[keep], delta.new_feats.astype(feats.dtype)])[o]
     return new_points, new_feats
+
+
+def derive_partition_index(base_part: PartitionIndex, base: PointIndex, new: PointIndex, delta: BuildingDelta,
+                           *, positions: np.ndarray) -> PartitionIndex:
+    """The :class:`PartitionIndex` of ``new`` (= :func:`apply_building_delta` of ``base`` and ``delta``) for the
+    same partition as ``base_part``: per-grid totals updated by the delta's rows only (not summed again over every
+    point), each point's grid looked up from its cell."""
+    pts = new.points
+    if pts is base.points:
+        point_grid = base_part.point_grid
+    else:
+        cp = pts.cell_pos
+        point_grid = np.where(cp >= 0, base_part.cell_grid[np.maximum(cp, 0)], -1).astype(base_part.point_grid.dtype)
+    n = len(base_part.grid_codes)
+    old_pg = base_part.point_grid
+    totals = base_part.grid_totals.copy()
+    if len(delta.changed_rec):
+        at = positions[delta.changed_rec]
+        diff = delta.changed_feats.astype(np.int64) - base.feats[at].astype(np.int64)
+        totals += group_sum(old_pg[at], diff, n)
+    if len(delta.removed_rec):
+        at = positions[delta.removed_rec]
+        totals -= group_sum(old_pg[at], base.feats[at], n)
+    if len(delta.new_x):
+        cp = delta.new_cell_pos
+        g = np.where(cp >= 0, base_part.cell_grid[np.maximum(cp, 0)], -1)
+        totals += group_sum(g, delta.new_feats, n)
+    return replace(base_part, point_grid=point_grid, grid_totals=totals,
+                   grid_totals_k=np.ascontiguousarray(totals[:, :len(COUNT_KEYS)]))

@@ -54,6 +54,7 @@ __all__ = [
     "cell_areas_km2",
     "partition_cell_areas_km2",
     "seed_point_index",
+    "seed_partition_index",
     "building_feature_matrix",
 ]
 
@@ -289,6 +290,13 @@ def partition_index(t: Twin) -> PartitionIndex:
     idx = _build_partition_index(t, pidx)
     t.cache["query.partition_index"] = (key, idx)
     return idx
+
+
+def seed_partition_index(t: Twin, part: PartitionIndex) -> None:
+    """Install ``part`` as the cached :class:`PartitionIndex` of ``t``'s partition and current point index (the live
+    twin derives it from a base's by the delta, :func:`twin.query._delta.derive_partition_index`)."""
+    key = (t.cells, _column_token(t.cells, "grid_code"), t.grids, point_index(t))
+    t.cache["query.partition_index"] = (key, part)
 
 
 def _column_token(frame: pd.DataFrame, column: str) -> Any:
