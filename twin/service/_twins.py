@@ -8,7 +8,10 @@ thread per process, never on a reader's request path and never under a lock read
   only a process that has built no version yet (not warmed) waits;
 * a read of an explicit version waits for that version's build (the caller asked for exactly it);
 * an edit returns when its version is durable in the store; the build follows in the background, and
-  :meth:`Twins.wait_ready` (``GET /versions/{v}/ready?wait=5``) lets a client wait for it.
+  :meth:`Twins.wait_ready` (``GET /versions/{v}/ready?wait=5``) lets a client wait for it;
+* builds nobody waits for are coalesced: edits arriving faster than builds (≈ 2 s each) build only the newest
+  version, at most one such build per ``min_build_interval_s``, so a stream of edits costs readers at most one
+  build's CPU at a time per process.
 
 Every process builds what its readers need, so with several worker processes each builds each new head (a
 committed version is in the store; a process that died mid-build builds it again on restart, at warm-up). When a
@@ -39,7 +42,7 @@ from twin.store import feed
 from twin.store.pg import schema_lock_statement
 from twin.store.sql import Store
 
-__all__ = ["EXAMPLE_AREA", "Twins", "check_version"]
+__all__ = ["EXAMPLE_AREA", "SupersededBuild", "Twins", "check_version"]
 
 #: A small area (WGS84) near Shiwan: the OpenAPI body example.
 EXAMPLE_AREA: dict[str, Any] = {
@@ -48,6 +51,10 @@ EXAMPLE_AREA: dict[str, Any] = {
 }
 _READY_SCHEMA = ("CREATE TABLE IF NOT EXISTS service_versions_ready (version BIGINT PRIMARY KEY, "
                  "built_at REAL NOT NULL)",)
+
+
+class SupersededBuild(RuntimeError):
+    """A queued build nobody waited for, skipped because a newer version was queued after it."""
 
 
 def check_version(version: str) -> str:
@@ -65,10 +72,12 @@ class Twins:
     store : the shared store holding the partition versions.
     base : an already loaded base twin (tests).
     keep_versions : how many built versions to keep.
+    min_build_interval_s : least time between the end of one build and the start of a build nobody waits for
+        (edits faster than builds are coalesced; awaited builds start at once).
     """
 
     def __init__(self, twin_root: Path | None, store: Store, base: Twin | None = None, *,
-                 keep_versions: int = 4) -> None:
+                 keep_versions: int = 4, min_build_interval_s: float = 1.0) -> None:
         self.twin_root = twin_root
         self.store = store
         self.base = base
@@ -82,6 +91,9 @@ class Twins:
         self._queue: queue.Queue[int] = queue.Queue()
         self._builder: threading.Thread | None = None
         self._on_ready: list[Callable[[int], None]] = [self._announce]
+        self._awaited: set[int] = set()
+        self.min_build_interval_s = min_build_interval_s
+        self._last_build_end = -1e9
 
     @property
     def loaded(self) -> bool:
@@ -115,18 +127,24 @@ class Twins:
         hit = self.built.get(vid)
         if hit is not None:
             return hit, vid
-        fut = self.request_build(vid)
         older = [x for x in list(self.built) if x < vid]
-        if v == "head" and older:
-            return self.built[max(older)], max(older)
-        if v == "head" and self.warmed:
-            return base, BASE_VERSION
-        return fut.result(), vid  # an explicit version, or a cold process that has built nothing yet
+        if v == "head" and (older or self.warmed):
+            self.request_build(vid)
+            return (self.built[max(older)], max(older)) if older else (base, BASE_VERSION)
+        # an explicit version, or a cold process that has built nothing yet
+        return self.request_build(vid, wait=True).result(), vid
 
-    def request_build(self, vid: int) -> Future[Twin]:
-        """The future of ``vid``'s built twin; queues the build for the background builder if it is not built."""
+    def request_build(self, vid: int, *, wait: bool = False) -> Future[Twin]:
+        """The future of ``vid``'s built twin; queues the build for the background builder if it is not built.
+
+        ``wait``: the caller will wait for exactly this version. Builds nobody waits for are coalesced: when
+        several are queued only the newest is built (at most one such build per ``min_build_interval_s``), and
+        the futures of the skipped ones fail with :class:`SupersededBuild`.
+        """
         base = self.base_twin()
         with self._lock:
+            if wait:
+                self._awaited.add(vid)
             fut = self._builds.get(vid)
             if fut is not None:
                 return fut
@@ -147,7 +165,7 @@ class Twins:
         vid = resolve_version(self.store, parse_version(version))
         if vid == BASE_VERSION or vid in self.built:
             return vid, True
-        fut = self.request_build(vid)
+        fut = self.request_build(vid, wait=True)
         try:
             fut.result(timeout=max(0.0, timeout_s))
         except TimeoutError:
@@ -163,9 +181,39 @@ class Twins:
         self._on_ready.append(fn)
 
     # -- the builder thread ----------------------------------------------------------------------------------
+    def _next(self) -> int:
+        """The next version to build: an awaited one (oldest first), else the newest queued; the older queued
+        versions nobody waits for are dropped (their futures fail with :class:`SupersededBuild`)."""
+        queued = {self._queue.get()}
+        while True:
+            with self._lock:
+                awaited = sorted(v for v in queued if v in self._awaited)
+            if awaited:
+                pick = awaited[0]
+                break
+            wait_s = self._last_build_end + self.min_build_interval_s - time.monotonic()
+            if wait_s <= 0:
+                pick = max(queued)
+                break
+            try:  # coalesce what arrives while the interval runs
+                queued.add(self._queue.get(timeout=wait_s))
+            except queue.Empty:
+                pass
+        for v in queued - {pick}:
+            with self._lock:
+                keep = v in self._awaited or v > pick
+            if keep:
+                self._queue.put(v)
+            else:
+                with self._lock:
+                    fut = self._builds.pop(v, None)
+                if fut is not None and not fut.done():
+                    fut.set_exception(SupersededBuild(f"version {v} was not built: version {pick} is newer."))
+        return pick
+
     def _build_loop(self) -> None:
         while True:
-            vid = self._queue.get()
+            vid = self._next()
             with self._lock:
                 fut = self._builds.get(vid)
             if fut is None or fut.done():
@@ -177,8 +225,13 @@ class Twins:
             except BaseException as e:  # noqa: BLE001 - handed to the waiters; a later request retries
                 with self._lock:
                     self._builds.pop(vid, None)
+                    self._awaited.discard(vid)
                 fut.set_exception(e)
                 continue
+            finally:
+                self._last_build_end = time.monotonic()
+            with self._lock:
+                self._awaited.discard(vid)
             fut.set_result(t)
             for fn in list(self._on_ready):
                 try:
@@ -206,7 +259,7 @@ class Twins:
         with self.store.transaction() as tx:
             cur = tx.execute("INSERT INTO service_versions_ready (version, built_at) VALUES (?, ?) "
                              "ON CONFLICT (version) DO NOTHING", (vid, time.time()))
-            if cur.rowcount == 1:
+            if cur.rowcount == 1:  # the first process to build it announces it
                 feed.publish(tx, "version.ready", {"version": vid})
 
     def warm(self) -> None:
@@ -216,7 +269,7 @@ class Twins:
         _build_indexes(base)
         vid = resolve_version(self.store, "head")
         if vid != BASE_VERSION:
-            self.request_build(vid).result()
+            self.request_build(vid, wait=True).result()
         partition_from_twin(base)  # cached: edits and diffs start from it
         self.warmed = True
 
