@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
+import shapely
 from shapely.geometry import box, mapping
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -212,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     compaction_s = time.perf_counter() - t0
 
     probe = timed["lasso_4km2"]
-    inside = t.buildings.loc[t.buildings.geometry.centroid.within(probe)]
+    inside = t.buildings.loc[shapely.intersects_xy(probe, t.buildings["lng"], t.buildings["lat"])]
     dwell = t.dwellings.loc[t.dwellings["building_id"].isin(inside["building_id"]), "dwelling_id"].to_numpy()
     before = twin.summarize_area(live.twin_on(day), probe, by=None).totals["residents"]
     lat = []
@@ -258,5 +258,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    pd.options.mode.chained_assignment = None
     sys.exit(main())
