@@ -92,6 +92,7 @@ def test_export_csv_and_xlsx_of_the_callers_community(env):
 def test_scope_no_export_diff_or_apply_of_another_community(env):
     ca, cb = env["ca"], env["cb"]
     _problem(_export(env, "comm_b", ca), 403)
+    _problem(_export(env, "comm_a", cb, kind="businesses"), 403)
     _problem(_export(env, "analyst", ca), 403)
     data = _export(env, "comm_a", ca).content
     _problem(_post(env, "comm_b", "diff", data, ca), 403)
