@@ -213,3 +213,29 @@ def test_a_killed_build_leaves_the_version_committed_and_it_is_built_on_restart(
     finally:
         _kill(srv)
     assert audit.verify(Store(url)).ok
+
+
+def test_edits_faster_than_builds_build_only_the_newest_version(small_twin, tmp_path, gated):
+    gate, started = gated
+    t = small_twin
+    url = str(tmp_path / "state.sqlite")
+    key = auth.add_user(Store(url), "ed", "district")
+    cell, frm, to = _peopled_move(t)
+    app = create_app(database_url=url, twin=t)
+    with TestClient(app) as c:
+        head = 1
+        for dest in (to, frm, to):  # versions 2, 3, 4; the build of 2 is held at the gate
+            e = c.post("/edits", json={"op": "move_cells", "base_version": head, "reason": "burst", "cells": [cell],
+                                       "to_grid": dest}, headers=H(key))
+            assert e.status_code == 200, e.text
+            head = e.json()["version"]
+            assert started.wait(30)
+        assert head == 4
+        gate.set()
+        w = c.get("/versions/4/ready?wait=30", headers=H(key))
+        assert w.status_code == 200 and w.json()["ready"] is True, w.text
+        built = app.state.svc.twins.build_seconds
+        assert 2 in built and 4 in built and 3 not in built  # 3 was superseded by 4 while 2 was building
+        r = c.post("/area/summary", json=_area_of(t, frm, to), headers=H(key))
+        assert r.headers["x-twin-version"] == "4"
+        assert c.get("/versions/3/ready?wait=30", headers=H(key)).json()["ready"] is True  # on demand, still
