@@ -170,16 +170,18 @@ def list_page(istore: IncidentStore, t: Twin, role: Role, f: ListFilter, *, now:
     chunk = merged[offset - head: offset - head + page_size]
     total = _count(istore, role, f, now, where, params) + (
         len(_undispatched(istore, t, role, f, now)) if after is not None else len(undisp))
-    flags = [_is_late(r, now) for r in chunk]
+    now_text = iso(now)
+    flags = [_is_late(r, now_text) for r in chunk]
     more = len(merged) > offset - head + page_size
     return chunk, flags, total, encode_cursor(chunk[-1]) if chunk and more else None
 
 
-def _is_late(r: dict[str, Any], now: dt.datetime) -> bool:
+def _is_late(r: dict[str, Any], now_text: str | None) -> bool:
+    """Overdue at ``now_text`` (stored ISO text): open past the deadline, or resolved after it."""
     deadline, resolved = r["deadline"], r["resolved_at"]
     if deadline is None:
         return False
-    return bool((r["state"] in OPEN_STATES and deadline < iso(now)) or (resolved is not None and resolved > deadline))
+    return bool((r["state"] in OPEN_STATES and deadline < now_text) or (resolved is not None and resolved > deadline))
 
 
 def _month_aligned(v: dt.datetime | None) -> bool:

@@ -71,32 +71,42 @@ def frame_rows(df: pd.DataFrame, role: Role, overdue: np.ndarray) -> list[dict[s
 
 
 def _time_text(v: str | None) -> str | None:
-    return None if v is None else dt.datetime.fromisoformat(v).astimezone(CST).isoformat()
+    """Stored CST text (``…T09:00:00.000000+08:00``) as ``datetime.isoformat`` writes it (no ``.000000``)."""
+    if v is None:
+        return None
+    if len(v) == 32 and v.endswith("+08:00") and v[19] == ".":  # the stored fixed width: no parse needed
+        return v[:19] + v[26:] if v[20:26] == "000000" else v
+    return dt.datetime.fromisoformat(v).astimezone(CST).isoformat()
+
+
+def _keep(v: Any) -> Any:
+    return v
+
+
+def _bool(v: Any) -> bool:
+    return bool(v)
+
+
+def _code(v: Any) -> str:
+    return "" if v is None else str(v)
+
+
+_STORED = {"cell": lambda v: format(int(v), "x") if v else None, "attachments": lambda v: loads(v or "[]"),
+           "answered_at_once": _bool, "synthetic": _bool,
+           "satisfaction": lambda v: None if v is None else float(v),
+           **{k: _time_text for k in TIME_COLUMNS}, **{k: _code for k in _CODES}}
 
 
 def stored_rows(rows: list[dict[str, Any]], role: Role, overdue: list[bool]) -> list[dict[str, Any]]:
     """Rows of stored values (:func:`twin.incidents.queries.list_page`) as :func:`frame_rows` writes them: the same
     keys in the same order and the same JSON values, without a frame."""
+    if not rows:
+        return []
+    cols = [k for k in rows[0] if not k.endswith("_now") and (role.can_see_records or k not in PERSONAL_FIELDS)]
+    conv = [(k, _STORED.get(k, _keep)) for k in cols]
     out = []
     for r, late in zip(rows, overdue, strict=True):
-        row: dict[str, Any] = {}
-        for k, v in r.items():
-            if k.endswith("_now") or (k in PERSONAL_FIELDS and not role.can_see_records):
-                continue
-            if k == "cell":
-                row[k] = format(int(v), "x") if v else None
-            elif k == "attachments":
-                row[k] = loads(v or "[]")
-            elif k in TIME_COLUMNS:
-                row[k] = _time_text(v)
-            elif k in ("answered_at_once", "synthetic"):
-                row[k] = bool(v)
-            elif k == "satisfaction":
-                row[k] = None if v is None else float(v)
-            elif k in _CODES:
-                row[k] = "" if v is None else str(v)
-            else:
-                row[k] = v
+        row: dict[str, Any] = {k: f(r[k]) for k, f in conv}
         row["overdue"] = bool(late)
         row["allowed_actions"] = allowed_actions(str(r["state"]))
         out.append(row)
