@@ -166,8 +166,8 @@ def build_twin(
     grid_code, grids_meta, sources["grids"] = _grids(site, opts, units, cell_work, comm_meta, seeds[8], log)
     log("polygons: towns, communities, grids (unions of faces, clipped to the district)")
     if opts.grids_path is None:
-        towns, communities_gdf, grids = fabric_polygons(site.cells, grid_code, grids_meta, comm_meta, fabric,
-                                                        units)
+        towns, communities_gdf, grids = fabric_polygons(site.cells, site.xy, grid_code, grids_meta, comm_meta,
+                                                        fabric, units)
     else:
         towns, communities_gdf, grids = unit_polygons(site.cells, grid_code, grids_meta, comm_meta, site.area,
                                                       synthetic_grids=False)

@@ -18,14 +18,20 @@ import scipy.sparse as sp
 import shapely
 from shapely.geometry.base import BaseGeometry
 
-from twin.cells import cells_to_latlng
 from twin.crs import lnglat_to_xy
 from twin.errors import ValidationError
 from twin.geography import nbs_communities, nbs_towns, town_seats
 from twin.partition.polygons import short_name, units_to_polygons
 from twin.partition.regions import allocate_counts, bisect_labels, power_assign, repair_contiguity
 from twin.synth.fabric import Fabric
-from twin.synth.fabric.units import aggregate_pieces, fabric_pieces, fabric_unit_polygons, face_units, majority_by_piece
+from twin.synth.fabric.units import (
+    aggregate_pieces,
+    fabric_pieces,
+    fabric_unit_polygons,
+    face_units,
+    majority_by_piece,
+    split_face_pieces,
+)
 
 __all__ = ["unit_lists", "assign_towns", "assign_communities", "make_grids", "unit_polygons", "FabricUnits",
            "fabric_units", "fabric_polygons"]
@@ -186,12 +192,15 @@ def fabric_units(xy: np.ndarray, adjacency: sp.csr_matrix, fabric: Fabric, towns
                        grids_meta=grids_meta, split=face_area > max_face_m2, n_pieces=n)
 
 
-def fabric_polygons(cells: np.ndarray, grid_code: np.ndarray, grids_meta: pd.DataFrame, comm_meta: pd.DataFrame,
-                    fabric: Fabric, units: FabricUnits) -> tuple[gpd.GeoDataFrame, gpd.GeoDataFrame, gpd.GeoDataFrame]:
+def fabric_polygons(cells: np.ndarray, xy: np.ndarray, grid_code: np.ndarray, grids_meta: pd.DataFrame,
+                    comm_meta: pd.DataFrame, fabric: Fabric, units: FabricUnits
+                    ) -> tuple[gpd.GeoDataFrame, gpd.GeoDataFrame, gpd.GeoDataFrame]:
     """Town, community and grid polygons (WGS84) as unions of the fabric's faces (edges on streets and water);
-    each face goes to the grid of most of its cells, its community and town follow the grid, so they nest."""
+    each face goes to the grid of most of its cells, its community and town follow the grid, so they nest.
+    ``xy``: cell centres (EPSG:4547)."""
     g_codes, g_int = np.unique(np.asarray(grid_code, dtype=str), return_inverse=True)
-    fu = face_units(fabric.faces, fabric.cell_face, g_int, _cell_xy(cells))
+    fu = face_units(fabric.faces, fabric.cell_face, g_int, xy)
+    pieces = split_face_pieces(fabric.faces, units.split, cells, xy)
     comm_of_grid = dict(zip(grids_meta["grid_code"], grids_meta["community_code"]))
     town_of_comm = dict(zip(comm_meta["community_code"], comm_meta["town_code"]))
     level_codes = {"grid": g_codes}
@@ -200,7 +209,8 @@ def fabric_polygons(cells: np.ndarray, grid_code: np.ndarray, grids_meta: pd.Dat
     out = {}
     for level, name in (("grid", "grid_code"), ("community", "community_code"), ("town", "town_code")):
         codes, inv = np.unique(level_codes[level].astype(str), return_inverse=True)
-        out[level] = fabric_unit_polygons(fabric.faces, units.split, cells, inv[g_int], inv[fu], codes, name)
+        out[level] = fabric_unit_polygons(fabric.faces, units.split, pieces, cells, inv[g_int], inv[fu], codes,
+                                          name)
     towns = out["town"].merge(nbs_towns(), on="town_code")
     communities = out["community"].merge(comm_meta, on="community_code")
     communities["short_name"] = communities["community_name"].map(short_name)
@@ -210,7 +220,3 @@ def fabric_polygons(cells: np.ndarray, grid_code: np.ndarray, grids_meta: pd.Dat
         g["synthetic"] = True
     return towns, communities, grids
 
-
-def _cell_xy(cells: np.ndarray) -> np.ndarray:
-    lat, lng = cells_to_latlng(cells)
-    return np.column_stack(lnglat_to_xy(lng, lat))

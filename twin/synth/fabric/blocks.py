@@ -133,8 +133,8 @@ def cut_blocks(faces: np.ndarray, land_use: np.ndarray, streets: gpd.GeoDataFram
     order = np.lexsort((pair_buf, pair_face))
     pair_face, pair_buf = pair_face[order], pair_buf[order]
     rank = np.arange(len(pair_face)) - np.searchsorted(pair_face, pair_face, side="left")
-    for r in range(int(rank.max()) + 1 if len(rank) else 0):  # one vectorised difference per round
-        sel = rank == r
+    for r in range(int(rank.max()) + 1 if len(rank) else 0):  # one vectorised difference per round (measured
+        sel = rank == r                                         # faster than a row-wise union_all, then one)
         geoms[pair_face[sel]] = shapely.difference(geoms[pair_face[sel]], bufs[pair_buf[sel]])
     parts, parts_idx = shapely.get_parts(geoms, return_index=True)
     keep = shapely.area(parts) > 20.0

@@ -16,11 +16,12 @@ import scipy.sparse as sp
 import shapely
 from scipy.spatial import cKDTree
 
-from twin.cells import cell_boundaries, cells_to_latlng
+from twin.cells import cell_boundaries
 from twin.crs import METRIC_CRS, lnglat_to_xy, to_storage
 from twin.partition.regions import label_components, repair_contiguity
 
-__all__ = ["fabric_pieces", "aggregate_pieces", "majority_by_piece", "face_units", "fabric_unit_polygons"]
+__all__ = ["fabric_pieces", "aggregate_pieces", "majority_by_piece", "face_units", "split_face_pieces",
+           "fabric_unit_polygons"]
 
 
 def fabric_pieces(cell_face: np.ndarray, adjacency: sp.csr_matrix, face_area_m2: np.ndarray, *,
@@ -66,51 +67,51 @@ def face_units(faces: np.ndarray, cell_face: np.ndarray, unit_of_cell: np.ndarra
     return out
 
 
-def _cell_xy_m(cells: np.ndarray) -> np.ndarray:
-    lat, lng = cells_to_latlng(cells)
-    return np.column_stack(lnglat_to_xy(lng, lat))
-
-
 def _hexagons_m(cells: np.ndarray) -> np.ndarray:
-    """The cells' hexagons in EPSG:4547."""
-    rings = cell_boundaries(cells)
-    flat = np.asarray([p for b in rings for p in (*b, b[0])], dtype=float)
-    x, y = lnglat_to_xy(flat[:, 0], flat[:, 1])
-    counts = np.array([len(b) + 1 for b in rings])
-    starts = np.r_[0, np.cumsum(counts)[:-1]]
-    return np.array([shapely.Polygon(np.column_stack([x[s:s + c], y[s:s + c]])) for s, c in zip(starts, counts)],
-                    dtype=object)
+    """The cells' hexagons (EPSG:4547); res-11 cells here are hexagons (no pentagon lies in Guangdong)."""
+    if len(cells) == 0:
+        return np.empty(0, dtype=object)
+    ring = np.asarray(cell_boundaries(cells), dtype=float)  # (n, 6, 2) lng, lat
+    x, y = lnglat_to_xy(ring[..., 0].ravel(), ring[..., 1].ravel())
+    xy = np.stack([x.reshape(ring.shape[:2]), y.reshape(ring.shape[:2])], axis=2)
+    return shapely.polygons(np.concatenate([xy, xy[:, :1]], axis=1))
 
 
-def fabric_unit_polygons(faces: np.ndarray, split: np.ndarray, cells: np.ndarray, unit_of_cell: np.ndarray,
-                         face_unit: np.ndarray, codes: np.ndarray, name: str) -> gpd.GeoDataFrame:
+def split_face_pieces(faces: np.ndarray, split: np.ndarray, cells: np.ndarray, xy: np.ndarray
+                      ) -> tuple[np.ndarray, np.ndarray]:
+    """Hexagon ∩ face for every ``split`` face and every cell hexagon meeting it: (pieces, cell index), EPSG:4547.
+    Together they cover the split faces exactly (each cell's hexagon lies in the set of cells)."""
+    big = np.flatnonzero(split)
+    if len(big) == 0:
+        return np.empty(0, dtype=object), np.empty(0, dtype=np.int64)
+    near = np.unique(shapely.STRtree(shapely.points(xy)).query(shapely.buffer(faces[big], 40.0))[1])
+    hexes = _hexagons_m(cells[near])
+    pairs = shapely.STRtree(hexes).query(faces[big], predicate="intersects")
+    pieces = shapely.intersection(hexes[pairs[1]], faces[big][pairs[0]])
+    ok = shapely.area(pieces) > 0.01
+    return pieces[ok], near[pairs[1][ok]]
+
+
+def fabric_unit_polygons(faces: np.ndarray, split: np.ndarray, pieces: tuple[np.ndarray, np.ndarray],
+                         cells: np.ndarray, unit_of_cell: np.ndarray, face_unit: np.ndarray, codes: np.ndarray,
+                         name: str) -> gpd.GeoDataFrame:
     """One polygon per unit (WGS84; ``area_km2`` measured in EPSG:4547, ``n_cells``): the union of its faces, and
-    for the ``split`` faces the union of hexagon ∩ face over the hexagons of its cells.
+    of the ``pieces`` (:func:`split_face_pieces`) of its cells in the ``split`` faces.
 
     ``unit_of_cell`` and ``face_unit`` (:func:`face_units`) are ints into ``codes``; ``faces`` are EPSG:4547 and
-    tile the area, so the units tile it too. A unit left with no face (its cells all in faces owned by others)
-    gets the union of its cells' hexagons.
+    tile the area, so the units tile it too. A unit left with no face and no piece (its cells all in faces owned
+    by others) gets its cells' hexagons, clipped to the area.
     """
     owner_f = face_unit[~split]
     geoms_f = faces[~split]
-    hex_geoms: list[object] = []
-    hex_owner: list[int] = []
-    big = np.flatnonzero(split)
-    no_face = np.setdiff1d(np.unique(unit_of_cell), owner_f)
-    if len(big) or len(no_face):
-        near = np.unique(np.concatenate([
-            shapely.STRtree(shapely.points(_cell_xy_m(cells))).query(shapely.buffer(faces[big], 40.0))[1]
-            if len(big) else np.empty(0, np.int64), np.flatnonzero(np.isin(unit_of_cell, no_face))]))
-        hexes = _hexagons_m(cells[near])
-        if len(big):
-            pairs = shapely.STRtree(hexes).query(faces[big], predicate="intersects")
-            pieces = shapely.intersection(hexes[pairs[1]], faces[big][pairs[0]])
-            ok = shapely.area(pieces) > 0.01
-            hex_geoms += list(pieces[ok])
-            hex_owner += list(unit_of_cell[near[pairs[1][ok]]])
+    hex_geoms: list[object] = list(pieces[0])
+    hex_owner: list[int] = list(unit_of_cell[pieces[1]])
+    lost = np.setdiff1d(np.unique(unit_of_cell), np.concatenate([owner_f, np.asarray(hex_owner, dtype=np.int64)]))
+    if len(lost):
         area = shapely.coverage_union_all(faces)
-        for u in np.setdiff1d(no_face, np.asarray(hex_owner, dtype=np.int64)):  # no face, no piece: its hexagons
-            hex_geoms.append(shapely.intersection(shapely.union_all(hexes[unit_of_cell[near] == u]), area))
+        for u in lost:
+            hexes = _hexagons_m(cells[unit_of_cell == u])
+            hex_geoms.append(shapely.intersection(shapely.union_all(hexes), area))
             hex_owner.append(int(u))
     rows = []
     hex_owner_a = np.asarray(hex_owner, dtype=np.int64)
