@@ -9,19 +9,14 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from types import SimpleNamespace
-from typing import Any, cast
 
-import pandas as pd
 from fastapi import Request
 
-from twin.live.sheets import located_records
 from twin.live.state import LiveTwin
-from twin.model import Twin
 from twin.service._state import service
 from twin.services import ServiceRun, parse_period, run_services
 
-__all__ = ["live_twin", "run_for", "records_on"]
+__all__ = ["live_twin", "run_for"]
 
 _LOCK = threading.Lock()
 _KEEP_RUNS = 8
@@ -60,11 +55,3 @@ def run_for(request: Request, month: str) -> tuple[ServiceRun, int]:
         while len(runs) > _KEEP_RUNS:
             runs.popitem(last=False)
     return run, seq
-
-
-def records_on(lt: LiveTwin, kind: str, date: Any = None) -> pd.DataFrame:
-    """The live ``persons`` or ``businesses`` on ``date`` (default today) with ``grid_code``, ``community_code``
-    and ``town_code`` (:func:`twin.live.sheets.located_records` over the live frames)."""
-    fr = lt.frames_on(date)
-    view = SimpleNamespace(buildings=fr.buildings, persons=fr.persons, businesses=fr.businesses, grids=lt.t.grids)
-    return located_records(cast(Twin, view), kind)

@@ -19,7 +19,6 @@ Dates are calendar days (CST); a change must take effect after the snapshot's re
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import replace
 from typing import Annotated, Any, Literal
 
 import pandas as pd
@@ -28,10 +27,9 @@ from fastapi import Path as PathParam
 from fastapi.responses import Response
 
 from twin.access.roles import Role
-from twin.access.scope import record_scope, sees_everything
-from twin.errors import ConflictError, PermissionDenied, ValidationError
+from twin.errors import PermissionDenied, ValidationError
 from twin.live import changes as ch
-from twin.live.events import read_events
+from twin.live.scoped import check_scope, check_unchanged_since, live_records, with_versions
 from twin.live.sheets import (
     SCHEMAS,
     ParsedSheet,
@@ -44,7 +42,7 @@ from twin.live.sheets import (
     parse_sheet,
 )
 from twin.live.state import LiveTwin
-from twin.service._live_twin import live_twin, records_on
+from twin.service._live_twin import live_twin
 from twin.service._responses import json_response
 from twin.service.deps import Audited
 
@@ -71,7 +69,7 @@ def _day(text: str | None) -> dt.date:
 
 def _current(lt: LiveTwin, kind: str, community: str, role: Role, day: dt.date) -> pd.DataFrame:
     """The community's live records on ``day`` (403 outside ``role``'s record scope)."""
-    return community_records(records_on(lt, _TABLE[kind], day), community, t=lt.t, role=role)
+    return community_records(live_records(lt, _TABLE[kind], day), community, t=lt.t, role=role)
 
 
 @router.get("/sheets/{kind}", summary="Download a community's residents or businesses (CSV/XLSX, scoped)",
@@ -138,66 +136,7 @@ def sheets_diff(request: Request, a: Audited, kind: Kind,
                           **_summary(parsed, diff, changes, unsupported), "rows": diff.to_rows()})
 
 
-def _record_of(c: ch.Change) -> tuple[str, int] | None:
-    for table, col in (("persons", "person_id"), ("businesses", "business_id")):
-        rid = getattr(c, col, None)
-        if rid is not None:
-            return table, int(rid)
-    return None
-
-
-def _check_targets(lt: LiveTwin, changes: list[ch.Change], role: Role, day: dt.date) -> None:
-    """New and moved records must land in dwellings / buildings of ``role``'s record scope."""
-    if sees_everything(role):
-        return
-    fr = lt.frames_on(day)
-    grid_of_building = pd.Series(fr.buildings["grid_code"].astype(str).to_numpy(),
-                                 index=fr.buildings["building_id"].to_numpy())
-    building_of_dwelling = pd.Series(fr.dwellings["building_id"].to_numpy(), index=fr.dwellings["dwelling_id"])
-    scope = record_scope(role, lt.t)
-    for c in changes:
-        if isinstance(c, (ch.PersonMovesIn, ch.PersonMoves)):
-            b = building_of_dwelling.get(c.dwelling_id)
-            where = f"dwelling {c.dwelling_id}"
-        elif isinstance(c, (ch.BusinessOpens, ch.BusinessMoves)):
-            b, where = c.building_id, f"building {c.building_id}"
-        else:
-            continue
-        if b is None or b not in grid_of_building.index:
-            continue  # unknown: the live core names it when the set is applied
-        grid = str(grid_of_building.get(b))
-        if grid not in scope:
-            raise PermissionDenied(f"{c.kind}: {where} is in grid {grid}, outside your scope ({role.scope_level} "
-                                   f"{', '.join(role.scope_codes)}); only records of your own scope can be added "
-                                   "or moved to.")
-
-
-def _check_unchanged_since(lt: LiveTwin, changes: list[ch.Change], base_seq: int) -> None:
-    """:class:`ConflictError` naming the first record of ``changes`` that a change set after ``base_seq`` wrote."""
-    mine = {r for r in map(_record_of, changes) if r is not None}
-    for e in read_events(lt.store, since_seq=base_seq):
-        for table, rid, _, _ in e.writes:
-            if (table, int(rid)) in mine:
-                what = "person" if table == "persons" else "business"
-                raise ConflictError(f"{what} {int(rid)} was changed by change set {e.set_id} ({e.kind}, by "
-                                    f"{e.author}, effective {e.effective_date}) after your diff (change {base_seq}); "
-                                    "download the sheet again, redo your edit and upload it.")
-
-
-def _with_versions(lt: LiveTwin, changes: list[ch.Change]) -> list[ch.Change]:
-    """Each record's first change carries the record's current version (compare-and-set at commit)."""
-    seen: set[tuple[str, int]] = set()
-    out = []
-    for c in changes:
-        r = _record_of(c)
-        if r is not None and r not in seen and not isinstance(c, ch.PersonMovesIn | ch.BusinessOpens):
-            seen.add(r)
-            c = replace(c, expected_version=lt.version(*r))
-        out.append(c)
-    return out
-
-
-@router.post("/sheets/{kind}/apply", summary="Apply a reviewed sheet as one atomic change set")
+@router.post("/sheets/{kind}/apply", status_code=201, summary="Apply a reviewed sheet as one atomic change set")
 def sheets_apply(request: Request, a: Audited, kind: Kind,
                  file: Annotated[UploadFile, File(description="the same edited CSV (UTF-8) or XLSX")],
                  community: Annotated[str, Form(max_length=20, pattern=_CODE)],
@@ -227,9 +166,9 @@ def sheets_apply(request: Request, a: Audited, kind: Kind,
                               "undo those edits (ask the district data office for corrections) and upload again.")
     if not changes:
         raise ValidationError("the sheet changes nothing: it equals the current records.")
-    _check_targets(lt, changes, a.role, day)
-    _check_unchanged_since(lt, changes, seq if base_seq is None else base_seq)
-    res = lt.apply(_with_versions(lt, changes), role=a.role.name)
+    check_scope(lt, changes, a.role, day)
+    check_unchanged_since(lt, changes, seq if base_seq is None else base_seq)
+    res = lt.apply(with_versions(lt, changes), role=a.role.name)
     a.counts = {"changes": len(changes)}
     a.detail = f"{kind} apply for community {community}: change set {res.set_id}"
     return json_response({"kind": kind, "community": community, "set_id": res.set_id, "seqs": list(res.seqs),
