@@ -38,19 +38,22 @@ ZOOM_RANGES: dict[str, tuple[float, float]] = {"fabric-streets-minor": (13.5, 24
 """Layer id → (min, max) zoom at which it is drawn; the other fabric layers show at every zoom."""
 
 
+def _split(coords: np.ndarray, owner: np.ndarray) -> list[list[list[float]]]:
+    """Rows of ``coords`` (rounded to 1e-6°, ≈ 0.1 m) grouped by consecutive ``owner``."""
+    cuts = np.flatnonzero(np.diff(owner)) + 1
+    return [c.tolist() for c in np.split(np.round(coords, 6), cuts)]
+
+
 def _paths(frame: gpd.GeoDataFrame, *, simplify_deg: float) -> list[dict[str, Any]]:
-    geoms = shapely.simplify(frame.geometry.to_numpy(), simplify_deg)
-    geoms = shapely.set_precision(geoms, 1e-6)
-    cls = frame["class"].to_numpy().astype(str)
-    width = frame["width_m"].to_numpy(dtype=float)
-    out = []
-    for g, c, w in zip(geoms, cls, width):
-        for part in shapely.get_parts(g):
-            xy = shapely.get_coordinates(part)
-            if len(xy) >= 2:
-                out.append({"path": np.round(xy, 6).tolist(), "c": c, "w": round(float(w), 1),
-                            "color": STREET_STYLE.get(c, STREET_STYLE["local"])[0]})
-    return out
+    geoms = shapely.simplify(frame.geometry.to_numpy(), simplify_deg, preserve_topology=False)
+    parts, owner = shapely.get_parts(geoms, return_index=True)
+    coords, idx = shapely.get_coordinates(parts, return_index=True)
+    keep = shapely.get_num_coordinates(parts) >= 2
+    paths = _split(coords, idx)
+    cls = frame["class"].to_numpy().astype(str)[owner]
+    width = np.round(frame["width_m"].to_numpy(dtype=float), 1)[owner]
+    return [{"path": p, "c": c, "w": float(w), "color": STREET_STYLE.get(c, STREET_STYLE["local"])[0]}
+            for p, c, w, k in zip(paths, cls, width, keep) if k]
 
 
 def street_layers(streets: gpd.GeoDataFrame, *, simplify_deg: float = 5e-6) -> list[pdk.Layer]:
@@ -72,15 +75,24 @@ def street_layers(streets: gpd.GeoDataFrame, *, simplify_deg: float = 5e-6) -> l
 
 
 def _polygons(frame: gpd.GeoDataFrame, *, simplify_deg: float) -> list[dict[str, Any]]:
-    geoms = shapely.set_precision(shapely.simplify(frame.geometry.to_numpy(), simplify_deg), 1e-6)
-    out = []
-    for g in geoms:
-        for part in shapely.get_parts(g):
-            if part.is_empty or part.geom_type != "Polygon":
-                continue
-            rings = [np.round(shapely.get_coordinates(part.exterior), 6).tolist()]
-            rings += [np.round(shapely.get_coordinates(r), 6).tolist() for r in part.interiors]
-            out.append({"polygon": rings})
+    geoms = frame.geometry.to_numpy()
+    if simplify_deg > 0:
+        geoms = shapely.simplify(geoms, simplify_deg, preserve_topology=False)
+    parts = shapely.get_parts(geoms)
+    parts = parts[(shapely.get_type_id(parts) == 3) & ~shapely.is_empty(parts)]
+    if len(parts) == 0:
+        return []
+    rings, ring_poly = shapely.get_rings(parts, return_index=True)  # exterior first, then the holes
+    coords, coord_ring = shapely.get_coordinates(rings, return_index=True)
+    ring_xy = _split(coords, coord_ring)
+    out: list[dict[str, Any]] = []
+    for r, poly in zip(ring_xy, ring_poly):
+        if out and out[-1]["_p"] == poly:
+            out[-1]["polygon"].append(r)
+        else:
+            out.append({"polygon": [r], "_p": int(poly)})
+    for d in out:
+        del d["_p"]
     return out
 
 
@@ -99,7 +111,7 @@ def park_layer(blocks: gpd.GeoDataFrame, *, simplify_deg: float = 5e-6) -> pdk.L
     return _polygon_layer(blocks[blocks["land_use"] == "park"], "fabric-parks", PARK_COLOR, simplify_deg=simplify_deg)
 
 
-def block_layer(blocks: gpd.GeoDataFrame, *, simplify_deg: float = 1e-5) -> pdk.Layer:
+def block_layer(blocks: gpd.GeoDataFrame, *, simplify_deg: float = 5e-6) -> pdk.Layer:
     """Built blocks, a shade lighter than the district background (``fabric-blocks``, when zoomed in)."""
     built = blocks[~blocks["land_use"].isin(["park", "water"])]
     return _polygon_layer(built, "fabric-blocks", BLOCK_COLOR, simplify_deg=simplify_deg)
