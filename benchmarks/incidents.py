@@ -193,7 +193,7 @@ def main() -> None:
         from twin.store.pg import LocalCluster
 
         pg = LocalCluster().start()
-    out: dict[str, Any] = {"backend": "postgresql" if pg else "sqlite", "load_avg": os.getloadavg()[0]}
+    out: dict[str, Any] = {"backend": "postgresql" if pg else "sqlite", "load_avg": round(os.getloadavg()[0], 2)}
     try:
         for n in (int(s) for s in args.sizes.split(",")):
             res = bench_size(t, cat, n, args.reps, pg)
@@ -205,6 +205,7 @@ def main() -> None:
             out[f"incidents_stats_p95_ms_{tag}"] = round(res["http_stats_district"]["p95"], 1)
             out[f"pandas_p95_ms_{tag}"] = round(max(res[f"old_{w}_district"]["p95"] for w in ("list", "stats")), 1)
             out[f"same_answers_{tag}"] = bool(res["same_first_page"] and res["same_stats"])
+            out[f"load_avg_after_{tag}"] = round(os.getloadavg()[0], 2)
             out["incidents_p95_ms"] = round(p95, 1)
     finally:
         if pg is not None:

@@ -3,8 +3,9 @@
 ``measure_sse(base_url, n_subscribers, n_events, api_key=…)`` opens ``n_subscribers`` streams (``kind=worker.status``),
 then commits ``n_events`` worker status changes through ``POST /workers/{id}/status`` (100 ms apart) and times each
 event from just before its POST is sent (so the figure includes the write, its commit and the feed poll) to its
-arrival on every subscriber. Returns ``sse_p50_ms``, ``sse_p99_ms``, ``sse_max_ms``, the delivery count and whether
-every subscriber got every event in order. ``benchmarks/load.py`` calls it against its running server.
+arrival on every subscriber. Returns ``sse_p50_ms``, ``sse_p99_ms``, ``sse_max_ms``, ``sse_p99_after_ack_ms``
+(from the POST's response instead: the commit happened between the two), the delivery count and whether every
+subscriber got every event in order. ``benchmarks/load.py`` calls it against its running server.
 
 Standalone (``.venv/bin/python benchmarks/sse.py [--subscribers 200] [--events 10]``) it starts ``uvicorn`` in a
 subprocess on the default twin with a throwaway SQLite store and a district key, so the server does not share the
@@ -17,6 +18,7 @@ import argparse
 import asyncio
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -24,6 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import numpy as np
@@ -31,19 +34,46 @@ import numpy as np
 __all__ = ["measure_sse"]
 
 
-async def _subscriber(client: httpx.AsyncClient, url: str, headers: dict[str, str], connected: list[int],
-                      all_in: asyncio.Event, n_subscribers: int, want: int,
-                      arrivals: list[tuple[int, float]]) -> None:
-    async with client.stream("GET", url, headers=headers, params={"kind": "worker.status"}) as r:
-        r.raise_for_status()
+_VERSION = re.compile(rb'"status_version":(\d+)')
+
+
+async def _subscriber(base_url: str, headers: dict[str, str], connected: list[int], all_in: asyncio.Event,
+                      n_subscribers: int, want: int, arrivals: list[tuple[int, float]]) -> None:
+    """One SSE stream on a bare asyncio connection (an HTTP client library's per-line parsing would make 200
+    streams in one Python process measure the client, not the server)."""
+    u = urlsplit(base_url)
+    reader, writer = await asyncio.open_connection(u.hostname, u.port or 80)
+    head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+    writer.write(f"GET /events?kind=worker.status HTTP/1.1\r\nHost: {u.netloc}\r\n{head}"
+                 "Accept: text/event-stream\r\n\r\n".encode())
+    await writer.drain()
+    buf = b""
+    try:
+        while b"\r\n\r\n" not in buf:
+            chunk = await reader.read(65536)
+            if not chunk:
+                raise ConnectionError("the server closed the stream before its headers")
+            buf += chunk
+        status = buf.split(b"\r\n", 1)[0]
+        if b" 200 " not in status:
+            raise ConnectionError(f"GET /events: {status.decode(errors='replace')}")
         connected[0] += 1
         if connected[0] == n_subscribers:
             all_in.set()
-        async for line in r.aiter_lines():
-            if line.startswith("data:"):
-                arrivals.append((int(json.loads(line[5:])["payload"]["status_version"]), time.perf_counter()))
-                if len(arrivals) == want:
-                    return
+        buf = buf.split(b"\r\n\r\n", 1)[1]
+        while len(arrivals) < want:
+            cut = buf.rfind(b"\n") + 1  # complete lines only: a line split across reads waits for its end
+            for m in _VERSION.finditer(buf, 0, cut):
+                arrivals.append((int(m.group(1)), time.perf_counter()))
+            buf = buf[cut:]
+            if len(arrivals) >= want:
+                break
+            chunk = await reader.read(65536)
+            if not chunk:
+                return
+            buf += chunk
+    finally:
+        writer.close()
 
 
 async def _measure(base_url: str, n_subscribers: int, n_events: int, api_key: str, worker_id: str | None,
@@ -60,27 +90,32 @@ async def _measure(base_url: str, n_subscribers: int, n_events: int, api_key: st
             worker_id = str(rows[0]["worker_id"])
         connected, all_in = [0], asyncio.Event()
         arrivals: list[list[tuple[int, float]]] = [[] for _ in range(n_subscribers)]
-        tasks = [asyncio.create_task(_subscriber(client, "/events", headers, connected, all_in, n_subscribers,
-                                                 n_events, arrivals[i])) for i in range(n_subscribers)]
+        tasks = [asyncio.create_task(_subscriber(base_url, headers, connected, all_in, n_subscribers, n_events,
+                                                 arrivals[i])) for i in range(n_subscribers)]
         await asyncio.wait_for(all_in.wait(), timeout_s)
         sent: dict[int, float] = {}
+        acked: dict[int, float] = {}
         for i in range(n_events):
             t0 = time.perf_counter()
             r = await client.post(f"/workers/{worker_id}/status", headers=headers,
                                   json={"status": "online" if i % 2 == 0 else "offline"})
             r.raise_for_status()
-            sent[int(r.json()["status_version"])] = t0
+            v = int(r.json()["status_version"])
+            sent[v], acked[v] = t0, time.perf_counter()
             await asyncio.sleep(0.1)
         done, pending = await asyncio.wait(tasks, timeout=timeout_s)
         for t in pending:
             t.cancel()
     versions = sorted(sent)
     lat = [(at - sent[v]) * 1000 for a in arrivals for v, at in a if v in sent]
+    after_ack = [(at - acked[v]) * 1000 for a in arrivals for v, at in a if v in acked]
     in_order = all([v for v, _ in a] == versions for a in arrivals)
     a = np.asarray(lat) if lat else np.asarray([np.nan])
+    b = np.asarray(after_ack) if after_ack else np.asarray([np.nan])
     return {"sse_p50_ms": round(float(np.percentile(a, 50)), 1), "sse_p99_ms": round(float(np.percentile(a, 99)), 1),
-            "sse_max_ms": round(float(np.max(a)), 1), "subscribers": n_subscribers, "events": n_events,
-            "delivered": len(lat), "expected": n_subscribers * n_events, "in_order": in_order}
+            "sse_max_ms": round(float(np.max(a)), 1),
+            "sse_p99_after_ack_ms": round(float(np.percentile(b, 99)), 1), "subscribers": n_subscribers,
+            "events": n_events, "delivered": len(lat), "expected": n_subscribers * n_events, "in_order": in_order}
 
 
 def measure_sse(base_url: str, n_subscribers: int, n_events: int, *, api_key: str | None = None,
@@ -147,7 +182,8 @@ def main() -> None:
     res["load_avg"] = round(os.getloadavg()[0], 2)
     print(f"{res['subscribers']} subscribers x {res['events']} events: delivered {res['delivered']}/{res['expected']}"
           f", in order {res['in_order']}; commit -> screen p50 {res['sse_p50_ms']} ms, p99 {res['sse_p99_ms']} ms, "
-          f"max {res['sse_max_ms']} ms (load {res['load_avg']})")
+          f"max {res['sse_max_ms']} ms; p99 after the write's response {res['sse_p99_after_ack_ms']} ms "
+          f"(load {res['load_avg']})")
     print(json.dumps(res))
 
 

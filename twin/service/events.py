@@ -2,7 +2,7 @@
 
 Writers append events to the store's ``feed`` table inside their own transactions (:func:`twin.store.feed.publish`),
 so an event exists iff its change committed. One poller per process (:class:`FeedHub`) reads new rows every
-``interval_s`` (0.15 s) and fans them out to the process's subscribers; each subscriber gets only what its role
+``interval_s`` (0.1 s) and fans them out to the process's subscribers; each subscriber gets only what its role
 may see (:func:`event_visible`):
 
 * a district user everything; a town/community user events of its towns/communities; a grid worker its grids —
@@ -80,7 +80,7 @@ class FeedHub:
     The poller runs while there are subscribers (started by the first, stopped after the last leaves).
     """
 
-    def __init__(self, store: Store, twin_now: Any, *, interval_s: float = 0.15) -> None:
+    def __init__(self, store: Store, twin_now: Any, *, interval_s: float = 0.1) -> None:
         self.store = store
         self.twin_now = twin_now  # () -> the current Twin (for grid → unit lookups)
         self.interval_s = interval_s
