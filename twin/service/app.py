@@ -26,6 +26,7 @@ from twin.access.policy import MAX_PAGE_SIZE, AccessPolicy
 from twin.model import Twin
 from twin.service import (
     areas,
+    changes,
     edits,
     events,
     exports,
@@ -92,6 +93,7 @@ def create_app(twin_root: str | Path | None = None, database_url: str | None = N
         app.include_router(module.router)
     app.include_router(services.router)
     app.include_router(sheets.router)
+    app.include_router(changes.router)
     app.openapi = partial(_openapi, app)  # type: ignore[method-assign]
     return app
 
