@@ -135,10 +135,9 @@ def _fixtures(seed: int) -> dict:
             continue
         move = (format(int(p.cells[i]), "x"), str(p.grid_code[i]), str(p.grid_code[nb[0]]))
         break
-    g = t.grids[t.grids["community_code"].notna()].iloc[0]
-    point = g["geometry"].representative_point()
+    points = [(float(pt.x), float(pt.y)) for pt in t.grids["geometry"].representative_point()]
     return {"areas": areas, "grids": t.grids["grid_code"].astype(str).tolist(), "move": move, "lasso": lasso(t),
-            "point": (float(point.x), float(point.y))}
+            "points": points}
 
 
 # -- wrk -----------------------------------------------------------------------------------------------------
@@ -267,7 +266,6 @@ async def _sse(base: str, key: str, fx: dict, clients: int, events: int) -> dict
                         continue
                     got.setdefault(iid, []).append(time.perf_counter())
 
-    lng, lat = fx["point"]
     acked: dict[int, float] = {}
     errors = 0
     limits = httpx.Limits(max_connections=clients + 4)
@@ -276,13 +274,14 @@ async def _sse(base: str, key: str, fx: dict, clients: int, events: int) -> dict
         for _ in range(clients):
             await asyncio.wait_for(ready.acquire(), 30)
         await asyncio.sleep(0.5)
-        for i in range(events):
+        for i in range(events):  # each in another grid: never linked to an earlier report (a new incident)
+            lng, lat = fx["points"][(7 * i) % len(fx["points"])]
             t_sent = time.perf_counter()  # the commit happens after this: receipt − sent ≥ commit → receipt
-            r = await c.post("/incidents", headers=h, json={"category": "dispute_neighbour", "lng": lng + i * 1e-5,
-                                                            "lat": lat, "description": "SSE benchmark (synthetic)"})
-            if r.status_code in (200, 201):
+            r = await c.post("/incidents", headers=h, json={"category": "dispute_neighbour", "lng": lng, "lat": lat,
+                                                            "description": "SSE benchmark (synthetic)"})
+            if r.status_code == 201:
                 acked[int(r.json()["incident_id"])] = t_sent
-            else:
+            elif r.status_code != 200:  # 200: linked to an open incident (no new event)
                 errors += 1
             await asyncio.sleep(0.3)
         await asyncio.sleep(2.0)
