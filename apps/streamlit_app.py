@@ -372,7 +372,9 @@ def _incident_card(t: twin.Twin, incident_id: int) -> None:
 
 
 INCIDENTS_PAGE = st.Page("pages/1_Incidents.py", title="Incidents 事件", icon="🚨", url_path="Incidents")
-pages = [st.Page(explore_page, title=PAGE_TITLE, icon="🗺️", default=True), INCIDENTS_PAGE]
+pages = [st.Page(explore_page, title=PAGE_TITLE, icon="🗺️", default=True), INCIDENTS_PAGE,
+         st.Page("pages/2_Records.py", title="Records 台账", icon="📒", url_path="Records"),
+         st.Page("pages/3_Services.py", title="Services 无感服务", icon="🎁", url_path="Services")]
 st.set_page_config(page_title="Chancheng one map 禅城一张图", page_icon="🗺️", layout="wide",
                    initial_sidebar_state="collapsed" if _is_screen() else "expanded")
 st.navigation(pages, position="hidden" if _is_screen() else "sidebar").run()

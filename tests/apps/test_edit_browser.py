@@ -104,9 +104,17 @@ def test_brush_paints_cells_with_the_mouse_and_commits_one_version(edit_app):
     # committed as ONE version equal to the one edit dispatch's move_cells
     t = twin.load()
     store = open_store(db)
-    assert [v.version for v in versions.list_versions(store)] == [1, 2]
+    assert [v.version for v in versions.list_versions(store)] == [1, 2, 3, 4]  # commit, undo, redo
     assert versions.version_info(store, 2).author == "browser"
     p1 = versions.load_partition(store, t, 1)
     expected = apply_edit(p1, EditOp("move_cells", cells=out["painted"], to_grid=GRID)).partition
     assert versions.load_partition(store, t, 2).assignment_equals(expected)
+    # ↶ Undo went back to the base, ↷ Redo restored the painting (the buttons in the version bar)
+    assert versions.load_partition(store, t, 3).assignment_equals(p1)
+    assert versions.load_partition(store, t, 4).assignment_equals(expected)
+    assert "version 4 is now the head" in out["undo_redo_text"]
+    # the visual diff of versions 3 → 4 is on the map and names the changed grids
+    assert "edit-diff" in out["diff_layer_ids"], out["diff_layer_ids"]
+    assert any("Version 3 → 4" in x for x in out["diff_text"] or []), out["diff_text"]
     assert (ARTIFACTS / "edit_brush.png").stat().st_size > 50_000
+    assert (ARTIFACTS / "edit_diff.png").stat().st_size > 50_000

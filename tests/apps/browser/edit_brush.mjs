@@ -159,6 +159,26 @@ try {
     .map((a) => a.innerText).join("\n"));
   log("committed: " + out.committed_text);
   await page.screenshot({ path: path.join(artifacts, "edit_brush_committed.png") });
+  // undo, then redo, from the version bar's buttons (the chain is in the store; each adds a version)
+  await page.getByRole("button", { name: /Undo/ }).click();
+  await bodyHas("undo: back to the state of version 1");
+  await page.getByRole("button", { name: /Redo/ }).click();
+  await bodyHas("redo: version 2 restored");
+  out.undo_redo_text = await page.evaluate(() => Array.from(document.querySelectorAll("[data-testid='stAlert']"))
+    .map((a) => a.innerText).join("\n"));
+  log("undo + redo: " + out.undo_redo_text);
+  // the visual diff of two versions (the defaults: the viewed version's parent → it) highlighted on the map
+  await page.getByText("History and diff 版本对比").click();
+  await page.getByText("Show on the map", { exact: true }).click();
+  frame = await mapFrame();
+  await frame.waitForFunction(() => (window.__deckmap.layerIds || []).includes("edit-diff"), null, { timeout: 120000 });
+  await frame.waitForFunction(() => window.__deckmap.isIdle(), null, { timeout: 120000 });
+  out.diff_layer_ids = await frame.evaluate(() => window.__deckmap.layerIds);
+  out.diff_text = await page.evaluate(() => document.body.innerText.match(/Version \d+ → \d+\*?\*?:[^\n]*/g));
+  await page.evaluate(() => { for (const e of document.querySelectorAll("*")) if (e.scrollTop > 0) e.scrollTop = 0; });
+  await page.waitForTimeout(3000);
+  await page.screenshot({ path: path.join(artifacts, "edit_diff.png") });
+  log("diff on the map: " + JSON.stringify(out.diff_text));
 } catch (e) {
   out.error = String(e && e.stack || e);
   log("FAILED " + out.error);

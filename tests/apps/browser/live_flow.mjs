@@ -125,6 +125,10 @@ try {
   out.report_to_screen_ms = seenAt - tStored;
   out.request_to_screen_ms = seenAt - tReq;
   out.trace = await frame.evaluate(() => window.__deckmap.trace.slice(-12));
+  // the live feed as the browser polled it: polls, layer changes, slowest poll (fetch + parse) in ms
+  out.feed = await frame.evaluate(() => { const f = window.__deckmap.feed;
+    return f ? { polls: f.polls, changes: f.changes, slowest_ms: f.slowestMs, log: f.log } : null; });
+  out.stored_at = tStored;
   await frame.waitForFunction(() => window.__deckmap.isIdle(), null, { timeout: 30000 });
   out.drawn_ms = Date.now() - tStored;
   out.kpi_open_after = await kpi(frame, "open");

@@ -673,7 +673,7 @@
     if (feed.busy) return;
     feed.busy = true;
     try {
-      const t0 = performance.now();
+      const t0 = performance.now(), t0Epoch = Date.now();
       const r = await fetch(`${cfg.url}?n=${Date.now()}`, { cache: "no-store" });
       if (!r.ok) throw new Error(`HTTP ${r.status}`);
       const text = await r.text();
@@ -686,6 +686,7 @@
           feed.layers = await lr.json();
           feed.layersRef = data.layers_ref;
           feed.changes += 1;
+          feed.log = (feed.log || []).concat([[data.seq, data.at, t0Epoch, Date.now()]]).slice(-5);
         }
         feed.text = text;
         feed.data = data;
@@ -708,7 +709,8 @@
     const changed = state.args.layers.some(([id, j]) => j === "@live" && ls[id] !== undefined &&
       (!state.cache.get(id) || state.cache.get(id).json !== ls[id]));
     if (changed) { trace(`feed ${d.seq} ${String(d.at).slice(11, 19)}`); updateLayers(); }
-    renderLegend(state.args.legends);
+    const lgKey = JSON.stringify(d.legends || []);  // the legend's DOM is rebuilt only when its entries changed
+    if (lgKey !== feed.legendKey) { feed.legendKey = lgKey; renderLegend(state.args.legends); }
     if (state.args.hud) renderHud(state.args.hud);
     const err = d.error ? ` · ${d.error}` : "";
     state.liveStatus = (d.status || "") + err;
