@@ -24,6 +24,7 @@ COMMAND_MODULES = (
     "twin.cli.incidents",  # incidents, inspections
     "twin.cli.service",  # serve, audit, users
     "twin.cli.services",  # services: run, status (no-application services)
+    "twin.cli.changes",  # changes: apply, list (the live twin)
 )
 
 
