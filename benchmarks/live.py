@@ -18,7 +18,9 @@ time from ``apply`` returning to a summary that includes the change (the view is
 date + index delta), over ``--visible`` single-change commits. ``compaction_s`` is one explicit
 :meth:`LiveTwin.compact` (folding the delta into a new base). ``exact`` is true when every timed area's totals,
 per-grid table, and the district's overlay equal a twin rebuilt from the live frames with a fresh index.
-``changes_per_s_http`` is null: the HTTP route for changes does not exist yet.
+``changes_per_s_http``: the same mix as ``POST /changes`` bodies of ``--batch`` changes through the service app
+in process (FastAPI + the audit middleware + API-key auth, via Starlette's TestClient: no network; the app's own
+LiveTwin, which first catches up with the changes already committed), ``--http-sets`` sets.
 The last line printed is one JSON object.
 """
 
@@ -63,18 +65,24 @@ class _Mix:
         self.cells = t.cells[["lng", "lat"]].to_numpy()
         self.n_dw = len(t.dwellings)
         self.n_biz = len(t.businesses)
+        self.n_b = len(t.buildings)
         self.alive = list(self.rng.permutation(len(t.persons)))  # persons not yet removed, popped at random
         self.flags: dict[tuple[int, str], bool] = {}  # values set by changes drawn but maybe not applied yet
         self.biz: dict[int, tuple[int, str]] = {}  # business → (building, credit) after the changes drawn
         self.district = t.district
 
-    def _pid(self) -> int:
+    def _pid(self, remove: bool = False) -> int:
+        """A person alive now (``remove``: who leaves with this change; swap-and-pop keeps it O(1))."""
         w = self.live.world
         while True:
-            pid = int(self.alive[-1 - int(self.rng.integers(0, min(1000, len(self.alive))))])
-            if w.row("persons", pid) is not None:
+            i = len(self.alive) - 1 - int(self.rng.integers(0, min(1000, len(self.alive))))
+            pid = int(self.alive[i])
+            alive = w.row("persons", pid) is not None
+            if not alive or remove:
+                self.alive[i] = self.alive[-1]
+                self.alive.pop()
+            if alive:
                 return pid
-            self.alive.remove(pid)
 
     def _did(self) -> int:
         w = self.live.world
@@ -89,13 +97,9 @@ class _Mix:
         if r < 0.35:
             return ch.PersonMoves(person_id=self._pid(), dwelling_id=self._did(), **kw)
         if r < 0.45:
-            pid = self._pid()
-            self.alive.remove(pid)
-            return ch.PersonDies(person_id=pid, **kw)
+            return ch.PersonDies(person_id=self._pid(remove=True), **kw)
         if r < 0.50:
-            pid = self._pid()
-            self.alive.remove(pid)
-            return ch.PersonMovesOut(person_id=pid, **kw)
+            return ch.PersonMovesOut(person_id=self._pid(remove=True), **kw)
         if r < 0.60:
             return ch.PersonBorn(dwelling_id=self._did(), sex="F" if r < 0.55 else "M", **kw)
         if r < 0.68:
@@ -114,7 +118,7 @@ class _Mix:
             self.biz[bid] = (where, credit)
             return ch.BusinessCreditChanged(business_id=bid, credit=credit, **kw)
         if r < 0.97:
-            to = int(self.rng.integers(0, 80_000))
+            to = int(self.rng.integers(0, self.n_b))
             if to == where:
                 return self.next()
             self.biz[bid] = (to, credit)
@@ -152,6 +156,45 @@ def _apply(live: LiveTwin, mix: _Mix, n: int, batch: int) -> tuple[int, float]:
     return done, spent
 
 
+def _http(t: twin.Twin, store: Store, live: LiveTwin, mix: _Mix, batch: int, sets: int) -> float:
+    """Changes/s through ``POST /changes`` of the service app (in process, see the module docstring)."""
+    import warnings
+
+    from twin.access import auth
+    from twin.live.changes import change_to_dict
+    from twin.service.app import create_app
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from fastapi.testclient import TestClient
+    key = auth.add_user(store, "bench", "district")
+    head = {"Authorization": f"Bearer {key}"}
+    app = create_app(database_url=store.url, twin=t, warm=False)
+    spent, done = 0.0, 0
+    with TestClient(app) as c:
+        def body(n: int) -> dict[str, Any]:
+            live.refresh()
+            out = []
+            for _ in range(n):
+                d = change_to_dict(mix.next())
+                d.pop("author")
+                out.append(d)
+            return {"changes": out, "reason": "synthetic load"}
+
+        r = c.post("/changes", headers=head, json=body(1))  # the app's LiveTwin catches up (not timed)
+        assert r.status_code == 201, r.text
+        for _ in range(sets):
+            b = body(batch)
+            t0 = time.perf_counter()
+            r = c.post("/changes", headers=head, json=b)
+            spent += time.perf_counter() - t0
+            if r.status_code == 201:
+                done += len(b["changes"])
+            else:
+                print(f"POST /changes refused a set: {r.status_code} {r.text[:200]}")
+    return done / spent if spent else 0.0
+
+
 def _same(view: twin.Twin, area: Any) -> bool:
     fresh = dataclasses.replace(view, cache={})
     a = twin.summarize_area(view, area, by="grid")
@@ -166,6 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch", type=int, default=1000)
     ap.add_argument("--repeat", type=int, default=100)
     ap.add_argument("--visible", type=int, default=30)
+    ap.add_argument("--http-sets", type=int, default=5, help="change sets of --batch sent through POST /changes")
     args = ap.parse_args(argv)
     load_start = _load()
     t = twin.load(args.twin)
@@ -182,6 +226,7 @@ def main(argv: list[str] | None = None) -> int:
     base_s = time.perf_counter() - t0
     mix = _Mix(live, day)
 
+    print(f"init {init_s:.1f} s, base {base_s:.1f} s; applying changes …", flush=True)
     first = min(10_000, args.changes)
     n1, s1 = _apply(live, mix, first, args.batch)
     t0 = time.perf_counter()
@@ -194,7 +239,9 @@ def main(argv: list[str] | None = None) -> int:
     rate = (n1 + n2) / (s1 + s2)
 
     ar = areas(t)
-    timed = {k: ar[k] for k in ("lasso_4km2", "star_0.5km2")}
+    timed = {k: ar[k] for k in ("lasso_4km2", "star_0.5km2") if ar[k].intersects(t.district)}
+    if "lasso_4km2" not in timed:  # a small test twin: its first community instead
+        timed = {"lasso_4km2": t.communities.geometry.iloc[0]}
     res = {}
     for name, area in timed.items():
         res[name] = _time_interleaved({
@@ -222,6 +269,7 @@ def main(argv: list[str] | None = None) -> int:
         got = twin.summarize_area(live.twin_on(day), probe, by=None).totals["residents"]
         lat.append(time.perf_counter() - t0)
         exact = exact and got == before + i + 1
+    http_rate = _http(t, store, live, mix, args.batch, args.http_sets) if args.http_sets else None
     load_end = _load()
 
     print(f"twin: {t}  store: {store.url}")
@@ -230,6 +278,8 @@ def main(argv: list[str] | None = None) -> int:
           f"{derive100_s * 1e3:.0f} ms")
     print(f"changes through the Python API: {n1 + n2:,} in {s1 + s2:.1f} s = {rate:,.0f} changes/s "
           f"(sets of {args.batch}, SQLite WAL)")
+    if http_rate is not None:
+        print(f"changes through POST /changes (in-process app, sets of {args.batch}): {http_rate:,.0f} changes/s")
     print(f"{'area':<14}{'base p50':>10}{'p95':>8}{'10k p50':>10}{'p95':>8}{'100k p50':>10}{'p95':>8}  ms")
     for name, r in res.items():
         print(f"{name:<14}{r['base']['p50']:>10.2f}{r['base']['p95']:>8.2f}{r['after_10k']['p50']:>10.2f}"
@@ -243,7 +293,7 @@ def main(argv: list[str] | None = None) -> int:
         "p50_ms_after_10k": round(r4["after_10k"]["p50"], 3),
         "p50_ms_after_100k": round(r4["after_100k"]["p50"], 3),
         "changes_per_s_api": round(rate),
-        "changes_per_s_http": None,
+        "changes_per_s_http": None if http_rate is None else round(http_rate),
         "visible_ms_p99": round(float(np.percentile(lat, 99)) * 1e3, 1),
         "visible_ms_p50": round(float(np.percentile(lat, 50)) * 1e3, 1),
         "derive_ms_after_100k": round(derive100_s * 1e3, 1),
