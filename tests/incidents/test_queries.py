@@ -154,3 +154,18 @@ def test_stats_equal_incident_stats(seeded, by, period):
 def test_stats_other_periods_fall_back(seeded):
     istore, t = seeded
     assert stats_rows(istore, t, DISTRICT, period="W") is None
+
+
+def test_a_store_from_before_the_aggregates_is_migrated_on_open(tmp_path, small_twin, cat):
+    """Opening a store whose incidents were written without the derived tables builds them from the incidents."""
+    from twin.store.sql import Store
+
+    st = Store(tmp_path / "state.sqlite")
+    istore = IncidentStore(st)
+    seed_incidents(istore, small_twin, cat, n=150, end="2026-11-01", seed=3)
+    want = stats_rows(istore, small_twin, DISTRICT, by="grid", period="M")
+    for table in ("incident_agg", "incident_agg_town", "incident_handling", "incident_handling_hist"):
+        st.connection.execute(f"DROP TABLE {table}")
+    st2 = Store(tmp_path / "state.sqlite")  # a new process: schemas not yet ensured
+    again = stats_rows(IncidentStore(st2), small_twin, DISTRICT, by="grid", period="M")
+    assert again == want and want[1] == 150

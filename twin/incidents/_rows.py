@@ -88,10 +88,16 @@ def row_to_incident(cols: Sequence[str], row: Sequence[Any]) -> Incident:
     return Incident(**d)
 
 
+def _cst_timestamp(v: dt.datetime) -> pd.Timestamp:
+    """A datetime (or a Timestamp with nanoseconds, kept) in CST; naive = CST."""
+    t = pd.Timestamp(v)
+    return t.tz_localize(CST) if t.tzinfo is None else t.tz_convert(CST)
+
+
 def iso_column(s: pd.Series) -> np.ndarray:
     """Datetime-like column → fixed-width ISO strings in CST, like :func:`iso` (missing → None); vectorised."""
     if s.dtype == object and s.map(lambda v: v is None or isinstance(v, dt.datetime)).all():
-        s = s.map(lambda v: None if v is None else as_time(v))
+        s = s.map(lambda v: None if v is None else _cst_timestamp(v))
     ts = pd.to_datetime(s, format="ISO8601") if not pd.api.types.is_datetime64_any_dtype(s) else s
     ts = ts.dt.tz_localize(CST) if ts.dt.tz is None else ts.dt.tz_convert(CST)
     local = ts.dt.tz_localize(None).to_numpy().astype("datetime64[us]")
