@@ -36,7 +36,10 @@ STYLES = {"bearer": lambda key: {"Authorization": f"Bearer {key}"}, "x-api-key":
 def _operations() -> list[tuple[str, str]]:
     with tempfile.TemporaryDirectory(prefix="twin-st-") as d:
         app = create_app(database_url=str(Path(d) / "schema.sqlite"), warm=False)
-        return [(p, m.upper()) for p, ops in app.openapi()["paths"].items() for m in ops]
+        # multipart uploads (/sheets/{kind}/diff and /apply) are left out: schemathesis cannot read back the streamed
+        # multipart requests httpx sends (RequestNotRead); tests/service/test_api_sheets.py covers them
+        return [(p, m.upper()) for p, ops in app.openapi()["paths"].items() for m, op in ops.items()
+                if "multipart/form-data" not in op.get("requestBody", {}).get("content", {})]
 
 
 OPERATIONS = _operations()

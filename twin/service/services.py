@@ -37,7 +37,8 @@ __all__ = ["router", "StatusRequest", "IdentifyRequest"]
 
 router = APIRouter(tags=["services"])
 
-Month = Annotated[str, Query(min_length=7, max_length=22, pattern=r"^\d{4}-\d{2}(-\d{2}\.\.\d{4}-\d{2}-\d{2})?$",
+_MONTH_PATTERN = r"^(19|20|21)\d{2}-\d{2}(-\d{2}\.\.(19|20|21)\d{2}-\d{2}-\d{2})?$"
+Month = Annotated[str, Query(min_length=7, max_length=22, pattern=_MONTH_PATTERN,
                              description="a month like 2026-12, or a range 2026-12-01..2026-12-15")]
 Name = Annotated[str, PathParam(max_length=60, pattern="^[A-Za-z_][A-Za-z0-9_]*$", description="service name")]
 Community = Annotated[str | None, Query(max_length=20, pattern="^[0-9]+$")]
@@ -144,7 +145,7 @@ def services_worklist(request: Request, a: Audited, name: Name, month: Month, co
 class IdentifyRequest(BaseModel):
     """Which list to record as identified."""
 
-    month: str = Field(min_length=7, max_length=22, pattern=r"^\d{4}-\d{2}(-\d{2}\.\.\d{4}-\d{2}-\d{2})?$")
+    month: str = Field(min_length=7, max_length=22, pattern=_MONTH_PATTERN)
     service: str | None = Field(None, max_length=60, description="one service (default: all)")
     community: str | None = Field(None, max_length=20, pattern="^[0-9]+$")
 
