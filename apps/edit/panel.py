@@ -115,11 +115,12 @@ def _version_bar(ctx: EditContext) -> None:
         tags += " · your base" if v == ctx.base else ""
         return f"v{v} · {i.author} · {i.created_at[:16].replace('T', ' ')} · {i.reason[:40]}{tags}"
 
-    c0, c1, c2, c3 = st.columns([0.2, 0.44, 0.18, 0.18], vertical_alignment="bottom")
+    c0, c1 = st.columns([0.25, 0.75], vertical_alignment="bottom")
     if st.session_state.get("ed_preview") is None:  # with a preview the author field sits by Commit
         c0.text_input("Author 调整人", key="ed_author", placeholder="your name")
     c1.selectbox("Version 版本 (view any: time travel)", [v.version for v in reversed(ctx.history)], key="ed_version",
                  format_func=label)
+    c2, c3, _ = st.columns([0.3, 0.3, 0.4], vertical_alignment="bottom")
     undo_to, redo_to = actions.can_undo(st.session_state), actions.can_redo(st.session_state)
     c2.button("↶ Undo" + (f" → v{undo_to}" if undo_to else ""), key="ed_undo", on_click=actions.undo,
               disabled=undo_to is None,

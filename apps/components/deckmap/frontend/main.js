@@ -35,7 +35,9 @@
   };
   const api = { state, firstPaint: null, lastDrawn: null, drawEndAt: null, renders: 0 };
   // True when every layer file has arrived and every visible layer is loaded (for tests and screenshots).
-  api.isIdle = () => deckgl.isInitialized && Array.from(fetched.values()).every((v) => typeof v === "string") &&
+  // (not while a render's layers are still to be set: the 300 ms delay, or a changed layer's file on its way)
+  api.isIdle = () => deckgl.isInitialized && !state.pendingUpdate &&
+    Array.from(fetched.values()).every((v) => typeof v === "string") &&
     deckgl.props.layers.every((l) => !l.props.visible || l.isLoaded) && !deckgl.needsRedraw({ clearRedrawFlags: false });
   window.__deckmap = api;
   api.trace = [];  // [what, ms] of the last layer updates (tests read it to say where time goes)
@@ -208,6 +210,7 @@
     const drawKey = JSON.stringify([layers.map((l) => [l.id, state.cache.get(l.id) && state.cache.get(l.id).rev, l.props.visible]),
       state.drawn, state.basemapOk && state.args.basemap_url]);
     state.visibleKey = visibleKey(zoom);
+    state.pendingUpdate = waiting;  // done unless a changed layer's file is still on its way (its fetch calls again)
     if (drawKey === state.drawKey || (waiting && state.drawKey !== undefined)) return;
     state.drawKey = drawKey;
     trace("setProps");
@@ -761,6 +764,7 @@
       trace("render changed");
       // let the Streamlit page paint its update (e.g. the summary) before the WebGL frame
       clearTimeout(state.renderTimer);
+      state.pendingUpdate = true;
       state.renderTimer = setTimeout(updateLayers, first || args.screen ? 0 : 300);
       api.layerUpdates = (api.layerUpdates || 0) + 1;
     }
