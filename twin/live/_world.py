@@ -67,7 +67,8 @@ class _Counter:
     """Counts per integer key: a snapshot bincount plus journalled deltas."""
 
     def __init__(self, world: World, base: np.ndarray) -> None:
-        self.world, self.base, self.delta = world, base, {}
+        self.world, self.base = world, base
+        self.delta: dict[int, int] = {}
 
     def get(self, i: int) -> int:
         return int(self.base[i] if 0 <= i < len(self.base) else 0) + self.delta.get(i, 0)

@@ -86,11 +86,11 @@ class Change:
                 self.expected_version, int) or self.expected_version < 0):
             raise ValidationError(f"{self.kind}: expected_version must be an integer ≥ 0, got "
                                   f"{self.expected_version!r}.")
-        for f in dataclasses.fields(self):
-            if f.name.endswith("_id") and f.name not in ("expected_version",):
-                v = getattr(self, f.name)
+        for fld in dataclasses.fields(self):
+            if fld.name.endswith("_id"):
+                v = getattr(self, fld.name)
                 if v is not None:
-                    object.__setattr__(self, f.name, _id(v, f"{self.kind}: {f.name}"))
+                    object.__setattr__(self, fld.name, _id(v, f"{self.kind}: {fld.name}"))
 
 
 # --- persons ------------------------------------------------------------------------------------------------
@@ -390,7 +390,8 @@ def change_from_dict(d: Mapping[str, Any], *, where: str = "change") -> Change:
     unknown = sorted(set(d) - names - {"kind"})
     if unknown:
         raise ValidationError(f"{where} ({kind}): unknown field(s) {unknown}; {kind} has {sorted(names)}.")
-    args = {k: (tuple(v) if k == "person_ids" and isinstance(v, list) else v) for k, v in d.items() if k != "kind"}
+    args: dict[str, Any] = {k: (tuple(v) if k == "person_ids" and isinstance(v, list) else v)
+                            for k, v in d.items() if k != "kind"}
     try:
         return cls(**args)
     except TypeError as e:

@@ -93,7 +93,8 @@ _SELECT = "SELECT seq, set_id, kind, effective_date, author, reason, change, wri
 def read_events(store: Store | Transaction, *, since_seq: int = 0, start: dt.date | None = None,
                 end: dt.date | None = None) -> list[EventRow]:
     """Committed events with ``seq > since_seq`` (and ``start <= effective_date <= end`` when given), by seq."""
-    sql, params = _SELECT + " WHERE seq > ?", [int(since_seq)]
+    sql = _SELECT + " WHERE seq > ?"
+    params: list[Any] = [int(since_seq)]
     if start is not None:
         sql, params = sql + " AND effective_date >= ?", [*params, start.isoformat()]
     if end is not None:

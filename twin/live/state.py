@@ -243,7 +243,7 @@ class LiveTwin:
                 base.part = partition_index(base_view)
             delta = index_delta(fr, base.frames["buildings"], base.pidx, ds.date, self._cells)
             idx = None if delta is None else apply_building_delta(base.pidx, delta, positions=base.positions)
-            if idx is not None and delta is not None:
+            if idx is not None and delta is not None and base.positions is not None:
                 seed_point_index(view, idx)
                 seed_partition_index(view, derive_partition_index(base.part, base.pidx, idx, delta,
                                                                   positions=base.positions))
