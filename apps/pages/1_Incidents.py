@@ -60,7 +60,8 @@ def _map(t: twin.Twin, layers: list[pdk.Layer], *, key: str, height: int) -> dic
     return deck_map([state.static_layer(t, state.twin_key(t), "district-fill"),
                      *((lyr.id, layer_to_json(lyr)) for lyr in layers)], key=key, height=height,
                     view={"longitude": (b[0] + b[2]) / 2, "latitude": (b[1] + b[3]) / 2, "zoom": 11.3, "pitch": 0,
-                          "bearing": 0})
+                          "bearing": 0}, fit_bounds=list(b),  # the whole district in the map's own size
+                    click_layers=["incidents"])  # a click opens an incident; picking only them keeps it fast
 
 
 def _select_from_map() -> None:

@@ -764,8 +764,14 @@
       trace("render changed");
       // let the Streamlit page paint its update (e.g. the summary) before the WebGL frame
       clearTimeout(state.renderTimer);
+      if (state.idleHandle && window.cancelIdleCallback) cancelIdleCallback(state.idleHandle);
       state.pendingUpdate = true;
-      state.renderTimer = setTimeout(updateLayers, first || args.screen ? 0 : 300);
+      // The page (same thread: a same-origin iframe) paints the rerun's panel first — the summary, the dossier —
+      // and the WebGL frame waits until the page is idle (at most 1.5 s): on a software-rendered, loaded machine
+      // a frame blocks the page for seconds, and a fixed 300 ms was often not enough for the panel to paint.
+      const later = () => { state.idleHandle = window.requestIdleCallback
+        ? requestIdleCallback(() => { state.idleHandle = null; updateLayers(); }, { timeout: 1500 }) : (updateLayers(), null); };
+      state.renderTimer = setTimeout(first || args.screen ? updateLayers : later, first || args.screen ? 0 : 100);
       api.layerUpdates = (api.layerUpdates || 0) + 1;
     }
     renderLegend(args.legends);
