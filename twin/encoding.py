@@ -11,6 +11,7 @@ b'{"residents":3,"share":0.5,"hidden":null}'
 from __future__ import annotations
 
 import datetime as dt
+import json
 import math
 from typing import Any
 
@@ -20,7 +21,7 @@ import pandas as pd
 from shapely.geometry import mapping
 from shapely.geometry.base import BaseGeometry
 
-__all__ = ["dumps", "loads", "to_jsonable"]
+__all__ = ["dumps", "loads", "loads_request", "to_jsonable"]
 
 _OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
 
@@ -58,6 +59,16 @@ def dumps(obj: Any, *, sort_keys: bool = False) -> bytes:
 def loads(data: bytes | str) -> Any:
     """Parse JSON (bytes or str)."""
     return orjson.loads(data)
+
+
+def loads_request(data: bytes | str) -> Any:
+    """Parse a request body: :func:`loads`, except that a document orjson refuses only for an integer wider than
+    64 bits is read by the standard library (exact Python ints), so validation can name the offending value
+    (e.g. a coordinate) instead of a bare decode error. Malformed JSON raises ``json.JSONDecodeError``."""
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return json.loads(data)
 
 
 def to_jsonable(obj: Any) -> Any:
