@@ -179,12 +179,12 @@ with tab_bulk:
         st.warning("Rows with issues are left out of the diff (an existing record on such a row shows as removed): "
                    "fix them in the sheet and upload again. Nothing can be applied until then.")
         st.dataframe(pd.DataFrame([{"row": i.row, "column": i.column, "rule": i.rule, "problem": i.message}
-                                   for i in problems]), hide_index=True, height=200)
+                                   for i in problems]), hide_index=True, height=min(240, 35 * (len(problems) + 1) + 3))
     rows = pd.DataFrame(diff.to_rows(), columns=["change", "id", "row", "field", "old", "new"])
     if len(rows):
         rows["old"], rows["new"] = rows["old"].map(_text), rows["new"].map(_text)
         st.subheader("3 · Review the diff 核对")
-        st.dataframe(rows, hide_index=True, height=300)
+        st.dataframe(rows, hide_index=True, height=min(320, 35 * (len(rows) + 1) + 3))
     elif not problems:
         st.info("The sheet equals the current records: nothing to apply.")
     with st.form("bulk_apply"):

@@ -37,10 +37,13 @@ page.on("requestfailed", (r) => {
   if (err !== "net::ERR_ABORTED") note(`request failed ${r.url()}: ${err}`);  // aborted = a download handed over
 });
 
-async function settle() {  // Streamlit finished running the script
+async function settle() {  // Streamlit finished running the script, and a rerun it asked for (st.rerun) too
   await page.waitForTimeout(500);
-  await page.waitForFunction(() => !document.querySelector("[data-testid='stStatusWidget']"), null, { timeout: 300000 });
-  await page.waitForTimeout(800);
+  for (let quiet = 0; quiet < 3;) {  // no script running for 3 checks in a row (1.5 s)
+    await page.waitForFunction(() => !document.querySelector("[data-testid='stStatusWidget']"), null, { timeout: 300000 });
+    await page.waitForTimeout(500);
+    quiet = (await page.locator("[data-testid='stStatusWidget']").count()) ? 0 : quiet + 1;
+  }
 }
 
 async function texts(selector) { return page.locator(selector).allInnerTexts(); }
@@ -63,11 +66,18 @@ async function visit(name, action, shot = null) {
 }
 
 try {
-  // straight to the page (the one map's WebGL paint is pages_flow's business)
-  await visit("records", async () => {
-    await page.goto(url + "/Records", { waitUntil: "domcontentloaded" });
-    await page.waitForSelector("h1", { timeout: 300000 });
-  }, "records_1080.png");
+  // as a person would: the one map first (its first paint), then Records through the page list in the sidebar
+  await page.goto(url, { waitUntil: "domcontentloaded" });
+  await settle();
+  const until = Date.now() + 120000;
+  let map = null;
+  while (!map && Date.now() < until) {
+    map = page.frames().find((f) => f.url().includes("deckmap")) || null;
+    if (!map) await page.waitForTimeout(300);
+  }
+  if (map) await map.waitForFunction(() => window.__deckmap && window.__deckmap.firstPaint !== null, null, { timeout: 120000 });
+  await visit("records", () => page.locator("[data-testid='stSidebarNav'] a", { hasText: "Records" }).click(),
+    "records_1080.png");
   out.records_title = (await texts("h1")).join(" | ");
   // one change: the form's defaults (a person moves into the community's first dwelling) + a reason
   await visit("records_one_change", async () => {
