@@ -87,10 +87,11 @@ def services_run(request: Request, a: Audited, month: Month,
         rows = rows.loc[rows["grid_code"].isin(record_scope(role, t))]
     names = [s.name for s in run.services if service_name in (None, s.name)]
     n = rows.groupby("service").size() if len(rows) else {}
-    counts = {s: int(n.get(s, 0)) for s in names}
+    exact = [int(n.get(s, 0)) for s in names]
+    counts: dict[str, int | None] = dict(zip(names, exact, strict=True))
     if published:
         k = service(request).policy.k_for(role)
-        pub = publish([counts[s] for s in names], k)
+        pub = publish(exact, k)
         counts = {s: (None if int(v) < 0 else int(v)) for s, v in zip(names, pub, strict=True)}
     a.counts = {"services": len(names), "persons": sum(v or 0 for v in counts.values())}
     a.detail = f"period {run.period}"
