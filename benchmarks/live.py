@@ -16,7 +16,8 @@ Lasso timings: the ≈4 km² 40-vertex lasso and the ≈0.5 km² star of ``bench
 after 10k, after 100k changes) timed in interleaved rounds so machine drift hits all alike. ``visible_ms`` is the
 time from ``apply`` returning to a summary that includes the change (the view is derived on demand: frames on the
 date + index delta), over ``--visible`` single-change commits. ``compaction_s`` is one explicit
-:meth:`LiveTwin.compact` (folding the delta into a new base). ``exact`` is true when every timed area's totals,
+:meth:`LiveTwin.compact` after one more commit: deriving the state from the old base (frames on the date + index
+delta over all changes so far) and adopting it as the new base. ``exact`` is true when every timed area's totals,
 per-grid table, and the district's overlay equal a twin rebuilt from the live frames with a fresh index.
 ``changes_per_s_http``: the same mix as ``POST /changes`` bodies of ``--batch`` changes through the service app
 in process (FastAPI + the audit middleware + API-key auth, via Starlette's TestClient: no network; the app's own
@@ -254,6 +255,7 @@ def main(argv: list[str] | None = None) -> int:
     exact = exact and twin.overlay(v100, "residents").equals(twin.overlay(dataclasses.replace(v100, cache={}),
                                                                            "residents"))
 
+    live.apply([mix.next()])  # one more commit, so compaction derives the state from the old base first
     t0 = time.perf_counter()
     live.compact(day)
     compaction_s = time.perf_counter() - t0
