@@ -10,7 +10,7 @@ import pytest
 import shapely
 from shapely.geometry import box, mapping
 
-from tests.live.conftest import D, KW
+from tests.live.conftest import KW, D
 from twin.errors import NotFoundError, OutsideDistrictError, ValidationError
 from twin.live import changes as ch
 from twin.live.changes import change_from_dict, change_to_dict
