@@ -46,7 +46,7 @@ MIME = {"csv": "text/csv", "xlsx": "application/vnd.openxmlformats-officedocumen
 def _records(_lt: LiveTwin, url: str, seq: int, kind: str, community: str, scope: tuple[str, ...],
              day: dt.date) -> pd.DataFrame:
     """The community's live records on ``day`` (cached per change head; ``scope`` keys the caller's rights)."""
-    return live_records(_lt, TABLES[kind], day).loc[lambda f: f["community_code"] == community].reset_index(drop=True)
+    return live_records(_lt, TABLES[kind], day, community=community).reset_index(drop=True)
 
 
 def _commit(lt: LiveTwin, changes: list[ch.Change], who: records.Acting, day: dt.date, base_seq: int) -> str:

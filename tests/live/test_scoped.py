@@ -34,6 +34,11 @@ def _two_communities(live):
 def test_live_records_locate_every_person_and_follow_changes(live):
     p, a, _ = _two_communities(live)
     assert len(p) == len(live.t.persons) and (p["community_code"] != "").all()
+    for kind in ("persons", "businesses"):  # one community's records = the district's, filtered
+        whole = live_records(live, kind, DAY)
+        one = live_records(live, kind, DAY, community=a)
+        want = whole.loc[whole["community_code"] == a].reset_index(drop=True)
+        assert len(one) > 0 and one.reset_index(drop=True).equals(want), kind
     pid = int(p.loc[p["community_code"] == a, "person_id"].iloc[0])
     live.apply(ch.PersonMovesOut(person_id=pid, **KW))
     assert pid not in set(live_records(live, "persons", DAY)["person_id"])

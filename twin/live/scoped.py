@@ -26,11 +26,24 @@ from twin.model import Twin
 __all__ = ["live_records", "record_of", "check_scope", "check_unchanged_since", "with_versions"]
 
 
-def live_records(lt: LiveTwin, kind: str, date: dt.date | None = None) -> pd.DataFrame:
+def live_records(lt: LiveTwin, kind: str, date: dt.date | None = None, *, community: str | None = None
+                 ) -> pd.DataFrame:
     """The live ``persons`` or ``businesses`` on ``date`` (default today) with ``grid_code``, ``community_code``
-    and ``town_code`` (:func:`twin.live.sheets.located_records` over the live frames). SYNTHETIC records."""
+    and ``town_code`` (:func:`twin.live.sheets.located_records` over the live frames), optionally only those of
+    one ``community`` (located after selecting its buildings: ≈ 100× less work than the whole district).
+    SYNTHETIC records."""
     fr = lt.frames_on(date)
-    view = SimpleNamespace(buildings=fr.buildings, persons=fr.persons, businesses=fr.businesses, grids=lt.t.grids)
+    buildings, persons, businesses = fr.buildings, fr.persons, fr.businesses
+    if community is not None:
+        g = lt.t.grids
+        grids = g.loc[g["community_code"].astype(str) == str(community), "grid_code"].astype(str)
+        buildings = buildings.loc[buildings["grid_code"].astype(str).isin(grids)]
+        ids = buildings["building_id"].to_numpy()
+        if kind == "persons":
+            persons = persons.loc[persons["building_id"].isin(ids)]
+        else:
+            businesses = businesses.loc[businesses["building_id"].isin(ids)]
+    view = SimpleNamespace(buildings=buildings, persons=persons, businesses=businesses, grids=lt.t.grids)
     return located_records(cast(Twin, view), kind)
 
 

@@ -69,7 +69,7 @@ def _day(text: str | None) -> dt.date:
 
 def _current(lt: LiveTwin, kind: str, community: str, role: Role, day: dt.date) -> pd.DataFrame:
     """The community's live records on ``day`` (403 outside ``role``'s record scope)."""
-    return community_records(live_records(lt, _TABLE[kind], day), community, t=lt.t, role=role)
+    return community_records(live_records(lt, _TABLE[kind], day, community=community), community, t=lt.t, role=role)
 
 
 @router.get("/sheets/{kind}", summary="Download a community's residents or businesses (CSV/XLSX, scoped)",
