@@ -25,7 +25,7 @@ from twin.incidents.lifecycle import CLOSED_STATES
 from twin.store.pg import schema_lock_statement
 from twin.store.sql import Store, Transaction
 
-__all__ = ["SCHEMA", "ROW_COLUMNS", "AGG_COLUMNS", "apply_change", "add_rows", "insert_handling", "rebuild", "rebuild_if_missing", "handling_h"]
+__all__ = ["SCHEMA", "ROW_COLUMNS", "AGG_COLUMNS", "counts_of", "apply_change", "add_rows", "insert_handling", "rebuild", "rebuild_if_missing", "handling_h"]
 
 ROW_COLUMNS = ("id", "reported_at", "grid_code", "community_code", "town_code", "state", "resolved_at", "deadline",
                "satisfaction", "answered_at_once")
@@ -99,7 +99,8 @@ def _key(row: Mapping[str, Any]) -> tuple[str, str, str, str]:
     return (str(row["reported_at"])[:7], row["grid_code"] or "", row["community_code"] or "", row["town_code"] or "")
 
 
-def _counts(row: Mapping[str, Any]) -> list[int]:
+def counts_of(row: Mapping[str, Any]) -> list[int]:
+    """One incident's contribution to :data:`AGG_COLUMNS` (stored values by column)."""
     closed = row["state"] in CLOSED_STATES
     resolved, deadline = row["resolved_at"], row["deadline"]
     handled = closed and resolved is not None
@@ -123,7 +124,7 @@ def apply_change(tx: Transaction, old: Mapping[str, Any] | None, new: Mapping[st
     for row, sign in ((old, -1), (new, 1)):
         if row is not None:
             acc = delta.setdefault(_key(row), [0] * len(AGG_COLUMNS))
-            for i, v in enumerate(_counts(row)):
+            for i, v in enumerate(counts_of(row)):
                 acc[i] += sign * v
     _write_sums(tx, delta)
     h_old = _handling_row(old) if old is not None else None
@@ -147,7 +148,7 @@ def add_rows(tx: Transaction, rows: Sequence[Mapping[str, Any]]) -> None:
     handling = []
     for row in rows:
         a = acc.setdefault(_key(row), [0] * len(AGG_COLUMNS))
-        for i, v in enumerate(_counts(row)):
+        for i, v in enumerate(counts_of(row)):
             a[i] += v
         h = _handling_row(row)
         if h is not None:

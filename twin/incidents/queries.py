@@ -212,10 +212,10 @@ def _month_range(since: dt.datetime | None, until: dt.datetime | None, params: l
     w = []
     if since is not None:
         w.append("month >= ?")
-        params.append(iso(since)[:7])
+        params.append(str(iso(since))[:7])
     if until is not None:
         w.append("month < ?")
-        params.append(iso(until)[:7])
+        params.append(str(iso(until))[:7])
     return w
 
 
@@ -257,21 +257,22 @@ def stats_rows(istore: IncidentStore, t: Twin, role: Role, *, by: str = "distric
     else:
         w = ["grid_code <> ''", *_scope_sql(role, f, p), *_common(f, dt.datetime.now(), p)]
         rows = _raw_sums(istore, unit_sql, w, p)
-    for r in rows:
-        acc = sums.setdefault((str(r[1]), _period_of(str(r[0]), period)), [0] * len(_derived.AGG_COLUMNS))
-        for i, v in enumerate(r[2:]):
+    for agg in rows:
+        acc = sums.setdefault((str(agg[1]), _period_of(str(agg[0]), period)), [0] * len(_derived.AGG_COLUMNS))
+        for i, v in enumerate(agg[2:]):
             acc[i] += int(v or 0)
     undisp = _undispatched(istore, t, role, f, now or dt.datetime.now())
+    by_col = _BY[by]
     for r in undisp:
         if r["state"] not in OPEN_STATES:
             return None  # a closed case without stored units: its handling time is not indexed by unit
-        unit = DISTRICT_CODE if _BY[by] is None else (r[_BY[by]] or "")  # grouped under '' as incident_stats does
+        unit = DISTRICT_CODE if by_col is None else (r[by_col] or "")  # grouped under '' as incident_stats does
         acc = sums.setdefault((unit, _period_of(str(r["reported_at"]), period)), [0] * len(_derived.AGG_COLUMNS))
-        for i, v in enumerate(_derived._counts(r)):
+        for i, v in enumerate(_derived.counts_of(r)):
             acc[i] += v
     overdue = _overdue_open(istore, t, role, f, unit_sql, period, now, undisp, by) if now is not None else {}
     medians = _medians(istore, role, f, unit_sql, period, {k: v[3] for k, v in sums.items() if v[0] > 0})
-    out = []
+    out: list[dict[str, Any]] = []
     for key in sorted(k for k, v in sums.items() if v[0] > 0):
         n, closed, on_time, _handled, answered, *s = sums[key]
         followed = sum(s)
@@ -313,9 +314,10 @@ def _overdue_open(istore: IncidentStore, t: Twin, role: Role, f: ListFilter, uni
                                              f"{' AND '.join(w)} GROUP BY 1, 2", p):
         key = (str(unit), _period_of(str(month), period))
         out[key] = out.get(key, 0) + int(c)
+    by_col = _BY[by]
     for r in undisp:
         if r["deadline"] is not None and r["state"] in OPEN_STATES and r["deadline"] < iso(now):
-            key = (DISTRICT_CODE if _BY[by] is None else (r[_BY[by]] or ""), _period_of(str(r["reported_at"]), period))
+            key = (DISTRICT_CODE if by_col is None else (r[by_col] or ""), _period_of(str(r["reported_at"]), period))
             out[key] = out.get(key, 0) + 1
     return out
 
