@@ -78,6 +78,9 @@ class LiveFeed:
             payload = self._read(now)
         except (twin.TwinError, OSError, ValueError) as e:  # e.g. a locked or unreachable store: say so, go on
             payload = dict(self.latest, error=f"live feed: {e}")
+        finally:
+            if self._store is not None:  # a fresh connection each tick: no read snapshot can outlive a tick
+                self._store.close()
         self.seq += 1
         payload.update(at=now.isoformat(), seq=self.seq)
         layers = payload.get("layers") or {}
