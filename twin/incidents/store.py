@@ -335,6 +335,8 @@ class IncidentStore:
                 tx.execute(head + ", ".join(["(?, ?, ?, ?, ?, ?, ?, '{}')"] * len(chunk)),
                            [v for row in chunk for v in row])
             _derived.add_rows(tx, [{"id": int(i), **dict(zip(FIELDS, r, strict=True))} for i, r in zip(ids, rows)])
+        if self.store.dialect == "postgresql" and len(rows) > 1000:  # fresh planner statistics after a bulk load
+            self.store.connection.execute("ANALYZE incidents, incident_handling, incident_agg")
         return ids
 
     def delete_synthetic(self) -> int:
