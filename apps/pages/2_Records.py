@@ -51,7 +51,7 @@ def _records(_lt: LiveTwin, url: str, seq: int, kind: str, community: str, scope
 
 def _commit(lt: LiveTwin, changes: list[ch.Change], who: records.Acting, day: dt.date, base_seq: int) -> str:
     """Scope check, conflict check, one atomic change set; returns what was committed."""
-    check_scope(lt, changes, who.role, day)
+    check_scope(lt, changes, who.role)
     check_unchanged_since(lt, changes, base_seq)
     res = lt.apply(with_versions(lt, changes), role=who.role.name)
     made = ", ".join(c for cs in res.created for c in cs)

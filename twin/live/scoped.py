@@ -10,12 +10,14 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import replace
 from types import SimpleNamespace
-from typing import Any, cast
+from typing import cast
 
+import numpy as np
 import pandas as pd
 
 from twin.access.roles import Role
 from twin.access.scope import record_scope, sees_everything
+from twin.cells import PARTITION_RES, latlng_to_cells
 from twin.errors import ConflictError, PermissionDenied
 from twin.live import changes as ch
 from twin.live.events import read_events
@@ -59,42 +61,55 @@ def record_of(c: ch.Change) -> tuple[str, int] | None:
     return None
 
 
-def check_scope(lt: LiveTwin, changes: list[ch.Change], role: Role, date: dt.date) -> None:
-    """:class:`PermissionDenied` naming the first change that reaches outside ``role``'s record scope: a person or
-    business not in it on ``date``, or a new / moved record going to a dwelling or building outside it. Unknown
-    ids pass (the live core names them when the set is applied)."""
+# fields whose record may lie outside the caller's scope: where a person / business / household moves to
+_DESTINATIONS: dict[type, tuple[str, ...]] = {ch.PersonMoves: ("dwelling_id",), ch.BusinessMoves: ("building_id",),
+                                              ch.HouseholdSplits: ("dwelling_id",), ch.HouseholdForms: ()}
+_OWN_FIELDS = (("person_id", "persons"), ("mother_id", "persons"), ("business_id", "businesses"),
+               ("dwelling_id", "dwellings"), ("building_id", "buildings"))
+
+
+def _grid_now(lt: LiveTwin, table: str, rid: int) -> str | None:
+    """The grid of a record in the current state (``None`` when unknown or gone: the core names that when the set
+    is applied)."""
+    row = lt.world.row(table, int(rid))
+    if row is None:
+        return None
+    b = row if table == "buildings" else lt.world.row("buildings", int(row["building_id"]))
+    if b is None:
+        return None
+    return str(lt.t.grid_of_cells(np.array([b["cell"]], dtype=np.uint64))[0]) or None
+
+
+def check_scope(lt: LiveTwin, changes: list[ch.Change], role: Role) -> None:
+    """The one record-scope rule for changes (分权分域), used by ``POST /changes``, ``/sheets`` and the Records page.
+
+    :class:`PermissionDenied` naming the first change that touches a record outside ``role``'s record scope: the
+    person, business, dwelling or building changed, a mother, the dwelling or building a new record goes to, a new
+    building's site. A scoped user **may move** a person, business or household **out** of its scope (the
+    destination of ``person.moves``, ``business.moves``, ``household.splits`` is not checked) and learns nothing of
+    the destination. Checked against the current state; unknown ids pass (the live core names them on apply).
+    Analysts and other read-only roles may not change records."""
     if sees_everything(role):
         return
     if not role.can_edit:
         raise PermissionDenied(f"user {role.user!r} ({role.name}) may not change records.")
-    fr = lt.frames_on(date)
-    grid_of_building = pd.Series(fr.buildings["grid_code"].astype(str).to_numpy(),
-                                 index=fr.buildings["building_id"].to_numpy())
-    building_of: dict[str, pd.Series] = {
-        "dwellings": pd.Series(fr.dwellings["building_id"].to_numpy(), index=fr.dwellings["dwelling_id"].to_numpy()),
-        "persons": pd.Series(fr.persons["building_id"].to_numpy(), index=fr.persons["person_id"].to_numpy()),
-        "businesses": pd.Series(fr.businesses["building_id"].to_numpy(),
-                                index=fr.businesses["business_id"].to_numpy())}
     scope = record_scope(role, lt.t)
-
-    def grid(table: str, rid: Any) -> str | None:
-        b = rid if table == "buildings" else building_of[table].get(rid)
-        return None if b is None or b not in grid_of_building.index else str(grid_of_building.get(b))
-
-    for c in changes:
-        checks: list[tuple[str, Any, str]] = []
-        r = record_of(c)
-        if r is not None:
-            checks.append((r[0], r[1], f"{'person' if r[0] == 'persons' else 'business'} {r[1]}"))
-        for col, table in (("dwelling_id", "dwellings"), ("building_id", "buildings"), ("mother_id", "persons")):
-            v = getattr(c, col, None)
-            if v is not None and not (col == "building_id" and r is not None and r[0] == "persons"):
-                checks.append((table, v, f"{table[:-1]} {v}"))
-        for table, rid, what in checks:
-            g = grid(table, rid)
+    lt.refresh()
+    for i, c in enumerate(changes):
+        free = _DESTINATIONS.get(type(c), ())
+        checks = [(table, getattr(c, f)) for f, table in _OWN_FIELDS
+                  if f not in free and getattr(c, f, None) is not None]
+        checks += [("persons", p) for p in getattr(c, "person_ids", ())]
+        grids = [(table, rid, _grid_now(lt, table, rid)) for table, rid in checks]
+        if isinstance(c, ch.BuildingAdded):
+            pt = c.geometry.centroid
+            cell = latlng_to_cells(np.array([pt.y]), np.array([pt.x]), PARTITION_RES)
+            grids.append(("buildings", "new", str(lt.t.grid_of_cells(cell)[0]) or None))
+        for table, rid, g in grids:
             if g is not None and g not in scope:
-                raise PermissionDenied(f"{c.kind}: {what} is in grid {g}, outside your scope ({role.scope_level} "
-                                       f"{', '.join(role.scope_codes)}); change only records of your own scope.")
+                raise PermissionDenied(f"changes[{i}] ({c.kind}): {table[:-1]} {rid} is in grid {g}, outside your "
+                                       f"scope ({role.scope_level} {', '.join(role.scope_codes)}); change only "
+                                       "records of your own scope.")
 
 
 def check_unchanged_since(lt: LiveTwin, changes: list[ch.Change], base_seq: int) -> None:

@@ -166,7 +166,7 @@ def sheets_apply(request: Request, a: Audited, kind: Kind,
                               "undo those edits (ask the district data office for corrections) and upload again.")
     if not changes:
         raise ValidationError("the sheet changes nothing: it equals the current records.")
-    check_scope(lt, changes, a.role, day)
+    check_scope(lt, changes, a.role)
     check_unchanged_since(lt, changes, seq if base_seq is None else base_seq)
     res = lt.apply(with_versions(lt, changes), role=a.role.name)
     a.counts = {"changes": len(changes)}
