@@ -12,6 +12,7 @@ import pandas as pd
 from twin.errors import PartitionError, ValidationError
 from twin.model import Twin
 from twin.partition.balance import grid_polygons
+from twin.partition.edges import cell_blocks, clear_share, slot_clear
 from twin.partition.model import Partition, grid_name_for, partition_from_twin, validate_partition
 from twin.partition.rebalance._allocate import allocate_with_targets
 from twin.partition.rebalance._search import SearchProblem, polish, refine, ring_slots, search
@@ -20,12 +21,13 @@ from twin.partition.rebalance.result import RebalanceResult, community_deviation
 from twin.partition.workload import COUNT_COLUMNS, DEFAULT_WEIGHTS, cell_counts, cell_workload, check_weights
 
 __all__ = ["DEFAULT_BETA", "DEFAULT_GAMMA", "DEFAULT_TOLERANCE", "DEFAULT_HINGE", "DEFAULT_STEPS_PER_CELL",
-           "rebalance", "rebalance_partition"]
+           "DEFAULT_THROUGH_BLOCK", "rebalance", "rebalance_partition"]
 
 DEFAULT_BETA = 5e-4  # cost of one more cut edge (cell side shared by two grids), in squared-deviation units
 DEFAULT_GAMMA = 0.1  # cost of moving one ideal grid's worth of workload in residents away from their grid
 DEFAULT_TOLERANCE = 0.05  # deviations beyond ±5 % of the community ideal are penalised DEFAULT_HINGE × harder
 DEFAULT_HINGE = 30.0
+DEFAULT_THROUGH_BLOCK = 6.0  # a cut edge through a block costs this many times one along a street or water edge
 DEFAULT_STEPS_PER_CELL = 300.0  # annealing proposals per movable cell
 _T_START = 4.0  # annealing temperature at the start and the end, in units of β (one cut edge)
 _T_END = 0.05
@@ -46,7 +48,7 @@ def rebalance(twin: Twin, n_grids: int = 478, *, partition: Partition | None = N
               tolerance: float = DEFAULT_TOLERANCE, hinge: float = DEFAULT_HINGE,
               steps_per_cell: float = DEFAULT_STEPS_PER_CELL, time_budget_s: float = 40.0,
               polish_above: float | None = DEFAULT_POLISH_ABOVE, seed: int = 0,
-              polygons: bool = True) -> RebalanceResult:
+              through_block: float = DEFAULT_THROUGH_BLOCK, polygons: bool = True) -> RebalanceResult:
     """Propose a partition of ``twin`` into exactly ``n_grids`` grids (method: :mod:`twin.partition.rebalance`).
 
     Parameters
@@ -78,6 +80,11 @@ def rebalance(twin: Twin, n_grids: int = 478, *, partition: Partition | None = N
     time_budget_s : float
         Wall-clock cap of the search (seconds); the result depends only on ``seed`` unless the cap is hit
         (``result.params["deadline_hit"]``).
+    through_block : float
+        Street preference (界线清晰): a cut edge through a block (both cells in one block of ``twin.blocks``) costs
+        ``through_block`` × β, one along a street or water edge β (:mod:`twin.partition.edges`); 1 = no preference.
+        Off for a twin without blocks. ``result.after["clear_boundaries"]`` is the share of the proposal's
+        boundary on street/water edges.
     polygons : bool
         Measure mean Polsby–Popper before and after (EPSG:4547 grid polygons, ≈ 1–2 s).
     """
@@ -90,7 +97,8 @@ def rebalance(twin: Twin, n_grids: int = 478, *, partition: Partition | None = N
     res = counts["residents"].to_numpy() if residents is None else np.asarray(residents, float)
     out = rebalance_partition(base, n_grids, residents=res, locked=locked, targets=targets, beta=beta,
                               gamma=gamma, tolerance=tolerance, hinge=hinge, steps_per_cell=steps_per_cell,
-                              time_budget_s=time_budget_s, polish_above=polish_above, seed=seed)
+                              time_budget_s=time_budget_s, polish_above=polish_above, seed=seed,
+                              cell_block=_blocks_of(twin, base), through_block=through_block)
     out.weights = {k: float(used[k]) for k in COUNT_COLUMNS}
     if out.grids is not None:
         lab, codes = out.partition.labels()
@@ -113,8 +121,12 @@ def rebalance_partition(p: Partition, n_grids: int, *, residents: np.ndarray | N
                         beta: float = DEFAULT_BETA, gamma: float = DEFAULT_GAMMA,
                         tolerance: float = DEFAULT_TOLERANCE, hinge: float = DEFAULT_HINGE,
                         steps_per_cell: float = DEFAULT_STEPS_PER_CELL, time_budget_s: float = 40.0,
-                        polish_above: float | None = DEFAULT_POLISH_ABOVE, seed: int = 0) -> RebalanceResult:
-    """:func:`rebalance` on a bare :class:`Partition` (workload = ``p.weight``; residents per cell optional)."""
+                        polish_above: float | None = DEFAULT_POLISH_ABOVE, seed: int = 0,
+                        cell_block: np.ndarray | None = None,
+                        through_block: float = DEFAULT_THROUGH_BLOCK) -> RebalanceResult:
+    """:func:`rebalance` on a bare :class:`Partition` (workload = ``p.weight``; residents per cell optional;
+    ``cell_block`` a block label per cell, :func:`twin.partition.edges.cell_blocks`, turns the street preference
+    ``through_block`` on)."""
     t0 = time.perf_counter()
     deadline = t0 + time_budget_s
     validate_partition(p, action="rebalance")
@@ -124,6 +136,11 @@ def rebalance_partition(p: Partition, n_grids: int, *, residents: np.ndarray | N
     for name, v in (("beta", beta), ("gamma", gamma), ("tolerance", tolerance), ("steps_per_cell", steps_per_cell)):
         if not np.isfinite(v) or v < 0:
             raise ValidationError(f"{name} must be a finite number ≥ 0; got {v}.")
+    if not np.isfinite(through_block) or through_block < 1:
+        raise ValidationError(f"through_block is the cost of a cut through a block relative to one along a street "
+                              f"(≥ 1; 1 = no street preference); got {through_block}.")
+    if cell_block is not None and len(cell_block) != len(p.cells):
+        raise ValidationError(f"cell_block has {len(cell_block)} labels for {len(p.cells)} cells; give one per cell.")
     res = np.ones(len(p.cells)) if residents is None else np.asarray(residents, float)
     locked_set = set(map(str, locked))
     unknown = sorted(locked_set - set(p.grids["grid_code"]))
@@ -161,8 +178,10 @@ def rebalance_partition(p: Partition, n_grids: int, *, residents: np.ndarray | N
     orig = np.array([pos.get(g, -1) for g in p.grid_code.tolist()], dtype=np.int64)
     frozen = np.array([g in locked_set for g in codes], dtype=bool)
     multi = (k_target.reindex(comm_codes).to_numpy() > 1)[comm_idx]
+    slots = ring_slots(p.adjacency, p.xy)
+    edge_cost = np.where(slot_clear(slots, cell_block), 1.0, through_block) if cell_block is not None else None
     prob = SearchProblem(lab=lab, comm=comm_idx, w=w, move_cost=gamma * res / ideal[lab], orig=orig, ideal=ideal,
-                         frozen=frozen, slots=ring_slots(p.adjacency, p.xy), movable=multi)
+                         frozen=frozen, slots=slots, movable=multi, edge_cost=edge_cost)
     t_search = time.perf_counter()
     stats = search(prob, beta=beta, tolerance=tolerance, hinge=hinge, steps_per_cell=steps_per_cell,
                    t_start=_T_START * beta, t_end=_T_END * beta, seed=seed, deadline=deadline)
@@ -211,12 +230,34 @@ def rebalance_partition(p: Partition, n_grids: int, *, residents: np.ndarray | N
            f"(search {stats['search_s']:.1f} s, polish {stats['polish_s']:.1f} s)" + ("; stopped at the time budget" if
                                                              stats["deadline_hit"] else "")]
     params = {"beta": beta, "gamma": gamma, "tolerance": tolerance, "hinge": hinge,
-              "steps_per_cell": steps_per_cell, "seed": seed, "deadline_hit": bool(stats["deadline_hit"])}
-    return RebalanceResult(partition=out, allocation=allocation, before=summarize_partition(p),
-                           after=summarize_partition(out), moved_share=float(res[moved].sum() / max(res.sum(), 1e-9)),
+              "steps_per_cell": steps_per_cell, "seed": seed, "deadline_hit": bool(stats["deadline_hit"]),
+              "through_block": through_block if cell_block is not None else None}
+    before, after = summarize_partition(p), summarize_partition(out)
+    if cell_block is not None:
+        for fig, part in ((before, p), (after, out)):
+            share = clear_share(part.grid_code, p.adjacency, cell_block)
+            if share is not None:
+                fig["clear_boundaries"] = share
+    return RebalanceResult(partition=out, allocation=allocation, before=before, after=after,
+                           moved_share=float(res[moved].sum() / max(res.sum(), 1e-9)),
                            residents_moved=int(round(res[moved].sum())), seconds=seconds, log=log, grids=table,
                            locked=sorted(locked_set), targets={str(k): int(v) for k, v in (targets or {}).items()},
                            params=params)
+
+
+def _blocks_of(twin: Twin, p: Partition) -> np.ndarray | None:
+    """The twin's block label per cell of ``p`` (:func:`twin.partition.edges.cell_blocks`), or None without blocks
+    or when ``p`` has cells the twin does not."""
+    blocks = cell_blocks(twin)
+    if blocks is None:
+        return None
+    cells = twin.cells["cell"].to_numpy()
+    if len(cells) == len(p.cells) and np.array_equal(cells, p.cells):
+        return blocks
+    order = np.argsort(cells, kind="stable")
+    pos = np.clip(np.searchsorted(cells, p.cells, sorter=order), 0, len(cells) - 1)
+    at = order[pos]
+    return blocks[at] if np.array_equal(cells[at], p.cells) else None
 
 
 def _locked_per_comm(p: Partition, comm_codes: pd.Index, locked: set[str]) -> np.ndarray:

@@ -55,12 +55,14 @@ class SearchProblem:
     ``lab`` label per cell, ``comm`` community index per cell, ``w`` workload per cell, ``move_cost`` γ × residents /
     ideal per cell, ``orig`` the label of the grid the cell was in before (-1: a grid that no longer exists),
     ``ideal`` per grid, ``frozen`` per grid (locked), ``slots`` from :func:`ring_slots`, ``movable`` per cell
-    (optional: cells that may move at all, e.g. those of communities with several grids).
+    (optional: cells that may move at all, e.g. those of communities with several grids), ``edge_cost`` per cell and
+    slot (optional, default 1: the cost of cutting that edge in units of β, e.g. higher through a block than along a
+    street).
     """
 
     def __init__(self, *, lab: np.ndarray, comm: np.ndarray, w: np.ndarray, move_cost: np.ndarray,
                  orig: np.ndarray, ideal: np.ndarray, frozen: np.ndarray, slots: np.ndarray,
-                 movable: np.ndarray | None = None) -> None:
+                 movable: np.ndarray | None = None, edge_cost: np.ndarray | None = None) -> None:
         self.lab = np.ascontiguousarray(lab, dtype=np.int64)
         self.comm = np.ascontiguousarray(comm, dtype=np.int64)
         self.w = np.ascontiguousarray(w, dtype=np.float64)
@@ -69,6 +71,10 @@ class SearchProblem:
         self.ideal = np.ascontiguousarray(np.maximum(ideal, 1e-9), dtype=np.float64)
         self.frozen = np.ascontiguousarray(frozen, dtype=np.bool_)
         self.slots = np.ascontiguousarray(slots, dtype=np.int64)
+        self.edge_cost = np.ascontiguousarray(np.ones(self.slots.shape) if edge_cost is None else edge_cost,
+                                              dtype=np.float64)
+        if self.edge_cost.shape != self.slots.shape:
+            raise ValueError(f"edge_cost has shape {self.edge_cost.shape}; the slots have {self.slots.shape}.")
         g = len(self.ideal)
         self.load = np.bincount(self.lab, weights=self.w, minlength=g).astype(np.float64)
         self.size = np.bincount(self.lab, minlength=g).astype(np.int64)
@@ -100,7 +106,8 @@ def search(prob: SearchProblem, *, beta: float, tolerance: float, hinge: float, 
             n_steps += n
     moves = 0
     for _ in range(500):
-        m = _descend(prob.slots, prob.comm, prob.lab, prob.w, prob.move_cost, prob.orig, prob.ideal, prob.frozen,
+        m = _descend(prob.slots, prob.edge_cost, prob.comm, prob.lab, prob.w, prob.move_cost, prob.orig, prob.ideal,
+                     prob.frozen,
                      prob.cand, prob.load, prob.size, beta, tolerance, hinge, 1.0)
         moves += m
         if m == 0:
@@ -119,7 +126,8 @@ def _anneal_chunk(prob: SearchProblem, cells: np.ndarray, steps_per_cell: float,
     n = int(steps_per_cell * len(border))
     if n == 0:
         return 0, 0
-    a = _anneal(prob.slots, prob.comm, prob.lab, prob.w, prob.move_cost, prob.orig, prob.ideal, prob.frozen, border,
+    a = _anneal(prob.slots, prob.edge_cost, prob.comm, prob.lab, prob.w, prob.move_cost, prob.orig, prob.ideal,
+                prob.frozen, border,
                 prob.load, prob.size, beta, tolerance, hinge, sq, t_a, t_b, n, seed % 4_294_967_291)
     return int(a), n
 
@@ -141,7 +149,8 @@ def refine(prob: SearchProblem, *, sq: float, tolerance: float, hinge: float, be
                              seed * 1_000_033 + 17 * c + 5, sq)
         accepted += a
     for _ in range(200):
-        m = _descend(prob.slots, prob.comm, prob.lab, prob.w, prob.move_cost, prob.orig, prob.ideal, prob.frozen,
+        m = _descend(prob.slots, prob.edge_cost, prob.comm, prob.lab, prob.w, prob.move_cost, prob.orig, prob.ideal,
+                     prob.frozen,
                      prob.cand, prob.load, prob.size, beta, tolerance, hinge, sq)
         accepted += m
         if m == 0 or time.perf_counter() > deadline:
@@ -193,7 +202,8 @@ def polish(prob: SearchProblem, *, above: float, beta: float, hinge: float, step
                                   t_start * ratio ** ((q + 1) / 4), beta, goal, hinge,
                                   seed * 7919 + int(c) * 101 + _round * 11 + r * 3 + q * 1_000_003)
                 for _ in range(100):
-                    if _descend(prob.slots, prob.comm, prob.lab, prob.w, prob.move_cost, prob.orig, prob.ideal,
+                    if _descend(prob.slots, prob.edge_cost, prob.comm, prob.lab, prob.w, prob.move_cost, prob.orig,
+                                prob.ideal,
                                 prob.frozen, cc, prob.load, prob.size, beta, goal, hinge, 1.0) == 0:
                         break
                 new = _community_max_dev(prob, grids)
@@ -239,11 +249,15 @@ def _f(load: float, ideal: float, tol: float, hinge: float, sq: float) -> float:
 
 
 @numba.njit(cache=True, nogil=True)
-def _ring(slots: np.ndarray, comm: np.ndarray, lab: np.ndarray, i: int, a: int, b: int) -> tuple[int, int, int]:
-    """(cells of grid a around i, cells of grid b around i, number of arcs of grid a in the ring)."""
+def _ring(slots: np.ndarray, ecost: np.ndarray, lab: np.ndarray, i: int, a: int,
+          b: int) -> tuple[int, int, int, float, float]:
+    """(cells of grid a around i, cells of grid b around i, number of arcs of grid a in the ring, summed edge cost
+    of i's edges to grid a, … to grid b)."""
     n_a = 0
     n_b = 0
     runs = 0
+    c_a = 0.0
+    c_b = 0.0
     prev = slots[i, 5]
     prev_a = prev >= 0 and lab[prev] == a
     for k in range(6):
@@ -251,25 +265,27 @@ def _ring(slots: np.ndarray, comm: np.ndarray, lab: np.ndarray, i: int, a: int, 
         is_a = j >= 0 and lab[j] == a
         if is_a:
             n_a += 1
+            c_a += ecost[i, k]
             if not prev_a:
                 runs += 1
         elif j >= 0 and lab[j] == b:
             n_b += 1
+            c_b += ecost[i, k]
         prev_a = is_a
     if n_a == 6:
         runs = 1
-    return n_a, n_b, runs
+    return n_a, n_b, runs, c_a, c_b
 
 
 @numba.njit(cache=True, nogil=True)
-def _delta(i: int, a: int, b: int, n_a: int, n_b: int, w: np.ndarray, move_cost: np.ndarray, orig: np.ndarray,
+def _delta(i: int, a: int, b: int, c_a: float, c_b: float, w: np.ndarray, move_cost: np.ndarray, orig: np.ndarray,
            ideal: np.ndarray, load: np.ndarray, beta: float, tol: float, hinge: float, sq: float) -> float:
     wi = w[i]
     ia = ideal[a]
     ib = ideal[b]
     d = (_f(load[a] - wi, ia, tol, hinge, sq) - _f(load[a], ia, tol, hinge, sq)
          + _f(load[b] + wi, ib, tol, hinge, sq) - _f(load[b], ib, tol, hinge, sq))
-    d += beta * (n_a - n_b)
+    d += beta * (c_a - c_b)  # edges to a become cut, edges to b stop being cut
     if orig[i] == a:
         d += move_cost[i]
     elif orig[i] == b:
@@ -287,7 +303,8 @@ def _apply(i: int, a: int, b: int, lab: np.ndarray, w: np.ndarray, load: np.ndar
 
 
 @numba.njit(cache=True, nogil=True)
-def _anneal(slots, comm, lab, w, move_cost, orig, ideal, frozen, cand, load, size, beta, tol, hinge,  # noqa: ANN001
+def _anneal(slots, ecost, comm, lab, w, move_cost, orig, ideal, frozen, cand, load, size, beta, tol,  # noqa: ANN001
+            hinge,  # noqa: ANN001
             sq, t_a, t_b, n_steps, seed):  # noqa: ANN001
     """Metropolis moves at a geometrically falling temperature. Half the proposals are single-cell moves, half
     swaps (cell i: a → b, then a cell j of b next to i: b → a), which trade workload between two grids in small net
@@ -306,10 +323,10 @@ def _anneal(slots, comm, lab, w, move_cost, orig, ideal, frozen, cand, load, siz
         b = lab[j]
         if a == b or frozen[b] or comm[j] != comm[i] or size[a] <= 1:
             continue
-        n_a, n_b, runs = _ring(slots, comm, lab, i, a, b)
+        n_a, n_b, runs, c_a, c_b = _ring(slots, ecost, lab, i, a, b)
         if runs != 1:
             continue
-        dl = _delta(i, a, b, n_a, n_b, w, move_cost, orig, ideal, load, beta, tol, hinge, sq)
+        dl = _delta(i, a, b, c_a, c_b, w, move_cost, orig, ideal, load, beta, tol, hinge, sq)
         if np.random.random() < 0.5:
             if dl <= 0 or np.random.random() < np.exp(-dl / temp):
                 _apply(i, a, b, lab, w, load, size)
@@ -323,10 +340,10 @@ def _anneal(slots, comm, lab, w, move_cost, orig, ideal, frozen, cand, load, siz
             j2 = slots[i, (k0 + kk) % 6]
             if j2 < 0 or j2 == i or lab[j2] != b or size[b] <= 1:
                 continue
-            m_b, m_a, runs2 = _ring(slots, comm, lab, j2, b, a)
+            m_b, m_a, runs2, e_b, e_a = _ring(slots, ecost, lab, j2, b, a)
             if runs2 != 1 or m_a == 0:
                 continue
-            dl2 = dl + _delta(j2, b, a, m_b, m_a, w, move_cost, orig, ideal, load, beta, tol, hinge, sq)
+            dl2 = dl + _delta(j2, b, a, e_b, e_a, w, move_cost, orig, ideal, load, beta, tol, hinge, sq)
             if dl2 <= 0 or np.random.random() < np.exp(-dl2 / temp):
                 _apply(j2, b, a, lab, w, load, size)
                 accepted += 1
@@ -338,7 +355,8 @@ def _anneal(slots, comm, lab, w, move_cost, orig, ideal, frozen, cand, load, siz
 
 
 @numba.njit(cache=True, nogil=True)
-def _descend(slots, comm, lab, w, move_cost, orig, ideal, frozen, cand, load, size, beta, tol, hinge,  # noqa: ANN001
+def _descend(slots, ecost, comm, lab, w, move_cost, orig, ideal, frozen, cand, load, size, beta, tol,  # noqa: ANN001
+             hinge,  # noqa: ANN001
              sq):  # noqa: ANN001
     """One sweep over the candidates in order: each cell moves to the neighbouring grid that lowers the cost most."""
     moved = 0
@@ -357,10 +375,10 @@ def _descend(slots, comm, lab, w, move_cost, orig, ideal, frozen, cand, load, si
             b = lab[j]
             if b == a or frozen[b] or comm[j] != comm[i]:
                 continue
-            n_a, n_b, runs = _ring(slots, comm, lab, i, a, b)
+            n_a, n_b, runs, c_a, c_b = _ring(slots, ecost, lab, i, a, b)
             if runs != 1:
                 break
-            dl = _delta(i, a, b, n_a, n_b, w, move_cost, orig, ideal, load, beta, tol, hinge, sq)
+            dl = _delta(i, a, b, c_a, c_b, w, move_cost, orig, ideal, load, beta, tol, hinge, sq)
             if dl < best:
                 best = dl
                 best_b = b

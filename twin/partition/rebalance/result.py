@@ -34,8 +34,9 @@ class RebalanceResult:
         Per grid of the proposal: ``grid_code``, ``community_code``, ``locked``, ``n_cells``, one column per
         workload measure with a non-zero weight (the counts), ``workload``, ``ideal``, ``deviation``.
     before, after : dict
-        ``grids``, ``cv``, ``max_dev``, ``over_10``, ``mean`` and, when polygons were measured,
-        ``polsby_popper`` (mean, EPSG:4547).
+        ``grids``, ``cv``, ``max_dev``, ``over_10``, ``mean``, when polygons were measured ``polsby_popper``
+        (mean, EPSG:4547), and for a twin with blocks ``clear_boundaries``: the share (0…1) of the grid boundary on
+        street/water edges (界线清晰, :func:`twin.partition.edges.clear_share`).
     weights : dict
         The workload measures and their weights (every measure, 0 = not counted).
     """
@@ -52,15 +53,21 @@ class RebalanceResult:
     weights: dict[str, float] = field(default_factory=dict)
     locked: list[str] = field(default_factory=list)
     targets: dict[str, int] = field(default_factory=dict)
-    params: dict[str, float] = field(default_factory=dict)
+    params: dict[str, Any] = field(default_factory=dict)
 
     def figures(self) -> dict[str, Any]:
         """The result's headline figures, keyed like the benchmark's baselines (``cv``, ``max_dev``,
-        ``polsby_popper``, ``moved_share``, ``seconds``) plus the workload weights, locks and targets used."""
+        ``polsby_popper``, ``moved_share``, ``seconds``), ``clear_boundaries`` (share of the grid boundary on
+        street/water edges; None for a twin without blocks) and its value before, plus the workload weights, locks
+        and targets used."""
+        b = self.before
         a = self.after
         return {"method": "twin.rebalance", "grids": int(a["grids"]), "cv": round(float(a["cv"]), 5),
                 "max_dev": round(float(a["max_dev"]), 5), "over_10pct": int(a["over_10"]),
                 "polsby_popper": round(float(a["polsby_popper"]), 4) if "polsby_popper" in a else None,
+                "clear_boundaries": round(float(a["clear_boundaries"]), 4) if "clear_boundaries" in a else None,
+                "clear_boundaries_before": (round(float(b["clear_boundaries"]), 4) if "clear_boundaries" in b
+                                            else None),
                 "moved_share": round(self.moved_share, 5), "residents_moved": self.residents_moved,
                 "seconds": round(self.seconds, 2), "weights": dict(self.weights), "locked": len(self.locked),
                 "targets": dict(self.targets)}
@@ -84,6 +91,9 @@ class RebalanceResult:
         ]
         if "polsby_popper" in a and "polsby_popper" in b:
             lines.append(f"mean Polsby–Popper {b['polsby_popper']:.3f} → {a['polsby_popper']:.3f}")
+        if "clear_boundaries" in a and "clear_boundaries" in b:
+            lines.append(f"clear boundaries (on street/water edges) {100 * b['clear_boundaries']:.1f} % → "
+                         f"{100 * a['clear_boundaries']:.1f} %")
         lines.append(f"residents moved to another grid: {self.residents_moved} ({100 * self.moved_share:.2f} %)")
         if self.locked:
             lines.append(f"locked grids kept as they were: {len(self.locked)}")
