@@ -180,15 +180,16 @@ def rebalance_partition(p: Partition, n_grids: int, *, residents: np.ndarray | N
     multi = (k_target.reindex(comm_codes).to_numpy() > 1)[comm_idx]
     slots = ring_slots(p.adjacency, p.xy)
     edge_cost = np.where(slot_clear(slots, cell_block), 1.0, through_block) if cell_block is not None else None
+    heat = through_block if edge_cost is not None else 1.0  # start hot enough to cut through a block
     prob = SearchProblem(lab=lab, comm=comm_idx, w=w, move_cost=gamma * res / ideal[lab], orig=orig, ideal=ideal,
                          frozen=frozen, slots=slots, movable=multi, edge_cost=edge_cost)
     t_search = time.perf_counter()
     stats = search(prob, beta=beta, tolerance=tolerance, hinge=hinge, steps_per_cell=steps_per_cell,
-                   t_start=_T_START * beta, t_end=_T_END * beta, seed=seed, deadline=deadline)
+                   t_start=_T_START * beta * heat, t_end=_T_END * beta, seed=seed, deadline=deadline)
     stats["search_s"] = time.perf_counter() - t_search
     if polish_above is not None and not stats["deadline_hit"]:
         ps = polish(prob, above=polish_above, beta=beta, hinge=_POLISH_HINGE, steps_per_cell=_POLISH_STEPS,
-                    restarts=_POLISH_RESTARTS, t_start=_POLISH_T_START * beta, t_end=_T_END * beta, seed=seed,
+                    restarts=_POLISH_RESTARTS, t_start=_POLISH_T_START * beta * heat, t_end=_T_END * beta, seed=seed,
                     deadline=deadline)
         stats["deadline_hit"] = ps.pop("deadline_hit")
         stats.update(ps)
