@@ -1,6 +1,6 @@
 """Benchmark: re-partition the default twin's 451 grids into 478 — twin.rebalance vs spopt AZP and GerryChain ReCom.
 
-Run: ``.venv/bin/python benchmarks/rebalance.py [--grids 478] [--skip-baseline] [--no-write]``
+Run: ``.venv/bin/python benchmarks/rebalance.py [--grids 478] [--skip-baseline] [--no-write] [--twin PATH]``
 
 Every method gets the same start: the same allocation of grids to communities
 (:func:`twin.partition.rebalance.allocate_grids`) and the same split/merge labels inside each community
@@ -26,7 +26,10 @@ Grids never cross community borders, so the baselines run per community on that 
   Python, so it runs on ``--subset`` small communities only.
 
 Figures: CV of grid workload, max |deviation| from the community-level ideal, mean Polsby–Popper (EPSG:4547
-polygons), share of residents whose grid changed, runtime (s). Each baseline is also reported with twin.rebalance's
+polygons), share of residents whose grid changed, runtime (s), and on a twin with blocks the clear-boundaries share
+(grid boundary on street/water edges, :func:`twin.partition.edges.clear_share`). twin.rebalance runs twice, same
+seed: with its street preference (``--through-block``, default on) and without it (``through_block=1``, reported
+as ``no_street_preference``). Each baseline is also reported with twin.rebalance's
 figures on the same communities (``ours_same``). The last line printed is one JSON object: ``grids, cv, max_dev,
 moved_share, seconds, polsby_popper, validate_ok`` (twin.rebalance, district-wide; seconds include preparation),
 the best baseline (lowest max |deviation|, then CV): ``baseline, baseline_cv, baseline_max_dev,
@@ -56,22 +59,28 @@ MAX_MOVED = 0.10
 
 def _metrics(t, p, base, res, seconds: float | None, communities: set | None = None) -> dict:
     from twin.partition.balance import grid_polygons
+    from twin.partition.edges import cell_blocks, clear_share
     from twin.partition.rebalance import community_deviation
 
     d = community_deviation(p)
     polys = grid_polygons(t, p)
     moved = p.grid_code != base.grid_code
+    codes, adj, blocks = p.grid_code, p.adjacency, cell_blocks(t)
     if communities is not None:  # figures over the grids and residents of these communities only
         d = d[d["community_code"].isin(communities)]
         polys = polys[polys["community_code"].isin(communities)]
         inside = np.isin(p.community, list(communities))
         moved, res = moved[inside], res[inside]
+        codes, adj = codes[inside], adj[inside][:, inside]
+        blocks = None if blocks is None else blocks[inside]
+    clear = clear_share(codes, adj, blocks)
     w = d["workload"].to_numpy()
     return {"grids": int(len(d)), "cv": round(float(w.std() / w.mean()), 5),
             "max_dev": round(float(d["deviation"].abs().max()), 5),
             "over_10pct": int((d["deviation"].abs() > 0.10).sum()),
             "polsby_popper": round(float(polys["polsby_popper"].mean()), 4),
             "moved_share": round(float(res[moved].sum() / res.sum()), 5),
+            "clear_boundaries": None if clear is None else round(clear, 4),
             "seconds": None if seconds is None else round(seconds, 2)}
 
 
@@ -247,7 +256,7 @@ def _match_codes(codes: list[str], lab: np.ndarray, old: np.ndarray) -> list[str
 
 
 def main() -> None:
-    from twin.partition.rebalance import DEFAULT_TOLERANCE
+    from twin.partition.rebalance import DEFAULT_THROUGH_BLOCK, DEFAULT_TOLERANCE
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--grids", type=int, default=478)
@@ -263,6 +272,9 @@ def main() -> None:
     ap.add_argument("--recom-steps", type=int, default=5, help="ReCom steps per grid of each community")
     ap.add_argument("--out", default=None, help="JSON file for the app (default docs/rebalance_baselines.json)")
     ap.add_argument("--no-write", action="store_true")
+    ap.add_argument("--twin", default=None, help="twin directory (default: the default twin)")
+    ap.add_argument("--through-block", type=float, default=DEFAULT_THROUGH_BLOCK,
+                    help="street preference: cost of a cut edge through a block relative to one along a street")
     args = ap.parse_args()
 
     import twin
@@ -273,21 +285,31 @@ def main() -> None:
     from twin.partition.versions import twin_with_partition
     from twin.partition.workload import cell_counts
 
-    t = twin.load()
+    t = twin.load(args.twin) if args.twin else twin.load()
     t0 = time.perf_counter()
     base = partition_from_twin(t)
     res = cell_counts(t)["residents"].to_numpy()
     prep = time.perf_counter() - t0
     print(f"twin loaded; partition + cell workload + adjacency prepared in {prep:.1f} s", flush=True)
     before = _metrics(t, base, base, res, 0.0)
-    print(f"{'current (451)':<36}{json.dumps(before)}", flush=True)
+    print(f"{f'current ({base.n_grids})':<36}{json.dumps(before)}", flush=True)
 
+    plain = None
+    if t.blocks is not None:  # the same run without the street preference, for comparison
+        t0 = time.perf_counter()
+        r1 = rebalance(t, args.grids, partition=base, tolerance=args.tolerance, seed=args.seed, polygons=False,
+                       through_block=1.0)
+        plain = _metrics(t, r1.partition, base, res, time.perf_counter() - t0 + prep)
+        plain["validate_ok"] = twin.validate(twin_with_partition(t, r1.partition)).ok
+        print(f"{'twin.rebalance, no street pref.':<36}{json.dumps(plain)}", flush=True)
     t0 = time.perf_counter()
-    r = rebalance(t, args.grids, partition=base, tolerance=args.tolerance, seed=args.seed, polygons=False)
+    r = rebalance(t, args.grids, partition=base, tolerance=args.tolerance, seed=args.seed, polygons=False,
+                  through_block=args.through_block)
     ours_s = time.perf_counter() - t0 + prep
     ours = _metrics(t, r.partition, base, res, ours_s)
     ok = twin.validate(twin_with_partition(t, r.partition)).ok
-    print(f"{'twin.rebalance':<36}{json.dumps(ours)}  validate ok={ok}  {r.log[-1]}", flush=True)
+    name = f"twin.rebalance, through_block={args.through_block:g}" if plain else "twin.rebalance"
+    print(f"{name:<36}{json.dumps(ours)}  validate ok={ok}  {r.log[-1]}", flush=True)
 
     baselines: dict[str, dict] = {}
 
@@ -323,7 +345,9 @@ def main() -> None:
 
     out = {"grids": ours["grids"], "cv": ours["cv"], "max_dev": ours["max_dev"], "moved_share": ours["moved_share"],
            "seconds": ours["seconds"], "polsby_popper": ours["polsby_popper"], "validate_ok": ok,
-           "tolerance": args.tolerance, "seed": args.seed, "multi_grid_communities": len(multi)}
+           "tolerance": args.tolerance, "seed": args.seed, "multi_grid_communities": len(multi),
+           "clear_boundaries": ours["clear_boundaries"], "clear_boundaries_before": before["clear_boundaries"],
+           "through_block": args.through_block if plain else None, "no_street_preference": plain}
     if baselines:
         name, b = min(baselines.items(), key=lambda kv: (kv[1]["max_dev"], kv[1]["cv"]))
         checks = {
