@@ -9,7 +9,8 @@ Balance is judged against the **community-level ideal**: grids never cross commu
 share is its community's workload divided by the number of grids of that community. The report also gives the
 district-wide mean, coefficient of variation (CV = std / mean) and max/min of grid workloads, area in km² and
 Polsby–Popper compactness ``4πA / P²`` (1 for a disc), both measured in EPSG:4547 on the grid polygons (the union
-of the grid's cells clipped to the district).
+of the grid's cells clipped to the district), and for a twin with blocks the **clear boundaries** share: the share
+of the grid boundary on street/water edges (界线清晰, :func:`twin.partition.edges.clear_share`).
 
 The per-cell figures (:func:`~twin.partition.workload.cell_counts`, :func:`~twin.partition.workload.cell_workload`,
 :data:`~twin.partition.workload.COUNT_COLUMNS`) live in :mod:`twin.partition.workload`.
@@ -28,6 +29,7 @@ import pandas as pd
 from twin.crs import to_metric
 from twin.errors import PartitionError, ValidationError
 from twin.model import Twin
+from twin.partition.edges import blocks_for_cells, clear_share
 from twin.partition.model import Partition, check_partition
 from twin.partition.polygons import units_to_polygons
 from twin.partition.regions import label_components
@@ -42,6 +44,7 @@ __all__ = [
     "balance_summary",
     "EditEffect",
     "edit_effect",
+    "clear_boundaries",
 ]
 
 DEFAULT_THRESHOLD = 0.10  # flag grids whose workload is more than 10 % off their community-level ideal
@@ -100,7 +103,9 @@ class BalanceReport:
             f"grids {s['grids']}  workload mean {s['mean']:.0f}  CV {s['cv']:.3f}  max/min {s['max_over_min']:.2f}",
             f"max |deviation| from community ideal {100 * s['max_abs_dev']:.1f} %  "
             f"flagged (> {100 * s['threshold']:.0f} %) {s['flagged']}  unassigned cells {s['unassigned_cells']}",
-            f"contiguous {s['contiguous']}  nested {s['nested']}  mean Polsby-Popper {s['mean_polsby_popper']:.3f}",
+            f"contiguous {s['contiguous']}  nested {s['nested']}  mean Polsby-Popper {s['mean_polsby_popper']:.3f}"
+            + ("" if s.get("clear_boundaries") is None else
+               f"  clear boundaries (street/water) {100 * s['clear_boundaries']:.1f} %"),
         ]
         t = self.table[self.table["grid_code"] != "UNASSIGNED"]
         worst = t.reindex(t["deviation"].abs().sort_values(ascending=False).index).head(top)
@@ -146,7 +151,8 @@ def balance_report(twin: Twin, p: Partition, *, weights: Mapping[str, float] | N
         ``table``: one row per grid with counts, ``workload``, ``ideal``, ``deviation`` (fraction, signed),
         ``area_km2``, ``polsby_popper``, ``contiguous``, ``nested``, ``flagged``; unassigned cells form a row
         with ``grid_code == "UNASSIGNED"``. ``summary``: grids, mean, cv, max, min, max_over_min, max_abs_dev,
-        flagged, threshold, unassigned_cells, contiguous, nested, mean_polsby_popper.
+        flagged, threshold, unassigned_cells, contiguous, nested, mean_polsby_popper, clear_boundaries (share of
+        the grid boundary on street/water edges; None for a twin without blocks).
     """
     if not 0 <= threshold < 10:
         raise ValidationError(f"threshold is a fraction of the ideal (0.10 = 10 %); got {threshold}.")
@@ -174,6 +180,7 @@ def balance_report(twin: Twin, p: Partition, *, weights: Mapping[str, float] | N
         "contiguous": bool(table["contiguous"].all()),
         "nested": bool(table["nested"].all()),
         "mean_polsby_popper": float(table["polsby_popper"].mean()) if "polsby_popper" in table else float("nan"),
+        "clear_boundaries": clear_boundaries(twin, p),
     })
     if unassigned.any():
         counts = cell_counts(twin, incidents=incidents)
@@ -186,6 +193,12 @@ def balance_report(twin: Twin, p: Partition, *, weights: Mapping[str, float] | N
     return BalanceReport(table=table, summary=summary, problems=check_partition(p))
 
 
+def clear_boundaries(twin: Twin, p: Partition) -> float | None:
+    """Share (0…1) of the grid boundary of ``p`` on street/water edges (cells of different blocks on either side,
+    :mod:`twin.partition.edges`); None for a twin without blocks or a partition without a boundary."""
+    return clear_share(p.grid_code, p.adjacency, blocks_for_cells(twin, p.cells))
+
+
 @dataclass
 class EditEffect:
     """What an edit (partition ``before`` → ``after``) does to the grids it touches.
@@ -196,13 +209,14 @@ class EditEffect:
     and ``deviation`` (community-level, fraction) ``_before`` and ``_after`` (NaN where the grid does not exist),
     and ``area_km2`` / ``polsby_popper`` after the edit (EPSG:4547). ``communities``: per touched community the
     number of grids and the CV of their workloads before and after. ``summary``: district grids, CV and max
-    |deviation| before and after, and ``cells_moved``. ``shapes``: WGS84 polygons of the touched grids after the
-    edit whose cells changed (for a preview outline).
+    |deviation| before and after, ``cells_moved``, and ``clear_boundaries_before`` / ``_after`` (share of the grid
+    boundary on street/water edges, None for a twin without blocks). ``shapes``: WGS84 polygons of the touched
+    grids after the edit whose cells changed (for a preview outline).
     """
 
     grids: pd.DataFrame
     communities: pd.DataFrame
-    summary: dict[str, float]
+    summary: dict[str, float | None]
     shapes: gpd.GeoDataFrame
 
 
@@ -265,5 +279,6 @@ def edit_effect(twin: Twin, before: Partition, after: Partition, *,
     sa = balance_summary(da["workload"].to_numpy(), da["deviation"].to_numpy())
     summary = {"grids_before": len(db), "grids_after": len(da), "cv_before": sb["cv"], "cv_after": sa["cv"],
                "max_abs_dev_before": sb["max_abs_dev"], "max_abs_dev_after": sa["max_abs_dev"],
-               "cells_moved": int(moved.sum())}
+               "cells_moved": int(moved.sum()), "clear_boundaries_before": clear_boundaries(twin, before),
+               "clear_boundaries_after": clear_boundaries(twin, after)}
     return EditEffect(grids=table, communities=communities, summary=summary, shapes=shapes)

@@ -19,7 +19,7 @@ import shapely
 from twin.crs import lnglat_to_xy, to_metric
 from twin.model import Twin
 
-__all__ = ["cell_blocks", "clear_edges", "clear_share", "slot_clear"]
+__all__ = ["cell_blocks", "blocks_for_cells", "clear_edges", "clear_share", "slot_clear"]
 
 
 def cell_blocks(twin: Twin) -> np.ndarray | None:
@@ -52,6 +52,20 @@ def cell_blocks(twin: Twin) -> np.ndarray | None:
             label[dry[near_p]] = near_b
     twin.cache["cell_blocks"] = label
     return label
+
+
+def blocks_for_cells(twin: Twin, cells: np.ndarray) -> np.ndarray | None:
+    """:func:`cell_blocks` for ``cells`` (e.g. a partition's, ``uint64`` H3), or None without blocks or when a cell
+    is not one of the twin's."""
+    blocks = cell_blocks(twin)
+    if blocks is None:
+        return None
+    own = twin.cells["cell"].to_numpy()
+    if len(own) == len(cells) and np.array_equal(own, cells):
+        return blocks
+    order = np.argsort(own, kind="stable")
+    at = order[np.clip(np.searchsorted(own, cells, sorter=order), 0, len(own) - 1)]
+    return blocks[at] if np.array_equal(own[at], cells) else None
 
 
 def clear_edges(adjacency: sp.spmatrix, blocks: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -12,7 +12,7 @@ import pandas as pd
 from twin.errors import PartitionError, ValidationError
 from twin.model import Twin
 from twin.partition.balance import grid_polygons
-from twin.partition.edges import cell_blocks, clear_share, slot_clear
+from twin.partition.edges import blocks_for_cells, clear_share, slot_clear
 from twin.partition.model import Partition, grid_name_for, partition_from_twin, validate_partition
 from twin.partition.rebalance._allocate import allocate_with_targets
 from twin.partition.rebalance._search import SearchProblem, polish, refine, ring_slots, search
@@ -98,7 +98,7 @@ def rebalance(twin: Twin, n_grids: int = 478, *, partition: Partition | None = N
     out = rebalance_partition(base, n_grids, residents=res, locked=locked, targets=targets, beta=beta,
                               gamma=gamma, tolerance=tolerance, hinge=hinge, steps_per_cell=steps_per_cell,
                               time_budget_s=time_budget_s, polish_above=polish_above, seed=seed,
-                              cell_block=_blocks_of(twin, base), through_block=through_block)
+                              cell_block=blocks_for_cells(twin, base.cells), through_block=through_block)
     out.weights = {k: float(used[k]) for k in COUNT_COLUMNS}
     if out.grids is not None:
         lab, codes = out.partition.labels()
@@ -244,21 +244,6 @@ def rebalance_partition(p: Partition, n_grids: int, *, residents: np.ndarray | N
                            residents_moved=int(round(res[moved].sum())), seconds=seconds, log=log, grids=table,
                            locked=sorted(locked_set), targets={str(k): int(v) for k, v in (targets or {}).items()},
                            params=params)
-
-
-def _blocks_of(twin: Twin, p: Partition) -> np.ndarray | None:
-    """The twin's block label per cell of ``p`` (:func:`twin.partition.edges.cell_blocks`), or None without blocks
-    or when ``p`` has cells the twin does not."""
-    blocks = cell_blocks(twin)
-    if blocks is None:
-        return None
-    cells = twin.cells["cell"].to_numpy()
-    if len(cells) == len(p.cells) and np.array_equal(cells, p.cells):
-        return blocks
-    order = np.argsort(cells, kind="stable")
-    pos = np.clip(np.searchsorted(cells, p.cells, sorter=order), 0, len(cells) - 1)
-    at = order[pos]
-    return blocks[at] if np.array_equal(cells[at], p.cells) else None
 
 
 def _locked_per_comm(p: Partition, comm_codes: pd.Index, locked: set[str]) -> np.ndarray:
