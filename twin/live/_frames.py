@@ -30,7 +30,7 @@ __all__ = ["Frames", "materialise", "index_delta", "id_positions"]
 class Frames:
     """The four record frames on a date, plus what changed in buildings relative to the base frames:
     ``touched`` building ids (contents or row changed, still standing), ``removed_rows`` (base rows demolished),
-    ``new_rows`` (rows of new buildings in ``buildings``)."""
+    ``new_rows`` (rows of new buildings in ``buildings``); ``seq``: the change head they reflect."""
 
     persons: pd.DataFrame
     dwellings: pd.DataFrame
@@ -39,6 +39,7 @@ class Frames:
     touched: np.ndarray
     removed_rows: np.ndarray
     new_rows: np.ndarray
+    seq: int = -1  # the newest change event these frames include (set by the live twin)
 
 
 def id_positions(frame: pd.DataFrame, table: str, ids: np.ndarray) -> np.ndarray:

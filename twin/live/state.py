@@ -22,7 +22,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,7 +31,7 @@ import pandas as pd
 
 from twin.errors import ValidationError
 from twin.live import events as ev
-from twin.live._frames import Frames, index_delta, materialise
+from twin.live._frames import Frames, id_positions, index_delta, materialise
 from twin.live._rules import resolve
 from twin.live._world import COLUMNS, TABLES, World, record_key
 from twin.live.changes import Change
@@ -67,6 +67,9 @@ class _DateState:
     view_seq: int = -1
     frames: Frames | None = None
     view: Twin | None = None
+    view_index: tuple[Any, Any] | None = None  # (derived PointIndex, BuildingDelta) of ``view``; None: none
+    base_parts: dict[int, tuple[Twin, _Base, Any]] = field(default_factory=dict)  # per partition twin (id)
+    parts: dict[int, tuple[Twin, Twin, Twin]] = field(default_factory=dict)  # (partition twin, view, its view)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -95,6 +98,8 @@ class LiveTwin:
         self._snapshot = {table: getattr(t, table) for table in TABLES}
         self._cells = t.cells["cell"].to_numpy(np.uint64)
         self._compacting: threading.Thread | None = None
+        self._persons_cache: dict[int, tuple[Frames, pd.DataFrame]] = {}
+        self._listeners: list[Callable[[int], None]] = []
         self.refresh()
 
     # -- writing ---------------------------------------------------------------------------------------------
@@ -135,7 +140,16 @@ class LiveTwin:
             for seq, c, w in zip(res.seqs, cs, out):
                 self._events.append((seq, c.effective_date, w))
             self.world.seq = max(self.world.seq, res.seqs[-1])
+        for fn in list(self._listeners):
+            try:
+                fn(res.seqs[-1])
+            except Exception:  # noqa: BLE001 - a listener must not fail a committed change set
+                pass
         return res
+
+    def on_commit(self, fn: Callable[[int], None]) -> None:
+        """Call ``fn(newest seq)`` after each change set this object commits (in the committing thread)."""
+        self._listeners.append(fn)
 
     def refresh(self) -> int:
         """Read changes committed by other processes; returns the newest seq known."""
@@ -181,23 +195,26 @@ class LiveTwin:
         with ds.lock:
             if ds.frames is None or ds.view_seq != self.world.seq:
                 head, over = self._overrides(ds)
-                ds.frames, ds.view, ds.view_seq = materialise(self.t, ds.base.frames, over), None, head
+                fr = dataclasses.replace(materialise(self.t, ds.base.frames, over), seq=head)
+                ds.frames, ds.view, ds.view_seq = fr, None, head
             return ds.frames
 
     def persons_on(self, date: dt.date | None = None) -> pd.DataFrame:
         """Residents present on ``date`` (default today): the columns of ``twin.persons`` plus ``grid_code``,
-        ``community_code``, ``town_code`` of their building (partition in force). SYNTHETIC people."""
+        ``community_code``, ``town_code`` of their building (partition in force). SYNTHETIC people.
+
+        The codes are looked up once per building grid (integer positions, numpy takes), not per person; the
+        result is cached per state (a shallow copy is returned: add columns freely, do not edit values)."""
         fr = self.frames_on(date)
-        p = fr.persons
-        b = fr.buildings
-        pos = pd.Index(b["building_id"].to_numpy()).get_indexer(p["building_id"].to_numpy())
-        grid = b["grid_code"].astype(str).to_numpy(dtype=object)[pos]
-        g = self.t.grids.set_index(self.t.grids["grid_code"].astype(str))
-        com = g["community_code"].astype(str).reindex(grid).to_numpy(dtype=object)
-        town = g["town_code"].astype(str).reindex(grid).to_numpy(dtype=object)
-        out = p.reset_index(drop=True).copy()
-        out["grid_code"], out["community_code"], out["town_code"] = grid, com, town
-        return out
+        hit = self._persons_cache.get(id(fr))
+        if hit is not None and hit[0] is fr:
+            return hit[1].copy(deep=False)
+        out = _persons_with_codes(fr.persons, fr.buildings, self.t.grids)
+        with self._lock:
+            if len(self._persons_cache) >= 4:
+                self._persons_cache.pop(next(iter(self._persons_cache)))
+            self._persons_cache[id(fr)] = (fr, out)
+        return out.copy(deep=False)
 
     def events_between(self, start: dt.date, end: dt.date) -> pd.DataFrame:
         """Committed changes effective ``start`` … ``end`` (inclusive), by seq: :data:`EVENT_COLUMNS`; the id
@@ -228,13 +245,15 @@ class LiveTwin:
 
     def twin_on(self, date: dt.date | None = None) -> Twin:
         """A :class:`twin.Twin` of the state on ``date`` (default today) for every query; its point index is the
-        base index plus the delta (built on the first call for a date)."""
+        base index plus the delta (built on the first call for a date). ``manifest["live_seq"]``: the newest
+        change event it includes."""
         fr = self.frames_on(date)
         ds = self._state(date)
         with ds.lock:
             if ds.view is not None and ds.frames is fr:
                 return ds.view
             view = self._view(ds.date, fr)
+            view.manifest["live_seq"] = fr.seq
             base = ds.base
             if base.pidx is None:
                 base_view = self._view(ds.date, None, frames=base.frames)
@@ -249,10 +268,49 @@ class LiveTwin:
                                                                   positions=base.positions))
             if ds.frames is fr:
                 ds.view = view
+                ds.view_index = None if idx is None else (idx, delta)
             n_changed = len(fr.touched) + len(fr.removed_rows)
         if n_changed > self.compact_after:
             self._compact_in_background(ds)
         return view
+
+    def twin_for(self, pt: Twin, date: dt.date | None = None) -> Twin:
+        """:meth:`twin_on` with the partition of ``pt`` (a :func:`twin.partition.versions.twin_with_partition` of
+        the snapshot: same cells, other grids): cells, grids, workers and buildings' ``grid_code`` follow ``pt``;
+        its partition index is derived from the version's base partition index by the same delta (no full
+        build). ``pt`` the snapshot itself: :meth:`twin_on`."""
+        if pt is self.t:
+            return self.twin_on(date)
+        view = self.twin_on(date)
+        ds = self._state(date)
+        key = id(pt)
+        with ds.lock:
+            hit = ds.parts.get(key)
+            if hit is not None and hit[0] is pt and hit[1] is view:
+                return hit[2]
+            manifest = {**view.manifest, "partition_version": pt.manifest.get("partition_version"),
+                        "counts": pt.manifest.get("counts", view.manifest.get("counts"))}
+            out = dataclasses.replace(view, cells=pt.cells, grids=pt.grids, workers=pt.workers, manifest=manifest,
+                                      buildings=_regrid(view.buildings, pt), cache={})
+            vi = ds.view_index if ds.view is view else None
+            base = ds.base
+            if vi is not None and base.pidx is not None and base.positions is not None:
+                bp = ds.base_parts.get(key)
+                if bp is None or bp[0] is not pt or bp[1] is not base:
+                    bview = dataclasses.replace(self._view(ds.date, None, frames=base.frames), cells=pt.cells,
+                                                grids=pt.grids, workers=pt.workers,
+                                                buildings=_regrid(base.frames["buildings"], pt))
+                    seed_point_index(bview, base.pidx)
+                    bp = ds.base_parts[key] = (pt, base, partition_index(bview))
+                seed_point_index(out, vi[0])
+                seed_partition_index(out, derive_partition_index(bp[2], base.pidx, vi[0], vi[1],
+                                                                 positions=base.positions))
+            for k in [k for k, v in ds.parts.items() if v[1] is not view]:
+                del ds.parts[k]
+            ds.parts[key] = (pt, view, out)
+            if len(ds.base_parts) > 8:
+                ds.base_parts.pop(next(iter(ds.base_parts)))
+        return out
 
     def _view(self, d: dt.date, fr: Frames | None, *, frames: dict[str, pd.DataFrame] | None = None) -> Twin:
         f = frames if frames is not None else {"persons": fr.persons, "dwellings": fr.dwellings,  # type: ignore[union-attr]
@@ -286,6 +344,41 @@ class LiveTwin:
         th = self._compacting
         if th is not None:
             th.join(timeout)
+
+
+def _regrid(b: pd.DataFrame, pt: Twin) -> pd.DataFrame:
+    """Buildings ``b`` with ``grid_code`` from ``pt``'s cells (as :func:`twin.partition.versions.twin_with_partition`
+    assigns it: ``""`` for a cell outside every grid)."""
+    cells = pt.cells
+    pos = pd.Index(cells["cell"].to_numpy()).get_indexer(b["cell"].to_numpy())
+    codes = cells["grid_code"].astype(str).to_numpy(dtype=object)
+    out = b.copy(deep=False)
+    out["grid_code"] = pd.Categorical(np.where(pos >= 0, codes[np.maximum(pos, 0)], "").astype(str))
+    return out
+
+
+def _persons_with_codes(p: pd.DataFrame, b: pd.DataFrame, grids: pd.DataFrame) -> pd.DataFrame:
+    """``p`` (persons) plus the ``grid_code``, ``community_code``, ``town_code`` (object str; NaN when the grid is
+    unknown) of each person's building in ``b``: one lookup per distinct grid code, then integer takes."""
+    bpos = id_positions(b, "buildings", p["building_id"].to_numpy())
+    gc = b["grid_code"]
+    if isinstance(gc.dtype, pd.CategoricalDtype):
+        codes, cats = gc.cat.codes.to_numpy(), gc.cat.categories.astype(str)
+    else:
+        codes, cats = pd.factorize(gc.astype(str).to_numpy(dtype=object))
+        cats = pd.Index(cats, dtype=object)
+    pcode = codes[bpos].astype(np.intp)
+    pcode[pcode < 0] = len(cats)  # a NaN grid code: the "nan" entry appended below
+    g = grids.drop_duplicates("grid_code").set_index(grids["grid_code"].drop_duplicates().astype(str))
+    lut = [np.append(cats.to_numpy(dtype=object), "nan")]
+    for c in ("community_code", "town_code"):
+        lut.append(np.append(g[c].astype(str).reindex(cats).to_numpy(dtype=object), np.nan))
+    ix = p.index
+    plain = isinstance(ix, pd.RangeIndex) and ix.start == 0 and ix.step == 1
+    out = p.copy(deep=False) if plain else p.reset_index(drop=True)
+    out["grid_code"], out["community_code"], out["town_code"] = (pd.array(a, dtype="str").take(pcode)
+                                                                   for a in lut)
+    return out
 
 
 def _as_date(v: object) -> dt.date:

@@ -1,6 +1,7 @@
 """The live twin one service process reads and writes records through, and service runs cached per change head.
 
-One :class:`twin.live.state.LiveTwin` per app (over the base twin and the app's store), made on first use; it
+One :class:`twin.live.state.LiveTwin` per app: the one the app's :class:`twin.service._twins.Twins` derives the
+query routes' live views from (:meth:`Twins.live_twin`), so a commit here wakes that derivation at once; it
 catches up with change sets committed by other processes on every read. A service run (:func:`run_for`) is cached
 per (period, newest change seq): a new change set makes the next call run again.
 """
@@ -23,17 +24,17 @@ _KEEP_RUNS = 8
 
 
 def live_twin(request: Request) -> LiveTwin:
-    """The app's :class:`LiveTwin` (made once, over the base twin and the service's store)."""
+    """The app's :class:`LiveTwin` (made once, over the base twin and the service's store; shared with the query
+    routes' live views)."""
     app_state = request.app.state
     lt: LiveTwin | None = getattr(app_state, "services_live_twin", None)
     if lt is None:
         with _LOCK:
             lt = getattr(app_state, "services_live_twin", None)
             if lt is None:
-                svc = service(request)
-                lt = LiveTwin(svc.twins.base_twin(), svc.store)
-                app_state.services_live_twin = lt
+                lt = service(request).twins.live_twin()
                 app_state.services_runs = OrderedDict()
+                app_state.services_live_twin = lt
     return lt
 
 

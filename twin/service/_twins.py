@@ -17,6 +17,15 @@ Every process builds what its readers need, so with several worker processes eac
 committed version is in the store; a process that died mid-build builds it again on restart, at warm-up). When a
 version is first built anywhere it is announced once on the push feed (``version.ready``,
 :func:`twin.store.feed.publish`), deduplicated across processes by the ``service_versions_ready`` table.
+
+Live records (:mod:`twin.live`): once change events are committed, :meth:`Twins.at` answers from the *live view* of
+the version's twin (:meth:`twin.live.state.LiveTwin.twin_for`: the records with every committed change, the
+version's grids), derived by ONE background thread per process (``twin live views``): it polls the change head
+(:func:`twin.live.events.head_seq`, every ``live_poll_s``) so another process's commit becomes visible, and is woken
+at once by a commit of this process. Readers never wait on a derivation: they get the last derived view, and the
+version id returned (:class:`AnsweredVersion`) names the change head it reflects (``X-Twin-Changes``). While no
+change was ever committed, readers get the plain built twin (no extra cost). A version's build derives its live
+view before it is published.
 """
 
 from __future__ import annotations
@@ -32,6 +41,8 @@ from typing import Any
 from shapely.geometry import box, mapping
 
 from twin.access.roles import DISTRICT
+from twin.live.events import head_seq
+from twin.live.state import LiveTwin
 from twin.model import Twin, load
 from twin.partition.model import partition_from_twin
 from twin.partition.versions import BASE_VERSION, checkout, ensure_base, resolve_version
@@ -42,7 +53,7 @@ from twin.store import feed
 from twin.store.pg import schema_lock_statement
 from twin.store.sql import Store
 
-__all__ = ["EXAMPLE_AREA", "SupersededBuild", "Twins", "check_version"]
+__all__ = ["EXAMPLE_AREA", "AnsweredVersion", "SupersededBuild", "Twins", "check_version"]
 
 #: A small area (WGS84) near Shiwan: the OpenAPI body example.
 EXAMPLE_AREA: dict[str, Any] = {
@@ -51,6 +62,18 @@ EXAMPLE_AREA: dict[str, Any] = {
 }
 _READY_SCHEMA = ("CREATE TABLE IF NOT EXISTS service_versions_ready (version BIGINT PRIMARY KEY, "
                  "built_at REAL NOT NULL)",)
+
+
+class AnsweredVersion(int):
+    """A resolved partition version id (an ``int``: stored, compared and serialised as the number) that also names
+    ``changes``, the newest change event (:mod:`twin.live.events` seq; 0 = none) the answer's twin reflects."""
+
+    changes: int
+
+    def __new__(cls, vid: int, changes: int = 0) -> AnsweredVersion:
+        out = super().__new__(cls, int(vid))
+        out.changes = int(changes)
+        return out
 
 
 class SupersededBuild(RuntimeError):
@@ -74,10 +97,11 @@ class Twins:
     keep_versions : how many built versions to keep.
     min_build_interval_s : least time between the end of one build and the start of a build nobody waits for
         (edits faster than builds are coalesced; awaited builds start at once).
+    live_poll_s : how often (seconds) the live-view thread reads the change head from the store.
     """
 
     def __init__(self, twin_root: Path | None, store: Store, base: Twin | None = None, *,
-                 keep_versions: int = 4, min_build_interval_s: float = 1.0) -> None:
+                 keep_versions: int = 4, min_build_interval_s: float = 1.0, live_poll_s: float = 0.2) -> None:
         self.twin_root = twin_root
         self.store = store
         self.base = base
@@ -94,6 +118,14 @@ class Twins:
         self._awaited: set[int] = set()
         self.min_build_interval_s = min_build_interval_s
         self._last_build_end = -1e9
+        self.live_poll_s = live_poll_s
+        self.live_seq = 0  # the newest change event this process knows of (set by the live-view thread)
+        self.live_derive_seconds: list[float] = []  # the last derivations' durations (benchmarks)
+        self._live: LiveTwin | None = None
+        self._views: dict[int, tuple[int, Twin, Twin]] = {}  # version → (change seq, built twin, live view)
+        self._wanted: set[int] = set()
+        self._wake = threading.Event()
+        self._deriver: threading.Thread | None = None
 
     @property
     def loaded(self) -> bool:
@@ -109,6 +141,8 @@ class Twins:
                 if not self.ready:
                     ensure_base(self.store, self.base)
                     self.ready = True
+        if self._deriver is None:
+            self._start_deriver()
         return self.base
 
     def at(self, version: str | None) -> tuple[Twin, int]:
@@ -117,22 +151,112 @@ class Twins:
         ``head`` does not wait for a build once this process has built a version: an unbuilt head is queued and
         the newest built version older than it answers. An explicit version waits for its own build, and so does
         ``head`` in a process that has built nothing yet (not warmed: ``create_app(warm=False)``), rather than answering
-        from the base partition.
+        from the base partition. Once changes are committed the twin is the version's live view (see the module
+        docstring) and the id an :class:`AnsweredVersion` naming the change head it reflects.
         """
         base = self.base_twin()
         v = parse_version(version)
         vid = resolve_version(self.store, v)
         if vid == BASE_VERSION:
-            return base, vid
+            return self._live_of(base, vid)
         hit = self.built.get(vid)
         if hit is not None:
-            return hit, vid
+            return self._live_of(hit, vid)
         older = [x for x in list(self.built) if x < vid]
         if v == "head" and (older or self.warmed):
             self.request_build(vid)
-            return (self.built[max(older)], max(older)) if older else (base, BASE_VERSION)
+            return self._live_of(self.built[max(older)], max(older)) if older else self._live_of(base, BASE_VERSION)
         # an explicit version, or a cold process that has built nothing yet
-        return self.request_build(vid, wait=True).result(), vid
+        return self._live_of(self.request_build(vid, wait=True).result(), vid)
+
+    # -- live views ------------------------------------------------------------------------------------------
+    def _live_of(self, t: Twin, vid: int) -> tuple[Twin, AnsweredVersion]:
+        """``t`` (version ``vid``'s built twin) or, once changes are committed, its last derived live view; never
+        waits (a missing or stale view is asked of the live-view thread)."""
+        if self.live_seq == 0:
+            return t, AnsweredVersion(vid, 0)
+        hit = self._views.get(vid)
+        if hit is None or hit[0] < self.live_seq or hit[1] is not t:
+            if vid not in self._wanted or hit is None:
+                self._wanted.add(vid)
+                self._wake.set()
+        if hit is not None and hit[1] is t:
+            return hit[2], AnsweredVersion(vid, hit[0])
+        return t, AnsweredVersion(vid, 0)
+
+    def live_twin(self) -> LiveTwin:
+        """This process's :class:`LiveTwin` over the base twin and the store (made once; its commits wake the
+        live-view thread)."""
+        if self._live is None:
+            base = self.base_twin()
+            with self._lock:
+                if self._live is None:
+                    lt = LiveTwin(base, self.store)
+                    lt.on_commit(lambda seq: self._wake.set())
+                    self._live = lt
+        return self._live
+
+    def wait_live(self, seq: int, timeout_s: float) -> bool:
+        """Wait up to ``timeout_s`` seconds until ``head`` answers reflect change ``seq`` (tests, benchmarks)."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            vid = self.newest_built()
+            hit = self._views.get(vid)
+            if hit is not None and hit[0] >= seq:
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            self._wanted.add(vid)
+            self._wake.set()
+            time.sleep(0.01)
+
+    def _start_deriver(self) -> None:
+        with self._lock:
+            if self._deriver is None:
+                self._deriver = threading.Thread(target=self._live_loop, name="twin live views", daemon=True)
+                self._deriver.start()
+
+    def _live_loop(self) -> None:
+        while True:
+            self._wake.wait(self.live_poll_s)
+            self._wake.clear()
+            try:
+                self._derive_views()
+            except Exception:  # noqa: BLE001 - keep answering from the last views; retried on the next poll
+                time.sleep(self.live_poll_s)
+
+    def _derive_views(self) -> None:
+        """Catch up with the change head and derive the live view of every version readers need (the newest
+        built and those read since), newest first."""
+        if self._live is None and head_seq(self.store) == 0:
+            return
+        lt = self.live_twin()
+        seq = lt.refresh()
+        if seq == 0:
+            return
+        self.live_seq = seq
+        with self._lock:
+            built = dict(self.built)
+            targets = {v for v in self._wanted if v in built or v == BASE_VERSION}
+            self._wanted = set(targets)
+        targets.add(max(built) if built else BASE_VERSION)
+        for vid in sorted(targets, reverse=True):
+            pt = self.base_twin() if vid == BASE_VERSION else built[vid]
+            hit = self._views.get(vid)
+            if hit is None or hit[0] < seq or hit[1] is not pt:
+                self._derive(lt, vid, pt)
+        for vid in [v for v in list(self._views) if v not in built and v != BASE_VERSION]:
+            self._views.pop(vid, None)
+
+    def _derive(self, lt: LiveTwin, vid: int, pt: Twin) -> None:
+        t0 = time.perf_counter()
+        view = lt.twin_for(pt)
+        seq = int(view.manifest.get("live_seq", 0))
+        with self._lock:
+            hit = self._views.get(vid)
+            if hit is None or hit[1] is not pt or hit[0] <= seq:
+                self._views[vid] = (seq, pt, view)
+        self.live_derive_seconds = [*self.live_derive_seconds[-99:], time.perf_counter() - t0]
 
     def request_build(self, vid: int, *, wait: bool = False) -> Future[Twin]:
         """The future of ``vid``'s built twin; queues the build for the background builder if it is not built.
@@ -243,6 +367,8 @@ class Twins:
         base = self.base_twin()
         t = checkout(base, vid, store=self.store)
         _build_indexes(t)
+        if self.live_seq > 0:  # published with its live view
+            self._derive(self.live_twin(), vid, t)
         with self._lock:
             self.built[vid] = t
             for old in sorted(self.built)[: max(0, len(self.built) - self.keep_versions)]:
@@ -271,6 +397,7 @@ class Twins:
         if vid != BASE_VERSION:
             self.request_build(vid, wait=True).result()
         partition_from_twin(base)  # cached: edits and diffs start from it
+        self._derive_views()  # committed changes: the head's live view before the first request
         self.warmed = True
 
 
