@@ -4,7 +4,7 @@ Every request that carries an API key, and every 401, gets its audit entry writt
 the first byte of its response leaves: the status line is held back until the entry's future from
 :func:`~.deps.submit_audit` resolves (the process's one group-commit writer, :mod:`twin.access._audit_writer`, has
 committed the batch holding it). Every audited answer names the partition version it was computed from
-(``X-Twin-Version``).
+(``X-Twin-Version``) and the change head it reflects (``X-Twin-Changes``, :class:`~._twins.AnsweredVersion`).
 That covers requests the app rejects before any endpoint runs (unknown route 404, 405, 413 from the body limit,
 422/400 from request validation) and server errors (500: the exception passes through here). The key is
 checked once, here, and handed to :func:`~.deps.caller` through the request's :class:`~.deps.AuditSlot`.
@@ -112,6 +112,9 @@ def _name_version(msg: Message, slot: AuditSlot) -> None:
     v = slot.ctx.version if slot.ctx is not None else None
     if v is not None:
         msg["headers"] = [*msg.get("headers", []), (b"x-twin-version", str(v).encode("latin-1")[:40])]
+        changes = getattr(v, "changes", None)  # live records: the change head the answer reflects (_twins.py)
+        if changes is not None:
+            msg["headers"].append((b"x-twin-changes", str(int(changes)).encode("latin-1")))
 
 
 def _detail(msg: Message) -> str:
