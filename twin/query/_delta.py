@@ -72,9 +72,29 @@ def apply_building_delta(base: PointIndex, delta: BuildingDelta, *,
         points, feats = merged
     totals = feats.sum(axis=0, dtype=np.int64)
     small = len(totals) == 0 or int(totals.max()) < np.iinfo(np.int32).max
-    cum = np.zeros((len(feats) + 1, feats.shape[1]), dtype=np.int32 if small else np.int64)
-    np.cumsum(feats, axis=0, dtype=cum.dtype, out=cum[1:])
+    dtype = np.int32 if small else np.int64
+    if points is base.points and base.cum.dtype == dtype:  # same points: shift the base's prefix sums
+        cum = _shifted_prefix_sums(base, feats, pos[delta.changed_rec])
+    else:
+        cum = np.zeros((len(feats) + 1, feats.shape[1]), dtype=dtype)
+        np.cumsum(feats, axis=0, dtype=cum.dtype, out=cum[1:])
     return replace(base, points=points, feats=np.ascontiguousarray(feats), cum=cum, totals=totals)
+
+
+def _shifted_prefix_sums(base: PointIndex, feats: np.ndarray, at: np.ndarray) -> np.ndarray:
+    """The prefix sums of ``feats`` (= ``base.feats`` but for rows ``at``) from ``base.cum``: each run between two
+    changed rows gets the running sum of the changes so far added (one pass of adds instead of a 2-D cumsum, which
+    is ≈ 5× slower; exact: integers)."""
+    cum = base.cum.copy()
+    at = np.unique(at)
+    if not len(at):
+        return cum
+    diff = feats[at].astype(np.int64) - base.feats[at].astype(np.int64)
+    run = np.cumsum(diff, axis=0).astype(cum.dtype)
+    ends = [*(at[1:] + 1).tolist(), len(cum)]
+    for j, (a, b) in enumerate(zip((at + 1).tolist(), ends)):
+        cum[a:b] += run[j]
+    return cum
 
 
 def _merge_points(base: PointIndex, feats: np.ndarray, pos: np.ndarray,

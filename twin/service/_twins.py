@@ -33,6 +33,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from concurrent.futures import Future
 from pathlib import Path
@@ -213,17 +214,9 @@ class Twins:
     def _start_deriver(self) -> None:
         with self._lock:
             if self._deriver is None:
-                self._deriver = threading.Thread(target=self._live_loop, name="twin live views", daemon=True)
+                self._deriver = threading.Thread(target=_live_loop, args=(weakref.ref(self), self._wake),
+                                                 name="twin live views", daemon=True)
                 self._deriver.start()
-
-    def _live_loop(self) -> None:
-        while True:
-            self._wake.wait(self.live_poll_s)
-            self._wake.clear()
-            try:
-                self._derive_views()
-            except Exception:  # noqa: BLE001 - keep answering from the last views; retried on the next poll
-                time.sleep(self.live_poll_s)
 
     def _derive_views(self) -> None:
         """Catch up with the change head and derive the live view of every version readers need (the newest
@@ -399,6 +392,23 @@ class Twins:
         partition_from_twin(base)  # cached: edits and diffs start from it
         self._derive_views()  # committed changes: the head's live view before the first request
         self.warmed = True
+
+
+def _live_loop(ref: weakref.ReferenceType[Twins], wake: threading.Event) -> None:
+    """The live-view thread: derive on each wake-up or poll; ends when its :class:`Twins` is gone (the thread holds
+    it only while deriving)."""
+    while True:
+        twins = ref()
+        if twins is None:
+            return
+        poll = twins.live_poll_s
+        try:
+            twins._derive_views()
+        except Exception:  # noqa: BLE001 - keep answering from the last views; retried on the next poll
+            pass
+        del twins
+        wake.wait(poll)
+        wake.clear()
 
 
 def _build_indexes(t: Twin) -> None:
