@@ -19,6 +19,8 @@ date + index delta), over ``--visible`` single-change commits. ``compaction_s`` 
 :meth:`LiveTwin.compact` after one more commit: deriving the state from the old base (frames on the date + index
 delta over all changes so far) and adopting it as the new base. ``exact`` is true when every timed area's totals,
 per-grid table, and the district's overlay equal a twin rebuilt from the live frames with a fresh index.
+``visible_http_ms``: the same through the service: ``POST /changes`` returned → the first ``POST /area/summary``
+naming the change (``X-Twin-Changes``), the app deriving its live views in the background.
 ``changes_per_s_http``: the same mix as ``POST /changes`` bodies of ``--batch`` changes through the service app
 in process (FastAPI + the audit middleware + API-key auth, via Starlette's TestClient: no network; the app's own
 LiveTwin, which first catches up with the changes already committed), ``--http-sets`` sets.
@@ -157,8 +159,12 @@ def _apply(live: LiveTwin, mix: _Mix, n: int, batch: int) -> tuple[int, float]:
     return done, spent
 
 
-def _http(t: twin.Twin, store: Store, live: LiveTwin, mix: _Mix, batch: int, sets: int) -> float:
-    """Changes/s through ``POST /changes`` of the service app (in process, see the module docstring)."""
+def _http(t: twin.Twin, store: Store, live: LiveTwin, mix: _Mix, batch: int, sets: int, probe: Any,
+          dwell: np.ndarray, visible: int) -> tuple[float, list[float], bool]:
+    """Changes/s through ``POST /changes`` of the service app (in process, see the module docstring), then the
+    visibility through HTTP: seconds from ``POST /changes`` (one birth in ``probe``) returning to the first
+    ``POST /area/summary`` answer naming that change (``X-Twin-Changes``), polled every 5 ms, and whether each
+    such answer counts the birth."""
     import warnings
 
     from twin.access import auth
@@ -193,7 +199,31 @@ def _http(t: twin.Twin, store: Store, live: LiveTwin, mix: _Mix, batch: int, set
                 done += len(b["changes"])
             else:
                 print(f"POST /changes refused a set: {r.status_code} {r.text[:200]}")
-    return done / spent if spent else 0.0
+        area = mapping(probe)
+
+        def summary() -> tuple[int, int]:
+            r = c.post("/area/summary", headers=head, json=area)
+            return int(r.headers["x-twin-changes"]), int(r.json()["totals"]["residents"])
+
+        seq = int(r.json()["seqs"][-1])
+        while summary()[0] < seq:  # the live view of the sets above
+            time.sleep(0.01)
+        lat, exact = [], True
+        before = summary()[1]
+        for i in range(visible):
+            ch_ = {"kind": "person.born", "dwelling_id": int(dwell[i % len(dwell)]), "sex": "F",
+                   "effective_date": mix.eff.isoformat()}
+            r = c.post("/changes", headers=head, json={"changes": [ch_], "reason": "visibility"})
+            t0 = time.perf_counter()
+            seq = int(r.json()["seqs"][-1])
+            while True:
+                got_seq, residents = summary()
+                if got_seq >= seq:
+                    break
+                time.sleep(0.005)
+            lat.append(time.perf_counter() - t0)
+            exact = exact and residents == before + i + 1
+    return (done / spent if spent else 0.0), lat, exact
 
 
 def _same(view: twin.Twin, area: Any) -> bool:
@@ -271,7 +301,9 @@ def main(argv: list[str] | None = None) -> int:
         got = twin.summarize_area(live.twin_on(day), probe, by=None).totals["residents"]
         lat.append(time.perf_counter() - t0)
         exact = exact and got == before + i + 1
-    http_rate = _http(t, store, live, mix, args.batch, args.http_sets) if args.http_sets else None
+    http_rate, http_lat, http_exact = (_http(t, store, live, mix, args.batch, args.http_sets, probe, dwell,
+                                             args.visible) if args.http_sets else (None, [], True))
+    exact = exact and http_exact
     load_end = _load()
 
     print(f"twin: {t}  store: {store.url}")
@@ -288,6 +320,10 @@ def main(argv: list[str] | None = None) -> int:
               f"{r['after_10k']['p95']:>8.2f}{r['after_100k']['p50']:>10.2f}{r['after_100k']['p95']:>8.2f}")
     print(f"visibility commit → query (derive view + summary), {len(lat)} commits: p50 "
           f"{np.percentile(lat, 50) * 1e3:.0f} ms, p99 {np.percentile(lat, 99) * 1e3:.0f} ms")
+    if http_lat:
+        print(f"visibility through HTTP: POST /changes returned → first POST /area/summary naming it "
+              f"(X-Twin-Changes; live view derived in the background), {len(http_lat)} commits: p50 "
+              f"{np.percentile(http_lat, 50) * 1e3:.0f} ms, p99 {np.percentile(http_lat, 99) * 1e3:.0f} ms")
     print(f"compaction {compaction_s:.2f} s; exact: {exact}; load average: start {load_start}, end {load_end}")
     r4 = res["lasso_4km2"]
     summary = {
@@ -298,6 +334,8 @@ def main(argv: list[str] | None = None) -> int:
         "changes_per_s_http": None if http_rate is None else round(http_rate),
         "visible_ms_p99": round(float(np.percentile(lat, 99)) * 1e3, 1),
         "visible_ms_p50": round(float(np.percentile(lat, 50)) * 1e3, 1),
+        "visible_http_ms_p50": round(float(np.percentile(http_lat, 50)) * 1e3, 1) if http_lat else None,
+        "visible_http_ms_p99": round(float(np.percentile(http_lat, 99)) * 1e3, 1) if http_lat else None,
         "derive_ms_after_100k": round(derive100_s * 1e3, 1),
         "compaction_s": round(compaction_s, 3),
         "changes_applied": n1 + n2,
