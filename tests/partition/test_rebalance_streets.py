@@ -42,7 +42,7 @@ def test_street_preference_raises_the_clear_boundaries_share(small_twin: twin.Tw
     streets, plain = pair
     assert streets.params["through_block"] == DEFAULT_THROUGH_BLOCK > 1 and plain.params["through_block"] == 1.0
     with_pref, without = streets.after["clear_boundaries"], plain.after["clear_boundaries"]
-    assert with_pref > without + 0.1  # measured 0.933 vs 0.721
+    assert with_pref > without + 0.1  # measured 0.924 vs 0.721 (seeds 0–3: +0.19 to +0.21)
     assert with_pref > 0.85
     # the independent, geometric measure of `twin validate` (segments crossing streets/water) agrees
     geo_pref = clear_boundary_share(small_twin, streets.partition.grid_code)
