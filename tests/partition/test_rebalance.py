@@ -172,12 +172,22 @@ def test_rebalance_gives_exactly_478_valid_grids(t: twin.Twin, result) -> None:
     _ok(t, result, 478)
 
 
+# On a twin built with the city fabric (blocks) the bounds differ, measured on the default seed (docs/grid-editing.md):
+# towers put up to 35 % of an ideal grid's workload in one res-11 cell, which bounds the balance (max |dev| 3.7 %),
+# and boundaries that follow streets are longer hexagon staircases (Polsby–Popper 0.345, 11.7 % residents moved).
+_OLD, _FABRIC = {"max_dev": 0.02, "pp": 0.42, "moved": 0.10}, {"max_dev": 0.045, "pp": 0.33, "moved": 0.13}
+
+
+def _bounds(t: twin.Twin) -> dict[str, float]:
+    return _OLD if t.blocks is None else _FABRIC
+
+
 def test_rebalance_balances_within_communities(t: twin.Twin, result) -> None:
     d = community_deviation(result.partition)
-    assert d["deviation"].abs().max() <= 0.02
+    assert d["deviation"].abs().max() <= _bounds(t)["max_dev"]
     assert result.after["max_dev"] == pytest.approx(d["deviation"].abs().max())
     assert result.after["cv"] < result.before["cv"]
-    assert result.after["polsby_popper"] >= 0.42
+    assert result.after["polsby_popper"] >= _bounds(t)["pp"]
     alloc = result.allocation
     assert alloc["grids_after"].sum() == 478 and (alloc["grids_after"] >= 1).all()
     counts = d.groupby("community_code").size()
@@ -189,9 +199,16 @@ def test_rebalance_keeps_most_residents_in_their_grid(t: twin.Twin, result) -> N
     moved = result.partition.grid_code != base.grid_code
     res = cell_counts(t)["residents"].to_numpy()
     assert result.moved_share == pytest.approx(res[moved].sum() / res.sum())
-    assert 0 < result.moved_share <= 0.10
+    assert 0 < result.moved_share <= _bounds(t)["moved"]
     kept = set(base.grids["grid_code"]) & set(result.partition.grids["grid_code"])
     assert len(kept) >= 440
+
+
+def test_rebalance_boundaries_follow_streets(t: twin.Twin, result) -> None:
+    if t.blocks is None:
+        assert result.figures()["clear_boundaries"] is None  # a twin built before the fabric: nothing to prefer
+        return
+    assert result.after["clear_boundaries"] >= 0.90  # measured 0.948 on the default-seed fabric twin (0.863 without)
 
 
 def test_rebalance_to_fewer_grids_merges(t: twin.Twin) -> None:
