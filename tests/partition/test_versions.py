@@ -161,6 +161,13 @@ def test_checkout_time_travel(store: Store, t: twin.Twin) -> None:
     t1 = versions.checkout(t, "base", store=store)
     assert len(t1.grids) == 451
     assert abs(t1.grids["area_km2"].sum() - t.grids["area_km2"].sum()) < 1e-6
+    # the base checkout gives back the built polygons; an edit redraws only the grids it touched
+    built = t.grids.set_index("grid_code").geometry
+    assert all(built[c].equals(g) for c, g in zip(t1.grids["grid_code"], t1.grids.geometry))
+    touched = {G, "440604010001004"}
+    kept = t2.grids.loc[~t2.grids["grid_code"].isin(touched)]
+    assert all(built[c].equals(g) for c, g in zip(kept["grid_code"], kept.geometry))
+    assert not built[G].equals(t2.grid(G).geometry)
 
 
 _CHILD = textwrap.dedent("""

@@ -15,7 +15,7 @@ from shapely.geometry.base import BaseGeometry
 from twin.cells import cells_to_geometry
 from twin.crs import STORAGE_CRS, to_metric
 
-__all__ = ["units_to_polygons", "short_name"]
+__all__ = ["units_to_polygons", "changed_units_polygons", "short_name"]
 
 
 def short_name(name: str) -> str:
@@ -45,3 +45,31 @@ def units_to_polygons(
     gdf = gpd.GeoDataFrame({name: uniq, "n_cells": counts.astype(np.int32)}, geometry=geoms, crs=STORAGE_CRS)
     gdf["area_km2"] = to_metric(gdf.geometry).area.to_numpy() / 1e6
     return gdf
+
+
+def changed_units_polygons(
+    built: gpd.GeoDataFrame, built_code: np.ndarray, cells: np.ndarray, new_code: np.ndarray, district: BaseGeometry,
+    *, name: str = "grid_code",
+) -> gpd.GeoDataFrame:
+    """Polygons of a new partition that keep the built polygons of every unit whose cells did not change.
+
+    ``built`` holds the built twin's units (``name``, ``geometry``, ``area_km2``, ``n_cells``; e.g. the fabric's
+    face-based polygons along streets and water), ``built_code`` / ``new_code`` are aligned with ``cells``
+    (``""`` = no unit). Units with any cell gained or lost are re-derived from their cells
+    (:func:`units_to_polygons`); the rest are the built rows, so an edit redraws only the grids it touched, and
+    checking out the base partition gives back the built polygons exactly. Columns as :func:`units_to_polygons`.
+    """
+    built_code = np.asarray(built_code).astype(str)
+    new_code = np.asarray(new_code).astype(str)
+    moved = built_code != new_code
+    changed = set(np.unique(built_code[moved])) | set(np.unique(new_code[moved]))
+    present = set(np.unique(new_code[new_code != ""]))
+    redo = (new_code != "") & np.isin(new_code, sorted(changed))
+    keep = built.loc[built[name].astype(str).isin(present - changed), [name, "n_cells", "geometry", "area_km2"]]
+    parts = [keep]
+    if redo.any():
+        parts.append(units_to_polygons(cells[redo], new_code[redo], district, name=name))
+    out = pd.concat(parts, ignore_index=True)
+    out[name] = out[name].astype(str)
+    return gpd.GeoDataFrame(out.sort_values(name, kind="stable").reset_index(drop=True), geometry="geometry",
+                            crs=STORAGE_CRS)

@@ -45,7 +45,7 @@ from twin.errors import ConflictError, NotFoundError, PartitionError, Validation
 from twin.model import Twin
 from twin.partition.balance import balance_report
 from twin.partition.model import GRID_COLUMNS, Partition, partition_from_twin, reassign_workers, validate_partition
-from twin.partition.polygons import units_to_polygons
+from twin.partition.polygons import changed_units_polygons, units_to_polygons
 from twin.partition.workload import cell_counts
 from twin.store.sql import Store, Transaction, open_store
 
@@ -479,15 +479,20 @@ def _in_scope_cells(p: Partition, role: Role) -> np.ndarray:
 
 # -- time travel ---------------------------------------------------------------------------------------------
 def twin_with_partition(twin: Twin, p: Partition, *, version: int | None = None) -> Twin:
-    """A new :class:`Twin` (``dataclasses.replace``) whose ``cells["grid_code"]``, ``grids`` (polygons re-derived
-    from the cells, WGS84, ``area_km2`` in EPSG:4547), ``buildings["grid_code"]`` and ``workers`` (re-assigned by
+    """A new :class:`Twin` (``dataclasses.replace``) whose ``cells["grid_code"]``, ``grids`` (polygons of the grids
+    the partition changed re-derived from their cells, the others kept as built — e.g. along streets and water;
+    WGS84, ``area_km2`` in EPSG:4547), ``buildings["grid_code"]`` and ``workers`` (re-assigned by
     :func:`twin.partition.model.reassign_workers`) follow partition ``p``. Other frames are shared, not copied."""
     if len(p.cells) != len(twin.cells) or not np.array_equal(p.cells, twin.cells["cell"].to_numpy()):
         raise PartitionError("the partition is for other cells than this twin.")
     cells = twin.cells.copy()
     cells["grid_code"] = p.grid_code.astype(str)
     ok = p.grid_code != ""
-    polys = units_to_polygons(p.cells[ok], p.grid_code[ok], twin.district, name="grid_code")
+    if "n_cells" in twin.grids and "area_km2" in twin.grids:  # keep the built polygons of untouched grids
+        polys = changed_units_polygons(twin.grids, twin.cells["grid_code"].to_numpy(), p.cells, p.grid_code,
+                                       twin.district)
+    else:
+        polys = units_to_polygons(p.cells[ok], p.grid_code[ok], twin.district, name="grid_code")
     grids = polys.merge(p.grids, on="grid_code", how="left")
     grids["synthetic"] = bool(twin.grids["synthetic"].all()) if "synthetic" in twin.grids else True
     cols = [c for c in twin.grids.columns if c in grids.columns] + [c for c in grids.columns
