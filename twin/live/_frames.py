@@ -10,6 +10,7 @@ buildings only (from their residents, dwellings and businesses on the date) as a
 from __future__ import annotations
 
 import datetime as dt
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,13 +44,28 @@ class Frames:
 
 
 def id_positions(frame: pd.DataFrame, table: str, ids: np.ndarray) -> np.ndarray:
-    """Row positions of ``ids`` in ``frame`` (-1 if absent); positional when ids are 0 … n-1 in order."""
-    col = frame[COLUMNS[table][0]].to_numpy()
+    """Row positions of ``ids`` in ``frame`` (-1 if absent); positional when ids are 0 … n-1 in order. The lookup
+    (range or hash index) is kept per frame for the last few frames (base frames are looked up on every commit;
+    their ids never change)."""
     ids = np.asarray(ids, dtype=np.int64)
-    n = len(col)
-    if n and col[0] == 0 and col[-1] == n - 1 and (n < 2 or col[1] == 1) and _is_range(col):
+    hit = _LOOKUPS.get(id(frame))
+    if hit is None or hit[0] is not frame:
+        col = frame[COLUMNS[table][0]].to_numpy()
+        n = len(col)
+        ranged = bool(n and col[0] == 0 and col[-1] == n - 1 and (n < 2 or col[1] == 1) and _is_range(col))
+        hit = (frame, n, None if ranged else pd.Index(col.astype(np.int64)))  # int64 like the ids: engine kept
+        with _LOOKUPS_LOCK:
+            if len(_LOOKUPS) >= 6:
+                _LOOKUPS.pop(next(iter(_LOOKUPS)))
+            _LOOKUPS[id(frame)] = hit
+    _, n, index = hit
+    if index is None:
         return np.where((ids >= 0) & (ids < n), ids, -1)
-    return pd.Index(col).get_indexer(ids)
+    return index.get_indexer(ids)
+
+
+_LOOKUPS: dict[int, tuple[pd.DataFrame, int, pd.Index | None]] = {}
+_LOOKUPS_LOCK = threading.Lock()
 
 
 def _is_range(col: np.ndarray) -> bool:
