@@ -179,7 +179,8 @@ class Twins:
         hit = self._views.get(vid)
         if hit is None or hit[0] < self.live_seq or hit[1] is not t:
             if vid not in self._wanted or hit is None:
-                self._wanted.add(vid)
+                with self._lock:
+                    self._wanted.add(vid)
                 self._wake.set()
         if hit is not None and hit[1] is t:
             return hit[2], AnsweredVersion(vid, hit[0])
@@ -207,7 +208,8 @@ class Twins:
                 return True
             if time.monotonic() >= deadline:
                 return False
-            self._wanted.add(vid)
+            with self._lock:
+                self._wanted.add(vid)
             self._wake.set()
             time.sleep(0.01)
 
