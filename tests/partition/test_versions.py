@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import shapely
 
 import twin
 from twin.errors import ConflictError, NotFoundError, PartitionError, ValidationError
@@ -164,10 +165,11 @@ def test_checkout_time_travel(store: Store, t: twin.Twin) -> None:
     # the base checkout gives back the built polygons; an edit redraws only the grids it touched
     built = t.grids.set_index("grid_code").geometry
     assert all(built[c].equals(g) for c, g in zip(t1.grids["grid_code"], t1.grids.geometry))
-    touched = {G, "440604010001004"}
-    kept = t2.grids.loc[~t2.grids["grid_code"].isin(touched)]
-    assert all(built[c].equals(g) for c, g in zip(kept["grid_code"], kept.geometry))
+    far = t2.grids.loc[~shapely.dwithin(t2.grids.geometry.to_numpy(), built[G], 0.001)]  # > ≈ 100 m from the split
+    assert len(far) > 400 and all(built[c].equals(g) for c, g in zip(far["grid_code"], far.geometry))
     assert not built[G].equals(t2.grid(G).geometry)
+    v2_figures = twin.validate(t2).figures
+    assert v2_figures["overlap between grids km²"] == 0.0, v2_figures  # kept outlines and redrawn cells tile
 
 
 _CHILD = textwrap.dedent("""

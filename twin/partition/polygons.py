@@ -51,25 +51,44 @@ def changed_units_polygons(
     built: gpd.GeoDataFrame, built_code: np.ndarray, cells: np.ndarray, new_code: np.ndarray, district: BaseGeometry,
     *, name: str = "grid_code",
 ) -> gpd.GeoDataFrame:
-    """Polygons of a new partition that keep the built polygons of every unit whose cells did not change.
+    """Polygons of a new partition that keep the built outlines (e.g. along streets and water) wherever they can.
 
-    ``built`` holds the built twin's units (``name``, ``geometry``, ``area_km2``, ``n_cells``; e.g. the fabric's
-    face-based polygons along streets and water), ``built_code`` / ``new_code`` are aligned with ``cells``
-    (``""`` = no unit). Units with any cell gained or lost are re-derived from their cells
-    (:func:`units_to_polygons`); the rest are the built rows, so an edit redraws only the grids it touched, and
-    checking out the base partition gives back the built polygons exactly. Columns as :func:`units_to_polygons`.
+    ``built`` holds the built twin's units (``name``, ``geometry`` — they tile the district —, ``area_km2``,
+    ``n_cells``); ``built_code`` / ``new_code`` are aligned with ``cells`` (``""`` = no unit). With ``C`` the union
+    of the cells of every unit that gained or lost a cell and ``F`` the built outlines of the units those cells
+    belonged to:
+
+    * a changed unit is the union of its cells, clipped to the district (:func:`units_to_polygons`);
+    * a unchanged unit is its built outline, plus its own cells that reach into ``F``, minus ``C``.
+
+    The result tiles the district exactly as the built units did (no overlap, no gap), an edit redraws only the units
+    it touched and their edges with them, and the base partition gives back the built polygons. Columns as
+    :func:`units_to_polygons`; areas in EPSG:4547.
     """
     built_code = np.asarray(built_code).astype(str)
     new_code = np.asarray(new_code).astype(str)
     moved = built_code != new_code
-    changed = set(np.unique(built_code[moved])) | set(np.unique(new_code[moved]))
+    changed = sorted((set(np.unique(built_code[moved])) | set(np.unique(new_code[moved]))) - {""})
     present = set(np.unique(new_code[new_code != ""]))
-    redo = (new_code != "") & np.isin(new_code, sorted(changed))
-    keep = built.loc[built[name].astype(str).isin(present - changed), [name, "n_cells", "geometry", "area_km2"]]
-    parts = [keep]
-    if redo.any():
-        parts.append(units_to_polygons(cells[redo], new_code[redo], district, name=name))
-    out = pd.concat(parts, ignore_index=True)
-    out[name] = out[name].astype(str)
-    return gpd.GeoDataFrame(out.sort_values(name, kind="stable").reset_index(drop=True), geometry="geometry",
+    cols = [name, "n_cells", "geometry", "area_km2"]
+    keep = built.loc[built[name].astype(str).isin(present - set(changed)), cols].copy()
+    keep[name] = keep[name].astype(str)
+    if changed:
+        in_changed = np.isin(new_code, changed)
+        redone = units_to_polygons(cells[in_changed], new_code[in_changed], district, name=name)
+        c_union = shapely.union_all(redone.geometry.to_numpy())
+        f_union = shapely.union_all(built.loc[built[name].astype(str).isin(changed), "geometry"].to_numpy())
+        shapely.prepare(f_union)
+        near = shapely.dwithin(keep.geometry.to_numpy(), f_union, 0.0005)  # ≈ 50 m: neighbours of the change
+        geoms = keep.geometry.to_numpy().copy()
+        for i in np.flatnonzero(near):
+            code = keep[name].iat[i]
+            own = cells_to_geometry(cells[new_code == code])
+            g = shapely.union(geoms[i], shapely.intersection(own, f_union))
+            geoms[i] = shapely.make_valid(shapely.difference(g, c_union))
+        keep["geometry"] = geoms
+        if near.any():
+            keep.loc[near, "area_km2"] = to_metric(keep.geometry[near]).area.to_numpy() / 1e6
+        keep = pd.concat([keep, redone[cols]], ignore_index=True)
+    return gpd.GeoDataFrame(keep.sort_values(name, kind="stable").reset_index(drop=True), geometry="geometry",
                             crs=STORAGE_CRS)
