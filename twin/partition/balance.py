@@ -31,7 +31,7 @@ from twin.errors import PartitionError, ValidationError
 from twin.model import Twin
 from twin.partition.edges import blocks_for_cells, clear_share
 from twin.partition.model import Partition, check_partition
-from twin.partition.polygons import units_to_polygons
+from twin.partition.polygons import changed_units_polygons, units_to_polygons
 from twin.partition.regions import label_components
 from twin.partition.workload import COUNT_COLUMNS, cell_counts, cell_workload
 
@@ -53,11 +53,17 @@ DEFAULT_THRESHOLD = 0.10  # flag grids whose workload is more than 10 % off thei
 def grid_polygons(twin: Twin, p: Partition, *, grids: Iterable[str] | None = None) -> gpd.GeoDataFrame:
     """Grid polygons of partition ``p`` (WGS84) with ``grid_code``, ``n_cells``, ``area_km2`` and ``perimeter_km``
     (EPSG:4547), ``polsby_popper`` and the grid table's columns. Unassigned cells are left out; with ``grids``
-    only those grid codes are built (fast for a few grids)."""
+    only those grid codes are built from their cells (fast for a few grids); without, grids ``p`` did not change keep
+    the twin's outlines (:func:`twin.partition.polygons.changed_units_polygons`)."""
     ok = p.grid_code != ""
-    if grids is not None:
-        ok &= np.isin(p.grid_code, np.asarray(list(grids), dtype=object))
-    polys = units_to_polygons(p.cells[ok], p.grid_code[ok], twin.district, name="grid_code")
+    if grids is None and {"n_cells", "area_km2"} <= set(twin.grids.columns) and len(p.cells) == len(twin.cells):
+        # the whole partition: untouched grids keep the twin's outlines (e.g. along streets), as on the map
+        polys = changed_units_polygons(twin.grids, twin.cells["grid_code"].to_numpy(), p.cells, p.grid_code,
+                                       twin.district)
+    else:
+        if grids is not None:
+            ok &= np.isin(p.grid_code, np.asarray(list(grids), dtype=object))
+        polys = units_to_polygons(p.cells[ok], p.grid_code[ok], twin.district, name="grid_code")
     polys["perimeter_km"] = to_metric(polys.geometry).length.to_numpy() / 1e3
     per_m = polys["perimeter_km"].to_numpy() * 1e3
     polys["polsby_popper"] = np.where(per_m > 0, 4 * np.pi * polys["area_km2"].to_numpy() * 1e6 / per_m ** 2, 0.0)
