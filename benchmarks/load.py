@@ -365,6 +365,10 @@ async def _run(base: str, keys: dict[str, str], fx: dict, clients: int, duration
     return results, time.monotonic() - t0
 
 
+class _Done(Exception):
+    """Raised to skip the remaining phases (``--wrk-only``)."""
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--url", default=None, help="target a running service instead of starting one")
@@ -383,6 +387,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--incident-reps", type=int, default=30)
     ap.add_argument("--sse-clients", type=int, default=50)
     ap.add_argument("--sse-events", type=int, default=10)
+    ap.add_argument("--wrk-only", action="store_true", help="run only phase 1 (wrk at 1/16/64/256 connections)")
     args = ap.parse_args(argv)
     if not 1 <= args.clients <= 256:
         ap.error("--clients must be 1…256")
@@ -450,6 +455,11 @@ def main(argv: list[str] | None = None) -> int:
 
         # 2. edits while reading
         edit_rows: dict = {}
+        area: list[float] = []
+        inc_ms: list[float] = []
+        sse: dict | None = None
+        if args.wrk_only:
+            raise _Done
         if fx["move"] is not None:
             stop, acks, errs = threading.Event(), [], []
             th = threading.Thread(target=_edit_loop, args=(base, keys["district"], fx, head, stop, acks, errs))
@@ -493,7 +503,6 @@ def main(argv: list[str] | None = None) -> int:
         area = [ms for k, ms, _ in results if k == "area_summary"]
 
         # 4. incidents
-        inc_ms: list[float] = []
         if "/incidents" in paths and "/incidents/stats" in paths:
             res = _incidents(base, keys["district"], args.incident_reps)
             all_errors += res["errors"]
@@ -503,7 +512,6 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  GET {path:17s} p50 {_pct(res[path], 50):7.1f} ms  p95 {_pct(res[path], 95):7.1f} ms")
 
         # 5. SSE
-        sse: dict | None = None
         if "/events" in paths:
             sse = asyncio.run(_sse(base, keys["district"], fx, args.sse_clients, args.sse_events))
             all_errors += sse["errors"]
@@ -512,6 +520,8 @@ def main(argv: list[str] | None = None) -> int:
                   f"{sse['missing']} deliveries missing, {sse['errors']} errors   load {_load()}")
         else:
             print("\n== SSE: no /events endpoint: skipped")
+    except _Done:
+        pass
     finally:
         if proc is not None:
             proc.send_signal(signal.SIGTERM)
@@ -527,7 +537,7 @@ def main(argv: list[str] | None = None) -> int:
         return None if x is None or not math.isfinite(x) else round(x, 1)
 
     out.update({
-        "rps_64": r1(by_c[64]["rps"]), "p99_ms_64": r1(by_c[64]["p99_ms"]), "p95_ms": r1(_pct(area, 95)),
+        "rps_64": r1(by_c[64]["rps"]), "p99_ms_64": r1(by_c[64]["p99_ms"]), "p95_ms": r1(_pct(area, 95)) if area else None,
         "errors": all_errors, "timeouts_256": by_c[256]["timeouts"],
         "edit_ack_p99_ms": r1(_pct(edit_rows["acks"], 99)) if edit_rows else None,
         "summary_p99_during_edits_ms": r1(edit_rows["summary"]["p99_ms"]) if edit_rows else None,

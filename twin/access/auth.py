@@ -43,6 +43,7 @@ from twin.store.pg import schema_lock_statement
 from twin.store.sql import Store
 
 __all__ = [
+    "cached_role",
     "User",
     "add_user",
     "issue_key",
@@ -221,6 +222,23 @@ def list_users(store: Store) -> list[User]:
 def user_role(user: User) -> Role:
     """The :class:`twin.access.roles.Role` a user acts with (``Role.user`` = the user's name)."""
     return make_role(user.role, user.scope_codes, user=user.name, can_edit=user.can_edit)
+
+
+def cached_role(key: str | None) -> Role | None:
+    """The role of ``key`` when this process verified it less than ``REVALIDATE_S`` ago, else ``None``.
+
+    No store access and no scrypt: cheap enough for an event loop (the service's hot path). ``None`` means
+    "call :func:`authenticate`" (a miss, a rejection or a re-check due), which decides and may block.
+    """
+    if not key:
+        return None
+    digest = hashlib.sha256(key.strip().encode()).hexdigest()
+    now = time.monotonic()
+    with _cache_lock:
+        hit = _cache.get(digest)
+    if hit is not None and hit.expires > now and now - hit.checked < REVALIDATE_S:
+        return hit.role
+    return None
 
 
 def authenticate(store: Store, key: str | None) -> Role:

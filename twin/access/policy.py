@@ -279,8 +279,8 @@ def scope_area(counts: AreaCounts, role: Role, t: Twin, policy: AccessPolicy = D
     ins = dict(zip(keys, inside.tolist()))
     count_keys = [c for c in keys if not c.startswith(("use_", "credit_"))]
     cj = [keys.index(c) for c in count_keys]
-    by_grid = {str(c): dict(zip(count_keys, row[cj].tolist())) for c, row in zip(codes[inside_mask],
-                                                                                   vals[inside_mask])}
+    by_grid = {c: dict(zip(count_keys, row)) for c, row in zip(codes[inside_mask].tolist(),
+                                                                 vals[inside_mask][:, cj].tolist())}
     pub: dict[str, int | None]
     if has_outside:
         out_rows = ~inside_mask

@@ -38,8 +38,9 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import Any, Protocol, TypeAlias, runtime_checkable
 
 import numpy as np
@@ -333,9 +334,10 @@ def _to_geometry(area: AreaLike, *, max_vertices: int, max_parts: int) -> BaseGe
         if n_polys > max_parts:
             raise ValidationError(f"the area has more than {max_parts:,} polygons (limit {max_parts:,}; "
                                   f"{n_polys:,} counted by {where}); merge or drop parts first.")
-        n_pos += _check_geojson_geometry(g, where, n_pos, max_vertices)
+        n, arrays = _check_geojson_geometry(g, where, n_pos, max_vertices)
+        n_pos += n
         try:
-            parts.append(shape(g))
+            parts.append(_from_arrays(g, arrays) if arrays is not None else shape(g))
         except Exception as e:  # shapely raises assorted errors for odd nesting
             raise ValidationError(f"malformed GeoJSON {where}: {e}.") from e
     if len(parts) == 1:
@@ -402,40 +404,91 @@ def _count_polygons(g: Mapping[str, Any], where: str) -> int:
     return len(coords) if g["type"] == "MultiPolygon" else 1
 
 
-def _check_geojson_geometry(g: Mapping[str, Any], where: str, before: int, max_vertices: int) -> int:
+def _check_geojson_geometry(g: Mapping[str, Any], where: str, before: int, max_vertices: int
+                            ) -> tuple[int, list[list[np.ndarray]] | None]:
     """Validate nesting, numbers and ring closure of a (Multi)Polygon mapping (lists or tuples, as
-    ``shapely.geometry.mapping`` gives); return its number of positions, :class:`ValidationError` as soon as
-    they and the ``before`` positions of earlier geometries exceed ``max_vertices``."""
+    ``shapely.geometry.mapping`` gives); return its number of positions and its rings as float arrays (per polygon;
+    ``None`` when some ring is unusual, e.g. mixes 2-D and 3-D positions: build it with ``shape``), and raise
+    :class:`ValidationError` as soon as they and the ``before`` positions of earlier geometries exceed
+    ``max_vertices``.
+
+    Each ring is checked in one numpy pass (:func:`_ring_array`); only a ring that fails it is walked position by
+    position, to name the first bad position."""
     coords = g["coordinates"]
     polys = coords if g["type"] == "MultiPolygon" else [coords]
     n = 0
+    out: list[list[np.ndarray]] | None = []
     for pi, rings in enumerate(polys):
         if not isinstance(rings, _SEQ) or not rings:
             raise ValidationError(f"malformed GeoJSON: {where} polygon {pi} has no rings.")
+        arrays: list[np.ndarray] = []
         for ri, ring in enumerate(rings):
-            label = f"{where} polygon {pi} ring {ri}"
             if not isinstance(ring, _SEQ):
-                raise ValidationError(f"malformed GeoJSON: {label} is not a list of positions.")
+                raise ValidationError(f"malformed GeoJSON: {where} polygon {pi} ring {ri} is not a list of positions.")
             if before + n + len(ring) > max_vertices:
                 raise ValidationError(f"the area has more than {max_vertices:,} vertices, the limit (at least "
-                                      f"{before + n + len(ring):,}, counted up to {label}); simplify it first "
-                                      f"(e.g. shapely.simplify(geom, 1e-5), about 1 m).")
-            for pos in ring:
-                if (not isinstance(pos, _SEQ) or len(pos) not in (2, 3)
-                        or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in pos)):
-                    raise ValidationError(f"malformed GeoJSON: {label} has position {_short(pos)}; positions "
-                                          f"are [lng, lat] number pairs.")
-                if not all(_finite(v) for v in pos):
-                    raise ValidationError(f"the area has a NaN or infinite (or out-of-range) coordinate {_short(pos)} "
-                                          f"in {label}; positions are finite WGS84 degrees.")
+                                      f"{before + n + len(ring):,}, counted up to {where} polygon {pi} ring {ri}); "
+                                      f"simplify it first (e.g. shapely.simplify(geom, 1e-5), about 1 m).")
+            arr = _ring_array(ring)
+            if arr is None:
+                _check_positions(ring, f"{where} polygon {pi} ring {ri}")
+                out = None
             if len(ring) < 4:
-                raise ValidationError(f"{label} has {len(ring)} positions; a closed ring needs at least 4 "
-                                      f"(three corners and the first repeated at the end).")
+                raise ValidationError(f"{where} polygon {pi} ring {ri} has {len(ring)} positions; a closed ring "
+                                      f"needs at least 4 (three corners and the first repeated at the end).")
             if tuple(ring[0][:2]) != tuple(ring[-1][:2]):
-                raise ValidationError(f"{label} is not closed: it starts at {ring[0]} but ends at {ring[-1]}; "
-                                      f"repeat the first position at the end.")
+                raise ValidationError(f"{where} polygon {pi} ring {ri} is not closed: it starts at {ring[0]} but "
+                                      f"ends at {ring[-1]}; repeat the first position at the end.")
             n += len(ring)
-    return n
+            if arr is not None:
+                arrays.append(arr)
+        if out is not None:
+            out.append(arrays)
+    if out is not None and len({a.shape[1] for p in out for a in p}) > 1:
+        out = None  # 2-D and 3-D rings in one geometry: shape() decides
+    return n, out
+
+
+_NUMBER_TYPES = frozenset({float, int})
+_POSITION_TYPES = frozenset({list, tuple})
+_POSITION_LENGTHS = frozenset({2, 3})
+
+
+def _ring_array(ring: Sequence[Any]) -> np.ndarray | None:
+    """The ring's positions as an (n, 2|3) float array when every position is a list/tuple of 2 (or every one of
+    3) plain finite ``int``/``float`` values (never ``bool``); ``None`` otherwise (the caller walks the ring)."""
+    if not ring:
+        return None
+    try:
+        if (not set(map(type, ring)) <= _POSITION_TYPES or len(lengths := set(map(len, ring))) != 1
+                or not lengths <= _POSITION_LENGTHS or not set(map(type, chain.from_iterable(ring))) <= _NUMBER_TYPES):
+            return None
+        arr = np.array(ring, dtype=np.float64)
+    except (TypeError, ValueError, OverflowError):  # e.g. an integer too large for a float
+        return None
+    if arr.ndim != 2 or not np.isfinite(arr).all():
+        return None
+    return arr
+
+
+def _check_positions(ring: Sequence[Any], label: str) -> None:
+    """Walk a ring's positions one by one: :class:`ValidationError` naming the first that is not a finite
+    [lng, lat] (or [lng, lat, z]) number pair."""
+    for pos in ring:
+        if (not isinstance(pos, _SEQ) or len(pos) not in (2, 3)
+                or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in pos)):
+            raise ValidationError(f"malformed GeoJSON: {label} has position {_short(pos)}; positions "
+                                  f"are [lng, lat] number pairs.")
+        if not all(_finite(v) for v in pos):
+            raise ValidationError(f"the area has a NaN or infinite (or out-of-range) coordinate {_short(pos)} "
+                                  f"in {label}; positions are finite WGS84 degrees.")
+
+
+def _from_arrays(g: Mapping[str, Any], polys: list[list[np.ndarray]]) -> BaseGeometry:
+    """The (Multi)Polygon of ``g`` from its checked, closed ring arrays (what ``shapely.geometry.shape`` builds)."""
+    built = [shapely.polygons(shapely.linearrings(rings[0]), holes=[shapely.linearrings(r) for r in rings[1:]] or None)
+             for rings in polys]
+    return shapely.multipolygons(built) if g["type"] == "MultiPolygon" else built[0]
 
 
 def _finite(v: float) -> bool:

@@ -7,7 +7,8 @@ committed the batch holding it). Every audited answer names the partition versio
 (``X-Twin-Version``) and the change head it reflects (``X-Twin-Changes``, :class:`~._twins.AnsweredVersion`).
 That covers requests the app rejects before any endpoint runs (unknown route 404, 405, 413 from the body limit,
 422/400 from request validation) and server errors (500: the exception passes through here). The key is
-checked once, here, and handed to :func:`~.deps.caller` through the request's :class:`~.deps.AuditSlot`.
+checked once, here (on the event loop when this process verified the key in the last 0.5 s:
+:func:`twin.access.auth.cached_role`; else in a query thread), and handed to :func:`~.deps.caller` through the request's :class:`~.deps.AuditSlot`.
 
 At shutdown (ASGI lifespan) it writes an audit checkpoint (:func:`twin.access.audit.checkpoint`); for a
 PostgreSQL store served from an explicit twin directory it keeps the audit key and checkpoints there.
@@ -25,6 +26,7 @@ import anyio
 
 from twin.access import audit
 from twin.access.audit import use_audit_dir
+from twin.access.auth import cached_role
 from twin.service._state import ServiceState
 from twin.service._threads import run_query
 from twin.service.deps import SLOT, AuditSlot, key_from, submit_audit
@@ -62,8 +64,10 @@ class AuditTrail:
         slot = AuditSlot(str(scope.get("path", ""))[:200], str(scope.get("method", "")),
                          key_from(headers.get("authorization"), headers.get("x-api-key")))
         scope[SLOT] = slot
-        if slot.key is not None:
-            await run_query(slot.authenticate, svc.store)
+        if slot.key is not None:  # a key verified in the last 0.5 s: no thread hop; else scrypt/store in a thread
+            slot.role = cached_role(slot.key)
+            if slot.role is None:
+                await run_query(slot.authenticate, svc.store)
         held: Message | None = None
 
         async def finish(status: int, detail: str) -> None:

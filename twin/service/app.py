@@ -45,6 +45,7 @@ from twin.service._audit_trail import AuditTrail
 from twin.service._body_limit import MAX_BODY_BYTES, BodyLimit
 from twin.service._handlers import install_handlers
 from twin.service._problems import document_problems, problem, status_for
+from twin.service._requests import FastRoutes
 from twin.service._state import ServiceState
 from twin.service._twins import Twins
 from twin.service.edits import EditRequest
@@ -87,6 +88,7 @@ def create_app(twin_root: str | Path | None = None, database_url: str | None = N
     app = FastAPI(title="Chancheng Twin service", version="1", lifespan=lifespan, description=_DESCRIPTION)
     app.state.svc = svc
     install_handlers(app)
+    app.add_middleware(FastRoutes, routes=areas.FAST_ROUTES)  # innermost: lean hot paths, FastAPI for the rest
     app.add_middleware(BodyLimit, limit=int(max_body_bytes))
     app.add_middleware(AuditTrail)  # outermost: audits every keyed request, 413s included, before it is answered
     for module in _ROUTERS:
