@@ -255,8 +255,10 @@ def _balance_section(ctx: EditContext) -> None:
     cols[2].metric("Max deviation", _pct(float(np.nanmax(dev))))
     cols[3].metric("Min deviation", _pct(float(np.nanmin(dev))))
     cols[4].metric("Flagged", f"{len(flagged)}")
+    clear = s.get("clear_boundaries")
+    clear_txt = f" · clear boundaries (on streets/water) {100 * clear:.1f} %" if clear is not None else ""
     st.caption(f"{s['grids']} grids · max/min workload {s['max_over_min']:.2f} · mean Polsby–Popper "
-               f"{s['mean_polsby_popper']:.3f} · contiguous {s['contiguous']} · nested {s['nested']} · "
+               f"{s['mean_polsby_popper']:.3f}{clear_txt} · contiguous {s['contiguous']} · nested {s['nested']} · "
                f"unassigned cells {s['unassigned_cells']}")
     show = flagged.reindex(flagged["deviation"].abs().sort_values(ascending=False).index)
     st.dataframe(pd.DataFrame({"grid": show["grid_code"], "name": show["grid_name"],

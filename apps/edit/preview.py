@@ -59,7 +59,7 @@ def _names(grids: pd.DataFrame, status: str) -> str:
     return "、".join(names)
 
 
-_FIGURES = ("cv", "max_dev", "polsby_popper", "moved_share", "seconds")
+_FIGURES = ("cv", "max_dev", "polsby_popper", "clear_boundaries", "moved_share", "seconds")
 
 
 def baselines_frame(figures: dict[str, Any], latest: dict[str, Any] | None) -> pd.DataFrame:
@@ -79,7 +79,9 @@ def _baselines_table(figures: dict[str, Any]) -> None:
     latest = latest_baselines()
     st.dataframe(baselines_frame(figures, latest), hide_index=True, key="ed_baselines",
                  column_config={"max_dev": st.column_config.NumberColumn(format="percent"),
-                                "moved_share": st.column_config.NumberColumn(format="percent")})
+                                "moved_share": st.column_config.NumberColumn(format="percent"),
+                                "clear_boundaries": st.column_config.NumberColumn(
+                                    format="percent", help="share of grid boundary on street or water edges")})
     st.caption("Baselines: " + (f"benchmarks/rebalance.py run at {latest.get('run_at')} (load "
                                 f"{latest.get('load_average')}); each on the communities it reached"
                                 if latest else "no benchmark run yet (python benchmarks/rebalance.py)"))
