@@ -34,19 +34,24 @@ from typing import Any
 import streamlit as st
 
 import twin
-from apps import live, state
+from apps import live, records, state
 from apps.components.deckmap import FRONTEND
+from layers import changes as change_layers
 from twin.encoding import dumps
 from twin.incidents.catalogue import load_catalogue
 from twin.incidents.lifecycle import OPEN_STATES
 from twin.incidents.store import IncidentStore
+from twin.live import events as live_events
 from twin.partition import versions
+from twin.services import counts_by_grid, run_services
 from twin.store.sql import Store, open_store
 
-__all__ = ["FEED_EVERY_S", "LiveFeed", "live_feed", "live_placeholders"]
+__all__ = ["FEED_EVERY_S", "CHANGE_ZOOM_RANGES", "LiveFeed", "live_feed", "live_placeholders", "services_due_layer"]
 
 #: seconds between two reads of the store (and the browser's polls)
 FEED_EVERY_S = 1.0
+#: zoom ranges of the record-changes layers (counts per hexagon zoomed out, dots zoomed in)
+CHANGE_ZOOM_RANGES = change_layers.ZOOM_RANGES
 
 
 @dataclass
@@ -109,7 +114,22 @@ class LiveFeed:
         inc = store.query(f"SELECT COUNT(*), SUM(version), MAX(id) FROM incidents WHERE state IN ({marks})",
                           tuple(OPEN_STATES))
         workers = store.query("SELECT COUNT(*), SUM(version), MAX(updated_at) FROM worker_status")
-        return (tuple(inc[0]), tuple(workers[0]), vid, now.strftime("%Y-%m-%dT%H:%M"))
+        return (tuple(inc[0]), tuple(workers[0]), live_events.head_seq(store), vid, now.strftime("%Y-%m-%dT%H:%M"))
+
+    def _change_layers(self, store: Store, now: dt.datetime) -> tuple[list[tuple[str, str]], list[dict[str, Any]]]:
+        """The record-changes layers (:mod:`layers.changes`): events of change sets committed in the last
+        :data:`layers.changes.WINDOW_DAYS` days, at their building's point."""
+        since = (now - dt.timedelta(days=change_layers.WINDOW_DAYS)).astimezone(dt.UTC).isoformat()
+        sets = {int(r[0]): (str(r[1]), str(r[2])) for r in
+                store.query("SELECT id, committed_at, role FROM live_sets WHERE committed_at >= ?", (since,))}
+        if not sets:
+            return [], []
+        first = store.query("SELECT MIN(seq) FROM live_events WHERE set_id >= ?", (min(sets),))[0][0]
+        evs = live_events.read_events(store, since_seq=int(first or 1) - 1)
+        b = self.base
+        pts = change_layers.change_points(evs, sets, {"persons": b.persons, "businesses": b.businesses,
+                                                     "dwellings": b.dwellings, "buildings": b.buildings})
+        return change_layers.change_layers(pts, now), [change_layers.change_legend(pts)]
 
     def _read(self, now: dt.datetime) -> dict[str, Any]:
         if self._store is None:
@@ -129,6 +149,8 @@ class LiveFeed:
         cat = self._memo.setdefault("catalogue", load_catalogue())
         snap = live.live_state(istore, t, now=now, residents=self.residents, key_persons=self.key_persons, cat=cat)
         layers, _, legends = live.live_layers(snap, cat=cat, memo=self._memo)
+        ch_layers, ch_legends = self._change_layers(store, now)
+        layers, legends = [*layers, *ch_layers], [*legends, *ch_legends]
         n_late = int(snap.open["overdue"].sum()) if len(snap.open) else 0
         self._sig = sig
         return {"version": vid, "layers": dict(layers), "legends": legends, "n_open": len(snap.open),
@@ -179,7 +201,27 @@ def live_feed(url: str) -> LiveFeed:
     return feed
 
 
-def live_placeholders(*, incidents: bool = True, workers: bool = True) -> list[tuple[str, str]]:
-    """Live layers in a map's layer list: ``(id, "@live")``, filled in the browser from the feed."""
-    ids = (live.LIVE_LAYER_IDS["workers"] if workers else ()) + (live.LIVE_LAYER_IDS["incidents"] if incidents else ())
+def live_placeholders(*, incidents: bool = True, workers: bool = True, changes: bool = False) -> list[tuple[str, str]]:
+    """Live layers in a map's layer list: ``(id, "@live")``, filled in the browser from the feed (record changes:
+    :data:`layers.changes.LAYER_IDS`, zoom ranges :data:`layers.changes.ZOOM_RANGES`)."""
+    ids = (change_layers.LAYER_IDS if changes else ()) + \
+        (live.LIVE_LAYER_IDS["workers"] if workers else ()) + (live.LIVE_LAYER_IDS["incidents"] if incidents else ())
     return [(i, "@live") for i in ids]
+
+
+@st.cache_resource(show_spinner="Counting the services due this month per grid …", max_entries=8)
+def _services_due(_t: twin.Twin, url: str, key: str, role_name: str, month: str, seq: int
+                  ) -> tuple[tuple[str, str], dict]:
+    """The services-due choropleth, once per (twin version, store, role, month, change head ``seq``): a run of
+    the no-application services costs seconds."""
+    run = run_services(records.live_twin(url), month)
+    return change_layers.services_due_layer(_t.grids, counts_by_grid(run, _t, role=state.ROLES[role_name]), month)
+
+
+def services_due_layer(t: twin.Twin, url: str, role: Any, *, month: str | None = None) -> tuple[tuple[str, str], dict]:
+    """Grids coloured by persons due a no-application service in ``month`` (default: this month, CST), as
+    :func:`twin.services.counts_by_grid` counts them for ``role`` (suppressed outside its scope)."""
+    month = month or f"{live.now_cst():%Y-%m}"
+    role_name = next(k for k, r in state.ROLES.items() if r == role)
+    seq = records.live_twin(url).refresh()
+    return _services_due(t, url, state.twin_key(t), role_name, month, seq)

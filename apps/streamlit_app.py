@@ -182,12 +182,13 @@ def explore_page() -> None:
                                format_func=lambda k: state.OVERLAY_CATEGORIES[k][0])
         res_choice = st.select_slider("Hexagon resolution", ["auto", "8", "9", "10"], value="auto", key="res")
         show_metric = st.checkbox("Colour grids by a metric", False, key="lyr_metric")
-        metric = st.selectbox("Grid metric", list(state.GRID_METRICS), key="metric",
-                              format_func=lambda k: state.GRID_METRICS[k])
+        metric = st.selectbox("Grid metric", [*state.GRID_METRICS, "services_due"], key="metric",
+                              format_func=lambda k: state.GRID_METRICS.get(k, "Services due this month 无感服务"))
         show_buildings = st.checkbox(f"3D buildings (zoom ≥ {building_layers.MIN_ZOOM})", True, key="lyr_buildings")
         show_business = st.checkbox("Businesses by credit colour", False, key="lyr_business")
         show_incidents = st.checkbox("Open incidents 在办事件 (live)", True, key="lyr_incidents")
         show_workers = st.checkbox("Grid workers 网格员 (live status)", True, key="lyr_workers")
+        show_changes = st.checkbox("Record changes 台账变更 (live)", True, key="lyr_changes")
         show_cameras = st.checkbox("Cameras 视频", False, key="lyr_cameras")
         show_basemap = st.checkbox("Web basemap (needs internet)", False, key="lyr_basemap",
                                    help="OpenStreetMap tiles. Offline (as on this server) the map says the tiles are "
@@ -216,7 +217,8 @@ def explore_page() -> None:
     below += fabric_layers.base_layers_json(t)  # streets, water, parks, blocks: first above the district fill
     zoom_ranges.update(fabric_layers.ZOOM_RANGES)
     if show_metric:
-        lyr, legend = state.grid_metric_layer(t, KEY, metric)
+        lyr, legend = (live_feed.services_due_layer(t, state.store_url(t), role) if metric == "services_due"
+                       else state.grid_metric_layer(t, KEY, metric))
         below.append(lyr)
         legends.append(dict(legend, layers=["grid-metric"]))
     if show_hex:
@@ -276,7 +278,7 @@ def explore_page() -> None:
                      **{**map_args, "legend_collapsed": False})  # editors read grids by the deviation legend
         else:
             _live_map(t, head.label, below, above, zoom_ranges, legends, map_args,
-                      incidents=show_incidents, workers=show_workers)
+                      incidents=show_incidents, workers=show_workers, changes=show_changes)
 
     if os.environ.get("TWIN_APP_TIMING"):
         print(f"[app] {time.time() * 1000:.0f} script run {1000 * (time.perf_counter() - _T_START):.0f} ms "
@@ -305,7 +307,7 @@ def _label_layers(t: twin.Twin, key: str, zoom_ranges: dict[str, tuple[float, fl
 
 def _live_map(t: twin.Twin, version_label: str, below: list[tuple[str, str]], above: list[tuple[str, str]],
               zoom_ranges: dict[str, tuple[float, float]], legends: list[dict[str, Any]], map_args: dict[str, Any],
-              *, incidents: bool, workers: bool) -> None:
+              *, incidents: bool, workers: bool, changes: bool = True) -> None:
     """The map with its live layers: incidents and workers are ``"@live"`` placeholders that the browser fills
     from the live feed (:mod:`apps.live_feed`, polled every second), so they move without a rerun and a rerun
     (a click, a drawing) re-sends no live data. A click picks only the incident dots (the grid comes from the
@@ -317,8 +319,8 @@ def _live_map(t: twin.Twin, version_label: str, below: list[tuple[str, str]], ab
         feed = None
     layers, ranges = list(below), dict(zoom_ranges)
     if feed is not None:
-        layers += live_feed.live_placeholders(incidents=incidents, workers=workers)
-        ranges.update(live.LIVE_ZOOM_RANGES)
+        layers += live_feed.live_placeholders(incidents=incidents, workers=workers, changes=changes)
+        ranges.update(live.LIVE_ZOOM_RANGES | live_feed.CHANGE_ZOOM_RANGES)
         st.caption(f"{feed.latest.get('status', '● live')} · **{version_label}** · live layers refresh every "
                    f"{live_feed.FEED_EVERY_S:g} s without a rerun")
     deck_map(layers + above, zoom_ranges=ranges, legends=legends, click_layers=list(live.LIVE_LAYER_IDS["incidents"]),
