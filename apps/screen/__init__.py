@@ -20,6 +20,7 @@ import streamlit as st
 import twin
 from apps import live, live_feed, state
 from apps.components.deckmap import VendorMissingError, deck_map, ensure_vendor
+from layers import fabric as fabric_layers
 
 __all__ = ["SCREEN_CSS", "screen_page", "screen_layers"]
 
@@ -42,9 +43,10 @@ def screen_layers(t: twin.Twin, key: str) -> tuple[list[tuple[str, str]], list[t
                                                    dict[str, tuple[float, float]], list[dict[str, Any]], list[str]]:
     """Static layers of the screen: (below the live layers, above them, zoom ranges, legends, layers off at start)."""
     below = [state.static_layer(t, key, "district-fill")]
+    below += fabric_layers.base_layers_json(t)  # the city fabric (streets, water, parks): the offline base map
     hex_json, ranges, legend = state.hex_layers(t, key, "residents", "auto", "district")
     below += hex_json
-    zoom = dict(ranges)
+    zoom = dict(ranges, **fabric_layers.ZOOM_RANGES)
     legends: list[dict[str, Any]] = [dict(legend, layers=[i for i, _ in hex_json])]
     below += [state.static_layer(t, key, n) for n in ("boundary-grid", "boundary-community", "boundary-town")]
     zoom["boundary-grid"] = (12.0, 24.0)
@@ -78,7 +80,7 @@ def screen_page() -> None:
     hud = {"title": "禅城区 一张图 · Chancheng", "subtitle": f"SYNTHETIC DATA 模拟数据 · {head.label}", "live": True,
            **feed.latest.get("hud", {})}
     b = t.district.bounds
-    deck_map(below + live_feed.live_placeholders() + above, key="screen-map", height=1080, fill_height=True,
+    deck_map(below + live_feed.live_placeholders(changes=True) + above, key="screen-map", height=1080, fill_height=True,
              screen=True, zoom_ranges={**zoom, **live.LIVE_ZOOM_RANGES}, legends=legends, hud=hud, hidden=hidden,
              view={"longitude": (b[0] + b[2]) / 2, "latitude": (b[1] + b[3]) / 2, "zoom": 11.4, "pitch": 0,
                    "bearing": 0}, fit_bounds=list(b), click_layers=[],
