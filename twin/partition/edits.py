@@ -26,7 +26,8 @@ from twin.errors import PartitionError, ValidationError
 from twin.partition.model import Partition, grid_name_for, next_grid_codes, validate_partition
 from twin.partition.regions import bisect_labels, repair_contiguity
 
-__all__ = ["cells_in_area", "move_cells", "move_area", "split_grid", "merge_grids", "redraw_grid", "hand_to_neighbours"]
+__all__ = ["cells_in_area", "move_cells", "move_area", "split_grid", "merge_grids", "redraw_grid", "hand_to_neighbours",
+           "keep_blocks_whole"]
 
 
 def _as_polygon(geom: BaseGeometry, what: str) -> BaseGeometry:
@@ -124,6 +125,7 @@ def split_grid(p: Partition, grid_code: str, *, k: int = 2, line: BaseGeometry |
         w = p.weight[idx]
         lab = bisect_labels(p.xy[idx], w + 0.05 * max(float(w.mean()), 1e-9), int(k), seed=seed)
         lab = repair_contiguity(lab, p.adjacency[idx][:, idx])
+        lab = keep_blocks_whole(lab, p, idx)
     parts = np.unique(lab)
     n_new = len(parts) - 1
     if n_new < 1:
@@ -265,3 +267,20 @@ def hand_to_neighbours(p: Partition, codes: np.ndarray, leftover: np.ndarray,
     stuck = np.array(sorted(todo), dtype=np.int64)
     codes[stuck] = grid_code
     return codes, stuck
+
+
+def keep_blocks_whole(labels: np.ndarray, p: Partition, idx: np.ndarray) -> np.ndarray:
+    """``labels`` of the cells ``idx`` with every block of the city fabric given wholly to the part holding most of
+    its cells, so an automatic cut runs along streets and water (界线清晰); ``labels`` unchanged when the partition
+    has no blocks or when that would empty a part or break one into pieces."""
+    if p.blocks is None:
+        return labels
+    blocks = p.blocks[idx]
+    votes = pd.DataFrame({"block": blocks, "label": labels}).value_counts().reset_index(name="n")
+    majority = votes.sort_values("n", ascending=False, kind="stable").drop_duplicates("block").set_index("block")
+    snapped = majority["label"].reindex(blocks).to_numpy().astype(labels.dtype)
+    if set(np.unique(snapped)) != set(np.unique(labels)):
+        return labels
+    if not np.array_equal(repair_contiguity(snapped, p.adjacency[idx][:, idx]), snapped):
+        return labels
+    return snapped

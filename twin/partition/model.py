@@ -29,6 +29,7 @@ from twin.cells import cells_adjacency, cells_to_latlng
 from twin.crs import lnglat_to_xy
 from twin.errors import NotFoundError, PartitionError, ValidationError
 from twin.model import Twin
+from twin.partition.edges import cell_blocks
 from twin.partition.regions import label_components
 from twin.partition.workload import cell_workload
 
@@ -67,6 +68,9 @@ class Partition:
         Workload per cell (:func:`twin.partition.workload.cell_workload`); used by automatic splits and the re-partition.
     adjacency : scipy.sparse.csr_matrix
         Edge-sharing neighbours among ``cells``.
+    blocks : np.ndarray or None
+        Block label per cell (:func:`twin.partition.edges.cell_blocks`: cells in one block of the city fabric share
+        it) or ``None`` for a twin without blocks; automatic splits keep blocks whole (boundaries along streets).
     """
 
     cells: np.ndarray
@@ -77,6 +81,7 @@ class Partition:
     weight: np.ndarray
     adjacency: sp.csr_matrix
     meta: dict[str, Any] = field(default_factory=dict, repr=False)
+    blocks: np.ndarray | None = field(default=None, repr=False)
 
     @classmethod
     def from_arrays(
@@ -215,7 +220,7 @@ def partition_from_twin(twin: Twin, *, weights: dict[str, float] | None = None) 
     comm_of = dict(zip(table["grid_code"], table["community_code"]))
     community = np.array([comm_of.get(c, "") for c in codes], dtype=object)
     p = Partition(cells=cells, grid_code=codes, grids=table, community=community, xy=xy,
-                  weight=cell_workload(twin, weights=weights), adjacency=adj)
+                  weight=cell_workload(twin, weights=weights), adjacency=adj, blocks=cell_blocks(twin))
     twin.cache[key] = p
     return p
 
