@@ -96,7 +96,8 @@ def _serve(args: argparse.Namespace) -> int:
     workers = args.workers if args.workers is not None else max(1, len(os.sched_getaffinity(0)))
     if workers < 1:
         raise SystemExit("--workers must be at least 1")
-    # uvicorn picks uvloop and httptools (uvicorn[standard]) when installed: loop="auto", http="auto"
+    # uvicorn picks uvloop and httptools (uvicorn[standard]) when installed: loop="auto", http="auto"; no access log
+    # (every request is in the audit chain already)
     if workers > 1:  # uvicorn needs an import string for several workers: pass settings by environment
         if args.twin is not None:
             os.environ["TWIN_HOME"] = str(args.twin)
@@ -105,10 +106,10 @@ def _serve(args: argparse.Namespace) -> int:
         os.environ["TWIN_OUTSIDE_POLICY"] = args.outside
         os.environ["TWIN_K"] = str(args.k)
         uvicorn.run("twin.service.app:app_from_env", factory=True, host=args.host, port=args.port, workers=workers,
-                    log_level="warning", timeout_keep_alive=30, backlog=4096)
+                    log_level="warning", access_log=False, timeout_keep_alive=30, backlog=4096)
         return 0
     app = create_app(args.twin, args.database_url, policy=policy)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", timeout_keep_alive=30, backlog=4096)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False, timeout_keep_alive=30, backlog=4096)
     return 0
 
 
