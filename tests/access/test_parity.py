@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+import shapely
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from shapely.geometry import Polygon, mapping
@@ -89,11 +90,12 @@ def _http_answer(body: dict[str, Any]) -> dict[str, Any]:
 
 
 def _areas(t: twin.Twin) -> st.SearchStrategy[dict[str, Any]]:
-    """Random polygons (≈ 40 m – 1 km across) as GeoJSON, half of them near the first grid's community so that
-    many straddle scope boundaries; a few reach outside the district or are degenerate."""
+    """Random polygons (≈ 40 m – 1 km across) as GeoJSON, half of them centred near the edge of the first grid's
+    community so that many straddle the community user's scope; a few reach outside the district or are
+    degenerate."""
     bx, by = t.buildings["lng"].to_numpy(), t.buildings["lat"].to_numpy()
-    x0, y0, x1, y1 = t.grids.iloc[0].geometry.buffer(0.006).bounds
-    near = np.flatnonzero((bx >= x0) & (bx <= x1) & (by >= y0) & (by <= y1))
+    edge = t.community(str(t.grids.iloc[0]["community_code"])).geometry.boundary  # the community user's scope edge
+    near = np.flatnonzero(shapely.dwithin(shapely.points(bx, by), edge, 0.0015))  # buildings ≲ 150 m from it
 
     @st.composite
     def area(draw: st.DrawFn) -> dict[str, Any]:
