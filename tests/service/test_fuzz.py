@@ -8,13 +8,13 @@ import tempfile
 import time
 import warnings
 from pathlib import Path
-from urllib.parse import quote, unquote
+from urllib.parse import quote
 
 import anyio
 import numpy as np
 import pytest
 import shapely
-from api_helpers import H, _problem
+from api_helpers import STREAMS, H, _problem, stream_status
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from shapely.geometry import mapping
@@ -56,40 +56,6 @@ def env(tmp_path_factory):
         yield c, key
 
 
-STREAMS = {"/events"}
-"""Operations that answer with an endless stream (Server-Sent Events): TestClient would wait for its end forever."""
-
-
-async def _stream_status(app, method: str, url: str, headers: dict[str, str]) -> int:
-    """HTTP status of ``app``'s answer to ``method url``, the client disconnecting as soon as the answer starts (run
-    on the TestClient's event loop through its portal)."""
-    path, _, qs = url.partition("?")
-    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method, "scheme": "http",
-             "path": unquote(path), "raw_path": path.encode(), "query_string": qs.encode(), "root_path": "",
-             "headers": [(k.lower().encode(), v.encode()) for k, v in headers.items()],
-             "client": ("127.0.0.1", 50000), "server": ("testserver", 80)}
-    started = anyio.Event()
-    status: list[int] = []
-    asked = False
-
-    async def receive() -> dict:
-        nonlocal asked
-        if not asked:
-            asked = True
-            return {"type": "http.request", "body": b"", "more_body": False}
-        await started.wait()
-        return {"type": "http.disconnect"}
-
-    async def send(message: dict) -> None:
-        if message["type"] == "http.response.start":
-            status.append(message["status"])
-            started.set()
-
-    with anyio.fail_after(20):
-        await app(scope, receive, send)
-    return status[0]
-
-
 def _operations() -> list[tuple[str, str]]:
     """(method, path) of every operation in the app's OpenAPI schema (a throwaway store; no twin loaded)."""
     with tempfile.TemporaryDirectory(prefix="twin-fuzz-") as d:
@@ -126,7 +92,7 @@ def test_random_parameters_never_5xx(env, method, path):
                 query.append(f"{quote(n)}={quote(data[n], safe='')}")
         url += ("?" + "&".join(query)) if query else ""
         if path in STREAMS:  # an event stream never ends: disconnect once the answer starts, check its status
-            assert c.portal.call(_stream_status, c.app, method.upper(), url, H(key)) < 500, url
+            assert c.portal.call(stream_status, c.app, method.upper(), url, H(key)) < 500, url
             return
         r = c.request(method.upper(), url, headers=H(key), json=BODIES.get((method, path), {}) if method == "post"
                       else None)
