@@ -46,8 +46,9 @@ def test_grids_nest_in_communities_of_their_town(default_twin):
     assert (g["town_code"] == g["town_code_nbs"]).all()
     # each community polygon covers its grids
     comm = to_metric(default_twin.communities.set_index("community_code").geometry)
-    inner = to_metric(default_twin.grids.geometry).buffer(-1.0)  # 1 m inwards, to ignore shared edges
-    assert all(comm[c].covers(gi) for c, gi in zip(default_twin.grids["community_code"], inner) if not gi.is_empty)
+    grids = to_metric(default_twin.grids.geometry)
+    outside_m2 = [gi.difference(comm[c]).area for c, gi in zip(default_twin.grids["community_code"], grids)]
+    assert max(outside_m2) < 1.0, max(outside_m2)  # < 1 m² of a grid outside its community: floating-point slivers
 
 
 def test_people_are_plausible(default_twin):
