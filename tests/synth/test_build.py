@@ -10,6 +10,7 @@ import rasterio.transform
 
 import twin
 from twin.io import write_raster
+from twin.partition.polygons import units_to_polygons
 from twin.partition.validate import validate
 from twin.synth.build import build_twin
 from twin.testing import SMALL_COMMUNITIES, small_extent
@@ -62,7 +63,10 @@ def test_real_data_replaces_synthetic_pieces(tmp_path, default_twin):
     b = default_twin.buildings
     footprints = b[b["use"] != "public"].sample(20_000, random_state=4)[["use", "floors", "geometry"]]
     footprints.to_file(tmp_path / "buildings.gpkg", driver="GPKG")
-    grids = default_twin.grids[["grid_code", "grid_name", "community_code", "geometry"]]
+    cells = default_twin.cells  # a user's grid layer: the grids' cell outlines (the fabric's face outlines leave
+    polys = units_to_polygons(cells["cell"].to_numpy(), cells["grid_code"].to_numpy(), default_twin.district,
+                              name="grid_code")[["grid_code", "geometry"]]  # slivers at the district edge)
+    grids = polys.merge(default_twin.grids[["grid_code", "grid_name", "community_code"]], on="grid_code")
     grids.to_parquet(tmp_path / "grids.parquet")
     out = tmp_path / "real"
     cmd = [sys.executable, "-m", "twin.cli", "build", "--out", str(out), "--quiet",
