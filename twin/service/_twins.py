@@ -68,10 +68,14 @@ class Twins:
     min_build_interval_s : least time between the end of one build and the start of a build nobody waits for
         (edits faster than builds are coalesced; awaited builds start at once).
     live_poll_s : how often (seconds) the live-view thread reads the change head from the store.
+    head_ttl_s : how long (seconds) a ``head`` read trusts the head version it last read from the store (one
+        query per ``head_ttl_s`` instead of one per request); this process's own edits update it at once
+        (:meth:`note_head`), another process's are seen within ``head_ttl_s``. 0 reads the store every time.
     """
 
     def __init__(self, twin_root: Path | None, store: Store, base: Twin | None = None, *,
-                 keep_versions: int = 4, min_build_interval_s: float = 1.0, live_poll_s: float = 0.2) -> None:
+                 keep_versions: int = 4, min_build_interval_s: float = 1.0, live_poll_s: float = 0.2,
+                 head_ttl_s: float = 0.2) -> None:
         self.twin_root = twin_root
         self.store = store
         self.base = base
@@ -89,6 +93,8 @@ class Twins:
         self.min_build_interval_s = min_build_interval_s
         self._last_build_end = -1e9
         self.live_poll_s = live_poll_s
+        self.head_ttl_s = head_ttl_s
+        self._head: tuple[int, float] | None = None  # (head version, time.monotonic() it was read)
         self.live_seq = 0  # the newest change event this process knows of (set by the live-view thread)
         self.live_derive_seconds: list[float] = []  # the last derivations' durations (benchmarks)
         self._live: LiveTwin | None = None
@@ -126,7 +132,7 @@ class Twins:
         """
         base = self.base_twin()
         v = parse_version(version)
-        vid = resolve_version(self.store, v)
+        vid = self._resolve(v)
         if vid == BASE_VERSION:
             return self._live_of(base, vid)
         hit = self.built.get(vid)
@@ -138,6 +144,27 @@ class Twins:
             return self._live_of(self.built[max(older)], max(older)) if older else self._live_of(base, BASE_VERSION)
         # an explicit version, or a cold process that has built nothing yet
         return self._live_of(self.request_build(vid, wait=True).result(), vid)
+
+    def _resolve(self, v: str) -> int:
+        """The version id of ``v`` (``head``, ``base`` or digits): ``head`` from the cached head while it is
+        younger than ``head_ttl_s``; a version this process has built needs no store query (versions are never
+        deleted)."""
+        if v == "head":
+            h = self._head
+            now = time.monotonic()
+            if h is not None and now - h[1] < self.head_ttl_s:
+                return h[0]
+            vid = resolve_version(self.store, "head")
+            self._head = (vid, now)
+            return vid
+        if v.isdigit() and int(v) in self.built:
+            return int(v)
+        return resolve_version(self.store, v)
+
+    def note_head(self, vid: int) -> None:
+        """Record that this process has just made ``vid`` the head (an edit it committed): its next ``head`` reads
+        answer from it without waiting for ``head_ttl_s``."""
+        self._head = (int(vid), time.monotonic())
 
     # -- live views ------------------------------------------------------------------------------------------
     def _live_of(self, t: Twin, vid: int) -> tuple[Twin, AnsweredVersion]:
@@ -250,7 +277,7 @@ class Twins:
     def wait_ready(self, version: str, timeout_s: float) -> tuple[int, bool]:
         """The resolved version and whether this process has it built (waits up to ``timeout_s`` seconds)."""
         self.base_twin()
-        vid = resolve_version(self.store, parse_version(version))
+        vid = self._resolve(parse_version(version))
         if vid == BASE_VERSION or vid in self.built:
             return vid, True
         fut = self.request_build(vid, wait=True)

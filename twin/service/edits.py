@@ -100,6 +100,7 @@ def run_edit(svc: ServiceState, a: Audit, req: EditRequest) -> dict[str, Any]:
     new = commit(svc.store, res.partition, base_version=vid, author=role.user, reason=req.reason,
                  audit=commit_audit(svc, a))
     a.version = new
+    svc.twins.note_head(new)  # this process's next head reads answer from it (others see it within head_ttl_s)
     ready = svc.twins.request_build(new).done()
     return {"version": new, "parent": vid, "op": req.op, "cells_moved": res.cells_moved,
             "grids_touched": res.grids_touched, "grids_added": res.grids_added, "grids_removed": res.grids_removed,
