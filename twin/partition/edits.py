@@ -55,7 +55,8 @@ def cells_in_area(p: Partition, area: BaseGeometry) -> np.ndarray:
 def _commit_local(p: Partition, codes: np.ndarray, grids: pd.DataFrame | None, touched: Iterable[str],
                   action: str) -> Partition:
     new = p.with_assignment(codes, grids)
-    return validate_partition(new, grids=set(touched), action=action)
+    # only the touched grids' cells and rows changed: a valid p makes new valid when they pass
+    return validate_partition(new, grids=set(touched), action=action, parent=p)
 
 
 def move_cells(p: Partition, cells: Sequence[int] | np.ndarray, to_grid: str) -> Partition:

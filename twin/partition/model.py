@@ -17,6 +17,7 @@ Rules (:func:`check_partition` lists every break, :func:`validate_partition` rai
 from __future__ import annotations
 
 import re
+import weakref
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -39,6 +40,7 @@ __all__ = [
     "partition_from_twin",
     "check_partition",
     "validate_partition",
+    "known_valid",
     "next_grid_codes",
     "grid_name_for",
     "reassign_workers",
@@ -160,9 +162,16 @@ class Partition:
         return pos
 
     def labels(self) -> tuple[np.ndarray, np.ndarray]:
-        """Integer label per cell (index into ``grids``; -1 unassigned or unknown) and the grid codes."""
+        """Integer label per cell (index into ``grids``; -1 unassigned or unknown) and the grid codes (computed
+        once for a partition whose ``grid_code`` is read-only, e.g. a validated one)."""
+        hit = _LABELS.get(self)
+        if hit is not None and not self.grid_code.flags.writeable:
+            return hit
         codes = self.grids["grid_code"].to_numpy().astype(object)
-        return _labels_of(self.grid_code, codes), codes
+        out = _labels_of(self.grid_code, codes), codes
+        if not self.grid_code.flags.writeable:
+            _LABELS[self] = out
+        return out
 
     def assignment_equals(self, other: Partition) -> bool:
         """Same cells → same grid codes and the same grid table."""
@@ -172,8 +181,9 @@ class Partition:
 
 def _as_codes(grid_code: Sequence[str] | np.ndarray) -> np.ndarray:
     arr = np.asarray(grid_code, dtype=object)
-    out = np.array(["" if (v is None or (isinstance(v, float) and np.isnan(v))) else str(v) for v in arr.tolist()],
-                   dtype=object)
+    out = np.empty(len(arr), dtype=object)
+    out[:] = [v if type(v) is str else "" if (v is None or (isinstance(v, float) and np.isnan(v))) else str(v)
+              for v in arr.tolist()]
     out[out == "None"] = ""
     return out
 
@@ -192,9 +202,11 @@ def _grid_table(grids: pd.DataFrame) -> pd.DataFrame:
 
 
 def _labels_of(codes_per_cell: np.ndarray, grid_codes: np.ndarray) -> np.ndarray:
-    """Index of each cell's code in ``grid_codes`` (unique), -1 for codes not in it."""
-    index = pd.Index(np.asarray(grid_codes, dtype=object).astype(str))
-    return index.get_indexer(np.asarray(codes_per_cell, dtype=object).astype(str)).astype(np.int64)
+    """Index of each cell's code in ``grid_codes`` (unique), -1 for codes not in it (codes compared as ``str``)."""
+    pos = {str(c): i for i, c in enumerate(np.asarray(grid_codes, dtype=object).tolist())}
+    get = pos.get
+    cells = np.asarray(codes_per_cell, dtype=object).tolist()
+    return np.fromiter((get(c if type(c) is str else str(c), -1) for c in cells), dtype=np.int64, count=len(cells))
 
 
 def partition_from_twin(twin: Twin, *, weights: dict[str, float] | None = None) -> Partition:
@@ -232,9 +244,13 @@ def check_partition(p: Partition, *, grids: Iterable[str] | None = None) -> list
     ``grids`` restricts the contiguity and nesting checks to those grid codes (used after a local edit);
     unassigned cells and unknown codes are always checked.
     """
+    return _check(p, grids)[0]
+
+
+def _check(p: Partition, grids: Iterable[str] | None) -> tuple[list[str], tuple[np.ndarray, np.ndarray]]:
+    """:func:`check_partition` and the labels it computed (:meth:`Partition.labels`)."""
     problems: list[str] = []
-    table_codes = p.grids["grid_code"].to_numpy().astype(object)
-    lab = _labels_of(p.grid_code, table_codes)
+    lab, table_codes = p.labels()
     unassigned = np.flatnonzero(p.grid_code == "")
     if len(unassigned):
         comms = sorted(set(p.community[unassigned].tolist()))
@@ -273,16 +289,49 @@ def check_partition(p: Partition, *, grids: Iterable[str] | None = None) -> list
                 sizes = " + ".join(str(int(s)) for s in pieces[:6])
                 problems.append(f"grid {table_codes[g]} is split into {len(pieces)} pieces ({sizes} cells); "
                                 "a grid must be one contiguous piece.")
-    return problems
+    return problems, (lab, table_codes)
 
 
-def validate_partition(p: Partition, *, grids: Iterable[str] | None = None, action: str = "") -> Partition:
-    """Return ``p`` if it keeps every rule, else raise :class:`PartitionError` listing each break."""
-    problems = check_partition(p, grids=grids)
+def validate_partition(p: Partition, *, grids: Iterable[str] | None = None, action: str = "",
+                       parent: Partition | None = None) -> Partition:
+    """Return ``p`` if it keeps every rule, else raise :class:`PartitionError` listing each break.
+
+    A partition that passes the full check (``grids=None``), or the check of ``grids`` when it is ``parent``
+    (itself :func:`known_valid`) with only the cells and grid-table rows of ``grids`` changed, is remembered as
+    valid (:func:`known_valid`): committing it does not check it again. Its ``grid_code`` array is then made
+    read-only (a partition is a value; edits return new ones).
+    """
+    problems, labels = _check(p, grids)
     if problems:
         prefix = f"{action} rejected: " if action else "invalid partition: "
         raise PartitionError(prefix + " ".join(problems))
+    if grids is None or (parent is not None and known_valid(parent)):
+        _mark_valid(p)
+        _LABELS[p] = labels
     return p
+
+
+_KNOWN_VALID: weakref.WeakSet[Partition] = weakref.WeakSet()
+_LABELS: weakref.WeakKeyDictionary[Partition, tuple[np.ndarray, np.ndarray]] = weakref.WeakKeyDictionary()
+
+
+def _mark_valid(p: Partition) -> None:
+    p.grid_code.flags.writeable = False
+    _KNOWN_VALID.add(p)
+
+
+def mark_stored_valid(p: Partition) -> Partition:
+    """Remember ``p``, the partition of a stored version, as valid without checking it again (every stored version
+    was validated when it was committed: :func:`twin.partition.versions.commit`). Returns ``p``."""
+    _mark_valid(p)
+    return p
+
+
+def known_valid(p: Partition) -> bool:
+    """Whether ``p`` (this very object) passed :func:`validate_partition` in this process: the full check, or an
+    edit's local check on top of a partition known valid (a stored version loaded from the store is known valid:
+    every version was validated when it was committed)."""
+    return p in _KNOWN_VALID and not p.grid_code.flags.writeable
 
 
 # -- codes and names -----------------------------------------------------------------------------------------

@@ -9,11 +9,14 @@ from shapely.geometry import box, mapping
 
 from twin.access.roles import DISTRICT
 from twin.model import Twin
+from twin.partition.versions import RECORDS_OF
+from twin.query._index import point_index, seed_point_index
 from twin.query.dossier import grid_counts
 from twin.query.summary import summarize_area
 from twin.service._params import parse_version
 
-__all__ = ["EXAMPLE_AREA", "AnsweredVersion", "SupersededBuild", "build_indexes", "check_version"]
+__all__ = ["EXAMPLE_AREA", "AnsweredVersion", "SupersededBuild", "build_indexes", "check_version",
+           "share_point_index"]
 
 #: A small area (WGS84) near Shiwan: the OpenAPI body example.
 EXAMPLE_AREA: dict[str, Any] = {
@@ -44,9 +47,29 @@ def check_version(version: str) -> str:
     return parse_version(version)
 
 
+def share_point_index(t: Twin) -> bool:
+    """Give ``t``, a partition version's twin (:func:`twin.partition.versions.twin_with_partition`), the point index
+    of the twin whose records it shares (:data:`~twin.partition.versions.RECORDS_OF`; built there if needed, once
+    for all versions) instead of building its own: the point index does not depend on the partition. ``False``
+    (nothing done) for a twin that is not such a version or whose record frames are no longer that twin's."""
+    ref = t.cache.get(RECORDS_OF)
+    src = ref() if ref is not None else None
+    if src is None or src is t or "query.point_index" in t.cache:
+        return False
+    same = (src.persons is t.persons and src.dwellings is t.dwellings and src.businesses is t.businesses
+            and src.cameras is t.cameras and len(src.buildings) == len(t.buildings)
+            and len(src.workers) == len(t.workers) and src.manifest.get("as_of") == t.manifest.get("as_of"))
+    if not same:
+        return False
+    seed_point_index(t, point_index(src))
+    return True
+
+
 def build_indexes(t: Twin) -> None:
     """Build ``t``'s point and partition indexes and per-grid counts (a summary of a small area inside its
-    district, ≈ 600 m across, WGS84)."""
+    district, ≈ 600 m across, WGS84). A partition version's twin reuses its base's point index
+    (:func:`share_point_index`): only the partition index and the per-grid sums are built per version."""
+    share_point_index(t)
     pt = t.district.representative_point()
     area = mapping(box(pt.x - 0.003, pt.y - 0.003, pt.x + 0.003, pt.y + 0.003).intersection(t.district))
     summarize_area(t, area, role=DISTRICT, by="grid")

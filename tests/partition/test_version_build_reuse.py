@@ -1,0 +1,146 @@
+"""A partition version's twin reuses its base's partition-independent indexes and answers exactly like a twin built
+from scratch; commits check a partition once (an edit's result is not checked again) and still refuse invalid ones;
+stored versions are loaded once per process."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import twin
+from twin.errors import PartitionError
+from twin.partition import edits, versions
+from twin.partition.edit_ops import EditOp, apply_edit
+from twin.partition.model import Partition, check_partition, known_valid, partition_from_twin
+from twin.query._index import point_index
+from twin.query.dossier import grid_counts
+from twin.service._versioned import build_indexes
+from twin.store.sql import Store
+
+
+def _moves(p: Partition, n: int) -> list[tuple[int, str]]:
+    """``n`` single-cell moves (cell, target grid) that keep the partition valid, in different grids."""
+    adj, out, used = p.adjacency, [], set()
+    for i in np.random.default_rng(3).permutation(len(p.cells)):
+        nb = [j for j in adj.indices[adj.indptr[i]:adj.indptr[i + 1]]
+              if p.grid_code[j] != p.grid_code[i] and p.community[j] == p.community[i]]
+        if not nb or p.grid_code[i] in used or p.grid_code[nb[0]] in used:
+            continue
+        try:
+            edits.move_cells(p, [p.cells[i]], str(p.grid_code[nb[0]]))
+        except PartitionError:
+            continue
+        out.append((int(p.cells[i]), str(p.grid_code[nb[0]])))
+        used |= {p.grid_code[i], p.grid_code[nb[0]]}
+        if len(out) == n:
+            return out
+    raise AssertionError("no valid single-cell moves found")
+
+
+def _areas(t: twin.Twin, n: int) -> list[dict]:
+    rng = np.random.default_rng(5)
+    minx, miny, maxx, maxy = t.district.bounds
+    out = []
+    for _ in range(n):
+        x, y, r = rng.uniform(minx, maxx), rng.uniform(miny, maxy), rng.uniform(0.003, 0.02)
+        out.append({"type": "Polygon", "coordinates": [[[x - r, y - r], [x + r, y - r], [x + r, y + r],
+                                                         [x - r, y + r], [x - r, y - r]]]})
+    return out
+
+
+@pytest.fixture()
+def store(tmp_path: Path, small_twin: twin.Twin) -> Store:
+    st = Store(tmp_path / "state.sqlite")
+    versions.ensure_base(st, small_twin)
+    yield st
+    st.close()
+
+
+def test_version_build_shares_the_point_index_and_answers_like_a_fresh_build(small_twin, store):
+    t = small_twin
+    base_idx = point_index(t)
+    p = versions.load_partition(store, t, "head")
+    head = versions.resolve_version(store, "head")
+    built = []
+    for cell, to in _moves(p, 2):
+        res = apply_edit(versions.load_partition(store, t, head), EditOp("move_cells", to_grid=to, cells=[cell]))
+        head = versions.commit(store, res.partition, base_version=head, author="test", reason="reuse")
+        tv = versions.checkout(t, head, store=store)
+        build_indexes(tv)
+        assert point_index(tv) is base_idx  # shared, not rebuilt
+        built.append(tv)
+    fresh = dataclasses.replace(built[-1], cache={})  # same frames, no hint: every index built from scratch
+    build_indexes(fresh)
+    assert point_index(fresh) is not base_idx
+    tv = built[-1]
+    assert grid_counts(tv).equals(grid_counts(fresh))
+    assert grid_counts(tv).loc[to].to_dict() != grid_counts(t).loc[to].to_dict()  # the edit shows
+    for area in _areas(t, 12):
+        a = twin.summarize_area(tv, area, by="grid")
+        b = twin.summarize_area(fresh, area, by="grid")
+        assert a.totals == b.totals
+        assert a.by_grid.equals(b.by_grid)
+
+
+def test_commit_checks_an_edit_once_and_refuses_invalid_partitions(small_twin, store):
+    t = small_twin
+    head = versions.resolve_version(store, "head")
+    p = versions.load_partition(store, t, head)
+    (cell, to), = _moves(p, 1)
+    res = apply_edit(p, EditOp("move_cells", to_grid=to, cells=[cell]))
+    assert not known_valid(p)  # the base version (the built twin's own partition) is not taken on trust
+    head2 = versions.commit(store, res.partition, base_version=head, author="test", reason="ok")
+    assert known_valid(res.partition)  # checked in full by the commit: its children need only the local check
+    p2 = versions.load_partition(store, t, head2)
+    assert p2.assignment_equals(res.partition)
+    (cell2, to2), = _moves(p2, 1)
+    res2 = apply_edit(p2, EditOp("move_cells", to_grid=to2, cells=[cell2]))
+    assert known_valid(res2.partition)  # local check on a valid parent
+    with pytest.raises(ValueError):  # the checked assignment cannot be changed in place behind the mark
+        res2.partition.grid_code[0] = to2
+
+    # invalid partitions made from a valid one by other callers are checked in full and refused
+    codes = p2.grid_code.copy()
+    codes[0] = ""
+    holes = p2.with_assignment(codes)
+    far = next(g for g in p2.grids["grid_code"] if g != p2.grid_code[1]
+               and g not in set(p2.grid_code[p2.adjacency[1].indices]))
+    codes = p2.grid_code.copy()
+    codes[1] = far
+    split = p2.with_assignment(codes)
+    for bad in (holes, split):
+        assert check_partition(bad) and not known_valid(bad)
+        with pytest.raises(PartitionError, match="commit rejected"):
+            versions.commit(store, bad, base_version=head2, author="test", reason="bad")
+    assert versions.resolve_version(store, "head") == head2
+
+
+def test_loaded_versions_are_checked_against_the_stored_bytes(small_twin, tmp_path):
+    t = small_twin
+    p0 = partition_from_twin(t)
+    moves = _moves(p0, 2)
+    path = tmp_path / "s.sqlite"
+    got = []
+    for cell, to in moves:  # the same store URL twice, rebuilt in between, different version 2 each time
+        st = Store(path)
+        versions.ensure_base(st, t)
+        res = apply_edit(versions.load_partition(st, t, 1), EditOp("move_cells", to_grid=to, cells=[cell]))
+        assert versions.commit(st, res.partition, base_version=1, author="test", reason="x") == 2
+        again = versions.load_partition(st, t, 2)
+        assert again is res.partition  # partitions of stored versions never change: loaded once
+        got.append(again)
+        st.close()
+        path.unlink()
+    assert not got[0].assignment_equals(got[1])
+    st = Store(path)
+    versions.ensure_base(st, t)
+    res = apply_edit(versions.load_partition(st, t, 1), EditOp("move_cells", to_grid=moves[0][1],
+                                                               cells=[moves[0][0]]))
+    versions.commit(st, res.partition, base_version=1, author="test", reason="x")
+    versions._LOADED.clear()  # as another process: decoded from the store
+    decoded = versions.load_partition(st, t, 2)
+    assert decoded is not res.partition and decoded.assignment_equals(res.partition) and known_valid(decoded)
+    st.close()
