@@ -365,6 +365,38 @@ def sum_covered(starts: np.ndarray, stops: np.ndarray, edge: np.ndarray, cum: np
 
 
 @numba.njit(cache=True, nogil=True)
+def grid_sums_covered(starts: np.ndarray, stops: np.ndarray, edge: np.ndarray, cum: np.ndarray,
+                      feats: np.ndarray, point_grid: np.ndarray, n_grids: int) -> np.ndarray:
+    """(n_grids, n_columns) int64 sums of EVERY column of ``feats`` over the covered points (runs
+    ``[starts[i], stops[i])`` plus the ``edge`` indices) per grid (``point_grid``; -1 = none, dropped).
+
+    Like :func:`sum_covered`'s grid sums (which keep only the broken-down columns): a run is summed from two rows
+    of the prefix sums ``cum`` and split where ``point_grid`` changes along it.
+    """
+    nc = feats.shape[1]
+    out = np.zeros((n_grids, nc), dtype=np.int64)
+    for r in range(len(starts)):
+        s, e = starts[r], stops[r]
+        seg, g0 = s, point_grid[s] if e > s else -1
+        for p in range(s, e):
+            g = point_grid[p]
+            if g != g0:
+                if g0 >= 0:
+                    for c in range(nc):
+                        out[g0, c] += cum[p, c] - cum[seg, c]
+                seg, g0 = p, g
+        if g0 >= 0:
+            for c in range(nc):
+                out[g0, c] += cum[e, c] - cum[seg, c]
+    for p in edge:
+        g = point_grid[p]
+        if g >= 0:
+            for c in range(nc):
+                out[g, c] += feats[p, c]
+    return out
+
+
+@numba.njit(cache=True, nogil=True)
 def _roll_up(gi: np.ndarray, grid_sums: np.ndarray, grid_totals: np.ndarray,  # noqa: PLR0913
              grid_community: np.ndarray, n_communities: int, grid_town: np.ndarray, n_towns: int,
              res_col: int) -> tuple[np.ndarray, ...]:
@@ -430,3 +462,4 @@ def warm_up() -> None:
         cover_and_sum(edges, bounds, 0.0, 0.0, 0.1, 0.1, 10, 10, bin_start, xy, xy, 1e-9, cum, feats, point_grid,
                       i32[:0], i32, grid_totals, i32, 2, i32, 2, 0, True)
         sum_covered(i64, i64, i64, cum, feats, point_grid, i32[:0], i32, grid_totals, i32, 2, i32, 2, 0, True)
+        grid_sums_covered(i64, i64, i64, cum, feats, point_grid, 2)

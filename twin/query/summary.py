@@ -41,6 +41,7 @@ from twin.query._index import (
     partition_index,
     point_index,
 )
+from twin.query._kernels import grid_sums_covered
 from twin.query.areas import AreaLike, ParsedArea, area_geometry, parse_area
 from twin.query.results import AreaSummary, _Table
 
@@ -175,7 +176,9 @@ def _lazy(make: Callable[[], AreaCounts]) -> Callable[[], AreaCounts]:
 def _area_counts(t: Twin, pidx: PointIndex, part: PartitionIndex, core: Core, cells: np.ndarray) -> AreaCounts:
     """Exact per-grid sums of every index column (counts, uses, credit colours) of the touched grids."""
     ensure_cell_values(t)
-    per_grid = group_sum(part.point_grid, pidx.feats, len(part.grid_codes), rows=core.inside.indices())
+    ins = core.inside
+    per_grid = grid_sums_covered(ins.starts, ins.stops, ins.edge, pidx.cum, pidx.feats, part.point_grid,
+                                 len(part.grid_codes))
     values = per_grid[core.gi]
     g = part.cell_grid[core.cell_pos]
     cell_grids = np.where(g >= 0, part.grid_codes[np.maximum(g, 0)], "").astype(str)
