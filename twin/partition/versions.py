@@ -528,7 +528,7 @@ def twin_with_partition(twin: Twin, p: Partition, *, version: int | None = None)
     if len(p.cells) != len(twin.cells) or not np.array_equal(p.cells, twin.cells["cell"].to_numpy()):
         raise PartitionError("the partition is for other cells than this twin.")
     cells = twin.cells.copy()
-    cells["grid_code"] = p.grid_code.astype(str)
+    cells["grid_code"] = p.grid_code  # str codes (object array: no copy through numpy unicode)
     ok = p.grid_code != ""
     if "n_cells" in twin.grids and "area_km2" in twin.grids:  # keep the built polygons of untouched grids
         polys = changed_units_polygons(twin.grids, twin.cells["grid_code"].to_numpy(), p.cells, p.grid_code,
@@ -541,8 +541,7 @@ def twin_with_partition(twin: Twin, p: Partition, *, version: int | None = None)
                                                                      if c not in twin.grids.columns]
     grids = grids[cols]
     buildings = twin.buildings.copy(deep=False)
-    pos = pd.Index(p.cells).get_indexer(buildings["cell"].to_numpy())
-    buildings["grid_code"] = pd.Categorical(np.where(pos >= 0, p.grid_code[pos], "").astype(str))
+    buildings["grid_code"] = _building_grids(twin, p)
     manifest = dict(twin.manifest)
     manifest["counts"] = dict(manifest.get("counts", {}), grids=len(grids))
     if version is not None:
@@ -553,6 +552,25 @@ def twin_with_partition(twin: Twin, p: Partition, *, version: int | None = None)
     cache[RECORDS_OF] = weakref.ref(root if root is not None else twin)
     return replace(twin, cells=cells, grids=grids, buildings=buildings, workers=reassign_workers(twin.workers, p),
                    manifest=manifest, cache=cache)
+
+
+def _building_grids(twin: Twin, p: Partition) -> pd.Categorical:
+    """Each building's grid code under ``p`` (``""``: its cell is in no grid), categories sorted: built from the
+    cells' grid labels (the buildings' cell rows are cached per twin)."""
+    hit = twin.cache.get("partition.building_cell_rows")
+    cells = twin.buildings["cell"].to_numpy()
+    if hit is None or hit[0] is not cells or hit[1] is not p.cells:
+        hit = twin.cache["partition.building_cell_rows"] = (cells, p.cells, pd.Index(p.cells).get_indexer(cells))
+    pos = hit[2]
+    lab, codes = p.labels()  # p.grids is sorted by grid_code: label order is category order
+    blab = np.where(pos >= 0, lab[np.maximum(pos, 0)], -1)
+    used = np.unique(blab)
+    cats = [str(c) for c in codes[used[used >= 0]]]
+    remap = np.full(len(codes) + 1, -1, dtype=np.int64)  # label + 1 → category code
+    if used[0] < 0:  # "" sorts first
+        cats = ["", *cats]
+    remap[used + 1] = np.arange(len(used))
+    return pd.Categorical.from_codes(remap[blab + 1], categories=cats)
 
 
 def checkout(twin: Twin, version: int | str = "head", *, store: Store | None = None) -> Twin:

@@ -22,6 +22,7 @@ from twin.access.policy import DEFAULT_POLICY, AccessPolicy, scoped_dossier
 from twin.access.roles import DISTRICT, Role
 from twin.model import Twin, ages_on
 from twin.query._cells import ensure_cell_values
+from twin.query._index import group_sum
 
 __all__ = ["grid_dossier", "grid_counts", "DOSSIER_COUNTS"]
 
@@ -84,18 +85,26 @@ def grid_counts(t: Twin) -> pd.DataFrame:
     if hit is not None and all(a is b for a, b in zip(hit[0], frames)):
         return hit[1]
     codes = pd.Index(t.grids["grid_code"].astype(str))
-    b_grid = codes.get_indexer(t.buildings["grid_code"].astype(str))
+    b_grid = _grid_positions(codes, t.buildings["grid_code"])
     _, mat = _per_building(t)
     n = len(codes)
-    ok = b_grid >= 0
-    sums = np.zeros((n, mat.shape[1]), dtype=np.int64)
-    np.add.at(sums, b_grid[ok], mat[ok])
+    sums = group_sum(b_grid, mat, n)
     w = codes.get_indexer(t.workers["grid_code"].astype(str))
     workers = np.bincount(w[w >= 0], minlength=n).astype(np.int64)
     out = pd.DataFrame(np.column_stack([sums, workers]), index=codes, columns=list(DOSSIER_COUNTS))
     out.index.name = "grid_code"
     t.cache["dossier.grid_counts"] = (frames, out)
     return out
+
+
+def _grid_positions(codes: pd.Index, grid_code: pd.Series) -> np.ndarray:
+    """Position in ``codes`` of each value of ``grid_code`` (-1: none); a categorical column is looked up per
+    category (a partition version's buildings: ≈ 450 lookups instead of one per building)."""
+    if isinstance(grid_code.dtype, pd.CategoricalDtype):
+        per_cat = codes.get_indexer(grid_code.cat.categories.astype(str))
+        c = grid_code.cat.codes.to_numpy()
+        return np.where(c >= 0, per_cat[np.maximum(c, 0)], -1)
+    return codes.get_indexer(grid_code.astype(str))
 
 
 def grid_dossier(t: Twin, grid_code: str, *, role: Role = DISTRICT,
