@@ -35,17 +35,23 @@ class GroupWriter(Generic[T, R]):
     ----------
     store : the store written to (the thread uses its own connection).
     apply : ``apply(tx, item) -> result``, called in the writer thread inside the batch's open transaction.
+    apply_batch : instead of ``apply``: ``apply_batch(tx, items) -> results`` (one result per item, in order) for
+        writers that do per-batch work once (read a head, one multi-row insert).
     after : ``after(results)``, called in the writer thread after the batch committed, before its futures resolve
         (e.g. checkpoints); its errors are swallowed (the batch is already durable).
     prepare : ``prepare(store)``, called in the writer thread before each batch (e.g. create the schema).
     max_batch : most items per transaction.
     """
 
-    def __init__(self, store: Store, apply: Callable[[Transaction, T], R], *,
+    def __init__(self, store: Store, apply: Callable[[Transaction, T], R] | None = None, *,
+                 apply_batch: Callable[[Transaction, Sequence[T]], Sequence[R]] | None = None,
                  after: Callable[[Sequence[R]], None] | None = None,
                  prepare: Callable[[Store], None] | None = None, max_batch: int = 512) -> None:
+        if (apply is None) == (apply_batch is None):
+            raise TypeError("GroupWriter needs exactly one of apply and apply_batch")
         self.store = store
         self._apply = apply
+        self._apply_batch = apply_batch
         self._after = after
         self._prepare = prepare
         self.max_batch = max_batch
@@ -71,6 +77,15 @@ class GroupWriter(Generic[T, R]):
             batch, self._pending = self._pending[: self.max_batch], self._pending[self.max_batch:]
             return batch
 
+    def _run_batch(self, tx: Transaction, items: list[T]) -> list[R]:
+        if self._apply_batch is not None:
+            results = list(self._apply_batch(tx, items))
+            if len(results) != len(items):
+                raise RuntimeError(f"apply_batch returned {len(results)} results for {len(items)} items")
+            return results
+        assert self._apply is not None
+        return [self._apply(tx, item) for item in items]
+
     def _run(self) -> None:
         while True:
             batch = self._take()
@@ -81,7 +96,7 @@ class GroupWriter(Generic[T, R]):
                 if self._prepare is not None:
                     self._prepare(self.store)
                 with self.store.transaction() as tx:
-                    results = [self._apply(tx, item) for item, _ in live]
+                    results = self._run_batch(tx, [item for item, _ in live])
             except BaseException as e:  # noqa: BLE001 - handed to every waiting caller; the thread goes on
                 for _, fut in live:
                     fut.set_exception(e)

@@ -189,17 +189,18 @@ def _make_writer(store: Store) -> GroupWriter[tuple[dict[str, Any], str | None],
     regressed: list[tuple[int, str, int]] = []
     keys: list[bytes] = []
 
-    def prepare(st: Store) -> None:  # once per batch, before its transaction
+    def prepare(st: Store) -> None:  # once per batch, before its transaction (cheap after the first)
         ensure_schema(st)
-        key = load_key(st, create=True)
-        assert key is not None
-        keys[:] = [key]
+        if not keys:
+            key = load_key(st, create=True)
+            assert key is not None
+            keys.append(key)
 
-    def apply(tx: Transaction, item: tuple[dict[str, Any], str | None]) -> Entry:
-        entry, back = _append_in(store, tx, keys[0], dict(item[0]), item[1])
+    def apply_batch(tx: Transaction, items: Sequence[tuple[dict[str, Any], str | None]]) -> list[Entry]:
+        done, back = _append_many(store, tx, keys[0], items)
         if back is not None:
-            regressed.append((*back, int(entry.seq) - 1))
-        return entry
+            regressed.append((*back, int(done[0].seq) - 1))
+        return done
 
     def after(done: Sequence[Entry]) -> None:
         key = keys[0]
@@ -213,30 +214,50 @@ def _make_writer(store: Store) -> GroupWriter[tuple[dict[str, Any], str | None],
             _write_checkpoint(store, key, seq, h, reason=f"head moved back to seq {now}")
         _after_commit(store, key, max(done, key=lambda e: e.seq))
 
-    return GroupWriter(store, apply, after=after, prepare=prepare)
+    return GroupWriter(store, apply_batch=apply_batch, after=after, prepare=prepare)
+
+
+_INSERT = ("INSERT INTO audit_log (seq, ts, user_name, role, endpoint, method, area_hash, area_km2, counts, version, "
+           "outcome, status, detail, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
 
 
 def _append_in(store: Store, tx: Transaction, key: bytes, fields: dict[str, Any],
                footprint: str | None) -> tuple[Entry, tuple[int, str] | None]:
-    seq0, prev = tx.query("SELECT seq, hash FROM audit_head WHERE id = 1" + store.lock_clause())[0]
-    seq0, prev = int(seq0), str(prev)
+    done, regressed = _append_many(store, tx, key, [(fields, footprint)])
+    return done[0], regressed
+
+
+def _append_many(store: Store, tx: Transaction, key: bytes,
+                 items: Sequence[tuple[dict[str, Any], str | None]]) -> tuple[list[Entry], tuple[int, str] | None]:
+    """Chain ``items`` (fields without seq/prev_hash/hash, footprint) onto the head read inside ``tx`` (locked on
+    PostgreSQL; SQLite's write transaction holds the database): one head read, one multi-row insert, one head
+    update for the whole batch. Also returns what this process had seen if the head moved back under it."""
+    seq, prev = tx.query("SELECT seq, hash FROM audit_head WHERE id = 1" + store.lock_clause())[0]
+    seq, prev = int(seq), str(prev)
     with _anchor_lock:
         a = _anchors.setdefault(store.url, _Anchor())
-        regressed = ((a.seen_seq, a.seen_hash) if a.seen_seq > seq0 or (a.seen_seq == seq0 and a.seen_hash != prev)
+        regressed = ((a.seen_seq, a.seen_hash) if a.seen_seq > seq or (a.seen_seq == seq and a.seen_hash != prev)
                      else None)
-    fields["seq"] = seq0 + 1
-    fields["prev_hash"] = prev
-    h = entry_hash(key, fields)
-    tx.execute(
-        "INSERT INTO audit_log (seq, ts, user_name, role, endpoint, method, area_hash, area_km2, counts, version, "
-        "outcome, status, detail, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (fields["seq"], fields["ts"], fields["user_name"], fields["role"], fields["endpoint"], fields["method"],
-         fields["area_hash"], fields["area_km2"], json.dumps(fields["counts"], sort_keys=True), fields["version"],
-         fields["outcome"], fields["status"], fields["detail"], fields["prev_hash"], h))
-    tx.execute("UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1", (fields["seq"], h))
-    if footprint is not None and fields["area_hash"] is not None:
-        _store_area(store, tx, fields["area_hash"], footprint, fields["area_km2"])
-    return Entry(**{**fields, "hash": h}), regressed
+    rows: list[tuple[Any, ...]] = []
+    done: list[Entry] = []
+    areas: dict[str, tuple[str, float]] = {}
+    for item, footprint in items:
+        fields = dict(item)
+        seq += 1
+        fields["seq"], fields["prev_hash"] = seq, prev
+        prev = entry_hash(key, fields)
+        rows.append((seq, fields["ts"], fields["user_name"], fields["role"], fields["endpoint"], fields["method"],
+                     fields["area_hash"], fields["area_km2"], json.dumps(fields["counts"], sort_keys=True),
+                     fields["version"], fields["outcome"], fields["status"], fields["detail"], fields["prev_hash"],
+                     prev))
+        done.append(Entry(**{**fields, "hash": prev}))
+        if footprint is not None and fields["area_hash"] is not None:
+            areas.setdefault(fields["area_hash"], (footprint, fields["area_km2"]))
+    tx.executemany(_INSERT, rows)
+    tx.execute("UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1", (seq, prev))
+    for ahash, (footprint, km2) in areas.items():
+        _store_area(store, tx, ahash, footprint, km2)
+    return done, regressed
 
 
 def _after_commit(store: Store, key: bytes, entry: Entry) -> None:

@@ -121,6 +121,11 @@ class Transaction:
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
         return list(self.execute(sql, params).fetchall())
 
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        """One statement for many parameter rows (one round trip per batch on PostgreSQL's psycopg)."""
+        if rows:
+            self._con.cursor().executemany(self._store._sql(sql), [tuple(r) for r in rows])
+
     def insert(self, sql: str, params: Sequence[Any] = ()) -> int:
         """INSERT and return the new row id (``RETURNING id`` is appended on PostgreSQL)."""
         if self._store.dialect == "postgresql":
