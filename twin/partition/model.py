@@ -134,9 +134,25 @@ class Partition:
         return len(self.grids)
 
     def with_assignment(self, grid_code: np.ndarray, grids: pd.DataFrame | None = None) -> Partition:
-        """A new partition sharing the fixed arrays, with another assignment (and grid table)."""
-        return replace(self, grid_code=_as_codes(grid_code),
-                       grids=self.grids if grids is None else _grid_table(grids), meta={})
+        """A new partition sharing the fixed arrays, with another assignment (and grid table); its ``grid_code``
+        is a new read-only array (a partition is a value)."""
+        arr = np.asarray(grid_code, dtype=object)
+        changed = None
+        if not self.grid_code.flags.writeable and arr.shape == self.grid_code.shape:
+            # self's codes are clean (made by _as_codes and read-only): clean only the changed cells
+            changed = np.flatnonzero(arr != self.grid_code)
+            codes = self.grid_code.copy()
+            codes[changed] = _as_codes(arr[changed])
+        else:
+            codes = _as_codes(arr)
+        codes.flags.writeable = False
+        out = replace(self, grid_code=codes, grids=self.grids if grids is None else _grid_table(grids), meta={})
+        hit = _LABELS.get(self) if grids is None and changed is not None else None
+        if hit is not None:  # same grid table: only the changed cells need a lookup
+            lab = hit[0].copy()
+            lab[changed] = _labels_of(codes[changed], hit[1])
+            _LABELS[out] = (lab, hit[1])
+        return out
 
     def cells_of(self, grid_code: str) -> np.ndarray:
         """Row indices of the cells of one grid; :class:`NotFoundError` for an unknown code."""

@@ -531,7 +531,7 @@ def twin_with_partition(twin: Twin, p: Partition, *, version: int | None = None)
     cells["grid_code"] = p.grid_code  # str codes (object array: no copy through numpy unicode)
     ok = p.grid_code != ""
     if "n_cells" in twin.grids and "area_km2" in twin.grids:  # keep the built polygons of untouched grids
-        polys = changed_units_polygons(twin.grids, twin.cells["grid_code"].to_numpy(), p.cells, p.grid_code,
+        polys = changed_units_polygons(twin.grids, _built_codes(twin), p.cells, p.grid_code.astype(str),
                                        twin.district)
     else:
         polys = units_to_polygons(p.cells[ok], p.grid_code[ok], twin.district, name="grid_code")
@@ -552,6 +552,15 @@ def twin_with_partition(twin: Twin, p: Partition, *, version: int | None = None)
     cache[RECORDS_OF] = weakref.ref(root if root is not None else twin)
     return replace(twin, cells=cells, grids=grids, buildings=buildings, workers=reassign_workers(twin.workers, p),
                    manifest=manifest, cache=cache)
+
+
+def _built_codes(twin: Twin) -> np.ndarray:
+    """``twin.cells["grid_code"]`` as a numpy ``str`` array (converted once per twin and column)."""
+    col = twin.cells["grid_code"]
+    hit = twin.cache.get("partition.built_codes")
+    if hit is None or hit[0] is not twin.cells or hit[1] is not col.array:
+        hit = twin.cache["partition.built_codes"] = (twin.cells, col.array, col.to_numpy().astype(str))
+    return hit[2]
 
 
 def _building_grids(twin: Twin, p: Partition) -> pd.Categorical:
