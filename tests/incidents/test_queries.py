@@ -88,13 +88,18 @@ def test_aggregates_equal_a_rebuild(seeded):
             "WHERE n <> 0 OR closed <> 0 ORDER BY 1, 2, 3, 4"
     q_h = "SELECT id, grid_code, community_code, town_code, reported_at, handling_h FROM incident_handling ORDER BY id"
     q_hist = "SELECT bucket, n FROM incident_handling_hist WHERE n <> 0 ORDER BY bucket"
+    q_wide = "SELECT wide, n FROM incident_handling_hist_wide WHERE n <> 0 ORDER BY wide"
     q_town = f"SELECT month, town_code, {', '.join(_derived.AGG_COLUMNS)} FROM incident_agg_town WHERE n <> 0 " \
              "OR closed <> 0 ORDER BY 1, 2"
-    before = (st.query(q_agg), st.query(q_h), st.query(q_hist), st.query(q_town))
+    before = (st.query(q_agg), st.query(q_h), st.query(q_hist), st.query(q_town), st.query(q_wide))
     with st.transaction() as tx:
         _derived.rebuild(tx)
-    assert before == (st.query(q_agg), st.query(q_h), st.query(q_hist), st.query(q_town))
+    assert before == (st.query(q_agg), st.query(q_h), st.query(q_hist), st.query(q_town), st.query(q_wide))
     assert sum(r[1] for r in before[2]) == len(before[1]) > 300
+    wide: dict[int, int] = {}  # the 16 h level sums the quarter-hour level
+    for b, n in before[2]:
+        wide[b // _derived.WIDE] = wide.get(b // _derived.WIDE, 0) + n
+    assert sorted(wide.items()) == [tuple(r) for r in before[4]] and len(before[4]) > 1
     assert sum(r[4] for r in before[0]) == istore.count() > 400
 
 
@@ -164,8 +169,25 @@ def test_a_store_from_before_the_aggregates_is_migrated_on_open(tmp_path, small_
     istore = IncidentStore(st)
     seed_incidents(istore, small_twin, cat, n=150, end="2026-11-01", seed=3)
     want = stats_rows(istore, small_twin, DISTRICT, by="grid", period="M")
-    for table in ("incident_agg", "incident_agg_town", "incident_handling", "incident_handling_hist"):
+    for table in ("incident_agg", "incident_agg_town", "incident_handling", "incident_handling_hist",
+                  "incident_handling_hist_wide"):
         st.connection.execute(f"DROP TABLE {table}")
     st2 = Store(tmp_path / "state.sqlite")  # a new process: schemas not yet ensured
     again = stats_rows(IncidentStore(st2), small_twin, DISTRICT, by="grid", period="M")
     assert again == want and want[1] == 150
+
+
+def test_a_store_without_the_wide_histogram_is_migrated_on_open(tmp_path, small_twin, cat):
+    """A store written before ``incident_handling_hist_wide`` existed gets it on open; the district median agrees."""
+    from twin.store.sql import Store
+
+    st = Store(tmp_path / "state.sqlite")
+    istore = IncidentStore(st)
+    seed_incidents(istore, small_twin, cat, n=150, end="2026-11-01", seed=4)
+    want = stats_rows(istore, small_twin, DISTRICT)
+    st.connection.execute("DROP TABLE incident_handling_hist_wide")
+    st2 = Store(tmp_path / "state.sqlite")  # a new process: schemas not yet ensured
+    again = stats_rows(IncidentStore(st2), small_twin, DISTRICT)
+    assert again == want and want[0][0]["median_handling_h"] is not None
+    assert st2.query("SELECT SUM(n) FROM incident_handling_hist_wide")[0][0] == \
+        st2.query("SELECT COUNT(*) FROM incident_handling")[0][0] > 50

@@ -9,6 +9,8 @@ queue and the statistics never read the whole table (private to :mod:`twin.incid
   unit and hours, so a median is an indexed ``ORDER BY … LIMIT/OFFSET``.
 * ``incident_handling_hist`` — district-wide counts of handling times per quarter-hour bucket
   (:data:`BUCKETS_PER_H`), so the district median reads one bucket instead of half of the index.
+* ``incident_handling_hist_wide`` — the same counts per :data:`WIDE` buckets (16 h), so finding the median's bucket
+  reads ≈ 50 + 64 rows instead of every quarter-hour bucket (≈ 1,400 at 300,000 cases).
 
 :func:`apply_change` subtracts a row's old contribution and adds its new one; :func:`rebuild` recomputes both tables
 from ``incidents`` (bulk imports, deletions, and an existing store opened for the first time by this version).
@@ -25,7 +27,7 @@ from twin.incidents.lifecycle import CLOSED_STATES
 from twin.store.pg import schema_lock_statement
 from twin.store.sql import Store, Transaction
 
-__all__ = ["SCHEMA", "ROW_COLUMNS", "AGG_COLUMNS", "counts_of", "apply_change", "add_rows", "insert_handling", "rebuild", "rebuild_if_missing", "handling_h"]
+__all__ = ["SCHEMA", "ROW_COLUMNS", "AGG_COLUMNS", "counts_of", "apply_change", "add_rows", "insert_handling", "rebuild", "rebuild_if_missing", "handling_h", "WIDE"]
 
 ROW_COLUMNS = ("id", "reported_at", "grid_code", "community_code", "town_code", "state", "resolved_at", "deadline",
                "satisfaction", "answered_at_once")
@@ -44,11 +46,13 @@ SCHEMA = [
         reported_at TEXT NOT NULL, handling_h DOUBLE PRECISION NOT NULL)""",
     "CREATE INDEX IF NOT EXISTS incident_handling_h ON incident_handling (handling_h)",
     "CREATE TABLE IF NOT EXISTS incident_handling_hist (bucket BIGINT PRIMARY KEY, n BIGINT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS incident_handling_hist_wide (wide BIGINT PRIMARY KEY, n BIGINT NOT NULL)",
     "CREATE INDEX IF NOT EXISTS incident_handling_grid ON incident_handling (grid_code, handling_h)",
     "CREATE INDEX IF NOT EXISTS incident_handling_comm ON incident_handling (community_code, handling_h)",
     "CREATE INDEX IF NOT EXISTS incident_handling_town ON incident_handling (town_code, handling_h)",
 ]
 BUCKETS_PER_H = 4  # a power of two: bucket * 4 and bucket / 4 are exact in floating point
+WIDE = 64  # quarter-hour buckets per incident_handling_hist_wide row (16 h)
 _MAX_BUCKET = 10_000 * BUCKETS_PER_H
 _CLOSED_SQL = ", ".join(f"'{s}'" for s in CLOSED_STATES)
 
@@ -84,10 +88,17 @@ def bucket_of(hours: float) -> int:
 
 
 def _hist(tx: Transaction, counts: Mapping[int, int]) -> None:
+    """Add per-bucket count changes to both histogram levels (zero changes skipped)."""
+    wide: dict[int, int] = {}
     for b, n in counts.items():
         if n:
             tx.execute("INSERT INTO incident_handling_hist (bucket, n) VALUES (?, ?) ON CONFLICT (bucket) "
                        "DO UPDATE SET n = incident_handling_hist.n + excluded.n", (b, n))
+            wide[b // WIDE] = wide.get(b // WIDE, 0) + n
+    for w, n in wide.items():
+        if n:
+            tx.execute("INSERT INTO incident_handling_hist_wide (wide, n) VALUES (?, ?) ON CONFLICT (wide) "
+                       "DO UPDATE SET n = incident_handling_hist_wide.n + excluded.n", (w, n))
 
 
 def handling_h(reported_at: str, resolved_at: str) -> float:
@@ -163,6 +174,7 @@ def rebuild(tx: Transaction) -> None:
     tx.execute("DELETE FROM incident_agg_town")
     tx.execute("DELETE FROM incident_handling")
     tx.execute("DELETE FROM incident_handling_hist")
+    tx.execute("DELETE FROM incident_handling_hist_wide")
     closed = f"state IN ({_CLOSED_SQL})"
     handled = f"({closed} AND resolved_at IS NOT NULL)"
     sums = [
@@ -199,7 +211,9 @@ def rebuild_if_missing(store: Store) -> None:
     def missing(q: Any) -> bool:
         return bool(q("SELECT 1 FROM incidents LIMIT 1")) and (
             not q("SELECT 1 FROM incident_agg_town LIMIT 1")
-            or bool(q("SELECT 1 FROM incident_handling LIMIT 1")) and not q("SELECT 1 FROM incident_handling_hist LIMIT 1"))
+            or bool(q("SELECT 1 FROM incident_handling LIMIT 1")) and (
+                not q("SELECT 1 FROM incident_handling_hist LIMIT 1")
+                or not q("SELECT 1 FROM incident_handling_hist_wide LIMIT 1")))
 
     if not missing(store.query):
         return

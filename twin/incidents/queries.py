@@ -358,12 +358,18 @@ def _medians(istore: IncidentStore, role: Role, f: ListFilter, unit_sql: str, pe
 
 
 def _district_median(istore: IncidentStore, c: int) -> float:
-    """Median of all ``c`` handling times: find the bucket holding the middle rank in ``incident_handling_hist``,
-    then step through that bucket's slice of the hours index only."""
+    """Median of all ``c`` handling times: find the bucket holding the middle rank (``incident_handling_hist_wide``,
+    then ``incident_handling_hist`` inside it), then step through that bucket's slice of the hours index only."""
     k, cum, lo = (c - 1) // 2, 0, 0
-    for bucket, n in istore.store.query("SELECT bucket, n FROM incident_handling_hist WHERE n > 0 ORDER BY bucket"):
-        if cum + int(n) > k:
-            lo = int(bucket)
+    q = istore.store.query
+    for wide, n in q("SELECT wide, n FROM incident_handling_hist_wide WHERE n > 0 ORDER BY wide"):
+        if cum + int(n) > k:  # the middle rank is in this 16 h stretch: find its quarter-hour bucket
+            for bucket, m in q("SELECT bucket, n FROM incident_handling_hist WHERE bucket >= ? AND bucket < ? "
+                               "AND n > 0 ORDER BY bucket", (int(wide) * _derived.WIDE, (int(wide) + 1) * _derived.WIDE)):
+                if cum + int(m) > k:
+                    lo = int(bucket)
+                    break
+                cum += int(m)
             break
         cum += int(n)
     where, p = ("handling_h >= ?", [lo / _derived.BUCKETS_PER_H]) if lo > 0 else ("1 = 1", [])  # bucket 0: all below

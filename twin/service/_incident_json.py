@@ -12,7 +12,7 @@ import pandas as pd
 
 from twin.access.roles import Role
 from twin.encoding import loads
-from twin.incidents.lifecycle import CST, Incident, allowed_actions, as_time
+from twin.incidents.lifecycle import CST, STATES, Incident, allowed_actions, as_time
 from twin.incidents.store import TIME_COLUMNS
 
 __all__ = ["PERSONAL_FIELDS", "iso", "incident_dict", "frame_rows", "stored_rows"]
@@ -20,6 +20,7 @@ __all__ = ["PERSONAL_FIELDS", "iso", "incident_dict", "frame_rows", "stored_rows
 #: Fields about people (the reporter and what they said); never shown to analysts.
 PERSONAL_FIELDS = ("reporter", "description", "attachments")
 _CODES = ("grid_code", "community_code", "town_code", "assignee", "level", "handler_code")
+_ACTIONS = {s: tuple(allowed_actions(s)) for s in STATES}  # per state, made once
 
 
 def iso(v: object) -> str | None:
@@ -79,10 +80,6 @@ def _time_text(v: str | None) -> str | None:
     return dt.datetime.fromisoformat(v).astimezone(CST).isoformat()
 
 
-def _keep(v: Any) -> Any:
-    return v
-
-
 def _bool(v: Any) -> bool:
     return bool(v)
 
@@ -103,11 +100,14 @@ def stored_rows(rows: list[dict[str, Any]], role: Role, overdue: list[bool]) -> 
     if not rows:
         return []
     cols = [k for k in rows[0] if not k.endswith("_now") and (role.can_see_records or k not in PERSONAL_FIELDS)]
-    conv = [(k, _STORED.get(k, _keep)) for k in cols]
+    conv = [(k, f) for k in cols if (f := _STORED.get(k)) is not None]  # the other values are written as stored
     out = []
     for r, late in zip(rows, overdue, strict=True):
-        row: dict[str, Any] = {k: f(r[k]) for k, f in conv}
+        row: dict[str, Any] = {k: r[k] for k in cols}
+        for k, f in conv:
+            row[k] = f(row[k])  # replacing a value keeps the key's place
         row["overdue"] = bool(late)
-        row["allowed_actions"] = allowed_actions(str(r["state"]))
+        acts = _ACTIONS.get(r["state"])
+        row["allowed_actions"] = list(acts) if acts is not None else allowed_actions(str(r["state"]))
         out.append(row)
     return out

@@ -9,7 +9,9 @@ gives 409. An action the state does not allow gives 409 with ``state`` and ``all
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 
 import pandas as pd
@@ -43,6 +45,7 @@ from twin.service._params import MAX_VERSION, client_time
 from twin.service._problems import problem
 from twin.service._responses import json_response
 from twin.service._state import IncidentTables, ServiceState, service
+from twin.service._threads import run_query
 from twin.service.deps import Audit, Audited, write_audit
 
 __all__ = ["router", "ReportRequest", "ActionRequest", "PERSONAL_FIELDS"]
@@ -121,17 +124,22 @@ ACTION_NAMES = ("dispatch", "accept", "start", "resolve", "follow_up", "reopen",
 
 @router.get("/incidents/stats",
             summary="Counts, closure, on-time and immediate-answer rates, handling time, satisfaction (scoped)")
-def incidents_stats(request: Request, a: Audited,
-                    by: Annotated[str, Query(pattern="^(grid|community|town|district)$")] = "district",
-                    period: Annotated[str | None, Query(max_length=4, pattern="^[A-Za-z]{1,3}$",
-                                                        description="pandas alias: M, W, D, Q, Y")] = None,
-                    since: Annotated[str | None, Query(max_length=40)] = None,
-                    until: Annotated[str | None, Query(max_length=40)] = None,
-                    now: Annotated[str | None, Query(max_length=40, description="time for overdue_open")] = None
-                    ) -> Response:
+async def incidents_stats(request: Request, a: Audited,
+                          by: Annotated[str, Query(pattern="^(grid|community|town|district)$")] = "district",
+                          period: Annotated[str | None, Query(max_length=4, pattern="^[A-Za-z]{1,3}$",
+                                                              description="pandas alias: M, W, D, Q, Y")] = None,
+                          since: Annotated[str | None, Query(max_length=40)] = None,
+                          until: Annotated[str | None, Query(max_length=40)] = None,
+                          now: Annotated[str | None, Query(max_length=40, description="time for overdue_open")] = None
+                          ) -> Response:
     """Statistics (:func:`twin.incidents.stats.incident_stats`) over the incidents inside the caller's scope,
     reported in ``[since, until)``. Aggregates only: analysts get them too."""
-    svc = service(request)
+    return await run_query(_stats_response, service(request), a, by, period, since, until, now)
+
+
+def _stats_response(svc: ServiceState, a: Audit, by: str, period: str | None, since: str | None,
+                    until: str | None, now: str | None) -> Response:
+    """The statistics answer, computed and encoded in a query thread (:mod:`._threads`)."""
     t, vid = svc.twins.at(None)
     a.version = vid
     per = period.upper() if period else None
@@ -166,30 +174,36 @@ def _stat_rows(stats: pd.DataFrame) -> list[dict[str, Any]]:
 
 
 @router.get("/incidents", summary="The incident queue in your scope (filtered, paged)")
-def incidents_list(request: Request, a: Audited,
-                   state: Annotated[list[str] | None, Query(max_length=10)] = None,
-                   category: Annotated[list[str] | None, Query(max_length=50)] = None,
-                   grid_code: Code = None, community_code: Code = None, town_code: Code = None,
-                   overdue: bool | None = None,
-                   period: Annotated[str | None, Query(max_length=30,
-                                                       description="reported in: 2026-11, 2026, 2026-11-03")] = None,
-                   page: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
-                   page_size: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = 100,
-                   after: Annotated[str | None, Query(max_length=80, description="cursor: 'next' of the previous "
-                                                                               "page")] = None,
-                   format: Annotated[str, Query(pattern="^(json|geojson)$")] = "json") -> Response:
+async def incidents_list(request: Request, a: Audited,
+                         state: Annotated[list[str] | None, Query(max_length=10)] = None,
+                         category: Annotated[list[str] | None, Query(max_length=50)] = None,
+                         grid_code: Code = None, community_code: Code = None, town_code: Code = None,
+                         overdue: bool | None = None,
+                         period: Annotated[str | None, Query(
+                             max_length=30, description="reported in: 2026-11, 2026, 2026-11-03")] = None,
+                         page: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+                         page_size: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = 100,
+                         after: Annotated[str | None, Query(
+                             max_length=80, description="cursor: 'next' of the previous page")] = None,
+                         format: Annotated[str, Query(pattern="^(json|geojson)$")] = "json") -> Response:
     """Newest report first. ``overdue`` is evaluated now (open past the deadline, or resolved after it).
     Analysts get the rows without personal fields. ``next`` is a cursor: pass it as ``after`` for the next page
     (constant cost however deep; ``page`` still works)."""
-    svc = service(request)
+    f = ListFilter(states=state, categories=category, grid_code=grid_code, community_code=community_code,
+                   town_code=town_code, overdue=overdue)
+    return await run_query(_list_response, service(request), a, f, period, page, page_size, after, format)
+
+
+def _list_response(svc: ServiceState, a: Audit, f: ListFilter, period: str | None, page: int, page_size: int,
+                   after: str | None, format: str) -> Response:
+    """One page of the queue, read and encoded in a query thread (:mod:`._threads`)."""
     t, vid = svc.twins.at(None)
     a.version = vid
     tables = svc.incidents()
-    _check_filters(tables, state, category)
+    _check_filters(tables, f.states, f.categories)
     since, until = period_bounds(period)
     now_ = now()
-    f = ListFilter(states=state, categories=category, grid_code=grid_code, community_code=community_code,
-                   town_code=town_code, overdue=overdue, since=since, until=until)
+    f = dataclasses.replace(f, since=since, until=until)
     found, late, total, nxt = list_page(tables.istore, t, a.role, f, now=now_, page=page, page_size=page_size,
                                         after=after)
     rows = stored_rows(found, a.role, late)
@@ -204,12 +218,14 @@ def incidents_list(request: Request, a: Audited,
                           "scope": scope_text(a.role), "next": nxt, "incidents": rows})
 
 
-def _check_filters(tables: IncidentTables, states: list[str] | None, categories: list[str] | None) -> None:
+def _check_filters(tables: IncidentTables, states: Sequence[str] | None, categories: Sequence[str] | None) -> None:
     for s in states or ():
         if s not in STATES:
             raise ValidationError(f"unknown state {s!r}; use one of {list(STATES)}.")
+    if not categories:
+        return
     known = set(tables.catalogue["code"].astype(str))
-    for c in categories or ():
+    for c in categories:
         if c not in known:
             raise ValidationError(f"unknown category {c!r}; GET /incident-categories lists them.")
 
