@@ -15,9 +15,9 @@ from twin.errors import PartitionError
 from twin.partition import edits, versions
 from twin.partition.edit_ops import EditOp, apply_edit
 from twin.partition.model import Partition, check_partition, known_valid, partition_from_twin
-from twin.query._index import point_index
+from twin.query._index import partition_index, point_index
 from twin.query.dossier import grid_counts
-from twin.service._versioned import build_indexes
+from twin.service._versioned import build_indexes, derive_partition_index, share_point_index
 from twin.store.sql import Store
 
 
@@ -144,3 +144,41 @@ def test_loaded_versions_are_checked_against_the_stored_bytes(small_twin, tmp_pa
     decoded = versions.load_partition(st, t, 2)
     assert decoded is not res.partition and decoded.assignment_equals(res.partition) and known_valid(decoded)
     st.close()
+
+
+def _fields_equal(a, b) -> bool:
+    for f in dataclasses.fields(a):
+        x, y = getattr(a, f.name), getattr(b, f.name)
+        if isinstance(x, np.ndarray):
+            if x.dtype != y.dtype or not np.array_equal(x, y):
+                return False
+        elif x != y:
+            return False
+    return True
+
+
+def test_version_partition_index_derived_from_the_base_equals_a_full_build(small_twin, store):
+    t = small_twin
+    build_indexes(t)
+    head = versions.resolve_version(store, "head")
+    for cell, to in _moves(versions.load_partition(store, t, head), 3):  # three edits on top of each other
+        res = apply_edit(versions.load_partition(store, t, head), EditOp("move_cells", to_grid=to, cells=[cell]))
+        head = versions.commit(store, res.partition, base_version=head, author="test", reason="derive")
+    tv = versions.checkout(t, head, store=store)
+    assert share_point_index(tv) and derive_partition_index(tv)  # same grid table: derived, not built
+    build_indexes(tv)
+    derived = partition_index(tv)
+    assert derived is not partition_index(t)
+    fresh = dataclasses.replace(tv, cache={})
+    full = partition_index(fresh)
+    assert _fields_equal(derived, full)
+    assert not np.array_equal(derived.grid_totals, partition_index(t).grid_totals)  # the edits moved records
+    # a split changes the grid table: built in full, still equal to a fresh build
+    p = versions.load_partition(store, t, head)
+    big = p.grids["grid_code"][np.argmax(np.bincount(p.labels()[0], minlength=p.n_grids))]
+    res = apply_edit(p, EditOp("split_grid", grid_code=str(big), k=2))
+    head = versions.commit(store, res.partition, base_version=head, author="test", reason="split")
+    tv = versions.checkout(t, head, store=store)
+    assert share_point_index(tv) and not derive_partition_index(tv)
+    build_indexes(tv)
+    assert _fields_equal(partition_index(tv), partition_index(dataclasses.replace(tv, cache={})))

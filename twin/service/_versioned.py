@@ -3,20 +3,30 @@ skipped-build error, the version check, the OpenAPI example area and the index w
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
+import numpy as np
+import pandas as pd
 from shapely.geometry import box, mapping
 
 from twin.access.roles import DISTRICT
-from twin.model import Twin
+from twin.model import COUNT_KEYS, Twin
 from twin.partition.versions import RECORDS_OF
-from twin.query._index import point_index, seed_point_index
+from twin.query._index import (
+    PartitionIndex,
+    group_sum,
+    partition_index,
+    point_index,
+    seed_partition_index,
+    seed_point_index,
+)
 from twin.query.dossier import grid_counts
 from twin.query.summary import summarize_area
 from twin.service._params import parse_version
 
 __all__ = ["EXAMPLE_AREA", "AnsweredVersion", "SupersededBuild", "build_indexes", "check_version",
-           "share_point_index"]
+           "share_point_index", "derive_partition_index"]
 
 #: A small area (WGS84) near Shiwan: the OpenAPI body example.
 EXAMPLE_AREA: dict[str, Any] = {
@@ -52,8 +62,7 @@ def share_point_index(t: Twin) -> bool:
     of the twin whose records it shares (:data:`~twin.partition.versions.RECORDS_OF`; built there if needed, once
     for all versions) instead of building its own: the point index does not depend on the partition. ``False``
     (nothing done) for a twin that is not such a version or whose record frames are no longer that twin's."""
-    ref = t.cache.get(RECORDS_OF)
-    src = ref() if ref is not None else None
+    src = _records_source(t)
     if src is None or src is t or "query.point_index" in t.cache:
         return False
     same = (src.persons is t.persons and src.dwellings is t.dwellings and src.businesses is t.businesses
@@ -65,11 +74,59 @@ def share_point_index(t: Twin) -> bool:
     return True
 
 
+def _records_source(t: Twin) -> Twin | None:
+    ref = t.cache.get(RECORDS_OF)
+    return ref() if ref is not None else None
+
+
+_GRID_TABLE = ("grid_code", "grid_name", "community_code", "town_code")
+
+
+def _same_grid_table(a: pd.DataFrame, b: pd.DataFrame) -> bool:
+    if len(a) != len(b) or any(c not in a or c not in b for c in _GRID_TABLE):
+        return False
+    return all(np.array_equal(a[c].astype(str).to_numpy(dtype=object), b[c].astype(str).to_numpy(dtype=object))
+               for c in _GRID_TABLE)
+
+
+def derive_partition_index(t: Twin) -> bool:
+    """Give ``t``, a partition version's twin sharing its source's point index (:func:`share_point_index`), the
+    partition index of its source's updated for the cells whose grid differs (their points move between the
+    per-grid totals; integer sums, so exactly what a full build gives) instead of summing every point again.
+    Only for the same grid table (codes, names, community, town in the same order) and the same community and
+    town frames; ``False`` (nothing done) otherwise (a split or merge: :func:`build_indexes` builds it in full)."""
+    src = _records_source(t)
+    if (src is None or src is t or "query.partition_index" in t.cache or src.communities is not t.communities
+            or src.towns is not t.towns or not _same_grid_table(src.grids, t.grids)):
+        return False
+    pidx = point_index(t)
+    if point_index(src) is not pidx:
+        return False
+    base: PartitionIndex = partition_index(src)
+    old = src.cells["grid_code"].fillna("").astype(str).to_numpy(dtype=object)
+    new = t.cells["grid_code"].fillna("").astype(str).to_numpy(dtype=object)
+    changed = np.flatnonzero(old != new)
+    cell_grid = base.cell_grid.copy()
+    cell_grid[changed] = pd.Index(base.grid_codes).get_indexer(new[changed]).astype(np.int32)
+    cp = pidx.points.cell_pos
+    pts = np.flatnonzero(np.isin(cp, changed))
+    point_grid = base.point_grid.copy()
+    point_grid[pts] = cell_grid[cp[pts]]
+    n = len(base.grid_codes)
+    totals = (base.grid_totals - group_sum(base.point_grid, pidx.feats, n, rows=pts)
+              + group_sum(point_grid, pidx.feats, n, rows=pts))
+    seed_partition_index(t, replace(base, cell_grid=cell_grid, point_grid=point_grid, grid_totals=totals,
+                                    grid_totals_k=np.ascontiguousarray(totals[:, :len(COUNT_KEYS)])))
+    return True
+
+
 def build_indexes(t: Twin) -> None:
     """Build ``t``'s point and partition indexes and per-grid counts (a summary of a small area inside its
     district, ≈ 600 m across, WGS84). A partition version's twin reuses its base's point index
-    (:func:`share_point_index`): only the partition index and the per-grid sums are built per version."""
+    (:func:`share_point_index`) and derives its partition index from the base's (:func:`derive_partition_index`):
+    only the moved cells' points and the per-grid dossier sums are computed per version."""
     share_point_index(t)
+    derive_partition_index(t)
     pt = t.district.representative_point()
     area = mapping(box(pt.x - 0.003, pt.y - 0.003, pt.x + 0.003, pt.y + 0.003).intersection(t.district))
     summarize_area(t, area, role=DISTRICT, by="grid")
