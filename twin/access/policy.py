@@ -34,6 +34,7 @@ at res r and r+1; two overlay categories) gives multiples of ``k`` only: ``tests
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
@@ -277,8 +278,7 @@ def scope_area(counts: AreaCounts, role: Role, t: Twin, policy: AccessPolicy = D
     inside = vals[inside_mask].sum(axis=0) + (extra if everything else 0)
     has_outside = bool((~inside_mask).any()) or (not everything and bool(extra.any()))
     ins = dict(zip(keys, inside.tolist()))
-    count_keys = [c for c in keys if not c.startswith(("use_", "credit_"))]
-    cj = [keys.index(c) for c in count_keys]
+    count_keys, cj, use_keys, credit_keys = _key_groups(keys)
     by_grid = {c: dict(zip(count_keys, row)) for c, row in zip(codes[inside_mask].tolist(),
                                                                  vals[inside_mask][:, cj].tolist())}
     pub: dict[str, int | None]
@@ -309,8 +309,17 @@ def scope_area(counts: AreaCounts, role: Role, t: Twin, policy: AccessPolicy = D
     return ScopedArea(
         k, not has_outside, inside_mask, {c: ins[c] for c in count_keys}, by_grid, outside_block,
         {c: margin(c) for c in count_keys},
-        {c[4:]: margin(c) for c in keys if c.startswith("use_")},
-        {c[7:]: margin(c) for c in keys if c.startswith("credit_")}, cells)
+        {c[4:]: margin(c) for c in use_keys},
+        {c[7:]: margin(c) for c in credit_keys}, cells)
+
+
+@functools.lru_cache(maxsize=64)
+def _key_groups(keys: tuple[str, ...]) -> tuple[list[str], list[int], list[str], list[str]]:
+    """The count keys of an index's columns (neither ``use_*`` nor ``credit_*``) and their positions, and the
+    ``use_*`` and ``credit_*`` keys (a pure function of the column tuple: cached, it runs on every summary)."""
+    count_keys = [c for c in keys if not c.startswith(("use_", "credit_"))]
+    return (count_keys, [keys.index(c) for c in count_keys], [c for c in keys if c.startswith("use_")],
+            [c for c in keys if c.startswith("credit_")])
 
 
 def split_by_scope(by_grid: pd.DataFrame, role: Role, t: Twin, policy: AccessPolicy, *,
