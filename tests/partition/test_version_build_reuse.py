@@ -182,3 +182,21 @@ def test_version_partition_index_derived_from_the_base_equals_a_full_build(small
     assert share_point_index(tv) and not derive_partition_index(tv)
     build_indexes(tv)
     assert _fields_equal(partition_index(tv), partition_index(dataclasses.replace(tv, cache={})))
+
+
+def test_version_shares_the_per_cell_counts(small_twin, store):
+    from twin.query._cells import ensure_cell_values
+
+    t = small_twin
+    head = versions.resolve_version(store, "head")
+    (cell, to), = _moves(versions.load_partition(store, t, head), 1)
+    res = apply_edit(versions.load_partition(store, t, head), EditOp("move_cells", to_grid=to, cells=[cell]))
+    head = versions.commit(store, res.partition, base_version=head, author="test", reason="cells")
+    tv = versions.checkout(t, head, store=store)
+    build_indexes(tv)
+    ensure_cell_values(t)
+    assert tv.cache["access.cell_values"][1] is t.cache["access.cell_values"][1]
+    fresh = dataclasses.replace(tv, cache={})
+    ensure_cell_values(fresh)
+    assert np.array_equal(tv.cache["access.cell_values"][1], fresh.cache["access.cell_values"][1])
+    assert tv.cache["access.cell_values"][0] == fresh.cache["access.cell_values"][0]

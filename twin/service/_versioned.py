@@ -13,6 +13,7 @@ from shapely.geometry import box, mapping
 from twin.access.roles import DISTRICT
 from twin.model import COUNT_KEYS, Twin
 from twin.partition.versions import RECORDS_OF
+from twin.query._cells import ensure_cell_values
 from twin.query._index import (
     PartitionIndex,
     group_sum,
@@ -59,8 +60,9 @@ def check_version(version: str) -> str:
 
 def share_point_index(t: Twin) -> bool:
     """Give ``t``, a partition version's twin (:func:`twin.partition.versions.twin_with_partition`), the point index
-    of the twin whose records it shares (:data:`~twin.partition.versions.RECORDS_OF`; built there if needed, once
-    for all versions) instead of building its own: the point index does not depend on the partition. ``False``
+    and the per-cell counts (:func:`twin.query._cells.ensure_cell_values`) of the twin whose records it shares
+    (:data:`~twin.partition.versions.RECORDS_OF`; built there if needed, once for all versions) instead of building
+    its own: neither depends on the partition. ``False``
     (nothing done) for a twin that is not such a version or whose record frames are no longer that twin's."""
     src = _records_source(t)
     if src is None or src is t or "query.point_index" in t.cache:
@@ -70,7 +72,13 @@ def share_point_index(t: Twin) -> bool:
             and len(src.workers) == len(t.workers) and src.manifest.get("as_of") == t.manifest.get("as_of"))
     if not same:
         return False
-    seed_point_index(t, point_index(src))
+    pidx = point_index(src)
+    seed_point_index(t, pidx)
+    ensure_cell_values(src)  # per-cell counts (the disclosure engine's): partition-independent as well
+    hit = src.cache.get("query.cell_values")
+    if hit is not None and hit[0] is pidx and "access.cell_values" in src.cache:
+        t.cache["query.cell_values"] = hit
+        t.cache["access.cell_values"] = src.cache["access.cell_values"]
     return True
 
 
@@ -127,6 +135,7 @@ def build_indexes(t: Twin) -> None:
     only the moved cells' points and the per-grid dossier sums are computed per version."""
     share_point_index(t)
     derive_partition_index(t)
+    ensure_cell_values(t)  # shared above; else computed here, not in a reader's request
     pt = t.district.representative_point()
     area = mapping(box(pt.x - 0.003, pt.y - 0.003, pt.x + 0.003, pt.y + 0.003).intersection(t.district))
     summarize_area(t, area, role=DISTRICT, by="grid")
