@@ -180,11 +180,23 @@ def _area_counts(t: Twin, pidx: PointIndex, part: PartitionIndex, core: Core, ce
     per_grid = grid_sums_covered(ins.starts, ins.stops, ins.edge, pidx.cum, pidx.feats, part.point_grid,
                                  len(part.grid_codes))
     values = per_grid[core.gi]
+    codes = _str_codes(t, part)
     g = part.cell_grid[core.cell_pos]
-    cell_grids = np.where(g >= 0, part.grid_codes[np.maximum(g, 0)], "").astype(str)
-    return AreaCounts(part.grid_codes[core.gi].astype(str), pidx.columns, values,
+    cell_grids = np.where(g >= 0, codes[np.maximum(g, 0)], "")
+    return AreaCounts(codes[core.gi], pidx.columns, values,
                       np.asarray(core.sums, dtype=np.int64) - values.sum(axis=0), cells, cell_grids,
                       cell_rows=core.cell_pos)
+
+
+def _str_codes(t: Twin, part: PartitionIndex) -> np.ndarray:
+    """``part.grid_codes`` as a numpy unicode array (made once per partition index: converting the touched cells'
+    object codes on every summary cost more than the summary's kernels)."""
+    hit = t.cache.get("query.grid_codes_str")
+    if hit is not None and hit[0] is part:
+        return hit[1]
+    codes = np.asarray(part.grid_codes, dtype=str)
+    t.cache["query.grid_codes_str"] = (part, codes)
+    return codes
 
 
 def _all_in(grid_mask: np.ndarray, parent: np.ndarray, n: int) -> np.ndarray:
