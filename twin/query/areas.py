@@ -41,8 +41,9 @@ import math
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import chain
-from typing import Any, Protocol, TypeAlias, runtime_checkable
+from typing import Any, Literal, Protocol, TypeAlias, runtime_checkable
 
+import msgspec
 import numpy as np
 import pyproj
 import shapely
@@ -53,7 +54,7 @@ from twin.crs import STORAGE_CRS, area_km2, gcj02_to_wgs84
 from twin.errors import CRSError, OutsideDistrictError, ValidationError
 from twin.geography import district_boundary
 
-__all__ = ["ParsedArea", "AreaLike", "SupportsGeoInterface", "parse_area", "area_geometry", "MAX_VERTICES",
+__all__ = ["ParsedArea", "AreaLike", "SupportsGeoInterface", "parse_area", "area_geometry", "polygon_from_json", "MAX_VERTICES",
            "MAX_PARTS", "MAX_REPAIR_CROSSINGS", "MIN_AREA_M2"]
 
 MAX_VERTICES = 10_000
@@ -289,6 +290,40 @@ def _warn_if_gcj02(coords: np.ndarray, dist: BaseGeometry, warnings: list[str]) 
 
 
 # --- input → shapely -------------------------------------------------------------------------------------------
+
+class _PolygonJSON(msgspec.Struct):
+    """A bare GeoJSON Polygon with 2-D positions (other members are ignored, as the general path ignores them)."""
+
+    type: Literal["Polygon"]
+    coordinates: list[list[tuple[float, float]]]
+
+
+_POLYGON_JSON = msgspec.json.Decoder(_PolygonJSON)
+
+
+def polygon_from_json(body: bytes, *, max_vertices: int = MAX_VERTICES) -> Polygon | None:
+    """The shapely Polygon of a JSON body that is a plain GeoJSON Polygon — 2-D finite numbers (not booleans), every
+    ring closed with at least 4 positions, at most ``max_vertices`` in all — decoded by msgspec straight into
+    typed positions (the common lasso: ≈ 25 µs instead of ≈ 85 µs through a dict); ``None`` for anything else, which
+    the general path (:func:`parse_area` of the decoded JSON) accepts or rejects with an error naming the problem.
+    :func:`parse_area` of the result equals :func:`parse_area` of the decoded body."""
+    try:
+        rings = _POLYGON_JSON.decode(body).coordinates
+    except (msgspec.DecodeError, OverflowError):
+        return None
+    if not rings or sum(len(r) for r in rings) > max_vertices:
+        return None
+    arrays = []
+    for ring in rings:
+        if len(ring) < 4 or ring[0] != ring[-1]:
+            return None
+        a = np.fromiter(chain.from_iterable(ring), np.float64, 2 * len(ring)).reshape(-1, 2)
+        if not np.isfinite(a).all():
+            return None
+        arrays.append(a)
+    return shapely.polygons(shapely.linearrings(arrays[0]),
+                            holes=[shapely.linearrings(a) for a in arrays[1:]] or None)
+
 
 def area_geometry(area: AreaLike, *, max_vertices: int = MAX_VERTICES, max_parts: int = MAX_PARTS) -> BaseGeometry:
     """The drawn area as a shapely geometry, its GeoJSON structure checked (the first step of :func:`parse_area`).

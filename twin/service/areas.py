@@ -33,7 +33,7 @@ from twin.access.roles import DISTRICT
 from twin.encoding import dumps, loads_request
 from twin.errors import PermissionDenied
 from twin.model import Twin
-from twin.query.areas import ParsedArea, parse_area
+from twin.query.areas import AreaLike, ParsedArea, parse_area, polygon_from_json
 from twin.query.records import RecordKind, records_in_area
 from twin.query.summary import summarize_parsed
 from twin.service._params import VersionQ
@@ -60,7 +60,7 @@ async def _stage(request: Request, fn: Callable[..., T], *args: Any) -> T:
     return await run_query(fn, *args)
 
 
-def _area_at(svc: ServiceState, a: Audit, area: dict[str, object], version: str | None
+def _area_at(svc: ServiceState, a: Audit, area: AreaLike, version: str | None
              ) -> tuple[Twin, int, ParsedArea]:
     """The twin at ``version`` and the parsed area, both noted on the audit record ``a``."""
     t, vid = svc.twins.at(version)
@@ -78,12 +78,12 @@ async def area_summary(request: Request, a: Audited, area: AreaBody, version: Ve
     return await _stage(request, _summary_response, service(request), a, area, version, include_cells)
 
 
-def _summary_response(svc: ServiceState, a: Audit, area: dict[str, object], version: str | None,
+def _summary_response(svc: ServiceState, a: Audit, area: AreaLike, version: str | None,
                       include_cells: bool) -> Response:
     return json_response(_summary(svc, a, area, version, include_cells))
 
 
-def _summary(svc: ServiceState, a: Audit, area: dict[str, object], version: str | None,
+def _summary(svc: ServiceState, a: Audit, area: AreaLike, version: str | None,
              include_cells: bool) -> dict[str, Any]:
     t, vid, parsed = _area_at(svc, a, area, version)
     raw = summarize_parsed(t, parsed, role=DISTRICT, by="grid")
@@ -128,9 +128,11 @@ async def fast_summary(scope: MutableMapping[str, Any], body: bytes) -> bytes | 
     params = _fast_params(scope.get("query_string", b""))
     if slot is None or slot.role is None or svc is None or params is None:
         return None
-    area = loads_request(body)
-    if not isinstance(area, dict):
-        return None
+    area: object = polygon_from_json(body)  # a plain lasso, decoded straight into coordinates (msgspec)
+    if area is None:
+        area = loads_request(body)
+        if not isinstance(area, dict):
+            return None
     version, include_cells = params
     a = Audit(slot.role, "/area/summary", "POST")
     twins = svc.twins
