@@ -22,6 +22,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import threading
 import weakref
 import zlib
 from collections.abc import Callable
@@ -209,14 +210,16 @@ def _decode(blob: bytes | memoryview, grids_json: str, n_cells: int) -> tuple[np
 # and version, with the stored bytes they were checked against (a store rebuilt at the same URL misses).
 _LOADED: dict[tuple[str, int], tuple[bytes, str, Partition]] = {}
 _LOADED_MAX = 16
+_LOADED_LOCK = threading.Lock()  # request threads and a service's version builder share it
 
 
 def _remember(store: Store, vid: int, blob: bytes, grids_json: str, p: Partition) -> None:
     p.meta["version"] = vid
-    _LOADED.pop((store.url, vid), None)
-    _LOADED[(store.url, vid)] = (blob, grids_json, p)
-    while len(_LOADED) > _LOADED_MAX:
-        _LOADED.pop(next(iter(_LOADED)))
+    with _LOADED_LOCK:
+        _LOADED.pop((store.url, vid), None)
+        _LOADED[(store.url, vid)] = (blob, grids_json, p)
+        while len(_LOADED) > _LOADED_MAX:
+            _LOADED.pop(next(iter(_LOADED)))
 
 
 def _now() -> str:
