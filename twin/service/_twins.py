@@ -43,6 +43,7 @@ from twin.live.state import LiveTwin
 from twin.model import Twin, load
 from twin.partition.model import partition_from_twin
 from twin.partition.versions import BASE_VERSION, checkout, ensure_base, resolve_version
+from twin.service._head import HeadCache
 from twin.service._params import parse_version
 from twin.service._versioned import EXAMPLE_AREA, AnsweredVersion, SupersededBuild, check_version
 from twin.service._versioned import build_indexes as _build_indexes  # a module global: tests replace it
@@ -68,9 +69,7 @@ class Twins:
     min_build_interval_s : least time between the end of one build and the start of a build nobody waits for
         (edits faster than builds are coalesced; awaited builds start at once).
     live_poll_s : how often (seconds) the live-view thread reads the change head from the store.
-    head_ttl_s : how long (seconds) a ``head`` read trusts the head version it last read from the store (one
-        query per ``head_ttl_s`` instead of one per request); this process's own edits update it at once
-        (:meth:`note_head`), another process's are seen within ``head_ttl_s``. 0 reads the store every time.
+    head_ttl_s : how long a ``head`` read trusts the head last read from the store (:class:`._head.HeadCache`).
     """
 
     def __init__(self, twin_root: Path | None, store: Store, base: Twin | None = None, *,
@@ -93,8 +92,7 @@ class Twins:
         self.min_build_interval_s = min_build_interval_s
         self._last_build_end = -1e9
         self.live_poll_s = live_poll_s
-        self.head_ttl_s = head_ttl_s
-        self._head: tuple[int, float] | None = None  # (head version, time.monotonic() it was read)
+        self.head = HeadCache(store, head_ttl_s)
         self.live_seq = 0  # the newest change event this process knows of (set by the live-view thread)
         self.live_derive_seconds: list[float] = []  # the last derivations' durations (benchmarks)
         self._live: LiveTwin | None = None
@@ -146,25 +144,17 @@ class Twins:
         return self._live_of(self.request_build(vid, wait=True).result(), vid)
 
     def _resolve(self, v: str) -> int:
-        """The version id of ``v`` (``head``, ``base`` or digits): ``head`` from the cached head while it is
-        younger than ``head_ttl_s``; a version this process has built needs no store query (versions are never
-        deleted)."""
+        """The version id of ``v`` (``head``, ``base`` or digits): ``head`` from :class:`HeadCache`; a version this
+        process has built needs no store query (versions are never deleted)."""
         if v == "head":
-            h = self._head
-            now = time.monotonic()
-            if h is not None and now - h[1] < self.head_ttl_s:
-                return h[0]
-            vid = resolve_version(self.store, "head")
-            self._head = (vid, now)
-            return vid
+            return self.head.get()
         if v.isdigit() and int(v) in self.built:
             return int(v)
         return resolve_version(self.store, v)
 
     def note_head(self, vid: int) -> None:
-        """Record that this process has just made ``vid`` the head (an edit it committed): its next ``head`` reads
-        answer from it without waiting for ``head_ttl_s``."""
-        self._head = (int(vid), time.monotonic())
+        """This process has just made ``vid`` the head (an edit it committed): its next ``head`` reads use it."""
+        self.head.note(vid)
 
     # -- live views ------------------------------------------------------------------------------------------
     def _live_of(self, t: Twin, vid: int) -> tuple[Twin, AnsweredVersion]:
