@@ -108,7 +108,7 @@ def _serve(args: argparse.Namespace) -> int:
         uvicorn.run("twin.service.app:app_from_env", factory=True, host=args.host, port=args.port, workers=workers,
                     log_level="warning", access_log=False, timeout_keep_alive=30, backlog=4096)
         return 0
-    app = create_app(args.twin, args.database_url, policy=policy)
+    app = create_app(args.twin, args.database_url, policy=policy, freeze_gc=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False, timeout_keep_alive=30, backlog=4096)
     return 0
 

@@ -11,6 +11,7 @@ OpenAPI docs are served at ``/docs`` (schema at ``/openapi.json``).
 
 from __future__ import annotations
 
+import gc
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -61,7 +62,7 @@ _DESCRIPTION = ("One map for Chancheng District: hierarchy, grid dossiers, area 
 
 def create_app(twin_root: str | Path | None = None, database_url: str | None = None, *,
                policy: AccessPolicy | None = None, max_body_bytes: int = MAX_BODY_BYTES,
-               twin: Twin | None = None, warm: bool = True) -> FastAPI:
+               twin: Twin | None = None, warm: bool = True, freeze_gc: bool = False) -> FastAPI:
     """The FastAPI application.
 
     Parameters
@@ -73,6 +74,10 @@ def create_app(twin_root: str | Path | None = None, database_url: str | None = N
     max_body_bytes : larger request bodies get 413.
     twin : an already loaded twin to serve (tests); else it is loaded at startup.
     warm : build the query indexes at startup so the first requests are fast.
+    freeze_gc : after warming, move every live object into the garbage collector's permanent generation
+        (:func:`gc.freeze`): the loaded twin's ≈ 300,000 objects are then never traversed again, where a full
+        collection otherwise stalls a request for ≈ 140 ms every few thousand requests. For a server process
+        (``twin serve``), not for a process that makes many apps (their cyclic garbage would never be collected).
     """
     store = open_store(database_url, twin_root=twin_root if twin is None else twin.root)
     twins = Twins(Path(twin_root) if twin_root is not None else None, store, twin)
@@ -82,6 +87,9 @@ def create_app(twin_root: str | Path | None = None, database_url: str | None = N
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if warm:
             await anyio.to_thread.run_sync(twins.warm)
+        if freeze_gc:
+            gc.collect()
+            gc.freeze()
         yield
         store.close()
 
@@ -113,4 +121,4 @@ def app_from_env() -> FastAPI:
     ``$TWIN_DATABASE_URL``, policy from ``$TWIN_OUTSIDE_POLICY`` (aggregate|deny) and ``$TWIN_K``."""
     policy = AccessPolicy(outside=os.environ.get("TWIN_OUTSIDE_POLICY", "aggregate"),  # type: ignore[arg-type]
                           k=int(os.environ.get("TWIN_K", "5")))
-    return create_app(None, None, policy=policy)
+    return create_app(None, None, policy=policy, freeze_gc=True)
