@@ -20,6 +20,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from twin.store._write_lock import write_lock
+
 __all__ = ["Store", "Transaction", "open_store"]
 
 
@@ -94,9 +96,16 @@ class Store:
         """A write transaction: commits on success, rolls back on any exception."""
         con = self.connection
         if self.dialect == "sqlite":
-            con.execute("BEGIN IMMEDIATE")
-        else:
-            con.execute("BEGIN")
+            with write_lock(self.path):  # one writer at a time without SQLite's sleeping busy back-off
+                con.execute("BEGIN IMMEDIATE")
+                try:
+                    yield Transaction(self, con)
+                except BaseException:
+                    con.execute("ROLLBACK")
+                    raise
+                con.execute("COMMIT")
+            return
+        con.execute("BEGIN")
         try:
             yield Transaction(self, con)
         except BaseException:
