@@ -170,7 +170,12 @@ class Partition:
     def index_of_cells(self, cells: Iterable[int] | np.ndarray) -> np.ndarray:
         """Row index of each ``uint64`` cell; :class:`PartitionError` names cells outside the district."""
         arr = np.asarray(list(cells) if not isinstance(cells, np.ndarray) else cells, dtype=np.uint64)
-        pos = pd.Index(self.cells).get_indexer(arr)
+        table = self.cells
+        if len(table) and bool((table[1:] > table[:-1]).all()):  # sorted ids (a twin's cells): binary search
+            pos = np.minimum(np.searchsorted(table, arr), len(table) - 1)
+            pos = np.where(table[pos] == arr, pos, -1)
+        else:
+            pos = pd.Index(table).get_indexer(arr)
         bad = pos < 0
         if bad.any():
             raise PartitionError(f"{int(bad.sum())} of {len(arr)} cells are not cells of the district "
@@ -267,12 +272,14 @@ def _check(p: Partition, grids: Iterable[str] | None) -> tuple[list[str], tuple[
     """:func:`check_partition` and the labels it computed (:meth:`Partition.labels`)."""
     problems: list[str] = []
     lab, table_codes = p.labels()
-    unassigned = np.flatnonzero(p.grid_code == "")
+    neg = np.flatnonzero(lab < 0)  # no grid of the table: unassigned ("") or an unknown code (an int test, not
+    neg_codes = p.grid_code[neg]   # a string comparison over every cell)
+    unassigned = neg[neg_codes == ""]
     if len(unassigned):
         comms = sorted(set(p.community[unassigned].tolist()))
         problems.append(f"{len(unassigned)} cells belong to no grid (in communities {comms[:5]}; "
                         f"first cell {int(p.cells[unassigned[0]]):x}); every cell must be in a grid.")
-    unknown = sorted(set(p.grid_code[(lab < 0) & (p.grid_code != "")].tolist()))
+    unknown = sorted(set(neg_codes[neg_codes != ""].tolist()))
     if unknown:
         problems.append(f"cells name {len(unknown)} grid code(s) missing from the grid table: {unknown[:5]}.")
     counts = np.bincount(lab[lab >= 0], minlength=len(table_codes))
@@ -283,17 +290,15 @@ def _check(p: Partition, grids: Iterable[str] | None) -> tuple[list[str], tuple[
     in_scope = np.isin(np.arange(len(table_codes)), [i for i, c in enumerate(table_codes) if c in check])
     # nesting: a grid's cells all belong to its community
     grid_comm = p.grids["community_code"].to_numpy().astype(object)
-    assigned = lab >= 0
-    wrong = assigned & (p.community != np.where(assigned, grid_comm[np.maximum(lab, 0)], ""))
-    wrong &= in_scope[np.maximum(lab, 0)]
-    if wrong.any():
+    idx = np.flatnonzero((lab >= 0) & in_scope[np.maximum(lab, 0)])  # the cells of the grids checked
+    wrong = idx[p.community[idx] != grid_comm[lab[idx]]]
+    if len(wrong):
         for g in np.unique(lab[wrong])[:5]:
-            sel = wrong & (lab == g)
+            sel = wrong[lab[wrong] == g]
             others = sorted(set(p.community[sel].tolist()))
-            problems.append(f"grid {table_codes[g]} (community {grid_comm[g]}) holds {int(sel.sum())} cell(s) of "
+            problems.append(f"grid {table_codes[g]} (community {grid_comm[g]}) holds {len(sel)} cell(s) of "
                             f"community {', '.join(others)}; a grid must stay inside its community.")
     # contiguity
-    idx = np.flatnonzero(assigned & in_scope[np.maximum(lab, 0)])
     if len(idx):
         sub = p.adjacency[idx][:, idx]
         _, comp = label_components(lab[idx], sub)
