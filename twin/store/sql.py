@@ -16,7 +16,7 @@ import re
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -95,23 +95,16 @@ class Store:
     def transaction(self) -> Iterator[Transaction]:
         """A write transaction: commits on success, rolls back on any exception."""
         con = self.connection
-        if self.dialect == "sqlite":
-            with write_lock(self.path):  # one writer at a time without SQLite's sleeping busy back-off
-                con.execute("BEGIN IMMEDIATE")
-                try:
-                    yield Transaction(self, con)
-                except BaseException:
-                    con.execute("ROLLBACK")
-                    raise
-                con.execute("COMMIT")
-            return
-        con.execute("BEGIN")
-        try:
-            yield Transaction(self, con)
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
-        con.execute("COMMIT")
+        sqlite = self.dialect == "sqlite"
+        # SQLite: one writer at a time through the write lock, without SQLite's sleeping busy back-off
+        with write_lock(self.path) if sqlite else nullcontext():
+            con.execute("BEGIN IMMEDIATE" if sqlite else "BEGIN")
+            try:
+                yield Transaction(self, con)
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+            con.execute("COMMIT")
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
         """Read-only query outside an explicit transaction."""
