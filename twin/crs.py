@@ -27,6 +27,7 @@ __all__ = [
     "geometry_to_metric",
     "geometry_to_storage",
     "area_km2",
+    "warm_transformers",
     "gcj02_to_wgs84",
     "wgs84_to_gcj02",
 ]
@@ -51,6 +52,14 @@ def _transformer(src: str, dst: str) -> pyproj.Transformer:
     if t is None:
         t = cache[(src, dst)] = pyproj.Transformer.from_crs(src, dst, always_xy=True)
     return t
+
+
+def warm_transformers() -> None:
+    """Make this thread's transformers now: their first use in a thread costs ≈ 100–200 ms (PROJ's per-thread
+    context), which a service thread should pay at start-up rather than on a request or an edit's build."""
+    lnglat_to_xy(np.array([113.1]), np.array([23.0]))
+    xy_to_lnglat(np.array([500_000.0]), np.array([2_540_000.0]))
+    gpd.GeoSeries([shapely.Point(113.1, 23.0)], crs=STORAGE_CRS).to_crs(METRIC_CRS).to_crs(STORAGE_CRS)
 
 
 def _require_crs(frame: gpd.GeoDataFrame | gpd.GeoSeries) -> None:

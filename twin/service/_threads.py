@@ -11,23 +11,18 @@ from __future__ import annotations
 import asyncio
 import functools
 import os
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-import numpy as np
+from twin.crs import warm_transformers
 
-from twin.crs import lnglat_to_xy
-
-__all__ = ["run_query", "query_pool"]
+__all__ = ["run_query", "query_pool", "start_query_threads"]
 
 T = TypeVar("T")
 _pool: ThreadPoolExecutor | None = None
 _pid = 0
-
-
-def _warm_thread() -> None:
-    lnglat_to_xy(np.array([113.1]), np.array([23.0]))  # this thread's transformer, made once
 
 
 def query_pool() -> ThreadPoolExecutor:
@@ -35,8 +30,20 @@ def query_pool() -> ThreadPoolExecutor:
     global _pool, _pid
     if _pool is None or _pid != os.getpid():
         n = max(1, int(os.environ.get("TWIN_QUERY_THREADS", "4")))
-        _pool, _pid = ThreadPoolExecutor(n, thread_name_prefix="twin-query", initializer=_warm_thread), os.getpid()
+        _pool, _pid = ThreadPoolExecutor(n, thread_name_prefix="twin-query", initializer=warm_transformers), os.getpid()
     return _pool
+
+
+def start_query_threads(timeout_s: float = 30.0) -> int:
+    """Start every thread of this process's pool now (each makes its transformer, ≈ 80 ms) instead of one by one
+    under the first load; returns how many threads the pool has. A pool thread starts only when no thread is idle,
+    so each warm-up task holds its thread until all have started."""
+    pool = query_pool()
+    n = pool._max_workers
+    started = threading.Barrier(n, timeout=timeout_s)
+    for f in [pool.submit(started.wait) for _ in range(n)]:
+        f.result()
+    return len(pool._threads)
 
 
 async def run_query(fn: Callable[..., T], *args: Any) -> T:

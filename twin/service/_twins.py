@@ -43,9 +43,10 @@ from twin.live.state import LiveTwin
 from twin.model import Twin, load
 from twin.partition.model import partition_from_twin
 from twin.partition.versions import BASE_VERSION, checkout, ensure_base, resolve_version
+from twin.service._background import build_loop, live_loop
 from twin.service._head import HeadCache
 from twin.service._params import parse_version
-from twin.service._versioned import EXAMPLE_AREA, AnsweredVersion, SupersededBuild, check_version
+from twin.service._versioned import EXAMPLE_AREA, AnsweredVersion, SupersededBuild, check_version, warm_edits
 from twin.service._versioned import build_indexes as _build_indexes  # a module global: tests replace it
 from twin.store import feed
 from twin.store.pg import schema_lock_statement
@@ -202,7 +203,7 @@ class Twins:
     def _start_deriver(self) -> None:
         with self._lock:
             if self._deriver is None:
-                self._deriver = threading.Thread(target=_live_loop, args=(weakref.ref(self), self._wake),
+                self._deriver = threading.Thread(target=live_loop, args=(weakref.ref(self), self._wake),
                                                  name="twin live views", daemon=True)
                 self._deriver.start()
 
@@ -258,9 +259,7 @@ class Twins:
             if hit is not None:
                 fut.set_result(hit)
                 return fut
-            if self._builder is None or not self._builder.is_alive():
-                self._builder = threading.Thread(target=self._build_loop, name="twin version builder", daemon=True)
-                self._builder.start()
+            self._start_builder()
         self._queue.put(vid)
         return fut
 
@@ -286,10 +285,11 @@ class Twins:
         self._on_ready.append(fn)
 
     # -- the builder thread ----------------------------------------------------------------------------------
-    def _next(self) -> int:
-        """The next version to build: an awaited one (oldest first), else the newest queued; the older queued
-        versions nobody waits for are dropped (their futures fail with :class:`SupersededBuild`)."""
-        queued = {self._queue.get()}
+    def _next(self, first: int) -> int:
+        """The next version to build (``first`` was taken from the queue): an awaited one (oldest first), else the
+        newest queued; the older queued versions nobody waits for are dropped (their futures fail with
+        :class:`SupersededBuild`)."""
+        queued = {first}
         while True:
             with self._lock:
                 awaited = sorted(v for v in queued if v in self._awaited)
@@ -316,33 +316,39 @@ class Twins:
                     fut.set_exception(SupersededBuild(f"version {v} was not built: version {pick} is newer."))
         return pick
 
-    def _build_loop(self) -> None:
-        while True:
-            vid = self._next()
+    def _start_builder(self) -> None:
+        """Start the builder thread unless it runs (call with ``self._lock`` held)."""
+        if self._builder is None or not self._builder.is_alive():
+            self._builder = threading.Thread(target=build_loop, args=(weakref.ref(self), self._queue),
+                                             name="twin version builder", daemon=True)
+            self._builder.start()
+
+    def _build_next(self, first: int) -> None:
+        vid = self._next(first)
+        with self._lock:
+            fut = self._builds.get(vid)
+        if fut is None or fut.done():
+            return
+        try:
+            t0 = time.perf_counter()
+            t = self._build(vid)
+            self.build_seconds[vid] = time.perf_counter() - t0
+        except BaseException as e:  # noqa: BLE001 - handed to the waiters; a later request retries
             with self._lock:
-                fut = self._builds.get(vid)
-            if fut is None or fut.done():
-                continue
-            try:
-                t0 = time.perf_counter()
-                t = self._build(vid)
-                self.build_seconds[vid] = time.perf_counter() - t0
-            except BaseException as e:  # noqa: BLE001 - handed to the waiters; a later request retries
-                with self._lock:
-                    self._builds.pop(vid, None)
-                    self._awaited.discard(vid)
-                fut.set_exception(e)
-                continue
-            finally:
-                self._last_build_end = time.monotonic()
-            with self._lock:
+                self._builds.pop(vid, None)
                 self._awaited.discard(vid)
-            fut.set_result(t)
-            for fn in list(self._on_ready):
-                try:
-                    fn(vid)
-                except Exception:  # noqa: BLE001 - a listener must not stop the builder
-                    pass
+            fut.set_exception(e)
+            return
+        finally:
+            self._last_build_end = time.monotonic()
+        with self._lock:
+            self._awaited.discard(vid)
+        fut.set_result(t)
+        for fn in list(self._on_ready):
+            try:
+                fn(vid)
+            except Exception:  # noqa: BLE001 - a listener must not stop the builder
+                pass
 
     def _build(self, vid: int) -> Twin:
         base = self.base_twin()
@@ -378,22 +384,8 @@ class Twins:
         if vid != BASE_VERSION:
             self.request_build(vid, wait=True).result()
         partition_from_twin(base)  # cached: edits and diffs start from it
+        warm_edits(self.store, base, vid)
+        with self._lock:
+            self._start_builder()
         self._derive_views()  # committed changes: the head's live view before the first request
         self.warmed = True
-
-
-def _live_loop(ref: weakref.ReferenceType[Twins], wake: threading.Event) -> None:
-    """The live-view thread: derive on each wake-up or poll; ends when its :class:`Twins` is gone (the thread holds
-    it only while deriving)."""
-    while True:
-        twins = ref()
-        if twins is None:
-            return
-        poll = twins.live_poll_s
-        try:
-            twins._derive_views()
-        except Exception:  # noqa: BLE001 - keep answering from the last views; retried on the next poll
-            pass
-        del twins
-        wake.wait(poll)
-        wake.clear()

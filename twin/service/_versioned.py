@@ -1,5 +1,5 @@
 """Small pieces of the per-version twin cache (:mod:`twin.service._twins`): the version id an answer names, the
-skipped-build error, the version check, the OpenAPI example area and the index warm-up."""
+skipped-build error, the version check, the OpenAPI example area, the index warm-up and the edit warm-up."""
 
 from __future__ import annotations
 
@@ -11,8 +11,10 @@ import pandas as pd
 from shapely.geometry import box, mapping
 
 from twin.access.roles import DISTRICT
+from twin.errors import PartitionError
 from twin.model import COUNT_KEYS, Twin
-from twin.partition.versions import RECORDS_OF
+from twin.partition.model import known_valid, validate_partition
+from twin.partition.versions import RECORDS_OF, load_partition
 from twin.query._cells import ensure_cell_values
 from twin.query._index import (
     PartitionIndex,
@@ -25,9 +27,10 @@ from twin.query._index import (
 from twin.query.dossier import grid_counts
 from twin.query.summary import summarize_area
 from twin.service._params import parse_version
+from twin.store.sql import Store
 
 __all__ = ["EXAMPLE_AREA", "AnsweredVersion", "SupersededBuild", "build_indexes", "check_version",
-           "share_point_index", "derive_partition_index"]
+           "share_point_index", "derive_partition_index", "warm_edits"]
 
 #: A small area (WGS84) near Shiwan: the OpenAPI body example.
 EXAMPLE_AREA: dict[str, Any] = {
@@ -140,3 +143,15 @@ def build_indexes(t: Twin) -> None:
     area = mapping(box(pt.x - 0.003, pt.y - 0.003, pt.x + 0.003, pt.y + 0.003).intersection(t.district))
     summarize_area(t, area, role=DISTRICT, by="grid")
     grid_counts(t)
+
+
+def warm_edits(store: Store, base: Twin, vid: int) -> None:
+    """The head's partition loaded, labelled and known valid, so that the first edit costs what the next ones do
+    (≈ 15 ms instead of ≈ 110 ms: a full check of the base partition and its grid labels)."""
+    p = load_partition(store, base, vid)
+    if not known_valid(p):  # the base version: the built twin's own grids, never committed through a check
+        try:
+            validate_partition(p)
+        except PartitionError:  # the first commit on it names the problems
+            return
+    p.labels()

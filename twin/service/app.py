@@ -48,6 +48,7 @@ from twin.service._handlers import install_handlers
 from twin.service._problems import document_problems, problem, status_for
 from twin.service._requests import FastRoutes
 from twin.service._state import ServiceState
+from twin.service._threads import start_query_threads
 from twin.service._twins import Twins
 from twin.service.edits import EditRequest
 from twin.store.sql import open_store
@@ -87,6 +88,7 @@ def create_app(twin_root: str | Path | None = None, database_url: str | None = N
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if warm:
             await anyio.to_thread.run_sync(twins.warm)
+            await anyio.to_thread.run_sync(start_query_threads)
         if freeze_gc:
             gc.collect()
             gc.freeze()

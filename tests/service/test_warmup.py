@@ -1,0 +1,51 @@
+"""A warmed service process pays its one-off costs at start-up, not on its first requests: every query thread is
+started, the version builder is running (its transformers made), and the head's partition is loaded, labelled and known valid before the first edit."""
+
+from __future__ import annotations
+
+import gc
+from pathlib import Path
+
+import pytest
+
+import twin
+from twin.partition import versions
+from twin.partition.model import known_valid
+from twin.service import _threads
+from twin.service._twins import Twins
+from twin.service._versioned import warm_edits
+from twin.store.sql import Store
+
+
+def test_every_query_thread_is_started(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_threads, "_pool", None)
+    monkeypatch.setenv("TWIN_QUERY_THREADS", "3")
+    try:
+        assert _threads.start_query_threads() == 3
+        pool = _threads.query_pool()
+        assert all(t.is_alive() for t in pool._threads)
+        assert len({t.name for t in pool._threads}) == 3
+    finally:
+        _threads.query_pool().shutdown(wait=True)
+
+
+def test_first_edit_starts_from_a_checked_head(small_twin: twin.Twin, tmp_path: Path) -> None:
+    st = Store(tmp_path / "state.sqlite")
+    versions.ensure_base(st, small_twin)
+    head = versions.resolve_version(st, "head")
+    assert not known_valid(versions.load_partition(st, small_twin, head))  # the base was never checked
+    warm_edits(st, small_twin, head)
+    p = versions.load_partition(st, small_twin, head)  # the same loaded object, now known valid
+    assert known_valid(p)
+    assert p.labels()[0].shape == p.grid_code.shape
+
+
+def test_the_builder_thread_starts_warm_and_ends_with_its_twins(small_twin: twin.Twin, tmp_path: Path) -> None:
+    twins = Twins(None, Store(tmp_path / "state.sqlite"), small_twin, live_poll_s=0.05)
+    twins.warm()
+    builder = twins._builder
+    assert builder is not None and builder.is_alive()  # started at warm-up, before any edit asks for a build
+    del twins
+    gc.collect()
+    builder.join(timeout=10)
+    assert not builder.is_alive()  # it held the twins only weakly
