@@ -200,3 +200,43 @@ def test_version_shares_the_per_cell_counts(small_twin, store):
     ensure_cell_values(fresh)
     assert np.array_equal(tv.cache["access.cell_values"][1], fresh.cache["access.cell_values"][1])
     assert tv.cache["access.cell_values"][0] == fresh.cache["access.cell_values"][0]
+
+
+def test_grid_counts_are_updated_from_the_base_for_the_moved_buildings_only(small_twin, store, monkeypatch):
+    from twin.query import dossier
+
+    t = small_twin
+    grid_counts(t)  # the base's counts, as the service's warm-up leaves them
+    head = versions.resolve_version(store, "head")
+    for cell, to in _moves(versions.load_partition(store, t, head), 2):
+        res = apply_edit(versions.load_partition(store, t, head), EditOp("move_cells", to_grid=to, cells=[cell]))
+        head = versions.commit(store, res.partition, base_version=head, author="test", reason="counts")
+    tv = versions.checkout(t, head, store=store)
+    sums = []
+    real = dossier.group_sum
+    monkeypatch.setattr(dossier, "group_sum", lambda g, f, n, rows=None: sums.append(rows) or real(g, f, n, rows))
+    derived = grid_counts(tv, like=t)
+    assert sums and all(r is not None and len(r) < len(t.buildings) for r in sums)  # only the moved buildings
+    monkeypatch.setattr(dossier, "group_sum", real)
+    fresh = grid_counts(dataclasses.replace(tv, cache={}))
+    assert derived.equals(fresh)
+    assert not derived.equals(grid_counts(t))  # the moves show
+
+
+def test_version_outlines_reuse_the_built_grids_cells_and_match_outlines_made_from_the_cells(small_twin, store):
+    from twin.partition.polygons import cell_codes, cell_outlines, changed_units_polygons
+
+    t = small_twin
+    head = versions.resolve_version(store, "head")
+    p = versions.load_partition(store, t, head)
+    for cell, to in _moves(p, 2):
+        p = apply_edit(p, EditOp("move_cells", to_grid=to, cells=[cell])).partition
+    outline = cell_outlines(t)
+    args = (t.grids, cell_codes(t), p.cells, p.grid_code, t.district)
+    reused = changed_units_polygons(*args, unit_outline=outline)
+    made = changed_units_polygons(*args)
+    assert reused["grid_code"].tolist() == made["grid_code"].tolist()
+    assert all(a.equals(b) for a, b in zip(reused.geometry, made.geometry))
+    assert np.allclose(reused["area_km2"], made["area_km2"])
+    code = str(t.grids["grid_code"].iloc[0])
+    assert outline(code) is cell_outlines(t)(code)  # made once per grid and twin

@@ -31,7 +31,7 @@ from twin.errors import PartitionError, ValidationError
 from twin.model import Twin
 from twin.partition.edges import blocks_for_cells, clear_share
 from twin.partition.model import Partition, check_partition
-from twin.partition.polygons import changed_units_polygons, units_to_polygons
+from twin.partition.polygons import cell_codes, changed_units_polygons, units_to_polygons
 from twin.partition.regions import label_components
 from twin.partition.workload import COUNT_COLUMNS, cell_counts, cell_workload
 
@@ -58,8 +58,7 @@ def grid_polygons(twin: Twin, p: Partition, *, grids: Iterable[str] | None = Non
     ok = p.grid_code != ""
     if grids is None and {"n_cells", "area_km2"} <= set(twin.grids.columns) and len(p.cells) == len(twin.cells):
         # the whole partition: untouched grids keep the twin's outlines (e.g. along streets), as on the map
-        polys = changed_units_polygons(twin.grids, twin.cells["grid_code"].to_numpy(), p.cells, p.grid_code,
-                                       twin.district)
+        polys = changed_units_polygons(twin.grids, cell_codes(twin), p.cells, p.grid_code, twin.district)
     else:
         if grids is not None:
             ok &= np.isin(p.grid_code, np.asarray(list(grids), dtype=object))

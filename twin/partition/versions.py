@@ -56,7 +56,13 @@ from twin.partition.model import (
     reassign_workers,
     validate_partition,
 )
-from twin.partition.polygons import changed_units_polygons, units_to_polygons
+from twin.partition.polygons import (
+    CELL_CODES,
+    cell_codes,
+    cell_outlines,
+    changed_units_polygons,
+    units_to_polygons,
+)
 from twin.partition.workload import cell_counts
 from twin.store.sql import Store, Transaction, open_store
 
@@ -534,8 +540,10 @@ def twin_with_partition(twin: Twin, p: Partition, *, version: int | None = None)
     cells["grid_code"] = p.grid_code  # str codes (object array: no copy through numpy unicode)
     ok = p.grid_code != ""
     if "n_cells" in twin.grids and "area_km2" in twin.grids:  # keep the built polygons of untouched grids
-        polys = changed_units_polygons(twin.grids, _built_codes(twin), p.cells, p.grid_code.astype(str),
-                                       twin.district)
+        lab, codes = p.labels()
+        present = codes[np.bincount(lab[lab >= 0], minlength=len(codes)) > 0].tolist()
+        polys = changed_units_polygons(twin.grids, cell_codes(twin), p.cells, p.grid_code, twin.district,
+                                       present=present, unit_outline=cell_outlines(twin))
     else:
         polys = units_to_polygons(p.cells[ok], p.grid_code[ok], twin.district, name="grid_code")
     grids = polys.merge(p.grids, on="grid_code", how="left")
@@ -550,6 +558,8 @@ def twin_with_partition(twin: Twin, p: Partition, *, version: int | None = None)
     if version is not None:
         manifest["partition_version"] = int(version)
     cache: dict[str, Any] = {k: twin.cache[k] for k in ("adjacency", "cell_xy", "cell_counts") if k in twin.cache}
+    if not p.grid_code.flags.writeable:  # a partition is a value: its codes are the new twin's
+        cache[CELL_CODES] = (cells, cells["grid_code"].array, p.grid_code)
     src = twin.cache.get(RECORDS_OF)
     root = src() if src is not None else None
     cache[RECORDS_OF] = weakref.ref(root if root is not None else twin)
@@ -557,26 +567,17 @@ def twin_with_partition(twin: Twin, p: Partition, *, version: int | None = None)
                    manifest=manifest, cache=cache)
 
 
-def _built_codes(twin: Twin) -> np.ndarray:
-    """``twin.cells["grid_code"]`` as a numpy ``str`` array (converted once per twin and column)."""
-    col = twin.cells["grid_code"]
-    hit = twin.cache.get("partition.built_codes")
-    if hit is None or hit[0] is not twin.cells or hit[1] is not col.array:
-        hit = twin.cache["partition.built_codes"] = (twin.cells, col.array, col.to_numpy().astype(str))
-    return hit[2]
-
-
 def _building_grids(twin: Twin, p: Partition) -> pd.Categorical:
     """Each building's grid code under ``p`` (``""``: its cell is in no grid), categories sorted: built from the
     cells' grid labels (the buildings' cell rows are cached per twin)."""
     hit = twin.cache.get("partition.building_cell_rows")
     cells = twin.buildings["cell"].to_numpy()
-    if hit is None or hit[0] is not cells or hit[1] is not p.cells:
+    if hit is None or hit[0] is not cells or not (hit[1] is p.cells or np.array_equal(hit[1], p.cells)):
         hit = twin.cache["partition.building_cell_rows"] = (cells, p.cells, pd.Index(p.cells).get_indexer(cells))
     pos = hit[2]
     lab, codes = p.labels()  # p.grids is sorted by grid_code: label order is category order
     blab = np.where(pos >= 0, lab[np.maximum(pos, 0)], -1)
-    used = np.unique(blab)
+    used = np.flatnonzero(np.bincount(blab + 1, minlength=len(codes) + 1)) - 1  # sorted, -1 first if any
     cats = [str(c) for c in codes[used[used >= 0]]]
     remap = np.full(len(codes) + 1, -1, dtype=np.int64)  # label + 1 → category code
     if used[0] < 0:  # "" sorts first

@@ -76,25 +76,52 @@ def _per_building(t: Twin) -> tuple[np.ndarray, np.ndarray]:
     return bids, mat
 
 
-def grid_counts(t: Twin) -> pd.DataFrame:
+def grid_counts(t: Twin, *, like: Twin | None = None) -> pd.DataFrame:
     """Counts per grid: index ``grid_code`` (every grid of ``t.grids``), one int64 column per
     :data:`DOSSIER_COUNTS` key. Cached in ``t.cache`` keyed on the identity of the frames it reads; the
-    per-building counts behind it are shared by all partition versions of a twin."""
+    per-building counts behind it are shared by all partition versions of a twin.
+
+    ``like``: a twin with the same records and grid codes whose counts are cached (e.g. the twin a partition
+    version was made from): only the buildings whose grid differs are summed again (integer sums: exactly the
+    full count)."""
     frames = (t.buildings, t.persons, t.dwellings, t.businesses, t.workers, t.grids)
-    hit = t.cache.get("dossier.grid_counts")
+    hit = t.cache.get(_GRID_COUNTS)
     if hit is not None and all(a is b for a, b in zip(hit[0], frames)):
         return hit[1]
     codes = pd.Index(t.grids["grid_code"].astype(str))
     b_grid = _grid_positions(codes, t.buildings["grid_code"])
     _, mat = _per_building(t)
     n = len(codes)
-    sums = group_sum(b_grid, mat, n)
+    prev = _counts_like(like, t, codes, mat)
+    if prev is not None:
+        moved = np.flatnonzero(prev[0] != b_grid)
+        sums = prev[1] - group_sum(prev[0], mat, n, rows=moved) + group_sum(b_grid, mat, n, rows=moved)
+    else:
+        sums = group_sum(b_grid, mat, n)
     w = codes.get_indexer(t.workers["grid_code"].astype(str))
     workers = np.bincount(w[w >= 0], minlength=n).astype(np.int64)
     out = pd.DataFrame(np.column_stack([sums, workers]), index=codes, columns=list(DOSSIER_COUNTS))
     out.index.name = "grid_code"
-    t.cache["dossier.grid_counts"] = (frames, out)
+    t.cache[_GRID_COUNTS] = (frames, out, b_grid, sums)
     return out
+
+
+_GRID_COUNTS = "dossier.grid_counts"
+
+
+def _counts_like(like: Twin | None, t: Twin, codes: pd.Index, mat: np.ndarray
+                 ) -> tuple[np.ndarray, np.ndarray] | None:
+    """``like``'s cached building grid positions and per-grid sums when they can be updated into ``t``'s: the same
+    record frames (so the same per-building counts ``mat``), buildings and grid codes in the same order."""
+    if like is None:
+        return None
+    hit = like.cache.get(_GRID_COUNTS)
+    frames = (like.buildings, like.persons, like.dwellings, like.businesses, like.workers, like.grids)
+    if hit is None or len(hit) < 4 or not all(a is b for a, b in zip(hit[0], frames)):
+        return None
+    same = (like.persons is t.persons and like.dwellings is t.dwellings and like.businesses is t.businesses
+            and _per_building(like)[1] is mat and hit[1].index.equals(codes))  # mat: same building ids too
+    return (hit[2], hit[3]) if same else None
 
 
 def _grid_positions(codes: pd.Index, grid_code: pd.Series) -> np.ndarray:

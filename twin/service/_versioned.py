@@ -14,6 +14,7 @@ from twin.access.roles import DISTRICT
 from twin.errors import PartitionError
 from twin.model import COUNT_KEYS, Twin
 from twin.partition.model import known_valid, validate_partition
+from twin.partition.polygons import cell_codes
 from twin.partition.versions import RECORDS_OF, load_partition
 from twin.query._cells import ensure_cell_values
 from twin.query._index import (
@@ -114,8 +115,7 @@ def derive_partition_index(t: Twin) -> bool:
     if point_index(src) is not pidx:
         return False
     base: PartitionIndex = partition_index(src)
-    old = src.cells["grid_code"].fillna("").astype(str).to_numpy(dtype=object)
-    new = t.cells["grid_code"].fillna("").astype(str).to_numpy(dtype=object)
+    old, new = cell_codes(src), cell_codes(t)
     changed = np.flatnonzero(old != new)
     cell_grid = base.cell_grid.copy()
     cell_grid[changed] = pd.Index(base.grid_codes).get_indexer(new[changed]).astype(np.int32)
@@ -142,7 +142,8 @@ def build_indexes(t: Twin) -> None:
     pt = t.district.representative_point()
     area = mapping(box(pt.x - 0.003, pt.y - 0.003, pt.x + 0.003, pt.y + 0.003).intersection(t.district))
     summarize_area(t, area, role=DISTRICT, by="grid")
-    grid_counts(t)
+    src = _records_source(t)
+    grid_counts(t, like=src if src is not None and src is not t else None)
 
 
 def warm_edits(store: Store, base: Twin, vid: int) -> None:
