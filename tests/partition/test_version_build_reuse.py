@@ -240,3 +240,25 @@ def test_version_outlines_reuse_the_built_grids_cells_and_match_outlines_made_fr
     assert np.allclose(reused["area_km2"], made["area_km2"])
     code = str(t.grids["grid_code"].iloc[0])
     assert outline(code) is cell_outlines(t)(code)  # made once per grid and twin
+
+
+def test_a_stored_version_loads_from_its_labels_exactly(small_twin, store):
+    t = small_twin
+    head = versions.resolve_version(store, "head")
+    committed = []
+    for cell, to in _moves(versions.load_partition(store, t, head), 2):
+        res = apply_edit(versions.load_partition(store, t, head), EditOp("move_cells", to_grid=to, cells=[cell]))
+        head = versions.commit(store, res.partition, base_version=head, author="test", reason="labels")
+        committed.append((head, res.partition))
+    split = apply_edit(versions.load_partition(store, t, head),
+                       EditOp("split_grid", grid_code=str(t.grids["grid_code"].iloc[0]), k=2))
+    head = versions.commit(store, split.partition, base_version=head, author="test", reason="new table")
+    committed.append((head, split.partition))
+    for vid, p in committed:
+        versions._LOADED.pop((store.url, vid), None)  # as another process loads it
+    for vid, p in committed:
+        loaded = versions.load_partition(store, t, vid)
+        assert loaded is not p and loaded.assignment_equals(p)
+        assert np.array_equal(loaded.labels()[0], p.labels()[0])
+        assert list(loaded.labels()[1]) == list(p.labels()[1])
+        assert known_valid(loaded)

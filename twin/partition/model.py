@@ -154,6 +154,24 @@ class Partition:
             _LABELS[out] = (lab, hit[1])
         return out
 
+    def with_labels(self, labels: np.ndarray, grids: pd.DataFrame | None = None) -> Partition:
+        """A new partition sharing the fixed arrays whose cell ``i`` is in grid ``grids["grid_code"][labels[i]]``
+        (``-1``: no grid; ``grids``: this partition's grid table when ``None``): a stored version, without a
+        lookup per cell (its labels are known)."""
+        if grids is None:
+            table, lab = self.grids, np.asarray(labels, dtype=np.int64)
+            codes_of = table["grid_code"].to_numpy().astype(object)
+        else:
+            table = _grid_table(grids)  # sorted by code: map the given order onto it
+            codes_of = table["grid_code"].to_numpy().astype(object)
+            order = pd.Index(codes_of).get_indexer(grids["grid_code"].astype(str).to_numpy(dtype=object))
+            lab = np.where(labels >= 0, order[np.maximum(labels, 0)] if len(order) else -1, -1).astype(np.int64)
+        codes = np.where(lab >= 0, codes_of[np.maximum(lab, 0)] if len(codes_of) else "", "").astype(object)
+        codes.flags.writeable = False
+        out = replace(self, grid_code=codes, grids=table, meta={})
+        _LABELS[out] = (lab, codes_of)
+        return out
+
     def cells_of(self, grid_code: str) -> np.ndarray:
         """Row indices of the cells of one grid; :class:`NotFoundError` for an unknown code."""
         self.grid_row(grid_code)

@@ -202,14 +202,30 @@ def _encode(p: Partition) -> tuple[bytes, str]:
     return blob, dumps(grids).decode()
 
 
-def _decode(blob: bytes | memoryview, grids_json: str, n_cells: int) -> tuple[np.ndarray, pd.DataFrame]:
+def _decode(blob: bytes | memoryview, grids_json: str, n_cells: int
+            ) -> tuple[np.ndarray, Callable[[], pd.DataFrame]]:
+    """The stored labels (index into the stored grid table, sorted by code; -1: no grid) and a function giving the
+    grid table (parsed only when asked: most versions share a table already loaded)."""
     lab = np.frombuffer(zlib.decompress(bytes(blob)), dtype="<i4").astype(np.int64)
+    rows = json.loads(grids_json)
     if len(lab) != n_cells:
         raise PartitionError(f"stored assignment has {len(lab)} cells, expected {n_cells}: the version is damaged.")
-    grids = pd.DataFrame(json.loads(grids_json), columns=list(GRID_COLUMNS))
-    codes = grids["grid_code"].to_numpy().astype(object)
-    out = np.where(lab >= 0, codes[np.maximum(lab, 0)] if len(codes) else "", "").astype(object)
-    return out, grids
+    if len(lab) and (lab.max() >= len(rows) or lab.min() < -1):
+        raise PartitionError(f"stored assignment names grid {int(lab.max())} of a table of {len(rows)}: "
+                             "the version is damaged.")
+    return lab, lambda: pd.DataFrame(rows, columns=list(GRID_COLUMNS))
+
+
+def _same_table(store: Store, grids_json: str, base: Partition) -> Partition | None:
+    """A partition loaded or committed here, on ``base``'s cells, whose stored grid table is ``grids_json``."""
+    with _LOADED_LOCK:
+        loaded = list(_LOADED.items())
+    for (url, _), (_, table_json, p) in reversed(loaded):
+        if (url == store.url and table_json == grids_json and p.adjacency is base.adjacency
+                and p.community is base.community and p.xy is base.xy and p.blocks is base.blocks
+                and p.weight is base.weight):
+            return p
+    return None
 
 
 # Partitions of stored versions never change: the last ones committed or loaded in this process, per store URL
@@ -373,8 +389,9 @@ def load_partition(store: Store, twin: Twin, version: int | str = "head") -> Par
             and hit[2].community is base.community and hit[2].weight is base.weight and hit[2].xy is base.xy
             and hit[2].blocks is base.blocks):
         return hit[2]
-    codes, grids = _decode(blob, row[3], len(base.cells))
-    p = base.with_assignment(codes, grids)
+    lab, grids = _decode(blob, row[3], len(base.cells))
+    same = _same_table(store, row[3], base)  # most edits keep the grid table: reuse a loaded one
+    p = same.with_labels(lab) if same is not None else base.with_labels(lab, grids())
     if vid != BASE_VERSION:  # every later version was validated by commit; the base is the built twin's own
         mark_stored_valid(p)
     _remember(store, vid, blob, row[3], p)
@@ -571,9 +588,9 @@ def _building_grids(twin: Twin, p: Partition) -> pd.Categorical:
     """Each building's grid code under ``p`` (``""``: its cell is in no grid), categories sorted: built from the
     cells' grid labels (the buildings' cell rows are cached per twin)."""
     hit = twin.cache.get("partition.building_cell_rows")
-    cells = twin.buildings["cell"].to_numpy()
-    if hit is None or hit[0] is not cells or not (hit[1] is p.cells or np.array_equal(hit[1], p.cells)):
-        hit = twin.cache["partition.building_cell_rows"] = (cells, p.cells, pd.Index(p.cells).get_indexer(cells))
+    if hit is None or hit[0] is not twin.buildings or not (hit[1] is p.cells or np.array_equal(hit[1], p.cells)):
+        rows = pd.Index(p.cells).get_indexer(twin.buildings["cell"].to_numpy())
+        hit = twin.cache["partition.building_cell_rows"] = (twin.buildings, p.cells, rows)
     pos = hit[2]
     lab, codes = p.labels()  # p.grids is sorted by grid_code: label order is category order
     blab = np.where(pos >= 0, lab[np.maximum(pos, 0)], -1)
