@@ -40,7 +40,7 @@ def cell_codes(twin: Twin) -> np.ndarray:
 def cell_outlines(twin: Twin) -> Callable[[str], BaseGeometry]:
     """``outline(code)``: the union of the H3 cells of ``twin``'s grid ``code`` (WGS84, not clipped), made once per
     grid and twin (the grids an edit did not change keep their cells: every version built from ``twin`` reuses
-    these)."""
+    these; ≈ 5 ms per grid, ≈ 2.6 s for all 451, so they are made when first needed)."""
     codes = cell_codes(twin)
     hit = twin.cache.get(_OUTLINES)
     if hit is None or hit[0] is not codes:

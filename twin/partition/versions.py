@@ -67,6 +67,7 @@ from twin.partition.workload import cell_counts
 from twin.store.sql import Store, Transaction, open_store
 
 __all__ = [
+    "prepare_checkouts",
     "BASE_VERSION",
     "VersionInfo",
     "VersionDiff",
@@ -582,6 +583,13 @@ def twin_with_partition(twin: Twin, p: Partition, *, version: int | None = None)
     cache[RECORDS_OF] = weakref.ref(root if root is not None else twin)
     return replace(twin, cells=cells, grids=grids, buildings=buildings, workers=reassign_workers(twin.workers, p),
                    manifest=manifest, cache=cache)
+
+
+def prepare_checkouts(twin: Twin) -> None:
+    """Make now what every :func:`checkout` of ``twin`` reads (its cells' grid codes as ``str`` objects, its
+    buildings' cell rows) rather than in the first version's build (≈ 15 ms on the default twin)."""
+    cell_codes(twin)
+    _building_grids(twin, partition_from_twin(twin))
 
 
 def _building_grids(twin: Twin, p: Partition) -> pd.Categorical:

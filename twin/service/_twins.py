@@ -42,7 +42,7 @@ from twin.live.events import head_seq
 from twin.live.state import LiveTwin
 from twin.model import Twin, load
 from twin.partition.model import partition_from_twin
-from twin.partition.versions import BASE_VERSION, checkout, ensure_base, resolve_version
+from twin.partition.versions import BASE_VERSION, checkout, ensure_base, prepare_checkouts, resolve_version
 from twin.service._background import build_loop, live_loop
 from twin.service._head import HeadCache
 from twin.service._params import parse_version
@@ -384,6 +384,7 @@ class Twins:
         if vid != BASE_VERSION:
             self.request_build(vid, wait=True).result()
         partition_from_twin(base)  # cached: edits and diffs start from it
+        prepare_checkouts(base)
         warm_edits(self.store, base, vid)
         with self._lock:
             self._start_builder()
