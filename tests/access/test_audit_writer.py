@@ -42,6 +42,30 @@ def test_concurrent_appends_are_grouped_into_fewer_transactions(store):
     assert rep.ok and rep.n_entries == 200
 
 
+def test_a_batch_waits_for_announced_items_and_a_lone_caller_does_not(store):
+    store.ensure_schema("t", ("CREATE TABLE IF NOT EXISTS t (x INTEGER NOT NULL)",))
+
+    def apply(tx, x):
+        tx.execute("INSERT INTO t (x) VALUES (?)", (x,))
+        return x
+
+    w = GroupWriter(store, apply, linger_s=30.0)
+    w.expect(2)  # two callers at work: the batch stays open for both (or 30 s)
+    first = w.submit(1)
+    w.expect(-1)
+    time.sleep(0.3)
+    assert not first.done()
+    second = w.submit(2)
+    w.expect(-1)
+    assert (first.result(10), second.result(10)) == (1, 2)
+    assert (w.batches, w.items) == (1, 2)  # one transaction for both
+    w.expect(1)  # a caller that announced an item, then had none to give (e.g. written in its own transaction)
+    lone = w.submit(3)
+    w.expect(-1)
+    assert lone.result(10) == 3 and w.batches == 2  # not held for the 30 s: nobody else is expected
+    assert w.submit(4).result(10) == 4  # nobody announced anything: committed at once
+
+
 def test_a_failed_batch_stores_nothing_and_every_waiter_gets_the_error(store):
     store.ensure_schema("t", ("CREATE TABLE IF NOT EXISTS t (x INTEGER NOT NULL)",))
     gate, entered = threading.Event(), threading.Event()

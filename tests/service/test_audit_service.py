@@ -98,6 +98,9 @@ def test_every_keyed_request_is_audited_before_its_answer(env):
         assert env.probe.heads[n_heads] == before + len(want), (entry, env.probe.heads)
     got = [(e.user_name, e.endpoint, e.outcome, e.status) for e in audit.entries(env.store, since_seq=before)]
     assert got == want
+    # every keyed request announced its entry to the group-commit writer and settled it: none is waited for
+    writer = audit.writer_for(env.store, "audit", audit._make_writer)
+    assert writer.items >= len(want) - 1 and writer._expected == 0  # the app's writer (the 401s' entries too)
     es = list(audit.entries(env.store, since_seq=before))
     assert "exceeds the limit" in es[3].detail and "cats" in es[4].detail
     assert audit.verify(env.store).ok

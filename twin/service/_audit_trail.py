@@ -64,6 +64,22 @@ class AuditTrail:
         slot = AuditSlot(str(scope.get("path", ""))[:200], str(scope.get("method", "")),
                          key_from(headers.get("authorization"), headers.get("x-api-key")))
         scope[SLOT] = slot
+        announced = [slot.key is not None]  # a keyed request is audited: the writer may wait for its entry
+
+        def settle() -> None:  # once: the entry is submitted (or written in the change's transaction), or never
+            if announced[0]:
+                announced[0] = False
+                audit.settle(svc.store)
+
+        if announced[0]:
+            audit.expect(svc.store)
+        try:
+            await self._audited(scope, receive, send, svc, slot, settle)
+        finally:
+            settle()
+
+    async def _audited(self, scope: Scope, receive: Receive, send: Send, svc: Any, slot: AuditSlot,
+                       settle: Callable[[], None]) -> None:
         if slot.key is not None:  # a key verified in the last 0.5 s: no thread hop; else scrypt/store in a thread
             slot.role = cached_role(slot.key)
             if slot.role is None:
@@ -73,7 +89,10 @@ class AuditTrail:
         async def finish(status: int, detail: str) -> None:
             route = scope.get("route")
             slot.endpoint = str(getattr(route, "path", None) or slot.endpoint)
-            fut = submit_audit(svc.store, slot, status, detail)
+            try:
+                fut = submit_audit(svc.store, slot, status, detail)
+            finally:
+                settle()
             if fut is not None:  # the group-commit writer resolves it once the entry's batch is durable
                 await asyncio.wrap_future(fut)
 
