@@ -95,8 +95,7 @@ def _move(p: Partition, idx: np.ndarray, to_grid: str, *, action: str) -> Partit
     codes = p.grid_code.copy()
     losers = sorted(set(codes[idx].tolist()) - {""})
     codes[idx] = to_grid
-    left = set(codes.tolist())
-    emptied = [g for g in losers if g not in left]
+    emptied = [g for g in losers if not (codes == g).any()]
     if emptied:
         raise PartitionError(f"{action} rejected: grid(s) {emptied} would be left with no cells; merge them "
                              "instead (merge_grids).")

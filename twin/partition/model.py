@@ -179,11 +179,11 @@ class Partition:
 
     def grid_row(self, grid_code: str) -> pd.Series:
         """The grid table's row of ``grid_code``; :class:`NotFoundError` for an unknown code."""
-        hit = self.grids.loc[self.grids["grid_code"] == str(grid_code)]
-        if hit.empty:
+        pos = np.flatnonzero(self.grids["grid_code"].to_numpy() == str(grid_code))
+        if len(pos) == 0:
             examples = ", ".join(self.grids["grid_code"].head(3))
             raise NotFoundError(f"unknown grid code {grid_code!r}; codes look like {examples} ({len(self.grids)} grids).")
-        return hit.iloc[0]
+        return self.grids.iloc[int(pos[0])]
 
     def index_of_cells(self, cells: Iterable[int] | np.ndarray) -> np.ndarray:
         """Row index of each ``uint64`` cell; :class:`PartitionError` names cells outside the district."""

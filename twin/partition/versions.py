@@ -198,9 +198,25 @@ def _cells_sha(cells: np.ndarray) -> str:
 def _encode(p: Partition) -> tuple[bytes, str]:
     lab, _ = p.labels()
     blob = zlib.compress(lab.astype("<i4").tobytes(), 1)  # ≈ 1 ms for the default twin (level 6: ≈ 6 ms, -25 %)
-    cols = [p.grids[c].astype(str).tolist() for c in GRID_COLUMNS]
-    grids = [dict(zip(GRID_COLUMNS, row)) for row in zip(*cols)]
-    return blob, dumps(grids).decode()
+    return blob, _table_json(p.grids)
+
+
+def _table_json(grids: pd.DataFrame) -> str:
+    """The grid table as stored (JSON rows), remembered for the last tables (an edit that moves cells keeps its
+    parent's table object: ≈ 5 ms saved per commit)."""
+    hit = _TABLE_JSON.get(id(grids))
+    if hit is not None and hit[0]() is grids:
+        return hit[1]
+    cols = [grids[c].astype(str).tolist() for c in GRID_COLUMNS]
+    text = dumps([dict(zip(GRID_COLUMNS, row)) for row in zip(*cols)]).decode()
+    with _LOADED_LOCK:
+        _TABLE_JSON[id(grids)] = (weakref.ref(grids), text)
+        while len(_TABLE_JSON) > _LOADED_MAX:
+            _TABLE_JSON.pop(next(iter(_TABLE_JSON)))
+    return text
+
+
+_TABLE_JSON: dict[int, tuple[weakref.ReferenceType[pd.DataFrame], str]] = {}
 
 
 def _decode(blob: bytes | memoryview, grids_json: str, n_cells: int
