@@ -84,7 +84,8 @@ class GroupWriter(Generic[T, R]):
         a batch waits for them, at most ``linger_s``."""
         with self._cv:
             self._expected = max(0, self._expected + n)
-            self._cv.notify()
+            if n < 0 and self._pending:  # a lingering batch may be complete now (else nobody needs waking)
+                self._cv.notify()
 
     def _take(self) -> list[tuple[T, Future[R]]]:
         with self._cv:
