@@ -89,10 +89,8 @@ class AuditTrail:
         async def finish(status: int, detail: str) -> None:
             route = scope.get("route")
             slot.endpoint = str(getattr(route, "path", None) or slot.endpoint)
-            try:
-                fut = submit_audit(svc.store, slot, status, detail)
-            finally:
-                settle()
+            settle()  # before the submit: a lone request's entry then wakes the writer once, and is not waited on
+            fut = submit_audit(svc.store, slot, status, detail)
             if fut is not None:  # the group-commit writer resolves it once the entry's batch is durable
                 await asyncio.wrap_future(fut)
 
