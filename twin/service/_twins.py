@@ -1,6 +1,6 @@
 """The per-version twin cache: the base twin, and the twins of the newest partition versions with query indexes.
 
-A version's twin is built once (checkout + query indexes, ≈ 2 s on the default twin) by ONE background builder
+A version's twin is built once (checkout + query indexes, ≈ 40–100 ms on the default twin) by ONE background builder
 thread per process, never on a reader's request path and never under a lock readers wait on:
 
 * a read of ``head`` (the default) whose head is not built yet asks the builder for it and is answered at once
@@ -9,7 +9,7 @@ thread per process, never on a reader's request path and never under a lock read
 * a read of an explicit version waits for that version's build (the caller asked for exactly it);
 * an edit returns when its version is durable in the store; the build follows in the background, and
   :meth:`Twins.wait_ready` (``GET /versions/{v}/ready?wait=5``) lets a client wait for it;
-* builds nobody waits for are coalesced: edits arriving faster than builds (≈ 2 s each) build only the newest
+* builds nobody waits for are coalesced: edits arriving faster than builds build only the newest
   version, at most one such build per ``min_build_interval_s``, so a stream of edits costs readers at most one
   build's CPU at a time per process.
 
@@ -324,6 +324,7 @@ class Twins:
             self._builder.start()
 
     def _build_next(self, first: int) -> None:
+        """Build the next version (``first`` was just taken from the queue) and hand it to its waiters."""
         vid = self._next(first)
         with self._lock:
             fut = self._builds.get(vid)
