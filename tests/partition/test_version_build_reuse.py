@@ -262,3 +262,20 @@ def test_a_stored_version_loads_from_its_labels_exactly(small_twin, store):
         assert np.array_equal(loaded.labels()[0], p.labels()[0])
         assert list(loaded.labels()[1]) == list(p.labels()[1])
         assert known_valid(loaded)
+
+
+def test_stored_labels_follow_the_stored_table_order_even_when_it_is_not_sorted(small_twin, store):
+    t = small_twin
+    head = versions.resolve_version(store, "head")
+    p = versions.load_partition(store, t, head)
+    (c1, to1), (c2, to2) = _moves(p, 2)
+    unsorted = dataclasses.replace(p, grids=p.grids.iloc[::-1].reset_index(drop=True), meta={})
+    a = apply_edit(unsorted, EditOp("move_cells", to_grid=to1, cells=[c1])).partition
+    va = versions.commit(store, a, base_version=head, author="test", reason="unsorted table")
+    b = apply_edit(a, EditOp("move_cells", to_grid=to2, cells=[c2])).partition  # keeps a's (unsorted) table
+    vb = versions.commit(store, b, base_version=va, author="test", reason="same table")
+    for v in (va, vb):
+        versions._LOADED.pop((store.url, v), None)
+    for v, want in ((va, a), (vb, b)):  # b's stored table equals a's: a's loaded (sorted) table must not serve it
+        got = versions.load_partition(store, t, v)
+        assert np.array_equal(got.grid_code, want.grid_code)

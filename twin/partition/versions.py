@@ -220,9 +220,8 @@ _TABLE_JSON: dict[int, tuple[weakref.ReferenceType[pd.DataFrame], str]] = {}
 
 
 def _decode(blob: bytes | memoryview, grids_json: str, n_cells: int
-            ) -> tuple[np.ndarray, Callable[[], pd.DataFrame]]:
-    """The stored labels (index into the stored grid table, sorted by code; -1: no grid) and a function giving the
-    grid table (parsed only when asked: most versions share a table already loaded)."""
+            ) -> tuple[np.ndarray, list[dict[str, Any]]]:
+    """The stored labels (index into the stored grid table's rows; -1: no grid) and those rows."""
     lab = np.frombuffer(zlib.decompress(bytes(blob)), dtype="<i4").astype(np.int64)
     rows = json.loads(grids_json)
     if len(lab) != n_cells:
@@ -230,17 +229,19 @@ def _decode(blob: bytes | memoryview, grids_json: str, n_cells: int
     if len(lab) and (lab.max() >= len(rows) or lab.min() < -1):
         raise PartitionError(f"stored assignment names grid {int(lab.max())} of a table of {len(rows)}: "
                              "the version is damaged.")
-    return lab, lambda: pd.DataFrame(rows, columns=list(GRID_COLUMNS))
+    return lab, rows
 
 
-def _same_table(store: Store, grids_json: str, base: Partition) -> Partition | None:
-    """A partition loaded or committed here, on ``base``'s cells, whose stored grid table is ``grids_json``."""
+def _same_table(store: Store, grids_json: str, rows: list[dict[str, Any]], base: Partition) -> Partition | None:
+    """A partition loaded or committed here, on ``base``'s cells, whose stored grid table is ``grids_json`` and
+    whose own table is in the stored rows' order (so that stored labels index it)."""
     with _LOADED_LOCK:
         loaded = list(_LOADED.items())
     for (url, _), (_, table_json, p) in reversed(loaded):
         if (url == store.url and table_json == grids_json and p.adjacency is base.adjacency
                 and p.community is base.community and p.xy is base.xy and p.blocks is base.blocks
-                and p.weight is base.weight):
+                and p.weight is base.weight
+                and p.grids["grid_code"].astype(str).tolist() == [str(r.get("grid_code")) for r in rows]):
             return p
     return None
 
@@ -406,9 +407,10 @@ def load_partition(store: Store, twin: Twin, version: int | str = "head") -> Par
             and hit[2].community is base.community and hit[2].weight is base.weight and hit[2].xy is base.xy
             and hit[2].blocks is base.blocks):
         return hit[2]
-    lab, grids = _decode(blob, row[3], len(base.cells))
-    same = _same_table(store, row[3], base)  # most edits keep the grid table: reuse a loaded one
-    p = same.with_labels(lab) if same is not None else base.with_labels(lab, grids())
+    lab, rows = _decode(blob, row[3], len(base.cells))
+    same = _same_table(store, row[3], rows, base)  # most edits keep the grid table: reuse a loaded one
+    p = (same.with_labels(lab) if same is not None
+         else base.with_labels(lab, pd.DataFrame(rows, columns=list(GRID_COLUMNS))))
     if vid != BASE_VERSION:  # every later version was validated by commit; the base is the built twin's own
         mark_stored_valid(p)
     _remember(store, vid, blob, row[3], p)
