@@ -238,12 +238,16 @@ def _same_table(store: Store, grids_json: str, rows: list[dict[str, Any]], base:
     with _LOADED_LOCK:
         loaded = list(_LOADED.items())
     for (url, _), (_, table_json, p) in reversed(loaded):
-        if (url == store.url and table_json == grids_json and p.adjacency is base.adjacency
-                and p.community is base.community and p.xy is base.xy and p.blocks is base.blocks
-                and p.weight is base.weight
+        if (url == store.url and table_json == grids_json and _shares_cells(p, base)
                 and p.grids["grid_code"].astype(str).tolist() == [str(r.get("grid_code")) for r in rows]):
             return p
     return None
+
+
+def _shares_cells(p: Partition, base: Partition) -> bool:
+    """Whether ``p`` was made on ``base``'s cells (the same fixed arrays, not copies)."""
+    return (p.adjacency is base.adjacency and p.community is base.community and p.weight is base.weight
+            and p.xy is base.xy and p.blocks is base.blocks)
 
 
 # Partitions of stored versions never change: the last ones committed or loaded in this process, per store URL
@@ -403,9 +407,7 @@ def load_partition(store: Store, twin: Twin, version: int | str = "head") -> Par
                              f"({len(base.cells)} cells); use the store of the twin it belongs to.")
     blob = bytes(row[2])
     hit = _LOADED.get((store.url, vid))
-    if (hit is not None and hit[0] == blob and hit[1] == row[3] and hit[2].adjacency is base.adjacency
-            and hit[2].community is base.community and hit[2].weight is base.weight and hit[2].xy is base.xy
-            and hit[2].blocks is base.blocks):
+    if hit is not None and hit[0] == blob and hit[1] == row[3] and _shares_cells(hit[2], base):
         return hit[2]
     lab, rows = _decode(blob, row[3], len(base.cells))
     same = _same_table(store, row[3], rows, base)  # most edits keep the grid table: reuse a loaded one
