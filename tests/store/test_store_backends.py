@@ -40,6 +40,24 @@ def test_transactions_commit_or_roll_back(store):
     assert store.query("SELECT k, v FROM kv ORDER BY k") == [("a", 1)]
 
 
+def test_executemany_writes_every_row_in_order(store, monkeypatch):
+    from twin.store import sql
+
+    store.ensure_schema("t_many", ["CREATE TABLE IF NOT EXISTS many (k INTEGER PRIMARY KEY, v TEXT, b BLOB)"])
+    rows = [(i, f"v{i}" if i % 3 else None, bytes([i % 256])) for i in range(50)]
+    monkeypatch.setattr(sql, "_SQLITE_MAX_VARIABLES", 7)  # SQLite: statements of 2 rows (3 parameters each)
+    with store.transaction() as tx:
+        tx.executemany("INSERT INTO many (k, v, b) VALUES (?, ?, ?)", rows)
+        tx.executemany("INSERT INTO many (k, v, b) VALUES (?, ?, ?)", [])
+    assert [(k, v, bytes(b)) for k, v, b in store.query("SELECT k, v, b FROM many ORDER BY k")] == rows
+    with pytest.raises(Exception, match="(?i)unique|duplicate"), store.transaction() as tx:  # all rolled back
+        tx.executemany("INSERT INTO many (k, v, b) VALUES (?, ?, ?)", [(100, "x", b""), (0, "dup", b"")])
+    assert store.query("SELECT count(*) FROM many")[0][0] == 50
+    with store.transaction() as tx:  # not a VALUES insert: one execution per row
+        tx.executemany("UPDATE many SET v = ? WHERE k = ?", [("u0", 0), ("u1", 1)])
+    assert store.query("SELECT v FROM many WHERE k < 2 ORDER BY k") == [("u0",), ("u1",)]
+
+
 def test_users_and_keys(store):
     key = auth.add_user(store, "lan", "community", ["440604010001"])
     assert auth.authenticate(store, key).scope_codes == ("440604010001",)

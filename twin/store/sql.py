@@ -112,6 +112,9 @@ class Store:
         return list(cur.fetchall())
 
 
+_SQLITE_MAX_VARIABLES = 32766  # SQLite ≥ 3.32's default limit of bound parameters per statement
+
+
 class Transaction:
     def __init__(self, store: Store, con: Any) -> None:
         self._store = store
@@ -124,9 +127,21 @@ class Transaction:
         return list(self.execute(sql, params).fetchall())
 
     def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
-        """One statement for many parameter rows (one round trip per batch on PostgreSQL's psycopg)."""
-        if rows:
-            self._con.cursor().executemany(self._store._sql(sql), [tuple(r) for r in rows])
+        """One statement for many parameter rows. On SQLite an ``INSERT … VALUES (?, …)`` runs as one multi-row
+        ``VALUES (…), (…), …`` statement (one step, so the GIL is given up and taken back once per batch, not once
+        per row — under load each take-back can wait a switch interval while the write lock is held); psycopg
+        sends the rows in one round trip on PostgreSQL."""
+        if not rows:
+            return
+        head, sep, group = sql.rpartition("VALUES")
+        group = group.strip()
+        if self._store.dialect == "sqlite" and sep and group.startswith("(") and group.endswith(")"):
+            per = max(1, _SQLITE_MAX_VARIABLES // max(1, len(rows[0])))
+            for i in range(0, len(rows), per):
+                chunk = rows[i:i + per]
+                self._con.execute(f"{head}VALUES {', '.join([group] * len(chunk))}", [v for r in chunk for v in r])
+            return
+        self._con.cursor().executemany(self._store._sql(sql), [tuple(r) for r in rows])
 
     def insert(self, sql: str, params: Sequence[Any] = ()) -> int:
         """INSERT and return the new row id (``RETURNING id`` is appended on PostgreSQL)."""
