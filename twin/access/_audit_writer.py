@@ -65,6 +65,7 @@ class GroupWriter(Generic[T, R]):
         self.linger_s = linger_s
         self._expected = 0  # items announced by callers and not submitted yet
         self._pending: list[tuple[T, Future[R]]] = []
+        self._waiting = ""  # what the writer thread waits for: "idle" (a first item), "linger" (announced ones), ""
         self._cv = threading.Condition()
         self.batches = 0
         self.items = 0
@@ -76,7 +77,8 @@ class GroupWriter(Generic[T, R]):
         fut: Future[R] = Future()
         with self._cv:
             self._pending.append((item, fut))
-            self._cv.notify()
+            if self._needs_wake():
+                self._cv.notify()
         return fut
 
     def expect(self, n: int = 1) -> None:
@@ -84,20 +86,32 @@ class GroupWriter(Generic[T, R]):
         a batch waits for them, at most ``linger_s``."""
         with self._cv:
             self._expected = max(0, self._expected + n)
-            if n < 0 and self._pending:  # a lingering batch may be complete now (else nobody needs waking)
+            if n < 0 and self._needs_wake():  # a lingering batch may be complete now
                 self._cv.notify()
+
+    def _needs_wake(self) -> bool:
+        """Whether the writer thread must wake now (call with the lock held): it waits for a first item and one is
+        pending, or it lingers and the batch is complete (nothing more announced, or full). Other submissions do
+        not wake it: every wake-up is a hand-over of the GIL from a request's thread (under load, a wait of up to
+        a switch interval for that thread to get it back)."""
+        if self._waiting == "idle":
+            return bool(self._pending)
+        return self._waiting == "linger" and (self._expected == 0 or len(self._pending) >= self.max_batch)
 
     def _take(self) -> list[tuple[T, Future[R]]]:
         with self._cv:
             while not self._pending:
+                self._waiting = "idle"
                 self._cv.wait()
             if self.linger_s > 0 and self._expected > 0:
+                self._waiting = "linger"
                 end = time.monotonic() + self.linger_s
                 while self._expected > 0 and len(self._pending) < self.max_batch:
                     left = end - time.monotonic()
                     if left <= 0:
                         break
                     self._cv.wait(left)
+            self._waiting = ""
             batch, self._pending = self._pending[: self.max_batch], self._pending[self.max_batch:]
             return batch
 
