@@ -254,7 +254,7 @@ def test_a_stored_version_loads_from_its_labels_exactly(small_twin, store):
                        EditOp("split_grid", grid_code=str(t.grids["grid_code"].iloc[0]), k=2))
     head = versions.commit(store, split.partition, base_version=head, author="test", reason="new table")
     committed.append((head, split.partition))
-    for vid, p in committed:
+    for vid, _p in committed:
         versions._LOADED.pop((store.url, vid), None)  # as another process loads it
     for vid, p in committed:
         loaded = versions.load_partition(store, t, vid)

@@ -28,6 +28,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--workers", type=int, default=None,
                    help="uvicorn worker processes, each loading the twin and answering from it (default: the "
                         "number of CPU cores; 1 serves from this process)")
+    s.add_argument("--no-builder", action="store_true",
+                   help="no version builder process: each worker builds each new partition version in full")
     s.set_defaults(func=_serve)
 
     u = sub.add_parser("users", help="service users and API keys")
@@ -87,15 +89,36 @@ def _store(args: argparse.Namespace) -> Store:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    import shutil
+    import tempfile
+
+    from twin.service import build_process
+
+    workers = args.workers if args.workers is not None else max(1, len(os.sched_getaffinity(0)))
+    if workers < 1:
+        raise SystemExit("--workers must be at least 1")
+    if args.no_builder:
+        return _run_server(args, workers, None)
+    parts_dir = Path(tempfile.mkdtemp(prefix="twin-versions-"))  # mode 0700: this user's processes only
+    builder = build_process.start(args.twin, args.database_url, parts_dir)
+    try:
+        return _run_server(args, workers, parts_dir)
+    finally:
+        builder.terminate()
+        try:
+            builder.wait(timeout=10)
+        except Exception:  # noqa: BLE001 - it ends with this process anyway (it watches its parent)
+            builder.kill()
+        shutil.rmtree(parts_dir, ignore_errors=True)
+
+
+def _run_server(args: argparse.Namespace, workers: int, parts_dir: Path | None) -> int:
     import uvicorn  # the server stack is optional: imported only by ``twin serve``
 
     from twin.access.policy import AccessPolicy
     from twin.service.app import create_app
 
     policy = AccessPolicy(outside=args.outside, k=args.k)
-    workers = args.workers if args.workers is not None else max(1, len(os.sched_getaffinity(0)))
-    if workers < 1:
-        raise SystemExit("--workers must be at least 1")
     # uvicorn picks uvloop and httptools (uvicorn[standard]) when installed: loop="auto", http="auto"; no access log
     # (every request is in the audit chain already)
     if workers > 1:  # uvicorn needs an import string for several workers: pass settings by environment
@@ -105,10 +128,14 @@ def _serve(args: argparse.Namespace) -> int:
             os.environ["TWIN_DATABASE_URL"] = args.database_url
         os.environ["TWIN_OUTSIDE_POLICY"] = args.outside
         os.environ["TWIN_K"] = str(args.k)
-        uvicorn.run("twin.service.app:app_from_env", factory=True, host=args.host, port=args.port, workers=workers,
-                    log_level="warning", access_log=False, timeout_keep_alive=30, backlog=4096)
-        return 0
-    app = create_app(args.twin, args.database_url, policy=policy, freeze_gc=True)
+        os.environ["TWIN_PARTS_DIR"] = str(parts_dir) if parts_dir is not None else ""
+        from twin.service import supervisor
+
+        config = uvicorn.Config("twin.service.app:app_from_env", factory=True, host=args.host, port=args.port,
+                                workers=workers, log_level="warning", access_log=False, timeout_keep_alive=30,
+                                backlog=4096)
+        return supervisor.serve(config, workers)  # one SO_REUSEPORT socket per worker: connections spread evenly
+    app = create_app(args.twin, args.database_url, policy=policy, freeze_gc=True, parts_dir=parts_dir)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False, timeout_keep_alive=30, backlog=4096)
     return 0
 

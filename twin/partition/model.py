@@ -166,7 +166,7 @@ class Partition:
             codes_of = table["grid_code"].to_numpy().astype(object)
             order = pd.Index(codes_of).get_indexer(grids["grid_code"].astype(str).to_numpy(dtype=object))
             lab = np.where(labels >= 0, order[np.maximum(labels, 0)] if len(order) else -1, -1).astype(np.int64)
-        codes = np.where(lab >= 0, codes_of[np.maximum(lab, 0)] if len(codes_of) else "", "").astype(object)
+        codes = np.append(codes_of, "").astype(object)[np.where(lab >= 0, lab, len(codes_of))]  # one take: -1 → ""
         codes.flags.writeable = False
         out = replace(self, grid_code=codes, grids=table, meta={})
         _LABELS[out] = (lab, codes_of)

@@ -86,6 +86,9 @@ __all__ = [
     "diff_versions",
     "checkout",
     "twin_with_partition",
+    "VersionParts",
+    "version_parts",
+    "partition_digest",
     "RECORDS_OF",
 ]
 
@@ -192,7 +195,21 @@ def _ensure_schema(store: Store) -> None:
 
 
 def _cells_sha(cells: np.ndarray) -> str:
-    return hashlib.sha256(np.ascontiguousarray(cells, dtype=np.uint64).tobytes()).hexdigest()
+    """sha256 (hex) of the cell ids; remembered for the last arrays hashed (a twin's cells are hashed on every
+    load of a version: ≈ 0.5 ms each on the default twin)."""
+    hit = _CELLS_SHA.get(id(cells))
+    if hit is not None and hit[0] is cells and not cells.flags.writeable:
+        return hit[1]
+    sha = hashlib.sha256(np.ascontiguousarray(cells, dtype=np.uint64).tobytes()).hexdigest()
+    if not cells.flags.writeable:  # a fixed array (a partition's cells): cannot change under the memo
+        with _LOADED_LOCK:
+            _CELLS_SHA[id(cells)] = (cells, sha)
+            while len(_CELLS_SHA) > 4:
+                _CELLS_SHA.pop(next(iter(_CELLS_SHA)))
+    return sha
+
+
+_CELLS_SHA: dict[int, tuple[np.ndarray, str]] = {}
 
 
 def _encode(p: Partition) -> tuple[bytes, str]:
@@ -566,33 +583,93 @@ def _in_scope_cells(p: Partition, role: Role) -> np.ndarray:
     return (pos >= 0) & inside[np.maximum(pos, 0)]
 
 
-# -- time travel ---------------------------------------------------------------------------------------------
-def twin_with_partition(twin: Twin, p: Partition, *, version: int | None = None) -> Twin:
-    """A new :class:`Twin` (``dataclasses.replace``) whose ``cells["grid_code"]``, ``grids`` (polygons of the grids
-    the partition changed re-derived from their cells, the others kept as built — e.g. along streets and water;
-    WGS84, ``area_km2`` in EPSG:4547), ``buildings["grid_code"]`` and ``workers`` (re-assigned by
-    :func:`twin.partition.model.reassign_workers`) follow partition ``p``. Other frames are shared, not copied."""
-    if len(p.cells) != len(twin.cells) or not np.array_equal(p.cells, twin.cells["cell"].to_numpy()):
-        raise PartitionError("the partition is for other cells than this twin.")
-    cells = twin.cells.copy()
-    cells["grid_code"] = p.grid_code  # str codes (object array: no copy through numpy unicode)
-    ok = p.grid_code != ""
+@dataclass(frozen=True)
+class VersionParts:
+    """The parts of a partition version's twin that cost to make (≈ 50 ms of the ≈ 70 ms of a version on the default
+    twin): its grid polygons and its workers re-assigned. Made by :func:`version_parts` wherever the built twin is
+    loaded — a service's builder process makes them once per host (:mod:`twin.service.build_process`) — and
+    picklable; :func:`twin_with_partition` checks they were made for its partition (``digest``).
+
+    Attributes
+    ----------
+    digest : :func:`partition_digest` of the partition they were made for.
+    grids : the version's grid table with polygons (WGS84; ``area_km2`` in EPSG:4547), sorted by ``grid_code``.
+    workers : the twin's workers re-assigned to the version's grids (:func:`twin.partition.model.reassign_workers`).
+    cell_grid_code : the twin's ``cells["grid_code"]`` under the version (``""``: no grid).
+    building_grid_code : the twin's ``buildings["grid_code"]`` under the version (categorical).
+    """
+
+    digest: str
+    grids: pd.DataFrame
+    workers: pd.DataFrame
+    cell_grid_code: pd.Series | None = None
+    building_grid_code: pd.Categorical | None = None
+
+
+def partition_digest(p: Partition) -> str:
+    """A digest of partition ``p``'s content: its cells, each cell's grid and the grid table (sha256, hex)."""
+    lab, _ = p.labels()
+    h = hashlib.sha256(_cells_sha(p.cells).encode())
+    h.update(np.ascontiguousarray(lab, dtype="<i4").tobytes())
+    h.update(_table_json(p.grids).encode())
+    return h.hexdigest()
+
+
+def version_parts(twin: Twin, p: Partition) -> VersionParts:
+    """The grid polygons (those the partition changed re-derived from their cells, the others kept as built — e.g.
+    along streets and water; WGS84, ``area_km2`` in EPSG:4547) and the re-assigned workers of ``twin`` under
+    partition ``p``."""
     if "n_cells" in twin.grids and "area_km2" in twin.grids:  # keep the built polygons of untouched grids
         lab, codes = p.labels()
         present = codes[np.bincount(lab[lab >= 0], minlength=len(codes)) > 0].tolist()
         polys = changed_units_polygons(twin.grids, cell_codes(twin), p.cells, p.grid_code, twin.district,
                                        present=present, unit_outline=cell_outlines(twin))
     else:
+        ok = p.grid_code != ""
         polys = units_to_polygons(p.cells[ok], p.grid_code[ok], twin.district, name="grid_code")
     grids = polys.merge(p.grids, on="grid_code", how="left")
     grids["synthetic"] = bool(twin.grids["synthetic"].all()) if "synthetic" in twin.grids else True
     cols = [c for c in twin.grids.columns if c in grids.columns] + [c for c in grids.columns
                                                                      if c not in twin.grids.columns]
-    grids = grids[cols]
+    return VersionParts(partition_digest(p), grids[cols], reassign_workers(twin.workers, p),
+                        _cell_grid_column(twin, p), _building_grids(twin, p))
+
+
+def _cell_grid_column(twin: Twin, p: Partition) -> pd.Series:
+    """``twin.cells["grid_code"]`` under ``p`` (``""``: no grid), in the column's own string dtype: taken from the
+    grid codes by label (≈ 0.5 ms, where assigning ``p.grid_code``'s 74k objects converts each: ≈ 7 ms)."""
+    col = twin.cells["grid_code"]
+    lab, codes = p.labels()
+    try:
+        table = pd.array([*codes.tolist(), ""], dtype=col.dtype)
+    except (TypeError, ValueError):  # a column of another dtype (e.g. object): plain assignment
+        return pd.Series(p.grid_code, index=col.index, name=col.name)
+    return pd.Series(table.take(np.where(lab >= 0, lab, len(codes))), index=col.index, name=col.name)
+
+
+# -- time travel ---------------------------------------------------------------------------------------------
+def twin_with_partition(twin: Twin, p: Partition, *, version: int | None = None,
+                        parts: VersionParts | None = None) -> Twin:
+    """A new :class:`Twin` (``dataclasses.replace``) whose ``cells["grid_code"]``, ``grids``, ``buildings["grid_code"]``
+    and ``workers`` follow partition ``p`` (:func:`version_parts`: made here unless ``parts`` are given, e.g. by a
+    builder process; :class:`PartitionError` when they were made for another partition). Other frames are shared,
+    not copied."""
+    if len(p.cells) != len(twin.cells) or not np.array_equal(p.cells, twin.cells["cell"].to_numpy()):
+        raise PartitionError("the partition is for other cells than this twin.")
+    if parts is None:
+        parts = version_parts(twin, p)
+    elif parts.digest != partition_digest(p):
+        raise PartitionError("the version's parts were made for another partition than this one.")
+    cells = twin.cells.copy()
+    given = parts.cell_grid_code
+    cells["grid_code"] = (given.array if given is not None and len(given) == len(cells)  # no index alignment
+                          else _cell_grid_column(twin, p))
     buildings = twin.buildings.copy(deep=False)
-    buildings["grid_code"] = _building_grids(twin, p)
+    given = parts.building_grid_code
+    buildings["grid_code"] = (given if given is not None and len(given) == len(buildings)
+                              else _building_grids(twin, p))
     manifest = dict(twin.manifest)
-    manifest["counts"] = dict(manifest.get("counts", {}), grids=len(grids))
+    manifest["counts"] = dict(manifest.get("counts", {}), grids=len(parts.grids))
     if version is not None:
         manifest["partition_version"] = int(version)
     cache: dict[str, Any] = {k: twin.cache[k] for k in ("adjacency", "cell_xy", "cell_counts") if k in twin.cache}
@@ -601,8 +678,8 @@ def twin_with_partition(twin: Twin, p: Partition, *, version: int | None = None)
     src = twin.cache.get(RECORDS_OF)
     root = src() if src is not None else None
     cache[RECORDS_OF] = weakref.ref(root if root is not None else twin)
-    return replace(twin, cells=cells, grids=grids, buildings=buildings, workers=reassign_workers(twin.workers, p),
-                   manifest=manifest, cache=cache)
+    return replace(twin, cells=cells, grids=parts.grids.copy(deep=False), buildings=buildings,
+                   workers=parts.workers.copy(deep=False), manifest=manifest, cache=cache)
 
 
 def prepare_checkouts(twin: Twin) -> None:
@@ -648,9 +725,11 @@ def _building_grids(twin: Twin, p: Partition) -> pd.Categorical:
     return pd.Categorical.from_codes(remap[blab + 1], categories=cats)
 
 
-def checkout(twin: Twin, version: int | str = "head", *, store: Store | None = None) -> Twin:
+def checkout(twin: Twin, version: int | str = "head", *, store: Store | None = None,
+             parts: VersionParts | None = None) -> Twin:
     """The twin as of a stored partition version (time travel): queries and dossiers on the returned twin use
-    that version's grids. ``version`` is an id, ``"base"`` (1) or ``"head"``. Results are cached per version in
+    that version's grids. ``version`` is an id, ``"base"`` (1) or ``"head"``; ``parts``: the version's
+    :class:`VersionParts` when already made (e.g. by a builder process). Results are cached per version in
     ``twin.cache``."""
     st = _store_for(twin, store)
     ensure_base(st, twin)
@@ -659,6 +738,6 @@ def checkout(twin: Twin, version: int | str = "head", *, store: Store | None = N
     hit = twin.cache.get(key)
     if hit is not None:
         return hit
-    out = twin_with_partition(twin, load_partition(st, twin, vid), version=vid)
+    out = twin_with_partition(twin, load_partition(st, twin, vid), version=vid, parts=parts)
     twin.cache[key] = out
     return out

@@ -130,3 +130,16 @@ def unit_cache(t: Twin) -> UnitCache:
                    {tuple(b) for b in shapely.bounds(np.asarray(geoms, dtype=object)).tolist()})
     t.cache["query.units"] = (frames, units)
     return units
+
+
+def unit_keys(t: Twin) -> tuple[set[bytes], set[tuple[float, ...]]]:
+    """The WKBs and bounds by which :func:`unit_cache` recognises ``t``'s unit outlines (to seed another process's
+    copy of ``t``: :func:`seed_unit_cache`)."""
+    units = unit_cache(t)
+    return set(units.wkbs), set(units.bounds)
+
+
+def seed_unit_cache(t: Twin, wkbs: set[bytes], bounds: set[tuple[float, ...]]) -> None:
+    """Install an empty :class:`UnitCache` of ``t``'s unit outlines from :func:`unit_keys` of an equal twin (made
+    elsewhere: ≈ 4 ms of WKB encoding saved)."""
+    t.cache["query.units"] = ((t.district, t.towns, t.communities, t.grids), UnitCache(set(wkbs), set(bounds)))

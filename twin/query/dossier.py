@@ -109,6 +109,26 @@ def grid_counts(t: Twin, *, like: Twin | None = None) -> pd.DataFrame:
 _GRID_COUNTS = "dossier.grid_counts"
 
 
+def grid_count_state(t: Twin) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+    """:func:`grid_counts` of ``t`` with what a later version derives from (each building's grid position, the
+    per-grid sums), to seed another process's copy of ``t`` (:func:`seed_grid_counts`)."""
+    grid_counts(t)
+    hit = t.cache[_GRID_COUNTS]
+    return hit[1], hit[2], hit[3]
+
+
+def seed_grid_counts(t: Twin, state: tuple[pd.DataFrame, np.ndarray, np.ndarray]) -> bool:
+    """Install :func:`grid_count_state` of an equal twin made elsewhere as ``t``'s :func:`grid_counts`; ``False``
+    (nothing done) when it does not fit ``t`` (other grids or buildings)."""
+    out, b_grid, sums = state
+    if (len(b_grid) != len(t.buildings) or len(out) != len(t.grids) or sums.shape[0] != len(t.grids)
+            or not out.index.equals(pd.Index(t.grids["grid_code"].astype(str)))):
+        return False
+    frames = (t.buildings, t.persons, t.dwellings, t.businesses, t.workers, t.grids)
+    t.cache[_GRID_COUNTS] = (frames, out, b_grid, sums)
+    return True
+
+
 def _counts_like(like: Twin | None, t: Twin, codes: pd.Index, mat: np.ndarray
                  ) -> tuple[np.ndarray, np.ndarray] | None:
     """``like``'s cached building grid positions and per-grid sums when they can be updated into ``t``'s: the same

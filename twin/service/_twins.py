@@ -38,6 +38,7 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from pathlib import Path
 
+from twin.errors import PartitionError
 from twin.live.events import head_seq
 from twin.live.state import LiveTwin
 from twin.model import Twin, load
@@ -46,8 +47,16 @@ from twin.partition.versions import BASE_VERSION, checkout, ensure_base, prepare
 from twin.service._background import build_loop, live_loop
 from twin.service._head import HeadCache
 from twin.service._params import parse_version
-from twin.service._versioned import EXAMPLE_AREA, AnsweredVersion, SupersededBuild, check_version, warm_edits
+from twin.service._versioned import (
+    EXAMPLE_AREA,
+    AnsweredVersion,
+    SupersededBuild,
+    check_version,
+    seed_indexes,
+    warm_edits,
+)
 from twin.service._versioned import build_indexes as _build_indexes  # a module global: tests replace it
+from twin.service.build_process import await_parts
 from twin.store import feed
 from twin.store.pg import schema_lock_statement
 from twin.store.sql import Store
@@ -71,11 +80,14 @@ class Twins:
         (edits faster than builds are coalesced; awaited builds start at once).
     live_poll_s : how often (seconds) the live-view thread reads the change head from the store.
     head_ttl_s : how long a ``head`` read trusts the head last read from the store (:class:`._head.HeadCache`).
+    parts_dir : the directory of the host's builder process (:mod:`twin.service.build_process`), whose parts of a
+        version a build uses instead of making them (``None``: every build is made here in full).
+    parts_wait_s : how long a build waits for the builder process's parts (while that process is alive).
     """
 
     def __init__(self, twin_root: Path | None, store: Store, base: Twin | None = None, *,
                  keep_versions: int = 4, min_build_interval_s: float = 1.0, live_poll_s: float = 0.2,
-                 head_ttl_s: float = 0.2) -> None:
+                 head_ttl_s: float = 0.2, parts_dir: Path | None = None, parts_wait_s: float = 10.0) -> None:
         self.twin_root = twin_root
         self.store = store
         self.base = base
@@ -94,6 +106,9 @@ class Twins:
         self._last_build_end = -1e9
         self.live_poll_s = live_poll_s
         self.head = HeadCache(store, head_ttl_s)
+        self.parts_dir = Path(parts_dir) if parts_dir is not None else None
+        self.parts_wait_s = parts_wait_s
+        self.parts_used: dict[int, bool] = {}  # version → built from the builder process's parts (tests, benchmarks)
         self.live_seq = 0  # the newest change event this process knows of (set by the live-view thread)
         self.live_derive_seconds: list[float] = []  # the last derivations' durations (benchmarks)
         self._live: LiveTwin | None = None
@@ -353,7 +368,18 @@ class Twins:
 
     def _build(self, vid: int) -> Twin:
         base = self.base_twin()
-        t = checkout(base, vid, store=self.store)
+        prepared = await_parts(self.parts_dir, vid, self.parts_wait_s) if self.parts_dir is not None else None
+        parts = prepared.parts if prepared is not None else None
+        try:
+            t = checkout(base, vid, store=self.store, parts=parts)
+        except PartitionError:
+            if parts is None:
+                raise
+            parts = prepared = None  # made for another partition (e.g. another twin): made here
+            t = checkout(base, vid, store=self.store)
+        self.parts_used[vid] = parts is not None
+        if prepared is not None and prepared.seeds is not None:
+            seed_indexes(t, prepared.seeds)  # what does not fit is built below
         _build_indexes(t)
         if self.live_seq > 0:  # published with its live view
             self._derive(self.live_twin(), vid, t)

@@ -63,7 +63,8 @@ _DESCRIPTION = ("One map for Chancheng District: hierarchy, grid dossiers, area 
 
 def create_app(twin_root: str | Path | None = None, database_url: str | None = None, *,
                policy: AccessPolicy | None = None, max_body_bytes: int = MAX_BODY_BYTES,
-               twin: Twin | None = None, warm: bool = True, freeze_gc: bool = False) -> FastAPI:
+               twin: Twin | None = None, warm: bool = True, freeze_gc: bool = False,
+               parts_dir: str | Path | None = None) -> FastAPI:
     """The FastAPI application.
 
     Parameters
@@ -79,9 +80,12 @@ def create_app(twin_root: str | Path | None = None, database_url: str | None = N
         (:func:`gc.freeze`): the loaded twin's ≈ 300,000 objects are then never traversed again, where a full
         collection otherwise stalls a request for ≈ 140 ms every few thousand requests. For a server process
         (``twin serve``), not for a process that makes many apps (their cyclic garbage would never be collected).
+    parts_dir : the directory of the host's version builder process (:mod:`twin.service.build_process`, started by
+        ``twin serve``): version builds use its parts instead of making them in this process.
     """
     store = open_store(database_url, twin_root=twin_root if twin is None else twin.root)
-    twins = Twins(Path(twin_root) if twin_root is not None else None, store, twin)
+    twins = Twins(Path(twin_root) if twin_root is not None else None, store, twin,
+                  parts_dir=Path(parts_dir) if parts_dir is not None else None)
     svc = ServiceState(store, policy or AccessPolicy(), twins)
 
     @asynccontextmanager
@@ -120,7 +124,8 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
 
 def app_from_env() -> FastAPI:
     """App factory for ``uvicorn --factory`` / several workers: twin from ``$TWIN_HOME``, store from
-    ``$TWIN_DATABASE_URL``, policy from ``$TWIN_OUTSIDE_POLICY`` (aggregate|deny) and ``$TWIN_K``."""
+    ``$TWIN_DATABASE_URL``, policy from ``$TWIN_OUTSIDE_POLICY`` (aggregate|deny) and ``$TWIN_K``, the version
+    builder's directory from ``$TWIN_PARTS_DIR`` (if set)."""
     policy = AccessPolicy(outside=os.environ.get("TWIN_OUTSIDE_POLICY", "aggregate"),  # type: ignore[arg-type]
                           k=int(os.environ.get("TWIN_K", "5")))
-    return create_app(None, None, policy=policy, freeze_gc=True)
+    return create_app(None, None, policy=policy, freeze_gc=True, parts_dir=os.environ.get("TWIN_PARTS_DIR") or None)
