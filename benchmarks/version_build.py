@@ -4,7 +4,11 @@ and the build of the new version's twin (checkout + query indexes), each next to
 * edit: the head's partition reused from the last commit and the edit's local check trusted by the commit, vs the
   partition decoded from the store and validated again in full on commit (what every edit did before);
 * build: checkout, then the version twin's indexes reusing the base's point index and deriving its partition index from the base's, vs the
-  indexes of the same twin with an empty cache (built from scratch).
+  indexes of the same twin with an empty cache (built from scratch);
+* with the host's builder process (``twin serve``): what it prepares of each version (grid polygons, workers, query
+  indexes: :func:`twin.service.build_process.prepare`), and what a worker then does to adopt it (read the pickled
+  file's bytes, load the partition from the store as another process would, assemble the twin, install the
+  indexes) — the part that holds a worker's GIL, against checkout + indexes above.
 
 Runs on the default twin with a throwaway SQLite store; one boundary cell moved back and forth (``--edits`` times).
 The last line is one JSON object (medians in ms and the load average).
@@ -18,6 +22,7 @@ import argparse
 import dataclasses
 import json
 import os
+import pickle
 import sys
 import tempfile
 import time
@@ -45,13 +50,14 @@ def main(argv: list[str] | None = None) -> int:
     from twin.partition import versions
     from twin.partition.edit_ops import EditOp, apply_edit
     from twin.partition.model import validate_partition
-    from twin.service._versioned import build_indexes
+    from twin.service import build_process
+    from twin.service._versioned import build_indexes, seed_indexes
     from twin.store.sql import Store
 
     t = twin.load()
     cell, a, b = _fixtures(args.seed)["move"]
     rows: dict[str, list[float]] = {k: [] for k in ("edit", "edit_decode_validate", "checkout", "indexes",
-                                                    "indexes_fresh")}
+                                                    "indexes_fresh", "prepare", "adopt")}
     with tempfile.TemporaryDirectory(prefix="twin-vbuild-") as d:
         st = Store(Path(d) / "state.sqlite")
         versions.ensure_base(st, t)
@@ -76,6 +82,17 @@ def main(argv: list[str] | None = None) -> int:
             build_indexes(tv)
             rows["checkout"].append((t1 - t0) * 1000)
             rows["indexes"].append((time.perf_counter() - t1) * 1000)
+            t0 = time.perf_counter()
+            blob = pickle.dumps(build_process.prepare(t, st, head), protocol=pickle.HIGHEST_PROTOCOL)
+            rows["prepare"].append((time.perf_counter() - t0) * 1000)
+            versions._LOADED.pop((st.url, head), None)  # the worker loads the partition from the store
+            t0 = time.perf_counter()
+            prep = pickle.loads(blob)
+            tw = versions.twin_with_partition(t, versions.load_partition(st, t, head), version=head,
+                                              parts=prep.parts)
+            seed_indexes(tw, prep.seeds)
+            build_indexes(tw)
+            rows["adopt"].append((time.perf_counter() - t0) * 1000)
             if i < 2:  # a fresh build takes seconds: two samples
                 fresh = dataclasses.replace(tv, cache={})
                 t0 = time.perf_counter()
@@ -86,7 +103,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'':40s} {'median ms':>10s} {'max ms':>8s}   n")
     labels = {"edit": "edit (reused head, one check)", "edit_decode_validate": "edit (decode + full check)",
               "checkout": "version checkout (twin_with_partition)", "indexes": "indexes (shared/derived)",
-              "indexes_fresh": "indexes of the same twin, fresh"}
+              "indexes_fresh": "indexes of the same twin, fresh",
+              "prepare": "builder process: prepare a version", "adopt": "worker: adopt a prepared version"}
     for k, xs in rows.items():
         print(f"{labels[k]:40s} {np.median(xs):10.1f} {max(xs):8.1f} {len(xs):3d}")
     print(json.dumps({k: round(float(np.median(xs)), 1) for k, xs in rows.items()} | {"load": _load()}))

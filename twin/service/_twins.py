@@ -38,12 +38,11 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from pathlib import Path
 
-from twin.errors import PartitionError
 from twin.live.events import head_seq
 from twin.live.state import LiveTwin
 from twin.model import Twin, load
 from twin.partition.model import partition_from_twin
-from twin.partition.versions import BASE_VERSION, checkout, ensure_base, prepare_checkouts, resolve_version
+from twin.partition.versions import BASE_VERSION, ensure_base, prepare_checkouts, resolve_version
 from twin.service._background import build_loop, live_loop
 from twin.service._head import HeadCache
 from twin.service._params import parse_version
@@ -51,21 +50,15 @@ from twin.service._versioned import (
     EXAMPLE_AREA,
     AnsweredVersion,
     SupersededBuild,
+    announce_ready,
     check_version,
-    seed_indexes,
     warm_edits,
 )
 from twin.service._versioned import build_indexes as _build_indexes  # a module global: tests replace it
-from twin.service.build_process import await_parts
-from twin.store import feed
-from twin.store.pg import schema_lock_statement
+from twin.service.build_process import await_parts, checkout_prepared
 from twin.store.sql import Store
 
 __all__ = ["EXAMPLE_AREA", "AnsweredVersion", "SupersededBuild", "Twins", "check_version"]
-
-_READY_SCHEMA = ("CREATE TABLE IF NOT EXISTS service_versions_ready (version BIGINT PRIMARY KEY, "
-                 "built_at REAL NOT NULL)",)
-
 
 class Twins:
     """The twins one service process answers from.
@@ -369,18 +362,8 @@ class Twins:
     def _build(self, vid: int) -> Twin:
         base = self.base_twin()
         prepared = await_parts(self.parts_dir, vid, self.parts_wait_s) if self.parts_dir is not None else None
-        parts = prepared.parts if prepared is not None else None
-        try:
-            t = checkout(base, vid, store=self.store, parts=parts)
-        except PartitionError:
-            if parts is None:
-                raise
-            parts = prepared = None  # made for another partition (e.g. another twin): made here
-            t = checkout(base, vid, store=self.store)
-        self.parts_used[vid] = parts is not None
-        if prepared is not None and prepared.seeds is not None:
-            seed_indexes(t, prepared.seeds)  # what does not fit is built below
-        _build_indexes(t)
+        t, self.parts_used[vid] = checkout_prepared(base, self.store, vid, prepared)
+        _build_indexes(t)  # what was not installed from the builder process
         if self.live_seq > 0:  # published with its live view
             self._derive(self.live_twin(), vid, t)
         with self._lock:
@@ -394,13 +377,7 @@ class Twins:
         return t
 
     def _announce(self, vid: int) -> None:
-        """Publish ``version.ready`` on the push feed, once across processes (the first to build it)."""
-        self.store.ensure_schema("service_versions_ready", schema_lock_statement(self.store) + _READY_SCHEMA)
-        with self.store.transaction() as tx:
-            cur = tx.execute("INSERT INTO service_versions_ready (version, built_at) VALUES (?, ?) "
-                             "ON CONFLICT (version) DO NOTHING", (vid, time.time()))
-            if cur.rowcount == 1:  # the first process to build it announces it
-                feed.publish(tx, "version.ready", {"version": vid})
+        announce_ready(self.store, vid)
 
     def warm(self) -> None:
         """Load the twin and build the head version and its query indexes before the first request (a version

@@ -3,6 +3,7 @@ skipped-build error, the version check, the OpenAPI example area, the index warm
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -29,9 +30,12 @@ from twin.query._index import (
 from twin.query.dossier import grid_count_state, grid_counts, seed_grid_counts
 from twin.query.summary import summarize_area
 from twin.service._params import parse_version
+from twin.store import feed
+from twin.store.pg import schema_lock_statement
 from twin.store.sql import Store
 
-__all__ = ["EXAMPLE_AREA", "AnsweredVersion", "IndexSeeds", "SupersededBuild", "build_indexes", "check_version",
+__all__ = ["EXAMPLE_AREA", "AnsweredVersion", "IndexSeeds", "SupersededBuild", "announce_ready", "build_indexes",
+           "check_version",
            "derive_partition_index", "index_seeds", "seed_indexes", "share_point_index", "warm_edits"]
 
 #: A small area (WGS84) near Shiwan: the OpenAPI body example.
@@ -201,6 +205,20 @@ def seed_indexes(t: Twin, seeds: IndexSeeds) -> bool:
         seed_unit_cache(t, (w0 - seeds.units_removed[0]) | seeds.units_added[0],
                         (b0 - seeds.units_removed[1]) | seeds.units_added[1])
     return seed_grid_counts(t, seeds.grid_counts)
+
+
+_READY_SCHEMA = ("CREATE TABLE IF NOT EXISTS service_versions_ready (version BIGINT PRIMARY KEY, "
+                 "built_at REAL NOT NULL)",)
+
+
+def announce_ready(store: Store, vid: int) -> None:
+    """Publish ``version.ready`` on the push feed, once across processes (the first to build ``vid``)."""
+    store.ensure_schema("service_versions_ready", schema_lock_statement(store) + _READY_SCHEMA)
+    with store.transaction() as tx:
+        cur = tx.execute("INSERT INTO service_versions_ready (version, built_at) VALUES (?, ?) "
+                         "ON CONFLICT (version) DO NOTHING", (vid, time.time()))
+        if cur.rowcount == 1:  # the first process to build it announces it
+            feed.publish(tx, "version.ready", {"version": vid})
 
 
 def warm_edits(store: Store, base: Twin, vid: int) -> None:

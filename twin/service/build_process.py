@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import pickle
 import subprocess
@@ -34,11 +35,13 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from twin.errors import TwinError
+from twin.encoding import dumps
+from twin.errors import PartitionError, TwinError
 from twin.model import Twin, load
 from twin.partition.versions import (
     BASE_VERSION,
     VersionParts,
+    checkout,
     ensure_base,
     head_version,
     load_partition,
@@ -46,11 +49,11 @@ from twin.partition.versions import (
     twin_with_partition,
     version_parts,
 )
-from twin.service._versioned import IndexSeeds, build_indexes, index_seeds
+from twin.service._versioned import IndexSeeds, build_indexes, index_seeds, seed_indexes
 from twin.store.sql import Store, open_store
 
-__all__ = ["BEAT_S", "STALE_S", "Prepared", "await_parts", "parts_path", "prepare", "read_status", "run", "start",
-           "write_parts"]
+__all__ = ["BEAT_S", "STALE_S", "Prepared", "await_parts", "checkout_prepared", "parts_path", "prepare",
+           "read_status", "run", "start", "write_parts"]
 
 BEAT_S = 0.5
 """Seconds between heartbeats of the builder process."""
@@ -86,6 +89,23 @@ def parts_path(directory: Path, vid: int) -> Path:
     return Path(directory) / f"v{int(vid)}.parts"
 
 
+def checkout_prepared(base: Twin, store: Store, vid: int, prepared: Prepared | None) -> tuple[Twin, bool]:
+    """Version ``vid``'s twin made from what the builder process prepared (its parts, its query indexes installed
+    where they fit: :func:`~twin.service._versioned.seed_indexes`), or in full when nothing was prepared or it was
+    made for another partition; and whether the prepared parts were used. Query indexes not installed are left to
+    :func:`~twin.service._versioned.build_indexes`."""
+    if prepared is not None:
+        try:
+            t = checkout(base, vid, store=store, parts=prepared.parts)
+        except PartitionError:  # made for another partition (e.g. another twin): made here, below
+            pass
+        else:
+            if prepared.seeds is not None:
+                seed_indexes(t, prepared.seeds)
+            return t, True
+    return checkout(base, vid, store=store), False
+
+
 def _atomic_write(path: Path, data: bytes) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_bytes(data)
@@ -114,8 +134,6 @@ def read_parts(directory: Path, vid: int) -> Prepared | None:
 
 
 def _write_status(directory: Path, *, building: int, seen: int) -> None:
-    from twin.encoding import dumps
-
     _atomic_write(Path(directory) / _STATUS, dumps({"pid": os.getpid(), "beat": time.time(), "building": building,
                                                      "seen": seen}))
 
@@ -123,8 +141,6 @@ def _write_status(directory: Path, *, building: int, seen: int) -> None:
 def read_status(directory: Path) -> dict[str, float] | None:
     """The builder's last status (``pid``, ``beat``, ``building``, ``seen``), or ``None`` when there is none or its
     heartbeat is older than :data:`STALE_S` (no builder: it never started, died or hangs)."""
-    import json
-
     try:
         st = json.loads((Path(directory) / _STATUS).read_bytes())
     except (OSError, ValueError):

@@ -15,6 +15,7 @@ from __future__ import annotations
 import signal
 import socket
 import threading
+from collections.abc import Callable
 from types import FrameType
 
 from uvicorn.config import STARTUP_FAILURE, Config
@@ -46,10 +47,14 @@ def reuseport_sockets(host: str, port: int, n: int, *, backlog: int = 2048) -> l
     return out
 
 
-def serve(config: Config, workers: int, *, stop: threading.Event | None = None) -> int:
+def serve(config: Config, workers: int, *, sockets: list[socket.socket] | None = None,
+          stop: threading.Event | None = None, on_start: Callable[[list[int]], None] | None = None) -> int:
     """Run ``workers`` uvicorn worker processes of ``config`` (an import string app; ``config.host``/``port``), one
-    ``SO_REUSEPORT`` socket each, until SIGINT/SIGTERM (or ``stop`` is set); 1 when a worker could not start."""
-    socks = reuseport_sockets(config.host, config.port, workers, backlog=config.backlog)
+    ``SO_REUSEPORT`` socket each (``sockets``: already made by :func:`reuseport_sockets`), until SIGINT/SIGTERM or
+    ``stop`` is set; 1 when a worker could not start. ``on_start(pids)`` is called with the worker process ids each
+    time a worker is started."""
+    socks = sockets if sockets is not None else reuseport_sockets(config.host, config.port, workers,
+                                                                   backlog=config.backlog)
     stop = stop or threading.Event()
     if threading.current_thread() is threading.main_thread():
         def _stop(signum: int, frame: FrameType | None) -> None:
@@ -60,6 +65,8 @@ def serve(config: Config, workers: int, *, stop: threading.Event | None = None) 
     procs = [Process(config, [s]) for s in socks]
     for p in procs:
         p.start()
+    if on_start is not None:
+        on_start([p.pid or 0 for p in procs])
     code = 0
     try:
         while not stop.wait(0.5):
@@ -73,6 +80,8 @@ def serve(config: Config, workers: int, *, stop: threading.Event | None = None) 
                     break
                 procs[i] = Process(config, [socks[i]])  # a new worker on the dead one's socket
                 procs[i].start()
+                if on_start is not None:
+                    on_start([q.pid or 0 for q in procs])
     finally:
         for p in procs:
             p.terminate()
