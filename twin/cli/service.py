@@ -134,7 +134,7 @@ def _run_server(args: argparse.Namespace, workers: int, parts_dir: Path | None) 
         config = uvicorn.Config("twin.service.app:app_from_env", factory=True, host=args.host, port=args.port,
                                 workers=workers, log_level="warning", access_log=False, timeout_keep_alive=30,
                                 backlog=4096)
-        return supervisor.serve(config, workers)  # one SO_REUSEPORT socket per worker: connections spread evenly
+        return supervisor.serve(config, workers)  # one SO_REUSEPORT socket per worker: the kernel spreads connections
     app = create_app(args.twin, args.database_url, policy=policy, freeze_gc=True, parts_dir=parts_dir)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False, timeout_keep_alive=30, backlog=4096)
     return 0
