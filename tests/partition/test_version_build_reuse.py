@@ -279,3 +279,18 @@ def test_stored_labels_follow_the_stored_table_order_even_when_it_is_not_sorted(
     for v, want in ((va, a), (vb, b)):  # b's stored table equals a's: a's loaded (sorted) table must not serve it
         got = versions.load_partition(store, t, v)
         assert np.array_equal(got.grid_code, want.grid_code)
+
+
+def test_per_building_counts_are_not_shared_across_days(small_twin):
+    """A live view shares its base's person frame on a later day: each day's grid counts use that day's ages."""
+    import datetime as dt
+
+    t = small_twin
+    later = dataclasses.replace(t, manifest={**t.manifest, "as_of": (t.as_of + dt.timedelta(days=15 * 365)).isoformat()},
+                                cache={})
+    assert later.persons is t.persons
+    first = grid_counts(later)  # computed first, on the later day
+    base = grid_counts(dataclasses.replace(t, cache={}))
+    assert (first["age_0_14"] < base["age_0_14"]).any()  # 15 years on, this day's children are grown up
+    assert first["age_0_14"].sum() < base["age_0_14"].sum()
+    assert first["residents"].equals(base["residents"])

@@ -10,6 +10,7 @@ from whole fixed units (the built grids), each suppressed below k or rounded to 
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import weakref
 from typing import Any
@@ -33,17 +34,19 @@ DOSSIER_COUNTS = (
 )
 
 
-_PER_BUILDING: dict[int, tuple[tuple[weakref.ref[pd.DataFrame], ...], np.ndarray, np.ndarray]] = {}
+_PER_BUILDING: dict[tuple[int, dt.date], tuple[tuple[weakref.ref[pd.DataFrame], ...], np.ndarray, np.ndarray,
+                                                dt.date]] = {}
 
 
 def _per_building(t: Twin) -> tuple[np.ndarray, np.ndarray]:
     """(building ids, int64 matrix buildings × DOSSIER_COUNTS without ``workers``), shared by every partition
     version of one twin (versions share the person/dwelling/business frames)."""
-    key = id(t.persons)
+    key = (id(t.persons), t.as_of)
     hit = _PER_BUILDING.get(key)
     frames = (t.persons, t.dwellings, t.businesses)
     bids = t.buildings["building_id"].to_numpy()
-    if hit is not None and all(a() is b for a, b in zip(hit[0], frames)) and np.array_equal(hit[1], bids):
+    if (hit is not None and all(a() is b for a, b in zip(hit[0], frames)) and hit[3] == t.as_of
+            and np.array_equal(hit[1], bids)):  # as_of: a live view shares the frames on a later day (ages)
         return hit[1], hit[2]
     bidx = pd.Index(bids)
     n = len(bids)
@@ -72,7 +75,7 @@ def _per_building(t: Twin) -> tuple[np.ndarray, np.ndarray]:
     mat = np.column_stack(cols)
     if len(_PER_BUILDING) > 4:
         _PER_BUILDING.clear()
-    _PER_BUILDING[key] = (tuple(weakref.ref(f) for f in frames), bids, mat)
+    _PER_BUILDING[key] = (tuple(weakref.ref(f) for f in frames), bids, mat, t.as_of)
     return bids, mat
 
 
