@@ -1,7 +1,8 @@
 """The per-version twin cache: the base twin, and the twins of the newest partition versions with query indexes.
 
 A version's twin is built once (checkout + query indexes, ≈ 40–100 ms on the default twin) by ONE background builder
-thread per process, never on a reader's request path and never under a lock readers wait on:
+thread per process, never on a reader's request path and never under a lock readers wait on. Under ``twin serve`` the
+thread mostly adopts what the host's builder process prepared (:mod:`twin.service.build_process`, ≈ 15 ms):
 
 * a read of ``head`` (the default) whose head is not built yet asks the builder for it and is answered at once
   from the newest version already built (the answer names its version: body field and ``X-Twin-Version``);

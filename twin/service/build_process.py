@@ -5,7 +5,7 @@ a version's build is its :class:`~twin.partition.versions.VersionParts` (grid po
 workers re-assigned: ≈ 50 of ≈ 75 ms on the default twin), and a build in a worker's thread holds that worker's GIL,
 so its readers wait. ``twin serve`` therefore starts this process (``python -m twin.service.build_process``) at a
 lower CPU priority (``nice`` 10); it polls the store's head and writes each new head's parts to a directory the
-workers read (:func:`await_parts`). A worker then only assembles the version (≈ 25 ms).
+workers read (:func:`await_parts`). A worker then only assembles the version (≈ 15 ms).
 
 The directory (made by ``twin serve``, mode 0700, removed when it stops) holds:
 
