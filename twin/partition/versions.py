@@ -595,15 +595,15 @@ class VersionParts:
     digest : :func:`partition_digest` of the partition they were made for.
     grids : the version's grid table with polygons (WGS84; ``area_km2`` in EPSG:4547), sorted by ``grid_code``.
     workers : the twin's workers re-assigned to the version's grids (:func:`twin.partition.model.reassign_workers`).
-    cell_grid_code : the twin's ``cells["grid_code"]`` under the version (``""``: no grid).
+    cell_grid_code : the twin's ``cells["grid_code"]`` values under the version (``""``: no grid).
     building_grid_code : the twin's ``buildings["grid_code"]`` under the version (categorical).
     """
 
     digest: str
     grids: pd.DataFrame
     workers: pd.DataFrame
-    cell_grid_code: pd.Series | None = None
-    building_grid_code: pd.Categorical | None = None
+    cell_grid_code: Any
+    building_grid_code: pd.Categorical
 
 
 def partition_digest(p: Partition) -> str:
@@ -632,7 +632,7 @@ def version_parts(twin: Twin, p: Partition) -> VersionParts:
     cols = [c for c in twin.grids.columns if c in grids.columns] + [c for c in grids.columns
                                                                      if c not in twin.grids.columns]
     return VersionParts(partition_digest(p), grids[cols], reassign_workers(twin.workers, p),
-                        _cell_grid_column(twin, p), _building_grids(twin, p))
+                        _cell_grid_column(twin, p).array, _building_grids(twin, p))
 
 
 def _cell_grid_column(twin: Twin, p: Partition) -> pd.Series:
@@ -661,13 +661,9 @@ def twin_with_partition(twin: Twin, p: Partition, *, version: int | None = None,
     elif parts.digest != partition_digest(p):
         raise PartitionError("the version's parts were made for another partition than this one.")
     cells = twin.cells.copy()
-    given = parts.cell_grid_code
-    cells["grid_code"] = (given.array if given is not None and len(given) == len(cells)  # no index alignment
-                          else _cell_grid_column(twin, p))
+    cells["grid_code"] = parts.cell_grid_code  # an array: no index alignment
     buildings = twin.buildings.copy(deep=False)
-    given = parts.building_grid_code
-    buildings["grid_code"] = (given if given is not None and len(given) == len(buildings)
-                              else _building_grids(twin, p))
+    buildings["grid_code"] = parts.building_grid_code
     manifest = dict(twin.manifest)
     manifest["counts"] = dict(manifest.get("counts", {}), grids=len(parts.grids))
     if version is not None:

@@ -372,6 +372,7 @@ class Twins:
             for old in sorted(self.built)[: max(0, len(self.built) - self.keep_versions)]:
                 del self.built[old]
                 self._builds.pop(old, None)
+                self.parts_used.pop(old, None)
             keep = {f"checkout:{self.store.url}:{v}" for v in self.built}
             for k in [k for k in base.cache if isinstance(k, str) and k.startswith("checkout:") and k not in keep]:
                 base.cache.pop(k, None)

@@ -162,7 +162,7 @@ class IndexSeeds:
     partition_index : the version's :class:`twin.query._index.PartitionIndex`.
     grid_counts : :func:`twin.query.dossier.grid_count_state` of the version.
     units_added, units_removed : how the version's :func:`twin.query._cover.unit_keys` (WKBs, bounds) differ from
-        those of the twin it was made from (an edit redraws a few grids: a few kB instead of ≈ 4 MB of WKB).
+        those of the twin it was made from (an edit redraws a few grids: a few kB instead of ≈ 0.6 MB of WKB).
     """
 
     n_points: int
