@@ -4,6 +4,7 @@ started, the version builder is running (its transformers made), and the head's 
 from __future__ import annotations
 
 import gc
+import warnings
 from pathlib import Path
 
 import pytest
@@ -49,3 +50,23 @@ def test_the_builder_thread_starts_warm_and_ends_with_its_twins(small_twin: twin
     gc.collect()
     builder.join(timeout=10)
     assert not builder.is_alive()  # it held the twins only weakly
+
+
+def test_the_event_loop_thread_has_its_transformers_before_the_first_request(small_twin: twin.Twin,
+                                                                               tmp_path: Path) -> None:
+    """Small lassos are answered inline on the event loop (:func:`twin.service.areas.fast_summary`); a thread's
+    first transform makes its PROJ context (≈ 70 ms), which start-up pays, not a worker's first lasso."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # starlette warns that its TestClient will move to httpx2
+        from fastapi.testclient import TestClient
+
+    from twin import crs
+    from twin.service.app import create_app
+
+    def loop_thread_pairs() -> set[tuple[str, str]]:
+        return set(getattr(crs._local, "transformers", {}))
+
+    app = create_app(twin=small_twin, database_url=str(tmp_path / "state.sqlite"))
+    with TestClient(app) as c:  # start-up (lifespan) has run on the client's event loop thread; no request yet
+        assert c.portal is not None
+        assert (crs.STORAGE_CRS, crs.METRIC_CRS) in c.portal.call(loop_thread_pairs)

@@ -24,6 +24,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from twin.access.policy import MAX_PAGE_SIZE, AccessPolicy
+from twin.crs import warm_transformers
 from twin.model import Twin
 from twin.service import (
     areas,
@@ -93,6 +94,7 @@ def create_app(twin_root: str | Path | None = None, database_url: str | None = N
         if warm:
             await anyio.to_thread.run_sync(twins.warm)
             await anyio.to_thread.run_sync(start_query_threads)
+            warm_transformers()  # this (the event loop's) thread answers small lassos inline: ≈ 70 ms once, here
         if freeze_gc:
             gc.collect()
             gc.freeze()
