@@ -219,3 +219,36 @@ def test_the_builder_keeps_the_newest_parts_only(small_twin, tmp_path):
     build_process._prune(tmp_path, build_process.KEEP)
     kept = sorted(int(p.stem[1:]) for p in tmp_path.glob("v*.parts"))
     assert kept == list(range(5, 2 + build_process.KEEP + 3))
+
+
+def test_the_builder_loads_at_the_callers_priority_and_builds_at_a_lower_one(small_twin: twin.Twin, tmp_path: Path,
+                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """Loading at ``nice`` 10 is slow while the workers are busy (every worker builds every version in full until
+    the builder is ready), so only the building runs at the lower priority (per thread on Linux: this test's
+    thread, not the test process)."""
+    seen: dict[str, int] = {}
+
+    def niceness() -> int:
+        return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    def load_twin(root: Path | None) -> twin.Twin:
+        seen["loading"] = niceness()
+        return small_twin
+
+    monkeypatch.setattr(build_process, "load", load_twin)
+    stop = threading.Event()
+
+    def builder() -> None:
+        build_process.run(None, Store(tmp_path / "state.sqlite"), tmp_path, stop=stop, nice=3)
+        seen["building"] = niceness()
+
+    start = niceness()
+    th = threading.Thread(target=builder)
+    th.start()
+    deadline = time.monotonic() + 60
+    while build_process.read_status(tmp_path) is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    stop.set()
+    th.join(timeout=30)
+    assert seen == {"loading": start, "building": start + 3}
+    assert niceness() == start  # the caller's own thread is untouched
