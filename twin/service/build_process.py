@@ -52,7 +52,7 @@ from twin.partition.versions import (
 from twin.service._versioned import IndexSeeds, build_indexes, index_seeds, seed_indexes
 from twin.store.sql import Store, open_store
 
-__all__ = ["BEAT_S", "STALE_S", "Prepared", "await_parts", "checkout_prepared", "parts_path", "prepare",
+__all__ = ["BEAT_S", "STALE_S", "Prepared", "await_parts", "checkout_prepared", "lower_priority", "parts_path", "prepare",
            "read_status", "run", "start", "write_parts"]
 
 BEAT_S = 0.5
@@ -190,8 +190,7 @@ def run(twin_root: Path | None, store: Store, directory: Path, *, poll_s: float 
     """The builder loop: load the twin, then build the parts of each new head version into ``directory`` until
     ``stop`` is set or the parent process ``parent_pid`` is gone.
 
-    The loading runs at the caller's priority and the building at ``nice`` more (``os.nice`` of this thread, which
-    the heartbeat thread inherits): loading at ``nice`` 10 is slow whenever the workers are busy before it is done
+    The loading runs at the caller's priority and the building at ``nice`` more (:func:`lower_priority`): loading at ``nice`` 10 is slow whenever the workers are busy before it is done
     (ready 48 s after start in one of four runs with wrk from the first answer, 21–22 s in the others), and the
     workers build every version in full meanwhile."""
     directory = Path(directory)
@@ -200,7 +199,7 @@ def run(twin_root: Path | None, store: Store, directory: Path, *, poll_s: float 
     build_indexes(base)
     prepare_checkouts(base)
     if nice:
-        os.nice(nice)
+        lower_priority(nice)
     stop = stop or threading.Event()
     state = {"building": 0, "seen": 0}
 
@@ -234,6 +233,20 @@ def run(twin_root: Path | None, store: Store, directory: Path, *, poll_s: float 
             _prune(directory, KEEP)
         stop.wait(poll_s)
     beater.join(timeout=2 * BEAT_S)
+
+
+def lower_priority(nice: int) -> None:
+    """Add ``nice`` to the niceness of every thread of this process (Linux sets it per thread: ``os.nice`` alone
+    would leave the threads already started — Arrow's pool, jemalloc's — at the old priority); elsewhere
+    ``os.nice``. Threads started later inherit it."""
+    try:
+        tids = [int(t) for t in os.listdir("/proc/self/task")]
+    except OSError:
+        os.nice(nice)
+        return
+    for tid in tids:
+        with contextlib.suppress(OSError):  # a thread that has just ended
+            os.setpriority(os.PRIO_PROCESS, tid, os.getpriority(os.PRIO_PROCESS, tid) + nice)
 
 
 def start(twin_root: Path | None, database_url: str | None, directory: Path) -> subprocess.Popen[bytes]:
