@@ -5,7 +5,8 @@ a version's build is its :class:`~twin.partition.versions.VersionParts` (grid po
 workers re-assigned: ≈ 50 of ≈ 75 ms on the default twin), and a build in a worker's thread holds that worker's GIL,
 so its readers wait. ``twin serve`` therefore starts this process (``python -m twin.service.build_process``); it
 loads the twin at the server's priority, then builds at a lower one (``nice`` 10): it polls the store's head and
-writes each new head's parts to a directory the workers read (:func:`await_parts`). A worker then only assembles the version (≈ 15 ms).
+writes each new head's parts to a directory the workers read (:func:`await_parts`). A worker then only assembles
+the version (≈ 15 ms).
 
 The directory (made by ``twin serve``, mode 0700, removed when it stops) holds:
 
@@ -52,8 +53,8 @@ from twin.partition.versions import (
 from twin.service._versioned import IndexSeeds, build_indexes, index_seeds, seed_indexes
 from twin.store.sql import Store, open_store
 
-__all__ = ["BEAT_S", "STALE_S", "Prepared", "await_parts", "checkout_prepared", "lower_priority", "parts_path", "prepare",
-           "read_status", "run", "start", "write_parts"]
+__all__ = ["BEAT_S", "STALE_S", "Prepared", "await_parts", "checkout_prepared", "lower_priority", "parts_path",
+           "prepare", "read_status", "run", "start", "write_parts"]
 
 BEAT_S = 0.5
 """Seconds between heartbeats of the builder process."""
@@ -190,9 +191,10 @@ def run(twin_root: Path | None, store: Store, directory: Path, *, poll_s: float 
     """The builder loop: load the twin, then build the parts of each new head version into ``directory`` until
     ``stop`` is set or the parent process ``parent_pid`` is gone.
 
-    The loading runs at the caller's priority and the building at ``nice`` more (:func:`lower_priority`): loading at ``nice`` 10 is slow whenever the workers are busy before it is done
-    (ready 48 s after start in one of four runs with wrk from the first answer, 21–22 s in the others), and the
-    workers build every version in full meanwhile."""
+    The loading runs at the caller's priority and the building at ``nice`` more (:func:`lower_priority`): loading
+    at ``nice`` 10 is slow whenever the workers are busy before it is done (ready 48 s after start in one of four
+    runs with wrk from the first answer, 21–22 s in the others), and the workers build every version in full
+    meanwhile."""
     directory = Path(directory)
     base = load(twin_root)
     ensure_base(store, base)
