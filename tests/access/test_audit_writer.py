@@ -1,8 +1,11 @@
 """The audit log's group-commit writer: batches in one transaction, an acknowledged entry survives SIGKILL, a failed
-batch stores nothing and tells every waiter, several processes still make one valid chain."""
+batch stores nothing and tells every waiter, several processes still make one valid chain; from an event loop, the
+entries of one loop turn commit together on the loop thread, and a held write lock sends them to the writer thread
+without stopping the loop."""
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 import threading
@@ -90,7 +93,7 @@ def test_a_failed_batch_stores_nothing_and_every_waiter_gets_the_error(store):
 
 
 _APPENDER = """
-import sys, threading
+import asyncio, sys, threading
 from twin.access import audit
 from twin.store.sql import Store
 store = Store(sys.argv[1])
@@ -102,14 +105,24 @@ def work(i):
         with lock:
             print(e.seq, e.hash, flush=True)  # acknowledged: durable before this line is written
         n += 1
+async def task(i):  # as the service's middleware does, on the event loop
+    n = 0
+    while True:
+        e = await audit.submit_on_loop(store, user=f"p{i}", role="district", endpoint="/area/summary", counts={"n": n})
+        print(e.seq, e.hash, flush=True)
+        n += 1
+async def tasks(k):
+    await asyncio.gather(*(task(i) for i in range(k)))
+if sys.argv[3] == "loop":
+    asyncio.run(tasks(int(sys.argv[2])))
 for i in range(int(sys.argv[2])):
     threading.Thread(target=work, args=(i,), daemon=True).start()
 threading.Event().wait()
 """
 
 
-def _acked_after_kill(path, threads: int, n: int) -> list[tuple[int, str]]:
-    p = subprocess.Popen([sys.executable, "-c", _APPENDER, str(path), str(threads)], stdout=subprocess.PIPE,
+def _acked_after_kill(path, threads: int, n: int, mode: str = "thread") -> list[tuple[int, str]]:
+    p = subprocess.Popen([sys.executable, "-c", _APPENDER, str(path), str(threads), mode], stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, text=True)
     acked = []
     deadline = time.monotonic() + 120
@@ -128,9 +141,10 @@ def _acked_after_kill(path, threads: int, n: int) -> list[tuple[int, str]]:
     return acked
 
 
-def test_an_acknowledged_entry_survives_sigkill_of_the_writer(tmp_path):
+@pytest.mark.parametrize("mode", ["thread", "loop"])
+def test_an_acknowledged_entry_survives_sigkill_of_the_writer(tmp_path, mode):
     path = tmp_path / "state.sqlite"
-    acked = _acked_after_kill(path, threads=6, n=300)
+    acked = _acked_after_kill(path, threads=6, n=300, mode=mode)
     st = Store(path)
     stored = {e.seq: e.hash for e in audit.entries(st)}
     assert all(stored.get(seq) == h for seq, h in acked)  # every acknowledged entry is there, unchanged
@@ -139,10 +153,11 @@ def test_an_acknowledged_entry_survives_sigkill_of_the_writer(tmp_path):
     assert rep.n_entries >= len(acked)
 
 
-def test_two_processes_through_their_writers_make_one_chain(tmp_path):
+@pytest.mark.parametrize("modes", [("thread", "thread"), ("loop", "loop"), ("loop", "thread")])
+def test_two_processes_through_their_writers_make_one_chain(tmp_path, modes):
     path = tmp_path / "state.sqlite"
-    ps = [subprocess.Popen([sys.executable, "-c", _APPENDER, str(path), "3"], stdout=subprocess.PIPE,
-                           stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    ps = [subprocess.Popen([sys.executable, "-c", _APPENDER, str(path), "3", mode], stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True) for mode in modes]
     try:
         for p in ps:
             for _ in range(150):
@@ -158,3 +173,96 @@ def test_two_processes_through_their_writers_make_one_chain(tmp_path):
     assert {"p0", "p1", "p2"} <= users
     rep = audit.verify(st)
     assert rep.ok and rep.n_entries >= 300, rep.to_text()
+
+
+def _table(store):
+    store.ensure_schema("t", ("CREATE TABLE IF NOT EXISTS t (x INTEGER NOT NULL)",))
+    threads: list[int] = []
+
+    def apply(tx, x):
+        threads.append(threading.get_ident())
+        tx.execute("INSERT INTO t (x) VALUES (?)", (x,))
+        return x
+
+    return apply, threads
+
+
+def test_on_the_loop_one_turn_of_entries_commits_in_one_transaction_on_the_loop_thread(store):
+    apply, threads = _table(store)
+    w = GroupWriter(store, apply)
+
+    async def main():
+        futs = [w.submit_on_loop(x) for x in range(5)]  # one turn: nothing awaited in between
+        assert not any(f.done() for f in futs)  # nothing is durable yet
+        assert await asyncio.gather(*futs) == list(range(5))
+        assert store.query("SELECT x FROM t ORDER BY x") == [(x,) for x in range(5)]  # durable when resolved
+        assert (w.batches, w.items) == (1, 5)
+        assert await asyncio.gather(w.submit_on_loop(5), w.submit_on_loop(6)) == [5, 6]
+        assert (w.batches, w.items) == (2, 7)
+        return threading.get_ident()
+
+    loop_thread = asyncio.run(main())
+    assert set(threads) == {loop_thread}
+
+
+def test_on_the_loop_a_held_write_lock_sends_the_batch_to_the_writer_thread_and_the_loop_goes_on(store):
+    apply, threads = _table(store)
+    w = GroupWriter(store, apply)
+    holding, release = threading.Event(), threading.Event()
+
+    def hold():  # another writer of the database (here a thread; the same holds for another process)
+        with Store(store.url).transaction() as tx:
+            tx.execute("INSERT INTO t (x) VALUES (-1)")
+            holding.set()
+            release.wait(30)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    assert holding.wait(10)
+
+    async def main():
+        fut = w.submit_on_loop(1)
+        ticks = 0
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < 0.3:  # the loop keeps turning while the other writer holds the lock
+            await asyncio.sleep(0.01)
+            ticks += 1
+        assert not fut.done() and ticks >= 10
+        release.set()
+        assert await asyncio.wait_for(fut, 30) == 1
+        return threading.get_ident()
+
+    try:
+        loop_thread = asyncio.run(main())
+    finally:
+        release.set()
+        holder.join(30)
+    assert store.query("SELECT x FROM t ORDER BY x") == [(-1,), (1,)]
+    assert len(threads) == 1 and threads[0] != loop_thread  # written by the writer thread, after the holder
+
+
+def test_on_the_loop_a_failed_batch_stores_nothing_and_every_waiter_gets_the_error(store):
+    apply, _ = _table(store)
+    w = GroupWriter(store, apply)
+
+    async def main():
+        futs = [w.submit_on_loop(1), w.submit_on_loop(None), w.submit_on_loop(3)]  # NULL: the batch rolls back
+        for res in await asyncio.gather(*futs, return_exceptions=True):
+            assert isinstance(res, Exception) and "NOT NULL" in str(res)
+        assert await w.submit_on_loop(4) == 4  # the writer goes on
+
+    asyncio.run(main())
+    assert store.query("SELECT x FROM t ORDER BY x") == [(4,)]
+
+
+def test_on_the_loop_entries_chain_with_the_writer_threads_in_one_valid_log(store):
+    async def main():
+        on_loop = [audit.submit_on_loop(store, user=f"l{i}", role="district", endpoint="/x") for i in range(20)]
+        in_thread = await asyncio.to_thread(
+            lambda: [audit.append(store, user=f"t{i}", role="district", endpoint="/x") for i in range(20)])
+        return await asyncio.gather(*on_loop), in_thread
+
+    on_loop, in_thread = asyncio.run(main())
+    assert sorted(e.seq for e in [*on_loop, *in_thread]) == list(range(1, 41))
+    rep = audit.verify(store)
+    assert rep.ok and rep.n_entries == 40, rep.to_text()

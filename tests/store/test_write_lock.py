@@ -1,5 +1,6 @@
 """SQLite write transactions wait for each other through the store's write lock (kernel-woken, no busy back-off),
-across processes and threads; a nested transaction is still refused by SQLite rather than deadlocked."""
+across processes and threads; a nested transaction is still refused by SQLite rather than deadlocked; a transaction
+asked not to wait is refused at once while another writer holds the lock, and begins when it is free."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import time
 
 import pytest
 
-from twin.store.sql import Store
+from twin.store.sql import Store, WriteLockBusy
 
 
 def _hold(url: str, ready, release) -> None:  # noqa: ANN001 - multiprocessing events
@@ -103,3 +104,43 @@ def test_an_open_transaction_holds_the_lock_file_against_other_processes(tmp_pat
     p.start()
     p.join(60)
     assert out.get(timeout=10) == "free"
+
+
+def test_a_transaction_that_must_not_wait_is_refused_while_another_thread_or_process_writes(tmp_path):
+    url = str(tmp_path / "s.sqlite")
+    st = Store(url)
+    with st.transaction() as tx:
+        tx.execute("CREATE TABLE t (who TEXT)")
+    holding, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with Store(url).transaction() as tx:
+            tx.execute("INSERT INTO t (who) VALUES ('thread')")
+            holding.set()
+            release.wait(30)
+
+    th = threading.Thread(target=hold)
+    th.start()
+    assert holding.wait(10)
+    try:
+        with pytest.raises(WriteLockBusy, match="another thread"):
+            with st.transaction(wait=False) as tx:
+                tx.execute("INSERT INTO t (who) VALUES ('refused')")
+    finally:
+        release.set()
+        th.join(30)
+    ctx = mp.get_context("spawn")
+    ready, release = ctx.Event(), ctx.Event()
+    p = ctx.Process(target=_hold, args=(url, ready, release))
+    p.start()
+    try:
+        assert ready.wait(60)
+        with pytest.raises(WriteLockBusy, match="another process"):
+            with st.transaction(wait=False) as tx:
+                tx.execute("INSERT INTO t (who) VALUES ('refused')")
+    finally:
+        release.set()
+        p.join(30)
+    with st.transaction(wait=False) as tx:  # free again: begins at once
+        tx.execute("INSERT INTO t (who) VALUES ('parent')")
+    assert [r[0] for r in st.query("SELECT who FROM t ORDER BY rowid")] == ["thread", "child", "parent"]

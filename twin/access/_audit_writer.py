@@ -11,6 +11,13 @@ A writer with ``linger_s`` keeps a batch open a little (at most ``linger_s``) wh
 (:meth:`GroupWriter.expect`) have not submitted it yet: under load one transaction then carries ≈ 5–10 items
 instead of ≈ 2, at a few ms of latency; a lone caller (nobody else announced) never waits.
 
+From an asyncio event loop, :meth:`GroupWriter.submit_on_loop` batches per turn of the loop instead: on SQLite, the
+items submitted during one turn are committed together on the loop thread at the start of the next turn, when the
+store's write lock is free at that moment; when another writer holds it (or the store is PostgreSQL) the batch goes
+to the writer thread and the loop does not wait. Measured under load (two service workers, 64 connections): the
+writer thread's wake-ups took the GIL from the loop at every call that releases it (a NumPy or shapely kernel, a
+PROJ transform), which cost the loop more than writing the batch itself (a commit is ≈ 0.2 ms here).
+
 Processes serialise through the store's write transaction, so ``apply`` must read whatever it chains on (the audit
 head) inside the transaction it is given. :mod:`twin.access.audit` uses this for every append outside a caller's
 transaction.
@@ -18,6 +25,7 @@ transaction.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import threading
 import time
@@ -25,7 +33,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from typing import Any, Generic, TypeVar
 
-from twin.store.sql import Store, Transaction
+from twin.store.sql import Store, Transaction, WriteLockBusy
 
 __all__ = ["GroupWriter", "writer_for"]
 
@@ -67,6 +75,7 @@ class GroupWriter(Generic[T, R]):
         self._pending: list[tuple[T, Future[R]]] = []
         self._waiting = ""  # what the writer thread waits for: "idle" (a first item), "linger" (announced ones), ""
         self._cv = threading.Condition()
+        self._on_loop: dict[asyncio.AbstractEventLoop, list[tuple[T, asyncio.Future[R]]]] = {}
         self.batches = 0
         self.items = 0
         self._thread = threading.Thread(target=self._run, name=f"group-writer {store.url}", daemon=True)
@@ -80,6 +89,55 @@ class GroupWriter(Generic[T, R]):
             if self._needs_wake():
                 self._cv.notify()
         return fut
+
+    def submit_on_loop(self, item: T) -> asyncio.Future[R]:
+        """Queue ``item`` from the thread running an asyncio event loop; the future resolves to ``apply``'s result
+        once the item is durable. Items submitted during one turn of the loop are committed in one transaction at
+        the start of the next turn: on the loop thread when the store is SQLite and its write lock is free at that
+        moment, else through the writer thread (:meth:`submit`), so the loop never waits for another writer."""
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[R] = loop.create_future()
+        if self.store.dialect != "sqlite":
+            _resolve_from(self.submit(item), fut, loop)
+            return fut
+        pending = self._on_loop.setdefault(loop, [])
+        pending.append((item, fut))
+        if len(pending) == 1:
+            loop.call_soon(self._commit_on_loop, loop)
+        return fut
+
+    def _commit_on_loop(self, loop: asyncio.AbstractEventLoop) -> None:
+        batch = self._on_loop.pop(loop, [])  # all of them: an entry is written even if its waiter was cancelled
+        if not batch:
+            return
+        try:
+            if self._prepare is not None:
+                self._prepare(self.store)
+            with self.store.transaction(wait=False) as tx:
+                results = self._run_batch(tx, [item for item, _ in batch])
+        except WriteLockBusy:  # another writer is at work: the writer thread waits for it, the loop goes on
+            for item, fut in batch:
+                _resolve_from(self.submit(item), fut, loop)
+            return
+        except Exception as e:  # noqa: BLE001 - handed to every waiting caller (nothing of the batch was stored)
+            for _, fut in batch:
+                if not fut.done():
+                    fut.set_exception(e)
+            return
+        self._committed(results)
+        for (_, fut), res in zip(batch, results):
+            if not fut.done():
+                fut.set_result(res)
+
+    def _committed(self, results: Sequence[R]) -> None:
+        """Count a committed batch and run ``after`` (its errors swallowed: the batch is already durable)."""
+        self.batches += 1
+        self.items += len(results)
+        if self._after is not None:
+            try:
+                self._after(results)
+            except Exception:  # noqa: BLE001 - already durable; the next batch or a timer retries
+                pass
 
     def expect(self, n: int = 1) -> None:
         """``n`` more items will be submitted soon (``-n``: announced items that were submitted or will not come);
@@ -139,15 +197,33 @@ class GroupWriter(Generic[T, R]):
                 for _, fut in live:
                     fut.set_exception(e)
                 continue
-            self.batches += 1
-            self.items += len(live)
-            if self._after is not None:
-                try:
-                    self._after(results)
-                except Exception:  # noqa: BLE001 - already durable; the next batch or a timer retries
-                    pass
+            self._committed(results)
             for (_, fut), res in zip(live, results):
                 fut.set_result(res)
+
+
+def _resolve_from(source: Future[R], target: asyncio.Future[R], loop: asyncio.AbstractEventLoop) -> None:
+    """Resolve the asyncio future ``target`` (of ``loop``) like the thread's future ``source``, once it is done."""
+
+    def copy(src: Future[R]) -> None:
+        if target.done():
+            return
+        if src.cancelled():
+            target.cancel()
+            return
+        e = src.exception()
+        if e is not None:
+            target.set_exception(e)
+        else:
+            target.set_result(src.result())
+
+    def done(src: Future[R]) -> None:
+        try:
+            loop.call_soon_threadsafe(copy, src)
+        except RuntimeError:  # the loop is closed: nobody waits any more
+            pass
+
+    source.add_done_callback(done)
 
 
 _writers: dict[tuple[int, str, str], GroupWriter[Any, Any]] = {}

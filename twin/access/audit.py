@@ -28,6 +28,7 @@ footprint, so a replaced footprint is detected.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import functools
 import hmac
@@ -81,6 +82,7 @@ __all__ = [
     "CHECKPOINT_SECONDS",
     "append",
     "submit",
+    "submit_on_loop",
     "expect",
     "settle",
     "AUDIT_LINGER_S",
@@ -152,7 +154,7 @@ def submit(store: Store, *, user: str, role: str, endpoint: str, method: str = "
     :class:`Entry` once the transaction holding it has committed (durable), or to the error that rolled it back.
 
     The area hash, footprint and km² are computed here, in the caller's thread; the writer thread only chains
-    (reads the head inside its transaction, HMACs, inserts). Await it from asyncio with ``asyncio.wrap_future``.
+    (reads the head inside its transaction, HMACs, inserts). From an event loop use :func:`submit_on_loop`.
     """
     ensure_schema(store)  # once per store object (as readers of this object expect), cheap after
     fields, footprint = _fields(user, role, endpoint, method, area, area_km2, counts, version, outcome, status,
@@ -160,18 +162,36 @@ def submit(store: Store, *, user: str, role: str, endpoint: str, method: str = "
     return writer_for(store, "audit", _make_writer).submit((fields, footprint))
 
 
+def submit_on_loop(store: Store, *, user: str, role: str, endpoint: str, method: str = "GET",
+                   area: BaseGeometry | None = None, area_km2: float | None = None,
+                   counts: Mapping[str, int] | None = None, version: str | int | None = None, outcome: str = "ok",
+                   status: int = 200, detail: str = "") -> asyncio.Future[Entry]:
+    """:func:`submit` from the thread running an asyncio event loop: the entries of one loop turn commit together
+    at the start of the next (on SQLite on the loop thread when no other writer holds the store, else through the
+    writer thread; :meth:`~._audit_writer.GroupWriter.submit_on_loop`). Await the returned future."""
+    ensure_schema(store)
+    fields, footprint = _fields(user, role, endpoint, method, area, area_km2, counts, version, outcome, status,
+                                detail)
+    return writer_for(store, "audit", _make_writer).submit_on_loop((fields, footprint))
+
+
 #: how long (seconds) a batch of the audit writer waits for entries of requests still at work (see :func:`expect`)
 AUDIT_LINGER_S = 0.006
 
 
 def expect(store: Store) -> None:
-    """A request that will :func:`submit` an entry has started: the writer holds its next batch open for it (at most
-    :data:`AUDIT_LINGER_S`), so that busy processes commit many entries per transaction. Pair with :func:`settle`."""
+    """A request that will submit an entry has started: the writer thread holds its next batch open for it (at most
+    :data:`AUDIT_LINGER_S`), so that busy processes commit many entries per transaction. Pair with :func:`settle`.
+    Nothing to do on SQLite: there a request's entry is submitted on the event loop, which batches per loop turn."""
+    if store.dialect == "sqlite":
+        return
     writer_for(store, "audit", _make_writer).expect(1)
 
 
 def settle(store: Store) -> None:
     """The entry announced by :func:`expect` was submitted, or will not be."""
+    if store.dialect == "sqlite":
+        return
     writer_for(store, "audit", _make_writer).expect(-1)
 
 

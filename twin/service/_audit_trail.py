@@ -3,7 +3,7 @@
 Every request that carries an API key, and every 401, gets its audit entry written — durably, in the store — before
 the first byte of its response leaves: the status line is held back until the entry's future from
 :func:`~.deps.submit_audit` resolves (the process's one group-commit writer, :mod:`twin.access._audit_writer`, has
-committed the batch holding it). Every audited answer names the partition version it was computed from
+committed the batch holding it: the entries of one turn of the event loop, in one transaction). Every audited answer names the partition version it was computed from
 (``X-Twin-Version``) and the change head it reflects (``X-Twin-Changes``, :class:`~._twins.AnsweredVersion`).
 That covers requests the app rejects before any endpoint runs (unknown route 404, 405, 413 from the body limit,
 422/400 from request validation) and server errors (500: the exception passes through here). The key is
@@ -16,7 +16,6 @@ PostgreSQL store served from an explicit twin directory it keeps the audit key a
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Awaitable, Callable, MutableMapping
 from functools import partial
@@ -91,8 +90,8 @@ class AuditTrail:
             slot.endpoint = str(getattr(route, "path", None) or slot.endpoint)
             settle()  # before the submit: a lone request's entry then wakes the writer once, and is not waited on
             fut = submit_audit(svc.store, slot, status, detail)
-            if fut is not None:  # the group-commit writer resolves it once the entry's batch is durable
-                await asyncio.wrap_future(fut)
+            if fut is not None:  # resolved once the entry's batch is durable (committed once per loop turn)
+                await fut
 
         async def send_audited(msg: Message) -> None:
             nonlocal held

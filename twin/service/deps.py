@@ -10,8 +10,8 @@ The middleware authenticates the key once and hands the result to :func:`caller`
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
-from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
@@ -29,7 +29,7 @@ from twin.service._twins import EXAMPLE_AREA
 from twin.store.sql import Store, Transaction
 
 __all__ = ["Audit", "AuditSlot", "Audited", "Caller", "AreaBody", "SLOT", "audited", "caller",
-           "commit_audit", "finish_audit", "submit_audit", "key_from", "outcome_for", "write_audit", "write_error", "route_path"]
+           "commit_audit", "submit_audit", "slot_entry", "key_from", "outcome_for", "write_audit", "write_error", "route_path"]
 
 AreaBody = Annotated[dict[str, Any], Body(description="GeoJSON Polygon/MultiPolygon, Feature or FeatureCollection "
                                                       "in WGS84 (lng, lat)", examples=[EXAMPLE_AREA])]
@@ -188,17 +188,18 @@ def commit_audit(svc: ServiceState, ctx: Audit) -> Callable[[Transaction, int], 
     return write
 
 
-def finish_audit(store: Store, slot: AuditSlot, status: int, detail: str) -> None:
-    """Write the request's entry now (blocking until durable); see :func:`submit_audit`."""
-    fut = submit_audit(store, slot, status, detail)
-    if fut is not None:
-        fut.result()
+def submit_audit(store: Store, slot: AuditSlot, status: int, detail: str) -> asyncio.Future[audit.Entry] | None:
+    """Queue the request's entry (:func:`slot_entry`) from the event loop thread
+    (:func:`twin.access.audit.submit_on_loop`: the entries of one loop turn commit together); the middleware awaits
+    the future before the response leaves. ``None`` when nothing is to be written."""
+    entry = slot_entry(slot, status, detail)
+    return None if entry is None else audit.submit_on_loop(store, **entry)
 
 
-def submit_audit(store: Store, slot: AuditSlot, status: int, detail: str) -> Future[audit.Entry] | None:
-    """Queue the request's entry for the audit writer (the middleware awaits the future before the response
-    leaves): the endpoint's record, else the caller's, else the rejected key's; ``None`` when nothing is to be
-    written (a public request without a key, or an entry already written in the change's transaction)."""
+def slot_entry(slot: AuditSlot, status: int, detail: str) -> dict[str, Any] | None:
+    """The request's audit entry (keyword arguments of :func:`twin.access.audit.submit`), once: the endpoint's
+    record, else the caller's, else the rejected key's; ``None`` when nothing is to be written (a public request
+    without a key, an entry already written in the change's transaction, or asked before)."""
     if slot.done:
         return None
     slot.done = True
@@ -207,15 +208,14 @@ def submit_audit(store: Store, slot: AuditSlot, status: int, detail: str) -> Fut
         if ctx.written and (status < 400 or (ctx.written_status or 0) >= 400):
             return None  # written in the change's transaction, or by the endpoint with its final status
         ctx.written, ctx.written_status = True, status
-        return audit.submit(store, user=ctx.role.user, role=ctx.role.name, endpoint=ctx.endpoint, method=ctx.method,
-                            area=ctx.area, area_km2=ctx.area_km2, counts=ctx.counts, version=ctx.version,
-                            outcome=outcome_for(status), status=status,
-                            detail=ctx.detail if status < 400 else detail or ctx.detail)
+        return dict(user=ctx.role.user, role=ctx.role.name, endpoint=ctx.endpoint, method=ctx.method,
+                    area=ctx.area, area_km2=ctx.area_km2, counts=ctx.counts, version=ctx.version,
+                    outcome=outcome_for(status), status=status,
+                    detail=ctx.detail if status < 400 else detail or ctx.detail)
     if slot.role is not None:
-        return audit.submit(store, user=slot.role.user, role=slot.role.name, endpoint=slot.endpoint,
-                            method=slot.method, outcome=outcome_for(status), status=status, detail=detail)
+        return dict(user=slot.role.user, role=slot.role.name, endpoint=slot.endpoint, method=slot.method,
+                    outcome=outcome_for(status), status=status, detail=detail)
     if slot.auth_error is not None or status == 401:
-        return audit.submit(store, user="-", role="-", endpoint=slot.endpoint, method=slot.method,
-                            outcome="unauthenticated", status=status,
-                            detail=str(slot.auth_error) if slot.auth_error is not None else detail)
+        return dict(user="-", role="-", endpoint=slot.endpoint, method=slot.method, outcome="unauthenticated",
+                    status=status, detail=str(slot.auth_error) if slot.auth_error is not None else detail)
     return None

@@ -5,7 +5,9 @@ SQLite refuses a second writer with ``SQLITE_BUSY`` and its busy handler retries
 workers, committing every few milliseconds) waits for hundreds of milliseconds to seconds (measured: p99 1.06 s
 beside two busy writers). Here a write transaction first takes an exclusive ``flock`` on ``<database>-writelock``
 (and a per-process lock for its threads): a waiter sleeps in the kernel and is woken the moment the holder lets go,
-so ``BEGIN IMMEDIATE`` then finds the database free. Processes that do not use :class:`twin.store.sql.Store` still
+so ``BEGIN IMMEDIATE`` then finds the database free. ``wait=False`` does not wait: it raises :class:`WriteLockBusy`
+when another thread or process holds the lock (an event loop thread uses it to write only when that costs no wait).
+Processes that do not use :class:`twin.store.sql.Store` still
 get SQLite's own locking (the busy timeout), so nothing is less safe than before.
 """
 
@@ -18,7 +20,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["write_lock"]
+__all__ = ["WriteLockBusy", "write_lock"]
+
+class WriteLockBusy(RuntimeError):
+    """The write lock is held by another thread or process (raised only when asked not to wait)."""
+
 
 _locks: dict[tuple[int, str], tuple[threading.Lock, int]] = {}
 _guard = threading.Lock()
@@ -38,19 +44,27 @@ def _lock_for(path: Path) -> tuple[threading.Lock, int]:
 
 
 @contextmanager
-def write_lock(path: Path) -> Iterator[None]:
-    """Hold the write lock of the SQLite database at ``path`` (blocking; the GIL is released while waiting)."""
+def write_lock(path: Path, *, wait: bool = True) -> Iterator[None]:
+    """Hold the write lock of the SQLite database at ``path``; ``wait=True`` blocks until it is free (the GIL is
+    released while waiting), ``wait=False`` raises :class:`WriteLockBusy` at once when another holds it."""
     held: set[str] = getattr(_held, "paths", None) or set()
     _held.paths = held
     if str(path) in held:  # already ours: SQLite itself refuses the nested BEGIN with a clear error
         yield
         return
     lock, fd = _lock_for(path)
-    with lock:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+    if not lock.acquire(blocking=wait):
+        raise WriteLockBusy(f"the write lock of {path} is held by another thread of this process")
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise WriteLockBusy(f"the write lock of {path} is held by another process") from None
         held.add(str(path))
         try:
             yield
         finally:
             held.discard(str(path))
             fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        lock.release()

@@ -20,9 +20,9 @@ from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
-from twin.store._write_lock import write_lock
+from twin.store._write_lock import WriteLockBusy, write_lock
 
-__all__ = ["Store", "Transaction", "open_store"]
+__all__ = ["Store", "Transaction", "WriteLockBusy", "open_store"]
 
 
 class Store:
@@ -92,12 +92,15 @@ class Store:
         self._schemas.add(name)
 
     @contextmanager
-    def transaction(self) -> Iterator[Transaction]:
-        """A write transaction: commits on success, rolls back on any exception."""
+    def transaction(self, *, wait: bool = True) -> Iterator[Transaction]:
+        """A write transaction: commits on success, rolls back on any exception.
+
+        ``wait=False`` (SQLite): raise :class:`~twin.store._write_lock.WriteLockBusy` before beginning when another
+        writer holds the database, instead of waiting for it. PostgreSQL begins at once either way."""
         con = self.connection
         sqlite = self.dialect == "sqlite"
         # SQLite: one writer at a time through the write lock, without SQLite's sleeping busy back-off
-        with write_lock(self.path) if sqlite else nullcontext():
+        with write_lock(self.path, wait=wait) if sqlite else nullcontext():
             con.execute("BEGIN IMMEDIATE" if sqlite else "BEGIN")
             try:
                 yield Transaction(self, con)
