@@ -1,17 +1,21 @@
 """The lean path of ``POST /area/summary`` (:func:`twin.service.areas.fast_summary` run by
 :class:`twin.service._requests.FastRoutes`) answers exactly like the FastAPI route, audits each request once, checks
-the key every time (revocation), and hands everything unusual to the route; ``parse_area``'s numpy ring check builds
+the key every time (revocation) with one check per key at a time, and hands everything unusual to the route; ``parse_area``'s numpy ring check builds
 the same geometry as ``shapely.geometry.shape`` and keeps the per-position messages."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 import warnings
 
+import httpx
 import pytest
 import shapely
 from api_helpers import H
 from shapely.geometry import box, mapping, shape
 
+import twin.service._audit_trail as trail_mod
 import twin.service.areas as areas_mod
 from twin.access import audit, auth
 from twin.errors import ValidationError
@@ -104,6 +108,33 @@ def test_a_revoked_key_is_refused_at_once(env):
     r = c.post("/area/summary", json=area, headers=H(keys["district"]))
     assert r.status_code == 401 and "revoked" in r.json()["detail"]
     assert c.post("/area/summary", json=area, headers=H("tw_0123456789ab_nope")).status_code == 401
+
+
+def test_requests_arriving_while_their_key_is_checked_share_the_one_check(env, monkeypatch):
+    c, _, area, url = env
+    fresh = auth.add_user(Store(url), "e", "district")  # never checked by this process: scrypt on first use
+    unknown = "tw_0123456789ab_" + "x" * 32
+    calls: list[str] = []
+    real = trail_mod.authenticate
+
+    def slow_check(store, key):  # the check takes a while (a busy store, scrypt): requests pile up behind it
+        calls.append(key)
+        time.sleep(0.3)
+        return real(store, key)
+
+    monkeypatch.setattr(trail_mod, "authenticate", slow_check)
+
+    async def burst(key):
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=c.app), base_url="http://t") as ac:
+            return await asyncio.gather(*(ac.post("/area/summary", json=area, headers=H(key)) for _ in range(8)))
+
+    assert [r.status_code for r in c.portal.call(burst, fresh)] == [200] * 8
+    assert calls == [fresh]  # one check for the eight
+    assert [e.user_name for e in _last_entries(url, 8)] == ["e"] * 8  # each request audited under its user
+    rs = c.portal.call(burst, unknown)
+    assert [r.status_code for r in rs] == [401] * 8 and "unknown API key" in rs[0].json()["detail"]
+    assert calls == [fresh, unknown]
+    assert [e.outcome for e in _last_entries(url, 8)] == ["unauthenticated"] * 8
 
 
 # --- parse_area: numpy ring check and geometry from arrays --------------------------------------------------------

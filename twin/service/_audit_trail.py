@@ -8,7 +8,10 @@ committed the batch holding it: the entries of one turn of the event loop, in on
 That covers requests the app rejects before any endpoint runs (unknown route 404, 405, 413 from the body limit,
 422/400 from request validation) and server errors (500: the exception passes through here). The key is
 checked once, here (on the event loop when this process verified the key in the last 0.5 s:
-:func:`twin.access.auth.cached_role`; else in a query thread), and handed to :func:`~.deps.caller` through the request's :class:`~.deps.AuditSlot`.
+:func:`twin.access.auth.cached_role`; else in a query thread, one check per key at a time: requests with the same
+key that arrive while it runs wait for its result instead of each taking a thread — under load every in-flight
+request of a worker arrived in the same 0.5 s re-check window), and handed to :func:`~.deps.caller` through the
+request's :class:`~.deps.AuditSlot`.
 
 At shutdown (ASGI lifespan) it writes an audit checkpoint (:func:`twin.access.audit.checkpoint`); for a
 PostgreSQL store served from an explicit twin directory it keeps the audit key and checkpoints there.
@@ -16,6 +19,7 @@ PostgreSQL store served from an explicit twin directory it keeps the audit key a
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Awaitable, Callable, MutableMapping
 from functools import partial
@@ -25,7 +29,9 @@ import anyio
 
 from twin.access import audit
 from twin.access.audit import use_audit_dir
-from twin.access.auth import cached_role
+from twin.access.auth import authenticate, cached_role
+from twin.access.roles import Role
+from twin.errors import AuthenticationError
 from twin.service._state import ServiceState
 from twin.service._threads import run_query
 from twin.service.deps import SLOT, AuditSlot, key_from, submit_audit
@@ -50,6 +56,25 @@ class AuditTrail:
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
+        self._checks: dict[str, asyncio.Future[Role]] = {}  # key → its check running in a query thread
+
+    async def _check_key(self, slot: AuditSlot, svc: ServiceState) -> None:
+        """Set ``slot.role`` (or ``slot.auth_error``): from this process's cache on the loop, else from the one
+        check of this key in flight (started here if none is)."""
+        key = slot.key
+        assert key is not None
+        slot.role = cached_role(key)
+        if slot.role is not None:
+            return
+        check = self._checks.get(key)
+        if check is None or check.get_loop() is not asyncio.get_running_loop():
+            check = self._checks[key] = asyncio.ensure_future(run_query(authenticate, svc.store, key))
+            check.add_done_callback(lambda done: self._checks.pop(key, None) if self._checks.get(key) is done
+                                    else None)
+        try:
+            slot.role = await asyncio.shield(check)
+        except AuthenticationError as e:
+            slot.auth_error = e
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -80,9 +105,7 @@ class AuditTrail:
     async def _audited(self, scope: Scope, receive: Receive, send: Send, svc: Any, slot: AuditSlot,
                        settle: Callable[[], None]) -> None:
         if slot.key is not None:  # a key verified in the last 0.5 s: no thread hop; else scrypt/store in a thread
-            slot.role = cached_role(slot.key)
-            if slot.role is None:
-                await run_query(slot.authenticate, svc.store)
+            await self._check_key(slot, svc)
         held: Message | None = None
 
         async def finish(status: int, detail: str) -> None:

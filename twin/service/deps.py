@@ -67,13 +67,6 @@ class AuditSlot:
     ctx: Audit | None = None
     done: bool = False
 
-    def authenticate(self, store: Store) -> None:
-        """Check ``key`` once (blocking: scrypt on a cache miss); remember the role or the rejection."""
-        try:
-            self.role = authenticate(store, self.key)
-        except AuthenticationError as e:
-            self.auth_error = e
-
 
 def outcome_for(status: int) -> str:
     """The audit outcome of an HTTP status."""
