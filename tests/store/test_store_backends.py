@@ -7,6 +7,7 @@ gets its own database cloned from a template that has the ``postgis`` extension.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 
 import pytest
@@ -96,6 +97,19 @@ def test_audit_concurrent_appends(store):
         t.join()
     rep = audit.verify(store)
     assert rep.ok and rep.n_entries == 60
+
+
+def test_audit_entries_submitted_from_an_event_loop_are_stored_when_their_futures_resolve(store):
+    async def main():
+        futs = [audit.submit_on_loop(store, user=f"l{i}", role="district", endpoint="/x") for i in range(12)]
+        return await asyncio.gather(*futs)
+
+    done = asyncio.run(main())  # SQLite: committed on the loop thread; PostgreSQL: through the writer thread
+    assert sorted(e.seq for e in done) == list(range(1, 13))
+    stored = {e.seq: e.hash for e in audit.entries(store)}
+    assert all(stored[e.seq] == e.hash for e in done)
+    rep = audit.verify(store)
+    assert rep.ok and rep.n_entries == 12, rep.to_text()
 
 
 def test_area_footprints_and_postgis(store):
