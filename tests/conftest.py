@@ -7,7 +7,9 @@ from __future__ import annotations
 import inspect
 import itertools
 import re
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 import pandas as pd
@@ -150,3 +152,30 @@ def pg_store(request: pytest.FixtureRequest, tmp_path: Path):
     s = new_store("postgresql", tmp_path, request)
     yield s
     s.close()
+
+
+@pytest.fixture()
+def hold_write_lock() -> Callable[[str, str], AbstractContextManager[threading.Event]]:
+    """``with hold_write_lock(url, sql) as release:`` — another thread holds the SQLite write lock of ``url`` (inside
+    a transaction that ran ``sql``) until ``release`` is set or the block ends."""
+
+    @contextmanager
+    def holding(url: str, sql: str) -> Iterator[threading.Event]:
+        held, release = threading.Event(), threading.Event()
+
+        def hold() -> None:
+            with Store(url).transaction() as tx:
+                tx.execute(sql)
+                held.set()
+                release.wait(30)
+
+        th = threading.Thread(target=hold)
+        th.start()
+        assert held.wait(10)
+        try:
+            yield release
+        finally:
+            release.set()
+            th.join(30)
+
+    return holding

@@ -205,22 +205,12 @@ def test_on_the_loop_one_turn_of_entries_commits_in_one_transaction_on_the_loop_
     assert set(threads) == {loop_thread}
 
 
-def test_on_the_loop_a_held_write_lock_sends_the_batch_to_the_writer_thread_and_the_loop_goes_on(store):
+def test_on_the_loop_a_held_write_lock_sends_the_batch_to_the_writer_thread_and_the_loop_goes_on(store,
+                                                                                               hold_write_lock):
     apply, threads = _table(store)
     w = GroupWriter(store, apply)
-    holding, release = threading.Event(), threading.Event()
 
-    def hold():  # another writer of the database (here a thread; the same holds for another process)
-        with Store(store.url).transaction() as tx:
-            tx.execute("INSERT INTO t (x) VALUES (-1)")
-            holding.set()
-            release.wait(30)
-
-    holder = threading.Thread(target=hold)
-    holder.start()
-    assert holding.wait(10)
-
-    async def main():
+    async def main(release):
         fut = w.submit_on_loop(1)
         ticks = 0
         t0 = time.monotonic()
@@ -232,11 +222,9 @@ def test_on_the_loop_a_held_write_lock_sends_the_batch_to_the_writer_thread_and_
         assert await asyncio.wait_for(fut, 30) == 1
         return threading.get_ident()
 
-    try:
-        loop_thread = asyncio.run(main())
-    finally:
-        release.set()
-        holder.join(30)
+    # another writer of the database (here a thread; the same holds for another process)
+    with hold_write_lock(store.url, "INSERT INTO t (x) VALUES (-1)") as release:
+        loop_thread = asyncio.run(main(release))
     assert store.query("SELECT x FROM t ORDER BY x") == [(-1,), (1,)]
     assert len(threads) == 1 and threads[0] != loop_thread  # written by the writer thread, after the holder
 

@@ -106,38 +106,27 @@ def test_an_open_transaction_holds_the_lock_file_against_other_processes(tmp_pat
     assert out.get(timeout=10) == "free"
 
 
-def test_a_transaction_that_must_not_wait_is_refused_while_another_thread_or_process_writes(tmp_path):
+def _refused(st: Store, match: str) -> None:
+    with pytest.raises(WriteLockBusy, match=match):
+        with st.transaction(wait=False) as tx:
+            tx.execute("INSERT INTO t (who) VALUES ('refused')")
+
+
+def test_a_transaction_that_must_not_wait_is_refused_while_another_thread_or_process_writes(tmp_path,
+                                                                                         hold_write_lock):
     url = str(tmp_path / "s.sqlite")
     st = Store(url)
     with st.transaction() as tx:
         tx.execute("CREATE TABLE t (who TEXT)")
-    holding, release = threading.Event(), threading.Event()
-
-    def hold() -> None:
-        with Store(url).transaction() as tx:
-            tx.execute("INSERT INTO t (who) VALUES ('thread')")
-            holding.set()
-            release.wait(30)
-
-    th = threading.Thread(target=hold)
-    th.start()
-    assert holding.wait(10)
-    try:
-        with pytest.raises(WriteLockBusy, match="another thread"):
-            with st.transaction(wait=False) as tx:
-                tx.execute("INSERT INTO t (who) VALUES ('refused')")
-    finally:
-        release.set()
-        th.join(30)
+    with hold_write_lock(url, "INSERT INTO t (who) VALUES ('thread')"):
+        _refused(st, "another thread")
     ctx = mp.get_context("spawn")
     ready, release = ctx.Event(), ctx.Event()
     p = ctx.Process(target=_hold, args=(url, ready, release))
     p.start()
     try:
         assert ready.wait(60)
-        with pytest.raises(WriteLockBusy, match="another process"):
-            with st.transaction(wait=False) as tx:
-                tx.execute("INSERT INTO t (who) VALUES ('refused')")
+        _refused(st, "another process")
     finally:
         release.set()
         p.join(30)
