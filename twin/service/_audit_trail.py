@@ -3,8 +3,8 @@
 Every request that carries an API key, and every 401, gets its audit entry written — durably, in the store — before
 the first byte of its response leaves: the status line is held back until the entry's future from
 :func:`~.deps.submit_audit` resolves (the process's one group-commit writer, :mod:`twin.access._audit_writer`, has
-committed the batch holding it: the entries of one turn of the event loop, in one transaction). Every audited answer names the partition version it was computed from
-(``X-Twin-Version``) and the change head it reflects (``X-Twin-Changes``, :class:`~._twins.AnsweredVersion`).
+committed the batch holding it: the entries of one turn of the event loop, in one transaction). Every audited
+answer names the partition version it was computed from (``X-Twin-Version``) and the change head it reflects (``X-Twin-Changes``, :class:`~._twins.AnsweredVersion`).
 That covers requests the app rejects before any endpoint runs (unknown route 404, 405, 413 from the body limit,
 422/400 from request validation) and server errors (500: the exception passes through here). The key is
 checked once, here (on the event loop when this process verified the key in the last 0.5 s:

@@ -7,8 +7,8 @@ beside two busy writers). Here a write transaction first takes an exclusive ``fl
 (and a per-process lock for its threads): a waiter sleeps in the kernel and is woken the moment the holder lets go,
 so ``BEGIN IMMEDIATE`` then finds the database free. ``wait=False`` does not wait: it raises :class:`WriteLockBusy`
 when another thread or process holds the lock (an event loop thread uses it to write only when that costs no wait).
-Processes that do not use :class:`twin.store.sql.Store` still
-get SQLite's own locking (the busy timeout), so nothing is less safe than before.
+Processes that do not use :class:`twin.store.sql.Store` still get SQLite's own locking (the busy timeout), so
+nothing is less safe than before.
 """
 
 from __future__ import annotations
