@@ -3,15 +3,15 @@
 Every request that carries an API key, and every 401, gets its audit entry written — durably, in the store — before
 the first byte of its response leaves: the status line is held back until the entry's future from
 :func:`~.deps.submit_audit` resolves (the process's one group-commit writer, :mod:`twin.access._audit_writer`, has
-committed the batch holding it: the entries of one turn of the event loop, in one transaction). Every audited
-answer names the partition version it was computed from (``X-Twin-Version``) and the change head it reflects
+committed the batch holding it: the entries of one turn of the event loop, in one transaction). Every audited answer
+names the partition version it was computed from (``X-Twin-Version``) and the change head it reflects
 (``X-Twin-Changes``, :class:`~._twins.AnsweredVersion`). That covers requests the app rejects before any endpoint
 runs (unknown route 404, 405, 413 from the body limit, 422/400 from request validation) and server errors (500: the
-exception passes through here). The key is checked once, here (on the event loop when this process verified the key in the last 0.5 s:
-:func:`twin.access.auth.cached_role`; else in a query thread, one check per key at a time: requests with the same
-key that arrive while it runs wait for its result instead of each taking a thread — under load every in-flight
-request of a worker arrived in the same 0.5 s re-check window), and handed to :func:`~.deps.caller` through the
-request's :class:`~.deps.AuditSlot`.
+exception passes through here). The key is checked once, here (on the event loop when this process verified the key
+in the last 0.5 s: :func:`twin.access.auth.cached_role`; else in a query thread, one check per key at a time:
+requests with the same key that arrive while it runs wait for its result instead of each taking a thread — under
+load every in-flight request of a worker arrived in the same 0.5 s re-check window), and handed to
+:func:`~.deps.caller` through the request's :class:`~.deps.AuditSlot`.
 
 At shutdown (ASGI lifespan) it writes an audit checkpoint (:func:`twin.access.audit.checkpoint`); for a
 PostgreSQL store served from an explicit twin directory it keeps the audit key and checkpoints there.
