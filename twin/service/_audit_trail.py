@@ -69,8 +69,12 @@ class AuditTrail:
         check = self._checks.get(key)
         if check is None or check.get_loop() is not asyncio.get_running_loop():
             check = self._checks[key] = asyncio.ensure_future(run_query(authenticate, svc.store, key))
-            check.add_done_callback(lambda done: self._checks.pop(key, None) if self._checks.get(key) is done
-                                    else None)
+
+            def forget(done: asyncio.Future[Role]) -> None:  # unless a newer check (another loop) took the key
+                if self._checks.get(key) is done:
+                    del self._checks[key]
+
+            check.add_done_callback(forget)
         try:
             slot.role = await asyncio.shield(check)
         except AuthenticationError as e:

@@ -22,6 +22,7 @@ from pathlib import Path
 
 __all__ = ["WriteLockBusy", "write_lock"]
 
+
 class WriteLockBusy(RuntimeError):
     """The write lock is held by another thread or process (raised only when asked not to wait)."""
 
