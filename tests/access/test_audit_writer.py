@@ -1,6 +1,7 @@
 """The audit log's group-commit writer: batches in one transaction, an acknowledged entry survives SIGKILL, a failed
 batch stores nothing and tells every waiter, several processes still make one valid chain; from an event loop, the
-entries of one loop turn commit together on the loop thread, and a held write lock sends them to the writer thread
+entries of one loop turn are written together on the loop thread and committed by another (the loop goes on during
+the fsync; entries meanwhile wait for their own commit), and a held write lock sends them to the writer thread
 without stopping the loop."""
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import pytest
 
 from twin.access import audit
 from twin.access._audit_writer import GroupWriter
-from twin.store.sql import Store
+from twin.store.sql import HandOffTransaction, Store, WriteLockBusy
 
 
 @pytest.fixture
@@ -95,7 +96,7 @@ def test_a_failed_batch_stores_nothing_and_every_waiter_gets_the_error(store):
 _APPENDER = """
 import asyncio, sys, threading
 from twin.access import audit
-from twin.store.sql import Store
+from twin.store.sql import HandOffTransaction, Store, WriteLockBusy
 store = Store(sys.argv[1])
 lock = threading.Lock()
 def work(i):
@@ -187,8 +188,22 @@ def _table(store):
     return apply, threads
 
 
-def test_on_the_loop_one_turn_of_entries_commits_in_one_transaction_on_the_loop_thread(store):
+def _commits_on(monkeypatch) -> list[int]:
+    """Record the thread of every hand-off commit."""
+    threads: list[int] = []
+    real = HandOffTransaction.commit
+
+    def commit(self):
+        threads.append(threading.get_ident())
+        real(self)
+
+    monkeypatch.setattr(HandOffTransaction, "commit", commit)
+    return threads
+
+
+def test_on_the_loop_one_turn_of_entries_is_written_on_the_loop_thread_and_committed_by_another(store, monkeypatch):
     apply, threads = _table(store)
+    committed_on = _commits_on(monkeypatch)
     w = GroupWriter(store, apply)
 
     async def main():
@@ -202,7 +217,67 @@ def test_on_the_loop_one_turn_of_entries_commits_in_one_transaction_on_the_loop_
         return threading.get_ident()
 
     loop_thread = asyncio.run(main())
-    assert set(threads) == {loop_thread}
+    assert set(threads) == {loop_thread}  # the rows are written on the loop
+    assert len(committed_on) == 2 and loop_thread not in committed_on  # the commits (the fsync) are not
+
+
+def test_on_the_loop_the_loop_goes_on_while_a_commit_is_in_flight_and_later_entries_wait_for_their_own(
+        store, monkeypatch):
+    apply, _ = _table(store)
+    real = HandOffTransaction.commit
+    gate = threading.Event()
+
+    def slow_commit(self):  # a slow disk: the fsync takes until the gate opens
+        gate.wait(30)
+        real(self)
+
+    monkeypatch.setattr(HandOffTransaction, "commit", slow_commit)
+    w = GroupWriter(store, apply)
+
+    async def main():
+        first = [w.submit_on_loop(x) for x in range(3)]
+        ticks = 0
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < 0.3:  # the loop keeps turning during the commit
+            await asyncio.sleep(0.01)
+            ticks += 1
+        later = [w.submit_on_loop(x) for x in (10, 11)]
+        await asyncio.sleep(0.05)
+        assert ticks >= 10 and not any(f.done() for f in first + later)
+        reader = Store(store.url)  # its own connection (the loop thread's is the open transaction's)
+        assert reader.query("SELECT count(*) FROM t") == [(0,)]  # nothing committed, nothing acknowledged
+        reader.close()
+        with pytest.raises(WriteLockBusy):  # the batch in flight still holds the write lock
+            with Store(store.url).transaction(wait=False):
+                pass
+        gate.set()
+        assert await asyncio.gather(*first) == [0, 1, 2]
+        assert await asyncio.gather(*later) == [10, 11]
+        assert (w.batches, w.items) == (2, 5)  # the later entries made the next batch
+
+    asyncio.run(main())
+    assert store.query("SELECT x FROM t ORDER BY x") == [(0,), (1,), (2,), (10,), (11,)]
+
+
+def test_on_the_loop_a_commit_that_fails_stores_nothing_and_every_waiter_gets_the_error(store):
+    store.ensure_schema("fk", ("CREATE TABLE IF NOT EXISTS p (id INTEGER PRIMARY KEY)",
+                               "CREATE TABLE IF NOT EXISTS t (x INTEGER, p INTEGER REFERENCES p(id) "
+                               "DEFERRABLE INITIALLY DEFERRED)"))
+
+    def apply(tx, x):  # x < 0: an orphan row, refused only at COMMIT (a deferred foreign key)
+        tx.execute("INSERT INTO t (x, p) VALUES (?, ?)", (x, 7 if x < 0 else None))
+        return x
+
+    w = GroupWriter(store, apply)
+
+    async def main():
+        futs = [w.submit_on_loop(1), w.submit_on_loop(-1), w.submit_on_loop(3)]
+        for res in await asyncio.gather(*futs, return_exceptions=True):
+            assert isinstance(res, Exception) and "FOREIGN KEY" in str(res)
+        assert await w.submit_on_loop(4) == 4  # rolled back, lock let go: the writer goes on
+
+    asyncio.run(main())
+    assert store.query("SELECT x FROM t ORDER BY x") == [(4,)]
 
 
 def test_on_the_loop_a_held_write_lock_sends_the_batch_to_the_writer_thread_and_the_loop_goes_on(store,

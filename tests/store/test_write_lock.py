@@ -1,6 +1,7 @@
 """SQLite write transactions wait for each other through the store's write lock (kernel-woken, no busy back-off),
 across processes and threads; a nested transaction is still refused by SQLite rather than deadlocked; a transaction
-asked not to wait is refused at once while another writer holds the lock, and begins when it is free."""
+asked not to wait is refused at once while another writer holds the lock, and begins when it is free; a
+transaction begun on one thread (:meth:`Store.begin`) holds the lock until another thread commits or rolls it back."""
 
 from __future__ import annotations
 
@@ -133,3 +134,76 @@ def test_a_transaction_that_must_not_wait_is_refused_while_another_thread_or_pro
     with st.transaction(wait=False) as tx:  # free again: begins at once
         tx.execute("INSERT INTO t (who) VALUES ('parent')")
     assert [r[0] for r in st.query("SELECT who FROM t ORDER BY rowid")] == ["thread", "child", "parent"]
+
+
+def _count(url: str) -> int:
+    other = Store(url)  # another connection: sees committed rows only
+    try:
+        return int(other.query("SELECT count(*) FROM t")[0][0])
+    finally:
+        other.close()
+
+
+def test_a_transaction_begun_on_one_thread_is_committed_or_rolled_back_on_another_and_holds_the_lock_till_then(
+        tmp_path, hold_write_lock):
+    url = str(tmp_path / "s.sqlite")
+    st = Store(url)
+    with st.transaction() as tx:
+        tx.execute("CREATE TABLE t (who TEXT)")
+    tx = st.begin(wait=False)
+    tx.execute("INSERT INTO t (who) VALUES ('begun here')")
+    busy: list[BaseException] = []
+
+    def writer_elsewhere() -> None:  # another thread of this process, asked not to wait
+        try:
+            with Store(url).transaction(wait=False) as other:
+                other.execute("INSERT INTO t (who) VALUES ('too early')")
+        except WriteLockBusy as e:
+            busy.append(e)
+
+    th = threading.Thread(target=writer_elsewhere)
+    th.start()
+    th.join(30)
+    assert len(busy) == 1 and _count(url) == 0  # the open transaction holds the lock; nothing is visible yet
+    th = threading.Thread(target=tx.commit)
+    th.start()
+    th.join(30)
+    assert _count(url) == 1
+    with st.transaction(wait=False) as again:  # the other thread's commit let the lock go
+        again.execute("INSERT INTO t (who) VALUES ('after')")
+    tx = st.begin()
+    tx.execute("INSERT INTO t (who) VALUES ('rolled back')")
+    th = threading.Thread(target=tx.rollback)
+    th.start()
+    th.join(30)
+    assert [r[0] for r in st.query("SELECT who FROM t ORDER BY rowid")] == ["begun here", "after"]
+    with st.transaction(wait=False) as again:  # free after a rollback too
+        again.execute("INSERT INTO t (who) VALUES ('last')")
+    with hold_write_lock(url, "INSERT INTO t (who) VALUES ('held')"), pytest.raises(WriteLockBusy):
+        st.begin(wait=False)  # refused at once while another thread writes
+
+
+def test_a_failing_commit_rolls_back_and_lets_the_lock_go(tmp_path):
+    url = str(tmp_path / "s.sqlite")
+    st = Store(url)
+    with st.transaction() as tx:  # a deferred foreign key: checked at COMMIT, so COMMIT itself fails
+        tx.execute("CREATE TABLE p (id INTEGER PRIMARY KEY)")
+        tx.execute("CREATE TABLE t (who TEXT, p INTEGER REFERENCES p(id) DEFERRABLE INITIALLY DEFERRED)")
+    tx = st.begin()
+    tx.execute("INSERT INTO t (who, p) VALUES ('orphan', 7)")
+    err: list[BaseException] = []
+
+    def commit() -> None:
+        try:
+            tx.commit()
+        except sqlite3.IntegrityError as e:
+            err.append(e)
+
+    th = threading.Thread(target=commit)
+    th.start()
+    th.join(30)
+    assert len(err) == 1 and "FOREIGN KEY" in str(err[0])
+    assert _count(url) == 0
+    with st.transaction(wait=False) as again:  # rolled back, lock free, the connection usable
+        again.execute("INSERT INTO t (who) VALUES ('fine')")
+    assert _count(url) == 1

@@ -326,9 +326,13 @@ def _schedule(store: Store, key: bytes, a: _Anchor) -> None:
 
 
 def _flush(store: Store) -> None:
-    """Timer: checkpoint the stored head (and, if it moved back, the newest entry this process saw)."""
+    """Timer: checkpoint the stored head (and, if it moved back, the newest entry this process saw), unless a
+    checkpoint since the timer started already anchors every entry this process saw."""
     with _anchor_lock:
-        _anchors.setdefault(store.url, _Anchor()).timer = None
+        a = _anchors.setdefault(store.url, _Anchor())
+        a.timer = None
+        if 0 <= a.seen_seq <= a.cp_seq:
+            return
     try:
         checkpoint(store, reason="timer")
     except Exception:  # noqa: BLE001 - a background flush must never raise (the next append retries)

@@ -7,6 +7,8 @@ beside two busy writers). Here a write transaction first takes an exclusive ``fl
 (and a per-process lock for its threads): a waiter sleeps in the kernel and is woken the moment the holder lets go,
 so ``BEGIN IMMEDIATE`` then finds the database free. ``wait=False`` does not wait: it raises :class:`WriteLockBusy`
 when another thread or process holds the lock (an event loop thread uses it to write only when that costs no wait).
+:func:`acquire` takes the lock for a transaction begun on one thread and ended on another (the audit writer fills a
+batch on the event loop and commits it in a thread, so the loop never waits for the fsync).
 Processes that do not use :class:`twin.store.sql.Store` still get SQLite's own locking (the busy timeout), so
 nothing is less safe than before.
 """
@@ -16,11 +18,11 @@ from __future__ import annotations
 import fcntl
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["WriteLockBusy", "write_lock"]
+__all__ = ["WriteLockBusy", "acquire", "write_lock"]
 
 
 class WriteLockBusy(RuntimeError):
@@ -44,6 +46,28 @@ def _lock_for(path: Path) -> tuple[threading.Lock, int]:
     return hit
 
 
+def acquire(path: Path, *, wait: bool = True) -> Callable[[], None]:
+    """Take the write lock of the SQLite database at ``path`` for a transaction that another thread will end; return
+    its release (call it once, from any thread). The lock is not marked as the calling thread's: that thread must not
+    begin another write on this database before the release. ``wait`` as in :func:`write_lock`."""
+    lock, fd = _lock_for(path)
+    if not lock.acquire(blocking=wait):
+        raise WriteLockBusy(f"the write lock of {path} is held by another thread of this process")
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BaseException as e:
+        lock.release()
+        if isinstance(e, BlockingIOError):
+            raise WriteLockBusy(f"the write lock of {path} is held by another process") from None
+        raise
+
+    def release() -> None:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        lock.release()
+
+    return release
+
+
 @contextmanager
 def write_lock(path: Path, *, wait: bool = True) -> Iterator[None]:
     """Hold the write lock of the SQLite database at ``path``; ``wait=True`` blocks until it is free (the GIL is
@@ -53,19 +77,10 @@ def write_lock(path: Path, *, wait: bool = True) -> Iterator[None]:
     if str(path) in held:  # already ours: SQLite itself refuses the nested BEGIN with a clear error
         yield
         return
-    lock, fd = _lock_for(path)
-    if not lock.acquire(blocking=wait):
-        raise WriteLockBusy(f"the write lock of {path} is held by another thread of this process")
+    release = acquire(path, wait=wait)
+    held.add(str(path))
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise WriteLockBusy(f"the write lock of {path} is held by another process") from None
-        held.add(str(path))
-        try:
-            yield
-        finally:
-            held.discard(str(path))
-            fcntl.flock(fd, fcntl.LOCK_UN)
+        yield
     finally:
-        lock.release()
+        held.discard(str(path))
+        release()

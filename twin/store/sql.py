@@ -15,14 +15,14 @@ from __future__ import annotations
 import re
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
-from twin.store._write_lock import WriteLockBusy, write_lock
+from twin.store._write_lock import WriteLockBusy, acquire, write_lock
 
-__all__ = ["Store", "Transaction", "WriteLockBusy", "open_store"]
+__all__ = ["HandOffTransaction", "Store", "Transaction", "WriteLockBusy", "open_store"]
 
 
 class Store:
@@ -109,6 +109,23 @@ class Store:
                 raise
             con.execute("COMMIT")
 
+    def begin(self, *, wait: bool = True) -> HandOffTransaction:
+        """A write transaction on this thread's connection that any thread may end (:meth:`HandOffTransaction.commit`
+        or ``rollback``): filled on an event loop, committed by a thread, so the loop never waits for the fsync.
+
+        Until it ends, its write lock (SQLite) belongs to no thread and this thread's connection is the
+        transaction's: do not write or read through this store on this thread meanwhile (the audit writer keeps a
+        store of its own). ``wait`` as in :meth:`transaction`."""
+        con = self.connection
+        release = acquire(self.path, wait=wait) if self.dialect == "sqlite" else None
+        try:
+            con.execute("BEGIN IMMEDIATE" if self.dialect == "sqlite" else "BEGIN")
+        except BaseException:
+            if release is not None:
+                release()
+            raise
+        return HandOffTransaction(self, con, release)
+
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
         """Read-only query outside an explicit transaction."""
         cur = self.connection.execute(self._sql(sql), tuple(params))
@@ -165,3 +182,39 @@ def open_store(url: str | Path | None = None, *, twin_root: str | Path | None = 
         root = Path(twin_root) if twin_root is not None else default_twin_dir()
         url = root / "state.sqlite"
     return Store(url)
+
+
+class HandOffTransaction(Transaction):
+    """A write transaction begun by :meth:`Store.begin`; :meth:`commit` or :meth:`rollback` ends it, on any thread."""
+
+    def __init__(self, store: Store, con: Any, release: Callable[[], None] | None) -> None:
+        super().__init__(store, con)
+        self._release = release
+
+    def commit(self) -> None:
+        """Commit (the fsync happens here); on failure roll back and raise. Ends the transaction either way."""
+        try:
+            self._con.execute("COMMIT")
+        except BaseException:
+            self._undo()
+            raise
+        finally:
+            self._end()
+
+    def rollback(self) -> None:
+        """Roll back and end the transaction."""
+        try:
+            self._undo()
+        finally:
+            self._end()
+
+    def _undo(self) -> None:
+        try:
+            self._con.execute("ROLLBACK")
+        except Exception:  # noqa: BLE001 - no transaction left to roll back (SQLite ended it on the error)
+            pass
+
+    def _end(self) -> None:
+        release, self._release = self._release, None
+        if release is not None:
+            release()
