@@ -214,9 +214,16 @@ def _cell_id(c: object) -> int | None:
 
 
 def _result(p: Partition, p2: Partition, op: EditOp) -> EditResult:
-    moved = p.grid_code != p2.grid_code
-    old = set(p.grids["grid_code"].astype(str))
-    new = set(p2.grids["grid_code"].astype(str))
+    lab, codes = p.labels()
+    lab2, codes2 = p2.labels()
+    if codes2 is codes or np.array_equal(codes2, codes):  # same grid table: compare integer labels, not strings
+        moved = lab != lab2
+        odd = np.flatnonzero(lab < 0)  # unassigned or not in the table: compare those codes themselves
+        moved[odd] |= p.grid_code[odd] != p2.grid_code[odd]
+    else:
+        moved = p.grid_code != p2.grid_code
+    old = set(codes.tolist())
+    new = set(codes2.tolist())
     touched = (set(p.grid_code[moved].tolist()) | set(p2.grid_code[moved].tolist())) & old
     named = [op.grid_code] if op.op == "split_grid" else list(op.grid_codes or ()) if op.op == "merge_grids" else []
     touched |= {str(c) for c in named} & old
