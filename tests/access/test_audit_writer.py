@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -329,3 +330,23 @@ def test_on_the_loop_entries_chain_with_the_writer_threads_in_one_valid_log(stor
     assert sorted(e.seq for e in [*on_loop, *in_thread]) == list(range(1, 41))
     rep = audit.verify(store)
     assert rep.ok and rep.n_entries == 40, rep.to_text()
+
+
+def test_on_the_loop_a_batch_is_committed_in_place_when_no_thread_can_start(store, monkeypatch):
+    apply, _ = _table(store)
+    committed_on = _commits_on(monkeypatch)
+    w = GroupWriter(store, apply)
+
+    def refuse(*args, **kwargs):
+        raise RuntimeError("cannot schedule new futures after interpreter shutdown")
+
+    monkeypatch.setattr(ThreadPoolExecutor, "submit", refuse)
+
+    async def main():
+        assert await asyncio.wait_for(asyncio.gather(w.submit_on_loop(1), w.submit_on_loop(2)), 30) == [1, 2]
+        assert await asyncio.wait_for(w.submit_on_loop(3), 30) == 3  # the lock was let go: the next batch begins
+        return threading.get_ident()
+
+    loop_thread = asyncio.run(main())
+    assert store.query("SELECT x FROM t ORDER BY x") == [(1,), (2,), (3,)]
+    assert committed_on == [loop_thread, loop_thread]

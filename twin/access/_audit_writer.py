@@ -139,7 +139,17 @@ class GroupWriter(Generic[T, R]):
             _fail(batch, e)
             return
         self._committing.add(loop)
-        done = self._committer().submit(self._commit_and_after, tx, results)
+        try:
+            done = self._committer().submit(self._commit_and_after, tx, results)
+        except RuntimeError:  # the interpreter is shutting down (no new threads): commit here instead
+            done = Future()
+            try:
+                self._commit_and_after(tx, results)
+                done.set_result(None)
+            except Exception as e:  # noqa: BLE001 - handed to the waiters below
+                done.set_exception(e)
+            self._after_loop_commit(loop, batch, results, done)
+            return
         done.add_done_callback(partial(_call_on, loop, self._after_loop_commit, loop, batch, results))
 
     def _commit_and_after(self, tx: HandOffTransaction, results: Sequence[R]) -> None:

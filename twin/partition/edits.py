@@ -102,7 +102,6 @@ def _move(p: Partition, idx: np.ndarray, to_grid: str, *, action: str) -> Partit
     return _commit_local(p, codes, None, [to_grid, *losers], action)
 
 
-
 def _emptied(p: Partition, idx: np.ndarray, losers: list[str], codes: np.ndarray) -> list[str]:
     """The grids of ``losers`` left with no cells once cells ``idx`` are taken from them (``codes``: the new codes):
     cell counts per grid from the integer labels (:meth:`Partition.labels`), not a string comparison over every cell
@@ -113,6 +112,7 @@ def _emptied(p: Partition, idx: np.ndarray, losers: list[str], codes: np.ndarray
     total = np.bincount(lab[lab >= 0], minlength=len(table))
     lost = np.bincount(taken[taken >= 0], minlength=len(table))
     return [g for g in losers if (total[row[g]] == lost[row[g]] if g in row else not (codes == g).any())]
+
 
 def split_grid(p: Partition, grid_code: str, *, k: int = 2, line: BaseGeometry | None = None,
                new_codes: Sequence[str] | None = None, seed: int = 0) -> Partition:
