@@ -97,7 +97,7 @@ def test_a_failed_batch_stores_nothing_and_every_waiter_gets_the_error(store):
 _APPENDER = """
 import asyncio, sys, threading
 from twin.access import audit
-from twin.store.sql import HandOffTransaction, Store, WriteLockBusy
+from twin.store.sql import Store
 store = Store(sys.argv[1])
 lock = threading.Lock()
 def work(i):
