@@ -132,7 +132,10 @@ try {
   await frame.waitForFunction(() => window.__deckmap.isIdle(), null, { timeout: 30000 });
   out.drawn_ms = Date.now() - tStored;
   out.kpi_open_after = await kpi(frame, "open");
-  out.alarm_shown = await frame.evaluate((i) => !!document.querySelector(`#alarms .alarm[data-id='${i}']`), id);
+  // a report is stored, then dispatched in a second transaction: a poll between the two shows the case before its
+  // level (and so its alarm); the screen's next poll (1 s) shows the alarm, so wait for it as a person would
+  out.alarm_shown = await frame.waitForFunction((i) => !!document.querySelector(`#alarms .alarm[data-id='${i}']`), id,
+    { timeout: 10000, polling: 100 }).then(() => true, () => false);
   out.new_halo = await frame.evaluate((i) => (window.__deckmap.layerData("incidents-new") || []).some((d) => d.id === i), id);
   out.layer_updates = (await frame.evaluate(() => window.__deckmap.layerUpdates || 0)) - renders0;
   log(`incident #${id} (${out.incident_level}) on screen ${out.report_to_screen_ms} ms after it was stored; ` +
