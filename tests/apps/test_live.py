@@ -110,11 +110,14 @@ def test_screen_shows_an_http_report_untouched(servers):
     print(f"\nreport → on screen: {out['report_to_screen_ms']} ms (request → on screen {out['request_to_screen_ms']} ms, "
           f"drawn {out['drawn_ms']} ms); first paint {out['first_paint_ms']} ms (2160p {out.get('first_paint_2160_ms')} ms); "
           f"min font {out['min_font_px']} px; POST {out.get('http_ms')} ms; feed polls {out.get('feed')}; "
-          f"browser trace {out.get('trace')}")
+          f"frames: map {out.get('map_frames')}, live {out.get('live_frames')}; browser trace {out.get('trace')}")
     # it arrives untouched within 5 s (issue 14's rule for a command-centre screen): the live feed reads the store
-    # every second and the screen polls it every second, so ≈ 1–2 s is expected; 5 s leaves room for a loaded
-    # machine's slow software-WebGL frame
+    # every second and the screen polls it every second, so ≈ 1–2.5 s is expected here
     assert out["report_to_screen_ms"] is not None and 0 < out["report_to_screen_ms"] <= 5000, out
+    # only the live layers were redrawn for it: the screen draws them on their own deck above the map, so a new case
+    # costs a frame of a few hundred points, not a frame of the whole city (≈ 2 s in software WebGL, which took a
+    # CI run to 5,004 ms)
+    assert out["live_frames"] >= 1 and out["map_frames"] == 0, (out["live_frames"], out["map_frames"])
     # its numbers and alarm moved with it: open +1, a level-4 (district) case is an alarm, it is haloed as new
     assert int(out["kpi_open_after"].replace(",", "")) == int(out["kpi_open_before"].replace(",", "")) + 1, out
     assert out["incident_level"] in ("town", "district") and out["alarm_shown"], out

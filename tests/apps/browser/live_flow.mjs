@@ -95,6 +95,7 @@ try {
   const before = new Set(await incidentIds(frame));
   out.kpi_open_before = await kpi(frame, "open");
   const renders0 = await frame.evaluate(() => window.__deckmap.layerUpdates || 0);
+  const frames0 = await frame.evaluate(() => [window.__deckmap.mapFrames || 0, window.__deckmap.liveFrames || 0]);
   // the browser notes (on the machine's clock, which node shares) when each new incident id reaches the map's data
   await frame.evaluate(() => {
     const known = new Set((window.__deckmap.layerData("incidents") || []).map((d) => d.id));
@@ -131,6 +132,10 @@ try {
   out.stored_at = tStored;
   await frame.waitForFunction(() => window.__deckmap.isIdle(), null, { timeout: 30000 });
   out.drawn_ms = Date.now() - tStored;
+  // frames drawn for it: the live deck's, not the whole map's (the screen is untouched, so the map has no reason to)
+  const frames1 = await frame.evaluate(() => [window.__deckmap.mapFrames || 0, window.__deckmap.liveFrames || 0]);
+  out.map_frames = frames1[0] - frames0[0];
+  out.live_frames = frames1[1] - frames0[1];
   out.kpi_open_after = await kpi(frame, "open");
   // a report is stored, then dispatched in a second transaction: a poll between the two shows the case before its
   // level (and so its alarm); the screen's next poll (1 s) shows the alarm, so wait for it as a person would

@@ -36,9 +36,11 @@
   const api = { state, firstPaint: null, lastDrawn: null, drawEndAt: null, renders: 0 };
   // True when every layer file has arrived and every visible layer is loaded (for tests and screenshots).
   // (not while a render's layers are still to be set: the 300 ms delay, or a changed layer's file on its way)
+  let liveDeck = null;  // the screen's live layers (see ensureLiveDeck)
+  const deckIdle = (d) => !d || (d.isInitialized && d.props.layers.every((l) => !l.props.visible || l.isLoaded) &&
+    !d.needsRedraw({ clearRedrawFlags: false }));
   api.isIdle = () => deckgl.isInitialized && !state.pendingUpdate &&
-    Array.from(fetched.values()).every((v) => typeof v === "string") &&
-    deckgl.props.layers.every((l) => !l.props.visible || l.isLoaded) && !deckgl.needsRedraw({ clearRedrawFlags: false });
+    Array.from(fetched.values()).every((v) => typeof v === "string") && deckIdle(deckgl) && deckIdle(liveDeck);
   window.__deckmap = api;
   api.trace = [];  // [what, ms] of the last layer updates (tests read it to say where time goes)
   const trace = (what) => { api.trace.push([what, Math.round(performance.now())]); if (api.trace.length > 60) api.trace.shift(); };
@@ -48,16 +50,66 @@
     initialViewState: { longitude: 113.07, latitude: 23.01, zoom: 11.3, pitch: 0, bearing: 0 },
     controller: { doubleClickZoom: false },
     layers: [],
-    getTooltip: tooltip,
-    onViewStateChange: ({ viewState }) => { state.viewState = viewState; onView(); return viewState; },
+    getTooltip: (info) => {
+      if (liveDeck && info && info.x >= 0 && state.mode === "pan") {
+        const hit = liveDeck.isInitialized ? liveDeck.pickObject({ x: info.x, y: info.y, radius: 2 }) : null;
+        if (hit && hit.object) return tooltip(hit);
+      }
+      return tooltip(info);
+    },
+    onViewStateChange: ({ viewState }) => { state.viewState = viewState; syncLiveView(viewState); onView(); return viewState; },
+    onBeforeRender: () => syncLiveView(),
     onAfterRender: () => {
       trace("frame");
+      api.mapFrames = (api.mapFrames || 0) + 1;
       checkFirstPaint();
       api.renders += 1;
     },
     style: { background: "#0b1426" },
   });
   api.deck = deckgl;
+
+  // The command-centre screen draws its live layers (incidents, workers; and the labels listed above them) on a
+  // second, transparent deck above the map: a feed update then redraws only those few hundred points, not the whole city (a software-rendered 1080p
+  // frame of every layer took ≈ 2 s on a 2-core machine; the live layers alone ≈ 0.1–0.4 s). It takes no pointer
+  // events: the map below keeps the controller, and hover/click pick the live deck first (it is drawn on top).
+  const splitLive = () => !!(state.args && state.args.screen);
+  function ensureLiveDeck() {
+    if (liveDeck) return liveDeck;
+    liveDeck = new D.Deck({
+      parent: el("map"), viewState: mainView(), controller: false, layers: [],
+      style: { position: "absolute", left: "0px", top: "0px", pointerEvents: "none", zIndex: "1" },
+      onAfterRender: () => { trace("live frame"); api.liveFrames = (api.liveFrames || 0) + 1; checkFirstPaint(); },
+    });
+    api.liveDeck = liveDeck;
+    return liveDeck;
+  }
+  function mainView() {
+    const vp = deckgl.isInitialized ? deckgl.getViewports()[0] : null;
+    const v = vp ? { longitude: vp.longitude, latitude: vp.latitude, zoom: vp.zoom, pitch: vp.pitch, bearing: vp.bearing }
+      : currentView();
+    return Object.assign({}, v, { transitionDuration: 0 });
+  }
+  function syncLiveView(viewState) {
+    if (!liveDeck) return;
+    const v = viewState ? { longitude: viewState.longitude, latitude: viewState.latitude, zoom: viewState.zoom,
+      pitch: viewState.pitch || 0, bearing: viewState.bearing || 0 } : mainView();
+    const cur = liveDeck.props.viewState || {};
+    if (["longitude", "latitude", "zoom", "pitch", "bearing"].every((k) => cur[k] === v[k])) return;
+    liveDeck.setProps({ viewState: v });
+  }
+  // hover and click: the live deck first (drawn on top), then the map
+  function pickAt(opts) {
+    if (liveDeck && liveDeck.isInitialized) {
+      const ids = opts.layerIds ? opts.layerIds.filter((id) => liveDeck.props.layers.some((l) => l.id === id)) : null;
+      if (!ids || ids.length) {
+        const hit = liveDeck.pickObject(Object.assign({}, opts, ids ? { layerIds: ids } : {}));
+        if (hit && hit.object) return hit;
+      }
+      if (opts.layerIds && !opts.layerIds.some((id) => deckgl.props.layers.some((l) => l.id === id))) return null;
+    }
+    return deckgl.pickObject(opts);
+  }
 
   function currentView() {
     const v = state.viewState || deckgl.viewState || {};
@@ -194,23 +246,33 @@
   function updateLayers() {
     if (!state.args) return;
     const zoom = currentView().zoom || 11;
-    const layers = [];
+    const layers = [], live = [];
+    // the screen: the stack from its first live layer up (live layers and the labels above them, so the draw order
+    // is the same) goes to the live deck
+    const firstLive = splitLive() ? state.args.layers.findIndex(([, j]) => j === "@live") : -1;
+    const split = firstLive >= 0;
     // a changed layer still on its way (a file being fetched): wait for it instead of drawing a frame without it
     // (the fetch calls this again); a frame on a software-rendered screen takes seconds and would hold the file up
     const waiting = state.args.layers.some(([, json]) => isFileRef(json) && typeof fetched.get(json.slice(1)) !== "string");
-    for (const [id, json] of state.args.layers) {
+    for (const [i, [id, json]] of state.args.layers.entries()) {
       let layer;
       try { layer = convertLayer(id, json); } catch (e) { showError("layer " + id + ": " + e); continue; }
       if (!layer) continue;
       const extra = layer.id.startsWith("labels-") && screenZoomOffset() > 0 ? { sizeScale: 2 ** screenZoomOffset() } : {};
-      layers.push(layer.clone(Object.assign({ visible: isShown(id, zoom) }, extra)));
+      (split && i >= firstLive ? live : layers).push(layer.clone(Object.assign({ visible: isShown(id, zoom) }, extra)));
     }
     // nothing new to draw (e.g. a changed layer whose file is still on its way): no setProps, so no WebGL frame —
     // on a software-rendered screen a frame takes seconds and would delay the layer that is arriving
-    const drawKey = JSON.stringify([layers.map((l) => [l.id, state.cache.get(l.id) && state.cache.get(l.id).rev, l.props.visible]),
-      state.drawn, state.basemapOk && state.args.basemap_url]);
+    const keyOf = (ls) => ls.map((l) => [l.id, state.cache.get(l.id) && state.cache.get(l.id).rev, l.props.visible]);
+    const drawKey = JSON.stringify([keyOf(layers), state.drawn, state.basemapOk && state.args.basemap_url]);
+    const liveKey = JSON.stringify(keyOf(live));
     state.visibleKey = visibleKey(zoom);
     state.pendingUpdate = waiting;  // done unless a changed layer's file is still on its way (its fetch calls again)
+    if (split && liveKey !== state.liveKey) {  // the live deck: its own frame, the map below is not redrawn
+      state.liveKey = liveKey;
+      trace("setProps live");
+      ensureLiveDeck().setProps({ layers: live, viewState: mainView() });
+    }
     if (drawKey === state.drawKey || (waiting && state.drawKey !== undefined)) return;
     state.drawKey = drawKey;
     trace("setProps");
@@ -264,8 +326,10 @@
     if (!vp) return;
     const t0 = performance.now();
     const only = state.args && state.args.click_layers;  // null: every pickable layer
-    const ids = only ? only.filter((id) => deckgl.props.layers.some((l) => l.id === id && l.props.visible)) : null;
-    const info = (ids && !ids.length) ? {} : deckgl.pickObject(Object.assign({ x: px[0], y: px[1], radius: 2 },
+    const drawn = (l) => l.props.visible;
+    const ids = only ? only.filter((id) => deckgl.props.layers.concat(liveDeck ? liveDeck.props.layers : [])
+      .some((l) => l.id === id && drawn(l))) : null;
+    const info = (ids && !ids.length) ? {} : pickAt(Object.assign({ x: px[0], y: px[1], radius: 2 },
       ids ? { layerIds: ids } : {})) || {};
     api.pickMs = Math.round(performance.now() - t0);
     api.clickSentAt = Date.now();
@@ -435,8 +499,7 @@
   function checkFirstPaint() {
     if (state.firstPaint === null && state.args && deckgl.isInitialized && deckgl.props.layers.length > 0 &&
         (!state.args.live || feed.data !== null) &&
-        deckgl.props.layers.every((l) => !l.props.visible || l.isLoaded) &&
-        Array.from(fetched.values()).every((v) => typeof v === "string") && !deckgl.needsRedraw({ clearRedrawFlags: false })) {
+        Array.from(fetched.values()).every((v) => typeof v === "string") && deckIdle(deckgl) && deckIdle(liveDeck)) {
       state.firstPaint = performance.now();
       api.firstPaint = state.firstPaint;
     }
