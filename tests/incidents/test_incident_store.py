@@ -187,6 +187,40 @@ def test_worker_status_and_load(istore, default_twin, cat, spot):
     assert board.loc[inc.assignee, "open_cases"] == 1
 
 
+def test_report_and_dispatch_are_one_commit(tmp_path, default_twin, cat, spot, monkeypatch):
+    """A command-centre screen polling the store never sees a new case stored but not dispatched (no level, so
+    no alarm): while the dispatch is chosen, another connection does not see the report yet."""
+    import twin.incidents.store as store_mod
+
+    db = tmp_path / "state.sqlite"
+    istore, reader = IncidentStore(Store(db)), Store(db)
+    seen: list[tuple] = []
+    real = store_mod.dispatch
+
+    def watching(t, incident, **kw):
+        seen.append(tuple(reader.query("SELECT COUNT(*) FROM incidents WHERE id = ?", (incident.id,))[0]))
+        return real(t, incident, **kw)
+
+    monkeypatch.setattr(store_mod, "dispatch", watching)
+    inc, _ = _report(istore, default_twin, cat, spot)
+    assert seen == [(0,)]  # not visible to anyone else before the dispatch is written with it
+    assert reader.query("SELECT state, level, version FROM incidents WHERE id = ?", (inc.id,)) == \
+        [("dispatched", inc.level, 2)]
+
+
+def test_failed_dispatch_keeps_the_report(istore, default_twin, cat, spot, monkeypatch):
+    import twin.incidents.store as store_mod
+
+    def refuse(*a, **kw):
+        raise ValidationError("no unit can take it")
+
+    monkeypatch.setattr(store_mod, "dispatch", refuse)
+    with pytest.raises(ValidationError, match="no unit can take it"):
+        _report(istore, default_twin, cat, spot)
+    kept = istore.frame(states=["reported"])
+    assert len(kept) == 1 and istore.transitions(int(kept["id"].iloc[0]))["action"].tolist() == ["report"]
+
+
 def test_outside_point_writes_nothing(istore, default_twin, cat):
     from twin.errors import OutsideDistrictError
 

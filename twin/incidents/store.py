@@ -35,7 +35,7 @@ import numpy as np
 import pandas as pd
 
 from twin.access.roles import DISTRICT, Role
-from twin.errors import ConflictError, NotFoundError, ValidationError
+from twin.errors import ConflictError, NotFoundError, TwinError, ValidationError
 from twin.incidents import _derived
 from twin.incidents._rows import (
     FEED_FIELDS,
@@ -371,7 +371,9 @@ def report_incident(
 
     ``fields`` are :func:`twin.incidents.lifecycle.new_incident` arguments (``category``, ``lng``, ``lat``, ``reported_at``,
     ``channel``, ``severity``, ``reporter``, ``description``, ``attachments``, ``answered_at_once``). With
-    ``auto_dispatch`` a new case is dispatched at ``now`` (default: the report time). Returns
+    ``auto_dispatch`` a new case is dispatched at ``now`` (default: the report time) in the same transaction, so
+    no reader sees it stored but not dispatched; if dispatching fails the report is kept undispatched and the
+    error is raised. Returns
     ``(incident, linked)``; ``linked`` is True when the report was attached to an existing incident.
     The duplicate check and the insert run in one write transaction, so two simultaneous identical reports
     cannot both become new cases. A report is linked only to an incident inside the reporter's units
@@ -383,6 +385,8 @@ def report_incident(
     lo = iso(inc.reported_at - dt.timedelta(hours=window_h))
     marks = ", ".join("?" for _ in OPEN_STATES)
     cols = ["id", *FIELDS]
+    board = board_for(istore, t) if auto_dispatch else None  # read before the write lock is taken
+    failed: TwinError | None = None
     with istore.store.transaction() as tx:
         rows = tx.query(
             f"SELECT {', '.join(cols)} FROM incidents WHERE category = ? AND state IN ({marks}) "
@@ -399,8 +403,16 @@ def report_incident(
         stored = istore.add(inc, actor=actor, tx=tx, units={"grid_code": loc.grid_code,
                                                              "community_code": loc.community_code,
                                                              "town_code": loc.town_code})
-    if auto_dispatch and stored.id is not None:
-        stored = dispatch_incident(istore, t, catalogue, stored.id, actor=actor, now=now or stored.reported_at)
+        if board is not None:  # dispatched in the same commit: no reader ever sees the case without its level
+            try:
+                new, rec = dispatch(t, stored, board=board, catalogue=catalogue, actor=actor,
+                                    now=now or stored.reported_at)
+            except TwinError as e:  # the report is kept (reported, not dispatched); the caller hears why
+                failed = e
+            else:
+                stored = istore._save(tx, new, rec)
+    if failed is not None:
+        raise failed
     return stored, False
 
 

@@ -137,8 +137,7 @@ try {
   out.map_frames = frames1[0] - frames0[0];
   out.live_frames = frames1[1] - frames0[1];
   out.kpi_open_after = await kpi(frame, "open");
-  // a report is stored, then dispatched in a second transaction: a poll between the two shows the case before its
-  // level (and so its alarm); the screen's next poll (1 s) shows the alarm, so wait for it as a person would
+  // the alarm comes with the case (stored and dispatched in one commit); wait up to 10 s for it as a person would
   out.alarm_shown = await frame.waitForFunction((i) => !!document.querySelector(`#alarms .alarm[data-id='${i}']`), id,
     { timeout: 10000, polling: 100 }).then(() => true, () => false);
   out.new_halo = await frame.evaluate((i) => (window.__deckmap.layerData("incidents-new") || []).some((d) => d.id === i), id);
