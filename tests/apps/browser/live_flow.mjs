@@ -60,7 +60,10 @@ async function inspect(frame, name) {
   for (const t of await page.locator("[data-testid='stException'], [data-testid='stAlertContentError']").allInnerTexts()) note(`${name}: error box: ${t.slice(0, 300)}`);
   const shown = await frame.evaluate(() => document.getElementById("error").style.display === "block" && document.getElementById("error").textContent);
   if (shown) note(`${name}: map error box: ${shown}`);
-  return { chrome, map_box: box, min_font_px: Math.min(...fonts), n_text: fonts.length };
+  // the least radius an incident dot is drawn with, in device pixels (a 4K wall: twice 1080p's)
+  const dotPx = await frame.evaluate(() => { const m = window.__deckmap, d = m.liveDeck || m.deck;
+    const l = d.props.layers.find((x) => x.id === "incidents"); return l ? l.props.radiusMinPixels : null; });
+  return { chrome, map_box: box, min_font_px: Math.min(...fonts), n_text: fonts.length, dot_px: dotPx };
 }
 
 const incidentIds = (frame) => frame.evaluate(() => (window.__deckmap.layerData("incidents") || []).map((d) => d.id));

@@ -135,6 +135,20 @@
     if (!state.args || !state.args.screen) return 0;
     return Math.max(0, Math.log2((container.clientWidth || 1920) / 1920));
   }
+  // ... and so do sizes given in screen pixels (dots clamped to a least radius, outlines a few pixels wide): a 4K
+  // wall draws them twice as many pixels across, the same size to the eye as on a 1080p one
+  const PIXEL_SIZES = ["radiusMinPixels", "radiusMaxPixels", "pointRadiusMinPixels", "pointRadiusMaxPixels",
+    "lineWidthMinPixels", "lineWidthMaxPixels", "widthMinPixels", "widthMaxPixels"];
+  const PIXEL_SCALES = [["radiusUnits", "radiusScale"], ["pointRadiusUnits", "pointRadiusScale"],
+    ["lineWidthUnits", "lineWidthScale"], ["widthUnits", "widthScale"]];
+  function screenSized(layer) {
+    const f = 2 ** screenZoomOffset();
+    if (f === 1) return {};
+    const p = layer.props, out = {};
+    for (const k of PIXEL_SIZES) if (typeof p[k] === "number" && p[k] > 0 && p[k] < 1e6) out[k] = p[k] * f;
+    for (const [units, scale] of PIXEL_SCALES) if (p[units] === "pixels") out[scale] = (p[scale] || 1) * f;
+    return out;
+  }
   // shown = in its zoom range and not switched off in the legend
   function isShown(id, zoom) { return !state.hidden.has(id) && inZoom(id, zoom); }
 
@@ -258,7 +272,8 @@
       let layer;
       try { layer = convertLayer(id, json); } catch (e) { showError("layer " + id + ": " + e); continue; }
       if (!layer) continue;
-      const extra = layer.id.startsWith("labels-") && screenZoomOffset() > 0 ? { sizeScale: 2 ** screenZoomOffset() } : {};
+      const extra = layer.id.startsWith("labels-") && screenZoomOffset() > 0 ? { sizeScale: 2 ** screenZoomOffset() }
+        : screenSized(layer);
       (split && i >= firstLive ? live : layers).push(layer.clone(Object.assign({ visible: isShown(id, zoom) }, extra)));
     }
     // nothing new to draw (e.g. a changed layer whose file is still on its way): no setProps, so no WebGL frame —
