@@ -267,3 +267,29 @@ def test_lower_priority_lowers_every_thread_of_the_process() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
     n, ok = out.stdout.split()
     assert int(n) >= 4 and ok == "True"
+
+
+def test_parts_dirs_of_servers_killed_outright_are_swept(tmp_path):
+    """A server killed by SIGKILL cannot remove its parts directory (megabytes per version); the next server on the
+    host removes every such directory of this user whose server process is gone, and nothing else."""
+    from twin.service.build_process import PARTS_PREFIX, make_parts_dir, sweep_parts_dirs
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    dead = tmp_path / f"{PARTS_PREFIX}dead"
+    dead.mkdir()
+    (dead / "server.pid").write_text(str(gone.pid))
+    (dead / "v3.parts").write_bytes(b"x" * 1000)
+    live = tmp_path / f"{PARTS_PREFIX}live"
+    live.mkdir()
+    (live / "server.pid").write_text(str(os.getpid()))
+    unknown = tmp_path / f"{PARTS_PREFIX}old"  # names no server: not ours to judge
+    unknown.mkdir()
+    other = tmp_path / "twin-other"  # not a parts directory
+    other.mkdir()
+    (other / "server.pid").write_text(str(gone.pid))
+
+    new = make_parts_dir(tmp_path)
+    assert not dead.exists() and live.exists() and unknown.exists() and other.exists()
+    assert (new / "server.pid").read_text() == str(os.getpid()) and new.stat().st_mode & 0o777 == 0o700
+    assert sweep_parts_dirs(tmp_path) == []  # the new one and the live one stay

@@ -90,7 +90,6 @@ def _store(args: argparse.Namespace) -> Store:
 
 def _serve(args: argparse.Namespace) -> int:
     import shutil
-    import tempfile
 
     from twin.service import build_process
 
@@ -99,7 +98,7 @@ def _serve(args: argparse.Namespace) -> int:
         raise SystemExit("--workers must be at least 1")
     if args.no_builder:
         return _run_server(args, workers, None)
-    parts_dir = Path(tempfile.mkdtemp(prefix="twin-versions-"))  # mode 0700: this user's processes only
+    parts_dir = build_process.make_parts_dir()  # mode 0700; removes those of servers killed outright
     builder = build_process.start(args.twin, args.database_url, parts_dir)
     try:
         return _run_server(args, workers, parts_dir)

@@ -8,7 +8,11 @@ loads the twin at the server's priority, then builds at a lower one (``nice`` 10
 writes each new head's parts to a directory the workers read (:func:`await_parts`). A worker then only assembles
 the version (≈ 15 ms).
 
-The directory (made by ``twin serve``, mode 0700, removed when it stops) holds:
+The directory (made by ``twin serve`` with :func:`make_parts_dir`, mode 0700, removed when it stops) holds:
+
+* ``server.pid``: the process id of the ``twin serve`` that made it. A server killed outright (SIGKILL, power
+  loss) cannot remove its directory; the next ``twin serve`` on the host removes every such directory whose
+  server is gone (:func:`sweep_parts_dirs`);
 
 * ``v{N}.parts``: the parts of version ``N`` (pickle; written to a temporary name and renamed, so never read half
   written);
@@ -29,8 +33,10 @@ import contextlib
 import json
 import os
 import pickle
+import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from dataclasses import dataclass
@@ -53,8 +59,8 @@ from twin.partition.versions import (
 from twin.service._versioned import IndexSeeds, build_indexes, index_seeds, seed_indexes
 from twin.store.sql import Store, open_store
 
-__all__ = ["BEAT_S", "STALE_S", "Prepared", "await_parts", "checkout_prepared", "lower_priority", "parts_path",
-           "prepare", "read_status", "run", "start", "write_parts"]
+__all__ = ["BEAT_S", "PARTS_PREFIX", "STALE_S", "Prepared", "await_parts", "checkout_prepared", "lower_priority",
+           "make_parts_dir", "parts_path", "prepare", "read_status", "run", "start", "sweep_parts_dirs", "write_parts"]
 
 BEAT_S = 0.5
 """Seconds between heartbeats of the builder process."""
@@ -75,6 +81,49 @@ class Prepared:
 
     parts: VersionParts
     seeds: IndexSeeds | None = None
+
+
+PARTS_PREFIX = "twin-versions-"
+"""Name prefix of the parts directories (in the temporary directory)."""
+_OWNER = "server.pid"
+
+
+def make_parts_dir(root: Path | None = None) -> Path:
+    """A new parts directory (mode 0700) under ``root`` (default: the temporary directory) naming this process as
+    its server, after removing the directories of servers that are gone (:func:`sweep_parts_dirs`)."""
+    root = Path(root) if root is not None else Path(tempfile.gettempdir())
+    sweep_parts_dirs(root)
+    directory = Path(tempfile.mkdtemp(prefix=PARTS_PREFIX, dir=root))
+    (directory / _OWNER).write_text(str(os.getpid()))
+    return directory
+
+
+def sweep_parts_dirs(root: Path) -> list[Path]:
+    """Remove the parts directories under ``root`` left by servers that died without removing them: this user's,
+    naming a server process that no longer exists. A directory naming no server (or one that cannot be read) is
+    left alone. Returns the directories removed."""
+    removed = []
+    for directory in sorted(Path(root).glob(PARTS_PREFIX + "*")):
+        try:
+            if directory.is_symlink() or not directory.is_dir() or directory.stat().st_uid != os.getuid():
+                continue
+            pid = int((directory / _OWNER).read_text().strip())
+        except (OSError, ValueError):
+            continue
+        if pid > 0 and not _process_exists(pid):
+            shutil.rmtree(directory, ignore_errors=True)
+            removed.append(directory)
+    return removed
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: it exists
+        return True
+    return True
 
 
 def prepare(base: Twin, store: Store, vid: int) -> Prepared:
