@@ -130,6 +130,8 @@ def test_screen_shows_an_http_report_untouched(servers):
     assert out["view_1080"]["chrome"]["title"] != "streamlit app"
     assert out["min_font_px"] >= 18, out["min_font_px"]
     assert out["view_2160"]["min_font_px"] >= 36, out["view_2160"]["min_font_px"]
+    for view in ("view_1080", "view_2160"):  # the legend's check boxes are as large as its text
+        assert out[view]["checkbox_px"] >= 0.8 * out[view]["min_font_px"], (view, out[view])
     # the map's symbols follow the text: an incident dot's least radius (pixels) doubles on the 4K wall
     assert out["view_1080"]["dot_px"] and out["view_2160"]["dot_px"] == 2 * out["view_1080"]["dot_px"], \
         (out["view_1080"]["dot_px"], out["view_2160"]["dot_px"])

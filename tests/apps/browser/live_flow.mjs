@@ -63,7 +63,10 @@ async function inspect(frame, name) {
   // the least radius an incident dot is drawn with, in device pixels (a 4K wall: twice 1080p's)
   const dotPx = await frame.evaluate(() => { const m = window.__deckmap, d = m.liveDeck || m.deck;
     const l = d.props.layers.find((x) => x.id === "incidents"); return l ? l.props.radiusMinPixels : null; });
-  return { chrome, map_box: box, min_font_px: Math.min(...fonts), n_text: fonts.length, dot_px: dotPx };
+  // the legend's check boxes, as tall as its text (a form control keeps the browser's 13 px font unless told)
+  const boxPx = await frame.evaluate(() => { const i = document.querySelector("#legend input");
+    return i ? i.getBoundingClientRect().height : null; });
+  return { chrome, map_box: box, min_font_px: Math.min(...fonts), n_text: fonts.length, dot_px: dotPx, checkbox_px: boxPx };
 }
 
 const incidentIds = (frame) => frame.evaluate(() => (window.__deckmap.layerData("incidents") || []).map((d) => d.id));
