@@ -34,9 +34,9 @@
     basemapOk: null, hud: null,
   };
   const api = { state, firstPaint: null, lastDrawn: null, drawEndAt: null, renders: 0 };
+  let liveDeck = null;  // the screen's live layers (see ensureLiveDeck)
   // True when every layer file has arrived and every visible layer is loaded (for tests and screenshots).
   // (not while a render's layers are still to be set: the 300 ms delay, or a changed layer's file on its way)
-  let liveDeck = null;  // the screen's live layers (see ensureLiveDeck)
   const deckIdle = (d) => !d || (d.isInitialized && d.props.layers.every((l) => !l.props.visible || l.isLoaded) &&
     !d.needsRedraw({ clearRedrawFlags: false }));
   api.isIdle = () => deckgl.isInitialized && !state.pendingUpdate &&
@@ -50,13 +50,7 @@
     initialViewState: { longitude: 113.07, latitude: 23.01, zoom: 11.3, pitch: 0, bearing: 0 },
     controller: { doubleClickZoom: false },
     layers: [],
-    getTooltip: (info) => {
-      if (liveDeck && info && info.x >= 0 && state.mode === "pan") {
-        const hit = liveDeck.isInitialized ? liveDeck.pickObject({ x: info.x, y: info.y, radius: 2 }) : null;
-        if (hit && hit.object) return tooltip(hit);
-      }
-      return tooltip(info);
-    },
+    getTooltip: (info) => tooltip((info && info.x >= 0 && pickLive({ x: info.x, y: info.y, radius: 2 })) || info),
     onViewStateChange: ({ viewState }) => { state.viewState = viewState; syncLiveView(viewState); onView(); return viewState; },
     onBeforeRender: () => syncLiveView(),
     onAfterRender: () => {
@@ -70,9 +64,10 @@
   api.deck = deckgl;
 
   // The command-centre screen draws its live layers (incidents, workers; and the labels listed above them) on a
-  // second, transparent deck above the map: a feed update then redraws only those few hundred points, not the whole city (a software-rendered 1080p
-  // frame of every layer took ≈ 2 s on a 2-core machine; the live layers alone ≈ 0.1–0.4 s). It takes no pointer
-  // events: the map below keeps the controller, and hover/click pick the live deck first (it is drawn on top).
+  // second, transparent deck above the map: a feed update then redraws only those few hundred points, not the whole
+  // city (a software-rendered 1080p frame of every layer took ≈ 2 s on a 2-core machine; the live layers alone
+  // ≈ 0.1–0.4 s). It takes no pointer events: the map below keeps the controller, and hover/click pick the live
+  // deck first (it is drawn on top).
   const splitLive = () => !!(state.args && state.args.screen);
   function ensureLiveDeck() {
     if (liveDeck) return liveDeck;
@@ -98,17 +93,21 @@
     if (["longitude", "latitude", "zoom", "pitch", "bearing"].every((k) => cur[k] === v[k])) return;
     liveDeck.setProps({ viewState: v });
   }
-  // hover and click: the live deck first (drawn on top), then the map
+  // the live deck's object under a pixel (pickObject options), or null; hover and click look there first
+  function pickLive(opts) {
+    if (!liveDeck || !liveDeck.isInitialized || state.mode !== "pan") return null;
+    const hit = liveDeck.pickObject(opts);
+    return hit && hit.object ? hit : null;
+  }
+  // a click's pick: the live deck first (drawn on top), then the map; ``layerIds`` may name layers of either
   function pickAt(opts) {
-    if (liveDeck && liveDeck.isInitialized) {
-      const ids = opts.layerIds ? opts.layerIds.filter((id) => liveDeck.props.layers.some((l) => l.id === id)) : null;
-      if (!ids || ids.length) {
-        const hit = liveDeck.pickObject(Object.assign({}, opts, ids ? { layerIds: ids } : {}));
-        if (hit && hit.object) return hit;
-      }
-      if (opts.layerIds && !opts.layerIds.some((id) => deckgl.props.layers.some((l) => l.id === id))) return null;
-    }
-    return deckgl.pickObject(opts);
+    if (!liveDeck) return deckgl.pickObject(opts);
+    const on = (d) => (opts.layerIds || []).filter((id) => d.props.layers.some((l) => l.id === id));
+    const live = on(liveDeck), map = on(deckgl);
+    const hit = (!opts.layerIds || live.length) && pickLive(Object.assign({}, opts, opts.layerIds ? { layerIds: live } : {}));
+    if (hit) return hit;
+    return !opts.layerIds || map.length ? deckgl.pickObject(Object.assign({}, opts, opts.layerIds ? { layerIds: map } : {}))
+      : null;
   }
 
   function currentView() {
@@ -341,9 +340,8 @@
     if (!vp) return;
     const t0 = performance.now();
     const only = state.args && state.args.click_layers;  // null: every pickable layer
-    const drawn = (l) => l.props.visible;
     const ids = only ? only.filter((id) => deckgl.props.layers.concat(liveDeck ? liveDeck.props.layers : [])
-      .some((l) => l.id === id && drawn(l))) : null;
+      .some((l) => l.id === id && l.props.visible)) : null;
     const info = (ids && !ids.length) ? {} : pickAt(Object.assign({ x: px[0], y: px[1], radius: 2 },
       ids ? { layerIds: ids } : {})) || {};
     api.pickMs = Math.round(performance.now() - t0);
