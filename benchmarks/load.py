@@ -483,13 +483,14 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  edit error: {e}")
 
         # 3. mixed (Python clients)
-        state: dict = {"head": head, "at": fx["move"][1] if fx["move"] else None, "errors": {},
+        # the edit loop above moved the cell once per committed edit: start from where it left it; the warm-up's
+        # edits then carry ``state`` (head and the cell's grid) forward into the timed run
+        moved = len(edit_rows.get("acks", [])) - len(edit_rows.get("errors", []))
+        at = (fx["move"][1] if moved % 2 == 0 else fx["move"][2]) if fx["move"] is not None else None
+        state: dict = {"head": head, "at": at, "errors": {},
                        "think_s": args.think_ms / 1000.0, "edit_share": args.edit_share}
         asyncio.run(_run(base, keys, fx, args.clients, 2.0, 500, state))  # warm-up (not counted)
         state["errors"] = ERRORS
-        if fx["move"] is not None:  # the edit loop above moved the cell: follow it
-            state["head"] = head
-            state["at"] = fx["move"][1] if len(edit_rows.get("acks", [])) % 2 == 0 else fx["move"][2]
         results, wall = asyncio.run(_run(base, keys, fx, args.clients, args.duration, args.max_requests, state))
         mixed_errors = sum(1 for _, _, s in results if s >= 400)
         all_errors += mixed_errors
