@@ -103,6 +103,7 @@ def test_screen_shows_an_http_report_untouched(servers):
     out = _flow(cmd)
     out_4k = _flow([*cmd, "2160"])  # a fresh browser at 3840×2160
     out["view_2160"], out["first_paint_2160_ms"] = out_4k.get("view_2160"), out_4k.get("first_paint_2160_ms")
+    out["dot_px_resized_1080"] = out_4k.get("dot_px_resized_1080")
     out["shots"] += out_4k["shots"]
     assert out_4k["error"] is None and out_4k["errors"] == [], (out_4k["error"], out_4k["errors"])
     assert out["error"] is None, out["error"]
@@ -135,5 +136,7 @@ def test_screen_shows_an_http_report_untouched(servers):
     # the map's symbols follow the text: an incident dot's least radius (pixels) doubles on the 4K wall
     assert out["view_1080"]["dot_px"] and out["view_2160"]["dot_px"] == 2 * out["view_1080"]["dot_px"], \
         (out["view_1080"]["dot_px"], out["view_2160"]["dot_px"])
+    # ... and back when the wall's window is resized to 1080p, without a reload
+    assert out["dot_px_resized_1080"] == out["view_1080"]["dot_px"], (out["dot_px_resized_1080"], out["view_1080"])
     for shot in out["shots"]:
         assert (ARTIFACTS / shot).stat().st_size > 20_000

@@ -84,6 +84,12 @@ try {
     out.view_2160 = await inspect(frame, "2160p");
     await page.screenshot({ path: path.join(artifacts, "screen_2160.png") });
     out.shots.push("screen_2160.png");
+    // the same wall resized to 1080p (a window moved to a smaller display): the pixel sizes follow without a reload
+    await page.setViewportSize({ width: 1920, height: 1080 });
+    await frame.waitForFunction((px) => { const m = window.__deckmap, d = m.liveDeck || m.deck;
+      const l = d.props.layers.find((x) => x.id === "incidents"); return l && l.props.radiusMinPixels !== px; },
+    out.view_2160.dot_px, { timeout: 20000 }).catch(() => note("2160p → 1080p: the dots kept their 4K size for 20 s"));
+    out.dot_px_resized_1080 = (await inspect(frame, "2160p → 1080p")).dot_px;
     throw null;  // done
   }
   const t0 = Date.now();

@@ -220,7 +220,7 @@
       ctx.beginPath(); ctx.arc(p[0], p[1], 4, 0, 2 * Math.PI); ctx.fill();
     }
   }
-  window.addEventListener("resize", () => { sizeSketch(); drawSketch(); });
+  window.addEventListener("resize", () => { sizeSketch(); drawSketch(); updateLayers(); drawLegend(); });
 
   // The web basemap needs internet: one tile is probed first; unreachable → a notice and no tile layer (offline the
   // map is the district outline and the twin's own layers, which is how it is meant to look here).
@@ -278,8 +278,10 @@
     // nothing new to draw (e.g. a changed layer whose file is still on its way): no setProps, so no WebGL frame —
     // on a software-rendered screen a frame takes seconds and would delay the layer that is arriving
     const keyOf = (ls) => ls.map((l) => [l.id, state.cache.get(l.id) && state.cache.get(l.id).rev, l.props.visible]);
-    const drawKey = JSON.stringify([keyOf(layers), state.drawn, state.basemapOk && state.args.basemap_url]);
-    const liveKey = JSON.stringify(keyOf(live));
+    // the wall's size is part of both keys: pixel sizes follow it (a window resized to 4K or back redraws them)
+    const offset = screenZoomOffset();
+    const drawKey = JSON.stringify([keyOf(layers), state.drawn, state.basemapOk && state.args.basemap_url, offset]);
+    const liveKey = JSON.stringify([keyOf(live), offset]);
     state.visibleKey = visibleKey(zoom);
     state.pendingUpdate = waiting;  // done unless a changed layer's file is still on its way (its fetch calls again)
     if (split && liveKey !== state.liveKey) {  // the live deck: its own frame, the map below is not redrawn
