@@ -46,7 +46,8 @@ from twin.partition import versions
 from twin.services import counts_by_grid, run_services
 from twin.store.sql import Store, open_store
 
-__all__ = ["FEED_EVERY_S", "CHANGE_ZOOM_RANGES", "LiveFeed", "live_feed", "live_placeholders", "services_due_layer"]
+__all__ = ["FEED_EVERY_S", "CHANGE_ZOOM_RANGES", "LiveFeed", "live_feed", "live_placeholders", "services_due_layer",
+           "start_feed", "stop_feeds"]
 
 #: seconds between two reads of the store (and the browser's polls)
 FEED_EVERY_S = 1.0
@@ -184,6 +185,40 @@ def _remove_files(stem: Path) -> None:
         f.unlink(missing_ok=True)
 
 
+_running: list[tuple[LiveFeed, threading.Thread]] = []
+_running_lock = threading.Lock()
+
+
+def start_feed(feed: LiveFeed) -> threading.Thread:
+    """Start ``feed``'s thread (a tick every :data:`FEED_EVERY_S` seconds) until :func:`stop_feeds`."""
+    th = threading.Thread(target=feed.run, name=f"twin-live-feed-{feed.path.name}", daemon=True)
+    with _running_lock:
+        _running.append((feed, th))
+    th.start()
+    return th
+
+
+def stop_feeds(timeout_s: float = 10.0) -> int:
+    """Stop every feed thread this process started and wait for each (a tick under way ends first), then remove
+    their files and forget the cached feeds (the next :func:`live_feed` call starts a new one); returns how many
+    were stopped.
+
+    Registered with :mod:`atexit`, so it runs while the interpreter is still whole. A feed thread left ticking
+    into interpreter shutdown runs pandas (Arrow-backed strings: pyarrow's C++ code) while Python finalizes, when
+    a daemon thread that wants the GIL back is ended mid-call; a test process once aborted at exit that way
+    (``terminate called without an active exception``, after every test had passed).
+    """
+    with _running_lock:
+        running, _running[:] = list(_running), []
+    for feed, _ in running:
+        feed.stop()
+    for feed, th in running:
+        th.join(timeout_s)
+        _remove_files(feed.path.with_suffix(""))
+    live_feed.clear()
+    return len(running)
+
+
 @st.cache_resource(show_spinner=False)
 def live_feed(url: str) -> LiveFeed:
     """The feed of store ``url`` (started once per server process; the first tick runs here, so the file exists
@@ -195,10 +230,12 @@ def live_feed(url: str) -> LiveFeed:
     folder.mkdir(exist_ok=True)
     feed = LiveFeed(url=url, path=folder / name, ref=f"layers/{name}", base=base,
                     residents=int(base.manifest["counts"]["residents"]), key_persons=int(table["key_persons"].sum()))
-    atexit.register(_remove_files, feed.path.with_suffix(""))
     feed.tick()
-    threading.Thread(target=feed.run, name=f"twin-live-feed-{name}", daemon=True).start()
+    start_feed(feed)
     return feed
+
+
+atexit.register(stop_feeds)
 
 
 def live_placeholders(*, incidents: bool = True, workers: bool = True, changes: bool = False) -> list[tuple[str, str]]:

@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import subprocess
 import sys
+import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -16,7 +19,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 import twin  # noqa: E402
-from apps.live_feed import LiveFeed  # noqa: E402
+from apps.live_feed import LiveFeed, start_feed, stop_feeds  # noqa: E402
 from twin.incidents.catalogue import load_catalogue  # noqa: E402
 from twin.incidents.lifecycle import CST  # noqa: E402
 from twin.incidents.store import IncidentStore, report_incident  # noqa: E402
@@ -68,3 +71,44 @@ def test_a_new_incident_is_in_the_next_tick(t: twin.Twin, tmp_path: Path) -> Non
     kpi = {k["key"]: k["value"] for k in head2["hud"]["kpis"]}
     assert int(kpi["open"].replace(",", "")) == n0 + 1
     assert head2["error"] is None and head2["seq"] == 3
+
+
+def test_stop_feeds_ends_the_thread_then_removes_its_files(t: twin.Twin, tmp_path: Path) -> None:
+    feed, _ = _feed(t, tmp_path)
+    feed.tick()
+    th = start_feed(feed)
+    deadline = time.monotonic() + 10
+    while feed.seq < 2 and time.monotonic() < deadline:  # the thread's own tick
+        time.sleep(0.05)
+    assert feed.seq >= 2 and th.is_alive()
+    assert stop_feeds() == 1
+    assert not th.is_alive()
+    assert not list(feed.path.parent.glob("live-test*")), "a stopped feed leaves no files behind"
+    assert stop_feeds() == 0
+
+
+_EXITS = """
+import atexit, sys, time
+from pathlib import Path
+sys.path.insert(0, {root!r})
+state = {{}}
+# registered before apps.live_feed's own hook, so it runs after it (atexit is last in, first out)
+atexit.register(lambda: print("feed thread alive at exit:", state["th"].is_alive(), flush=True))
+import twin
+from apps.live_feed import LiveFeed, start_feed
+out = Path({tmp!r})
+feed = LiveFeed(url=str(out / "state.sqlite"), path=out / "live-exit.json", ref="layers/live-exit.json",
+                base=twin.load(), residents=1, key_persons=1)
+feed.tick()
+state["th"] = start_feed(feed)
+time.sleep(1.5)
+"""
+
+
+def test_a_process_that_ends_stops_its_feeds_first(tmp_path: Path) -> None:
+    """The feed threads are stopped and joined by an atexit hook, before the interpreter finalizes."""
+    script = textwrap.dedent(_EXITS.format(root=str(ROOT), tmp=str(tmp_path)))
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "feed thread alive at exit: False" in run.stdout
+    assert not list(tmp_path.glob("live-exit*"))

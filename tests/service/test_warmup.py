@@ -70,3 +70,23 @@ def test_the_event_loop_thread_has_its_transformers_before_the_first_request(sma
     with TestClient(app) as c:  # start-up (lifespan) has run on the client's event loop thread; no request yet
         assert c.portal is not None
         assert (crs.STORAGE_CRS, crs.METRIC_CRS) in c.portal.call(loop_thread_pairs)
+
+
+def test_close_stops_both_background_threads(small_twin: twin.Twin, tmp_path: Path) -> None:
+    """The service's shutdown (its lifespan) closes its twins: the builder and live-view threads end, while the
+    twins are still referenced (the app holds them), and are not started again."""
+    from twin.service.app import create_app
+
+    app = create_app(twin=small_twin, database_url=str(tmp_path / "state.sqlite"), warm=True)
+    twins = app.state.svc.twins
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # starlette warns that its TestClient will move to httpx2
+        from fastapi.testclient import TestClient
+
+        with TestClient(app) as c:
+            assert c.get("/health").status_code == 200
+            builder, deriver = twins._builder, twins._deriver
+            assert builder is not None and builder.is_alive() and deriver is not None and deriver.is_alive()
+    assert twins.closed and not builder.is_alive() and not deriver.is_alive()
+    twins.base_twin()
+    assert twins._deriver is deriver and not deriver.is_alive()

@@ -1,5 +1,6 @@
 """The two background threads of a service process, each holding its ``Twins`` (:mod:`twin.service._twins`) only while
-working (a weak reference otherwise), so that a process which drops its twins (tests make many apps) ends them:
+working (a weak reference otherwise), so that a process which drops its twins (tests make many apps) ends them, and
+ending when ``Twins.close`` is called (the service's shutdown):
 
 * ``twin version builder`` (:func:`build_loop`): builds the versions queued by ``Twins.request_build``;
 * ``twin live views`` (:func:`live_loop`): derives the live views of committed record changes.
@@ -14,7 +15,10 @@ from typing import Any
 
 from twin.crs import warm_transformers
 
-__all__ = ["build_loop", "live_loop"]
+__all__ = ["STOP", "build_loop", "live_loop", "stop"]
+
+#: queued to wake the builder thread when its ``Twins`` closes
+STOP = -(2**62)
 
 
 def build_loop(ref: weakref.ReferenceType[Any], q: queue.Queue[int]) -> None:
@@ -25,11 +29,13 @@ def build_loop(ref: weakref.ReferenceType[Any], q: queue.Queue[int]) -> None:
         try:
             first = q.get(timeout=2.0)
         except queue.Empty:
-            if ref() is None:
+            twins = ref()
+            if twins is None or twins.closed:
                 return
+            del twins
             continue
         twins = ref()
-        if twins is None:
+        if twins is None or twins.closed or first == STOP:
             return
         twins._build_next(first)
         del twins
@@ -40,7 +46,7 @@ def live_loop(ref: weakref.ReferenceType[Any], wake: threading.Event) -> None:
     it only while deriving)."""
     while True:
         twins = ref()
-        if twins is None:
+        if twins is None or twins.closed:
             return
         poll = twins.live_poll_s
         try:
@@ -50,3 +56,16 @@ def live_loop(ref: weakref.ReferenceType[Any], wake: threading.Event) -> None:
         del twins
         wake.wait(poll)
         wake.clear()
+
+
+def stop(twins: Any, timeout_s: float) -> None:
+    """Mark ``twins`` closed, wake its builder and live-view threads and wait for them to end (up to ``timeout_s``
+    seconds each; a build or a derivation under way ends first), so that neither is still in pandas' or pyarrow's
+    C++ code when the interpreter finalizes."""
+    with twins._lock:
+        twins.closed = True
+        threads = [th for th in (twins._builder, twins._deriver) if th is not None]
+    twins._queue.put(STOP)
+    twins._wake.set()
+    for th in threads:
+        th.join(timeout_s)

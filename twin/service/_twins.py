@@ -1,8 +1,8 @@
 """The per-version twin cache: the base twin, and the twins of the newest partition versions with query indexes.
 
 A version's twin is built once (checkout + query indexes, ≈ 40–100 ms on the default twin) by ONE background builder
-thread per process, never on a reader's request path and never under a lock readers wait on. Under ``twin serve`` the
-thread mostly adopts what the host's builder process prepared (:mod:`twin.service.build_process`, ≈ 15 ms):
+thread per process (ended by :meth:`Twins.close`), never on a reader's request path nor under a lock readers wait on;
+under ``twin serve`` it mostly adopts the parts the builder process made (:mod:`twin.service.build_process`, 15 ms):
 
 * a read of ``head`` (the default) whose head is not built yet asks the builder for it and is answered at once
   from the newest version already built (the answer names its version: body field and ``X-Twin-Version``);
@@ -14,10 +14,8 @@ thread mostly adopts what the host's builder process prepared (:mod:`twin.servic
   version, at most one such build per ``min_build_interval_s``, so a stream of edits costs readers at most one
   build's CPU at a time per process.
 
-Every process builds what its readers need, so with several worker processes each builds each new head (a
-committed version is in the store; a process that died mid-build builds it again on restart, at warm-up). When a
-version is first built anywhere it is announced once on the push feed (``version.ready``,
-:func:`twin.store.feed.publish`), deduplicated across processes by the ``service_versions_ready`` table.
+Every worker process builds each new head its readers need (one that died mid-build builds it again at warm-up); a
+version first built anywhere is announced once on the push feed (``version.ready``, :func:`twin.store.feed.publish`).
 
 Live records (:mod:`twin.live`): once change events are committed, :meth:`Twins.at` answers from the *live view* of
 the version's twin (:meth:`twin.live.state.LiveTwin.twin_for`: the records with every committed change, the
@@ -44,7 +42,7 @@ from twin.live.state import LiveTwin
 from twin.model import Twin, load
 from twin.partition.model import partition_from_twin
 from twin.partition.versions import BASE_VERSION, ensure_base, prepare_checkouts, resolve_version
-from twin.service._background import build_loop, live_loop
+from twin.service._background import build_loop, live_loop, stop
 from twin.service._head import HeadCache
 from twin.service._params import parse_version
 from twin.service._versioned import (
@@ -86,8 +84,7 @@ class Twins:
         self.store = store
         self.base = base
         self.keep_versions = keep_versions
-        self.ready = False
-        self.warmed = False
+        self.ready = self.warmed = self.closed = False
         self.built: dict[int, Twin] = {}
         self.build_seconds: dict[int, float] = {}
         self._lock = threading.Lock()
@@ -110,6 +107,10 @@ class Twins:
         self._wanted: set[int] = set()
         self._wake = threading.Event()
         self._deriver: threading.Thread | None = None
+
+    def close(self, timeout_s: float = 10.0) -> None:
+        """Stop the background threads and wait for them (:func:`._background.stop`; the service's shutdown)."""
+        stop(self, timeout_s)
 
     @property
     def loaded(self) -> bool:
@@ -211,7 +212,7 @@ class Twins:
 
     def _start_deriver(self) -> None:
         with self._lock:
-            if self._deriver is None:
+            if self._deriver is None and not self.closed:
                 self._deriver = threading.Thread(target=live_loop, args=(weakref.ref(self), self._wake),
                                                  name="twin live views", daemon=True)
                 self._deriver.start()
@@ -326,8 +327,8 @@ class Twins:
         return pick
 
     def _start_builder(self) -> None:
-        """Start the builder thread unless it runs (call with ``self._lock`` held)."""
-        if self._builder is None or not self._builder.is_alive():
+        """Start the builder thread unless it runs or the twins are closed (call with ``self._lock`` held)."""
+        if not self.closed and (self._builder is None or not self._builder.is_alive()):
             self._builder = threading.Thread(target=build_loop, args=(weakref.ref(self), self._queue),
                                              name="twin version builder", daemon=True)
             self._builder.start()

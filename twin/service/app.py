@@ -99,6 +99,7 @@ def create_app(twin_root: str | Path | None = None, database_url: str | None = N
             gc.collect()
             gc.freeze()
         yield
+        await anyio.to_thread.run_sync(twins.close)
         store.close()
 
     app = FastAPI(title="Chancheng Twin service", version="1", lifespan=lifespan, description=_DESCRIPTION)
