@@ -205,8 +205,8 @@ def stop_feeds(timeout_s: float = 10.0) -> int:
 
     Registered with :mod:`atexit`, so it runs while the interpreter is still whole. A feed thread left ticking
     into interpreter shutdown runs pandas (Arrow-backed strings: pyarrow's C++ code) while Python finalizes, when
-    a daemon thread that wants the GIL back is ended mid-call; a test process once aborted at exit that way
-    (``terminate called without an active exception``, after every test had passed).
+    a daemon thread that wants the GIL back is ended mid-call: the likely cause of a test process that aborted at
+    exit (``terminate called without an active exception``) after every test had passed.
     """
     with _running_lock:
         running, _running[:] = list(_running), []

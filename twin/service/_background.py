@@ -1,6 +1,6 @@
 """The two background threads of a service process, each holding its ``Twins`` (:mod:`twin.service._twins`) only while
-working (a weak reference otherwise), so that a process which drops its twins (tests make many apps) ends them, and
-ending when ``Twins.close`` is called (the service's shutdown):
+working (a weak reference otherwise), so that a process which drops its twins (tests make many apps) ends them;
+``Twins.close`` (:func:`stop`, at the service's shutdown) ends them too:
 
 * ``twin version builder`` (:func:`build_loop`): builds the versions queued by ``Twins.request_build``;
 * ``twin live views`` (:func:`live_loop`): derives the live views of committed record changes.
@@ -15,10 +15,10 @@ from typing import Any
 
 from twin.crs import warm_transformers
 
-__all__ = ["STOP", "build_loop", "live_loop", "stop"]
+__all__ = ["build_loop", "live_loop", "stop"]
 
 #: queued to wake the builder thread when its ``Twins`` closes
-STOP = -(2**62)
+_STOP = -(2**62)
 
 
 def build_loop(ref: weakref.ReferenceType[Any], q: queue.Queue[int]) -> None:
@@ -35,7 +35,7 @@ def build_loop(ref: weakref.ReferenceType[Any], q: queue.Queue[int]) -> None:
             del twins
             continue
         twins = ref()
-        if twins is None or twins.closed or first == STOP:
+        if twins is None or twins.closed or first == _STOP:
             return
         twins._build_next(first)
         del twins
@@ -65,7 +65,7 @@ def stop(twins: Any, timeout_s: float) -> None:
     with twins._lock:
         twins.closed = True
         threads = [th for th in (twins._builder, twins._deriver) if th is not None]
-    twins._queue.put(STOP)
+    twins._queue.put(_STOP)
     twins._wake.set()
     for th in threads:
         th.join(timeout_s)
