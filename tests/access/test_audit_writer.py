@@ -350,3 +350,55 @@ def test_on_the_loop_a_batch_is_committed_in_place_when_no_thread_can_start(stor
     loop_thread = asyncio.run(main())
     assert store.query("SELECT x FROM t ORDER BY x") == [(1,), (2,), (3,)]
     assert committed_on == [loop_thread, loop_thread]
+
+
+def test_close_writes_every_pending_item_then_ends_the_thread_and_refuses_new_ones(store):
+    from twin.access._audit_writer import WriterClosed
+
+    store.ensure_schema("t", ("CREATE TABLE IF NOT EXISTS t (x INTEGER NOT NULL)",))
+    gate, entered = threading.Event(), threading.Event()
+
+    def apply(tx, x):
+        entered.set()
+        gate.wait(10)
+        tx.execute("INSERT INTO t (x) VALUES (?)", (x,))
+        return x
+
+    w = GroupWriter(store, apply, max_batch=8)
+    futs = [w.submit(0)]
+    assert entered.wait(10)  # the first batch is being written; 40 more items queue behind it
+    futs += [w.submit(i) for i in range(1, 41)]
+    closing = ThreadPoolExecutor(1).submit(w.close, 10.0)
+    time.sleep(0.2)
+    assert not closing.done()  # close waits for what is pending
+    gate.set()
+    assert closing.result(20) is True
+    assert [f.result(0) for f in futs] == list(range(41))
+    assert sorted(x for (x,) in store.query("SELECT x FROM t")) == list(range(41))
+    assert not w._thread.is_alive()
+    with pytest.raises(WriterClosed, match="closed; nothing was queued"):
+        w.submit(41)
+
+
+def test_close_writers_ends_this_process_writer_and_the_next_entry_gets_a_new_one(store):
+    audit.submit(store, user="a", role="district", endpoint="/x").result(10)
+    first = audit.writer_for(store, "audit", audit._make_writer)
+    assert audit.close_writers(store.url) is True
+    assert first.closed and not first._thread.is_alive()
+    audit.submit(store, user="b", role="district", endpoint="/x").result(10)
+    assert audit.writer_for(store, "audit", audit._make_writer) is not first
+    rep = audit.verify(store)
+    assert rep.ok and rep.n_entries == 2, rep.to_text()
+
+
+def test_entries_submitted_just_before_the_process_exits_are_written(tmp_path):
+    """Nobody waits for these 300 entries; the exit hook still writes every one before the interpreter ends (a
+    daemon writer thread alone would be cut off mid-queue)."""
+    path = tmp_path / "state.sqlite"
+    code = ("import sys\nfrom twin.access import audit\nfrom twin.store.sql import Store\n"
+            "st = Store(sys.argv[1])\n"
+            "for i in range(300):\n"
+            "    audit.submit(st, user=f'u{i}', role='district', endpoint='/x', counts={'i': i})\n")
+    subprocess.run([sys.executable, "-c", code, str(path)], check=True, timeout=120)
+    rep = audit.verify(Store(path))
+    assert rep.ok and rep.n_entries == 300, rep.to_text()

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 import twin
+from twin.access import audit
 from twin.partition import versions
 from twin.partition.model import known_valid
 from twin.service import _threads
@@ -74,7 +75,8 @@ def test_the_event_loop_thread_has_its_transformers_before_the_first_request(sma
 
 def test_close_stops_both_background_threads(small_twin: twin.Twin, tmp_path: Path) -> None:
     """The service's shutdown (its lifespan) closes its twins: the builder and live-view threads end, while the
-    twins are still referenced (the app holds them), and are not started again."""
+    twins are still referenced (the app holds them), and are not started again; and its audit writer, once the
+    entries queued are written."""
     from twin.service.app import create_app
 
     app = create_app(twin=small_twin, database_url=str(tmp_path / "state.sqlite"), warm=True)
@@ -87,6 +89,10 @@ def test_close_stops_both_background_threads(small_twin: twin.Twin, tmp_path: Pa
             assert c.get("/health").status_code == 200
             builder, deriver = twins._builder, twins._deriver
             assert builder is not None and builder.is_alive() and deriver is not None and deriver.is_alive()
+            store = app.state.svc.store
+            queued = audit.submit(store, user="a", role="district", endpoint="/x")
+            writer = audit.writer_for(store, "audit", audit._make_writer)
     assert twins.closed and not builder.is_alive() and not deriver.is_alive()
+    assert queued.done() and writer.closed and not writer._thread.is_alive()  # the audit writer: drained, ended
     twins.base_twin()
     assert twins._deriver is deriver and not deriver.is_alive()

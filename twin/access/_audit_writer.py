@@ -22,6 +22,11 @@ NumPy or shapely kernel, a PROJ transform), which cost the loop more than writin
 whose fsync takes 1–5 ms, committing on the loop blocked it for 2.4 ms per batch (p50; p90 4.3 ms, 11 % of its
 time), handing the commit off for 0.35 ms (p90 1.7 ms, 5 %). The committer takes the GIL twice per batch.
 
+A writer lives as long as its process: :func:`close_writers` (registered with :mod:`atexit`, and called by the
+service's shutdown) writes what is still pending, then ends the writer thread and its connection, so no entry
+submitted before exit is dropped with a daemon thread and no writer thread is left inside SQLite while the
+interpreter finalizes.
+
 Processes serialise through the store's write transaction, so ``apply`` must read whatever it chains on (the audit
 head) inside the transaction it is given. :mod:`twin.access.audit` uses this for every append outside a caller's
 transaction.
@@ -30,6 +35,7 @@ transaction.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import os
 import threading
 import time
@@ -40,10 +46,14 @@ from typing import Any, Generic, TypeVar
 
 from twin.store.sql import HandOffTransaction, Store, Transaction, WriteLockBusy
 
-__all__ = ["GroupWriter", "writer_for"]
+__all__ = ["GroupWriter", "WriterClosed", "close_writers", "writer_for"]
 
 T = TypeVar("T")
 R = TypeVar("R")
+
+
+class WriterClosed(RuntimeError):
+    """An item was submitted to a :class:`GroupWriter` after :meth:`GroupWriter.close`."""
 
 
 class GroupWriter(Generic[T, R]):
@@ -85,6 +95,7 @@ class GroupWriter(Generic[T, R]):
         self._commit_pool: ThreadPoolExecutor | None = None
         self.batches = 0
         self.items = 0
+        self.closed = False
         self._thread = threading.Thread(target=self._run, name=f"group-writer {store.url}", daemon=True)
         self._thread.start()
 
@@ -92,6 +103,8 @@ class GroupWriter(Generic[T, R]):
         """Queue ``item``; the future resolves to ``apply``'s result once the item's batch has committed."""
         fut: Future[R] = Future()
         with self._cv:
+            if self.closed:
+                raise WriterClosed(f"the group writer of {self.store.url} is closed; nothing was queued")
             self._pending.append((item, fut))
             if self._needs_wake():
                 self._cv.notify()
@@ -102,6 +115,8 @@ class GroupWriter(Generic[T, R]):
         once the item is durable. Items submitted during one turn of the loop are committed in one transaction at
         the start of the next turn: on the loop thread when the store is SQLite and its write lock is free at that
         moment, else through the writer thread (:meth:`submit`), so the loop never waits for another writer."""
+        if self.closed:
+            raise WriterClosed(f"the group writer of {self.store.url} is closed; nothing was queued")
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[R] = loop.create_future()
         if self.store.dialect != "sqlite":
@@ -126,8 +141,12 @@ class GroupWriter(Generic[T, R]):
                 self._prepare(self.store)
             tx = self.store.begin(wait=False)
         except WriteLockBusy:  # another writer is at work: the writer thread waits for it, the loop goes on
-            for item, fut in batch:
-                _resolve_from(self.submit(item), fut, loop)
+            for i, (item, fut) in enumerate(batch):
+                try:
+                    _resolve_from(self.submit(item), fut, loop)
+                except WriterClosed as e:  # closed since these were queued: nothing of the rest is stored
+                    _fail(batch[i:], e)
+                    return
             return
         except Exception as e:  # noqa: BLE001 - handed to every waiting caller (nothing of the batch was stored)
             _fail(batch, e)
@@ -187,6 +206,18 @@ class GroupWriter(Generic[T, R]):
             except Exception:  # noqa: BLE001 - already durable; the next batch or a timer retries
                 pass
 
+    def close(self, timeout_s: float = 10.0) -> bool:
+        """Refuse new items, let the writer thread write every item already submitted, then end it (its connection
+        closed) and the committer thread; True if both ended within ``timeout_s`` seconds. Items an event loop
+        submitted stay with that loop's own turn (:meth:`submit_on_loop`)."""
+        with self._cv:
+            self.closed = True
+            self._cv.notify()
+        self._thread.join(timeout_s)
+        if self._commit_pool is not None:
+            self._commit_pool.shutdown(wait=True)
+        return not self._thread.is_alive()
+
     def expect(self, n: int = 1) -> None:
         """``n`` more items will be submitted soon (``-n``: announced items that were submitted or will not come);
         a batch waits for them, at most ``linger_s``."""
@@ -204,12 +235,15 @@ class GroupWriter(Generic[T, R]):
             return bool(self._pending)
         return self._waiting == "linger" and (self._expected == 0 or len(self._pending) >= self.max_batch)
 
-    def _take(self) -> list[tuple[T, Future[R]]]:
+    def _take(self) -> list[tuple[T, Future[R]]] | None:
+        """The next batch; None once the writer is closed and nothing is pending."""
         with self._cv:
             while not self._pending:
+                if self.closed:
+                    return None
                 self._waiting = "idle"
                 self._cv.wait()
-            if self.linger_s > 0 and self._expected > 0:
+            if self.linger_s > 0 and self._expected > 0 and not self.closed:
                 self._waiting = "linger"
                 end = time.monotonic() + self.linger_s
                 while self._expected > 0 and len(self._pending) < self.max_batch:
@@ -231,8 +265,7 @@ class GroupWriter(Generic[T, R]):
         return [self._apply(tx, item) for item in items]
 
     def _run(self) -> None:
-        while True:
-            batch = self._take()
+        while (batch := self._take()) is not None:
             live = [(item, fut) for item, fut in batch if fut.set_running_or_notify_cancel()]
             if not live:
                 continue
@@ -248,6 +281,7 @@ class GroupWriter(Generic[T, R]):
             self._committed(results)
             for (_, fut), res in zip(live, results):
                 fut.set_result(res)
+        self.store.close()  # this thread's connection (connections are per thread)
 
 
 def _fail(batch: Sequence[tuple[Any, asyncio.Future[Any]]], e: BaseException) -> None:
@@ -288,13 +322,27 @@ _writers_lock = threading.Lock()
 
 
 def writer_for(store: Store, name: str, make: Callable[[Store], GroupWriter[Any, Any]]) -> GroupWriter[Any, Any]:
-    """The one writer ``name`` of this process for ``store``'s database (made by ``make`` on first use; a forked
-    child makes its own)."""
+    """The one writer ``name`` of this process for ``store``'s database (made by ``make`` on first use, and again
+    after :func:`close_writers`; a forked child makes its own)."""
     k = (os.getpid(), name, store.url)
     w = _writers.get(k)
-    if w is None:
+    if w is None or w.closed:
         with _writers_lock:
             w = _writers.get(k)
-            if w is None:
+            if w is None or w.closed:
                 w = _writers[k] = make(Store(store.url) if store.dialect == "sqlite" else store)
     return w
+
+
+def close_writers(url: str | None = None, timeout_s: float = 10.0) -> bool:
+    """Close (:meth:`GroupWriter.close`) this process's writers of the database ``url`` (``None``: all of them);
+    the next :func:`writer_for` makes a new one. True if every writer thread ended within ``timeout_s`` seconds
+    each. Registered with :mod:`atexit`: entries submitted before the process exits are written before it does."""
+    pid = os.getpid()
+    with _writers_lock:
+        mine = [k for k in _writers if k[0] == pid and (url is None or k[2] == url)]
+        closing = [_writers.pop(k) for k in mine]
+    return all([w.close(timeout_s) for w in closing])
+
+
+atexit.register(close_writers)

@@ -68,7 +68,7 @@ from twin.access._audit_schema import (
 from twin.access._audit_schema import (
     hash_normalised as _hash_normalised,
 )
-from twin.access._audit_writer import GroupWriter, writer_for
+from twin.access._audit_writer import GroupWriter, WriterClosed, close_writers, writer_for
 from twin.crs import area_km2 as _area_km2
 from twin.store.pg import has_postgis
 from twin.store.sql import Store, Transaction
@@ -85,6 +85,7 @@ __all__ = [
     "submit_on_loop",
     "expect",
     "settle",
+    "close_writers",
     "AUDIT_LINGER_S",
     "checkpoint",
     "entries",
@@ -159,7 +160,10 @@ def submit(store: Store, *, user: str, role: str, endpoint: str, method: str = "
     ensure_schema(store)  # once per store object (as readers of this object expect), cheap after
     fields, footprint = _fields(user, role, endpoint, method, area, area_km2, counts, version, outcome, status,
                                 detail)
-    return writer_for(store, "audit", _make_writer).submit((fields, footprint))
+    try:
+        return writer_for(store, "audit", _make_writer).submit((fields, footprint))
+    except WriterClosed:  # closed between lookup and submit (a shutdown of another user of this database)
+        return writer_for(store, "audit", _make_writer).submit((fields, footprint))
 
 
 def submit_on_loop(store: Store, *, user: str, role: str, endpoint: str, method: str = "GET",
@@ -172,7 +176,10 @@ def submit_on_loop(store: Store, *, user: str, role: str, endpoint: str, method:
     ensure_schema(store)
     fields, footprint = _fields(user, role, endpoint, method, area, area_km2, counts, version, outcome, status,
                                 detail)
-    return writer_for(store, "audit", _make_writer).submit_on_loop((fields, footprint))
+    try:
+        return writer_for(store, "audit", _make_writer).submit_on_loop((fields, footprint))
+    except WriterClosed:  # as in submit
+        return writer_for(store, "audit", _make_writer).submit_on_loop((fields, footprint))
 
 
 #: how long (seconds) a batch of the audit writer waits for entries of requests still at work (see :func:`expect`)

@@ -23,6 +23,7 @@ import anyio
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
+from twin.access import audit
 from twin.access.policy import MAX_PAGE_SIZE, AccessPolicy
 from twin.crs import warm_transformers
 from twin.model import Twin
@@ -100,6 +101,7 @@ def create_app(twin_root: str | Path | None = None, database_url: str | None = N
             gc.freeze()
         yield
         await anyio.to_thread.run_sync(twins.close)
+        await anyio.to_thread.run_sync(audit.close_writers, store.url)  # entries still queued are written first
         store.close()
 
     app = FastAPI(title="Chancheng Twin service", version="1", lifespan=lifespan, description=_DESCRIPTION)
