@@ -71,7 +71,9 @@ def test_a_batch_waits_for_announced_items_and_a_lone_caller_does_not(store):
     assert w.submit(4).result(10) == 4  # nobody announced anything: committed at once
 
 
-def test_a_failed_batch_stores_nothing_and_every_waiter_gets_the_error(store):
+def _gated_writer(store, **kwargs):
+    """A writer inserting into table ``t`` whose every batch waits for ``gate``; ``entered`` is set when one has
+    started (so items submitted meanwhile queue behind it)."""
     store.ensure_schema("t", ("CREATE TABLE IF NOT EXISTS t (x INTEGER NOT NULL)",))
     gate, entered = threading.Event(), threading.Event()
 
@@ -81,7 +83,11 @@ def test_a_failed_batch_stores_nothing_and_every_waiter_gets_the_error(store):
         tx.execute("INSERT INTO t (x) VALUES (?)", (x,))
         return x
 
-    w = GroupWriter(store, apply)
+    return GroupWriter(store, apply, **kwargs), gate, entered
+
+
+def test_a_failed_batch_stores_nothing_and_every_waiter_gets_the_error(store):
+    w, gate, entered = _gated_writer(store)
     first = w.submit(0)  # holds the writer until the gate opens, so the next three form one batch
     assert entered.wait(10)
     batch = [w.submit(1), w.submit(None), w.submit(3)]  # NULL violates NOT NULL: the whole batch rolls back
@@ -355,16 +361,7 @@ def test_on_the_loop_a_batch_is_committed_in_place_when_no_thread_can_start(stor
 def test_close_writes_every_pending_item_then_ends_the_thread_and_refuses_new_ones(store):
     from twin.access._audit_writer import WriterClosed
 
-    store.ensure_schema("t", ("CREATE TABLE IF NOT EXISTS t (x INTEGER NOT NULL)",))
-    gate, entered = threading.Event(), threading.Event()
-
-    def apply(tx, x):
-        entered.set()
-        gate.wait(10)
-        tx.execute("INSERT INTO t (x) VALUES (?)", (x,))
-        return x
-
-    w = GroupWriter(store, apply, max_batch=8)
+    w, gate, entered = _gated_writer(store, max_batch=8)
     futs = [w.submit(0)]
     assert entered.wait(10)  # the first batch is being written; 40 more items queue behind it
     futs += [w.submit(i) for i in range(1, 41)]

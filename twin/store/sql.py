@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
@@ -23,6 +24,28 @@ from typing import Any
 from twin.store._write_lock import WriteLockBusy, acquire, write_lock
 
 __all__ = ["HandOffTransaction", "Store", "Transaction", "WriteLockBusy", "open_store"]
+
+
+#: how long (seconds) a SQLite connection waits for another one's lock before it gives up
+_BUSY_TIMEOUT_S = 30.0
+
+
+def _set_wal(con: sqlite3.Connection, timeout_s: float) -> None:
+    """Put ``con``'s database in WAL mode, retrying while another connection holds a lock for at most
+    ``timeout_s`` seconds. SQLite answers this pragma "database is locked" at once, without its busy handler,
+    while another connection holds a write transaction on a database not yet in WAL mode (a new, empty file that
+    another process is creating its tables in): two processes opening a new store together hit that."""
+    deadline = time.monotonic() + timeout_s
+    pause = 0.001
+    while True:
+        try:
+            con.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) or time.monotonic() + pause > deadline:
+                raise
+            time.sleep(pause)
+            pause = min(2 * pause, 0.05)
 
 
 class Store:
@@ -45,8 +68,8 @@ class Store:
     # -- connections -------------------------------------------------------------------------------------
     def _connect(self) -> Any:
         if self.dialect == "sqlite":
-            con = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=False)
-            con.execute("PRAGMA journal_mode=WAL")
+            con = sqlite3.connect(self.path, timeout=_BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
+            _set_wal(con, _BUSY_TIMEOUT_S)
             con.execute("PRAGMA synchronous=FULL")
             con.execute("PRAGMA foreign_keys=ON")
             return con
